@@ -1,0 +1,12 @@
+"""What the assistant does, independent of any messenger. ``setup`` wires it into a router."""
+
+from __future__ import annotations
+
+from bot.router import Router
+
+
+def setup(router: Router) -> None:
+    from handlers import account, admin, approvals, fallback, registration
+
+    for module in (registration, account, admin, approvals, fallback):
+        module.setup(router)

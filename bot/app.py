@@ -1,0 +1,55 @@
+"""Assembly: one place that builds the database, router, handlers, outbox and channels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import handlers
+from bot.buttons import ButtonSigner
+from bot.channels.base import Channel
+from bot.clock import Clock
+from bot.context import Services
+from bot.outbox import Dispatcher, Outbox
+from bot.router import Router
+from bot.settings import Settings
+from storage.db import Database
+
+log = logging.getLogger("sotay.app")
+
+
+class App:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.db = Database(settings.database_url)
+        self.services = Services(
+            settings=settings,
+            clock=self.clock,
+            outbox=Outbox(self.clock),
+            signer=ButtonSigner(settings.signing_key),
+            bot_username=settings.telegram_bot_username,
+        )
+        self.router = Router(self.db, self.services)
+        handlers.setup(self.router)
+        self.channels: dict[str, Channel] = {}
+        self.dispatcher = Dispatcher(
+            self.db, self.channels, self.clock, max_attempts=settings.outbox_max_attempts
+        )
+        self.router.after_commit.append(self.dispatcher.wake)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add_channel(self, channel: Channel) -> None:
+        self.channels[channel.name] = channel
+
+    def start_dispatcher(self) -> None:
+        self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.db.dispose()

@@ -1,0 +1,218 @@
+"""Telegram through python-telegram-bot: long polling by default, a webhook served by aiohttp
+when ``SOTAY_WEBHOOK_URL`` is set.
+
+Inbound updates become ``Inbound`` events for the router; outbound messages come only from the
+dispatcher via ``send``. Errors are mapped onto the dispatcher's outcomes (429 → wait, 403 →
+blocked, 400 → rejected, network → retry).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from aiohttp import web
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.channels.base import Blocked, Rejected, RetryLater, Transient
+from bot.core import Contact, Inbound, View, clean_text, split_text
+from bot.i18n import LANGUAGES, t
+from bot.settings import Settings
+
+log = logging.getLogger("sotay.telegram")
+WEBHOOK_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def to_inbound(update: Update) -> Inbound | None:
+    """Translate an update into a channel-neutral event (None for updates we ignore)."""
+    common = {"channel": "telegram", "key": str(update.update_id)}
+    if update.callback_query is not None:
+        query = update.callback_query
+        chat_id = query.message.chat.id if query.message else query.from_user.id
+        return Inbound(
+            **common,
+            user_ref=str(query.from_user.id),
+            chat_ref=str(chat_id),
+            choice=query.data or "",
+            language_hint=query.from_user.language_code,
+        )
+    message = update.message
+    if message is None or message.from_user is None or message.chat.type != "private":
+        return None
+    user = message.from_user
+    base = {
+        **common,
+        "user_ref": str(user.id),
+        "chat_ref": str(message.chat.id),
+        "language_hint": user.language_code,
+        "display_name": user.full_name,
+    }
+    if message.contact is not None:
+        own = message.contact.user_id == user.id
+        return Inbound(**base, contact=Contact(message.contact.phone_number, own))
+    if message.text is not None:
+        return Inbound(**base, text=clean_text(message.text))
+    return Inbound(**base, unsupported=True)
+
+
+def render_markup(
+    view: View,
+) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    if view.choices:
+        return InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(c.label, callback_data=c.data) for c in row]
+                for row in view.choices
+            ]
+        )
+    if view.request_contact:
+        return ReplyKeyboardMarkup(
+            [[KeyboardButton(view.request_contact, request_contact=True)]],
+            resize_keyboard=True,
+            one_time_keyboard=True,
+        )
+    if view.remove_keyboard:
+        return ReplyKeyboardRemove()
+    return None
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramChannel:
+    name = "telegram"
+    text_limit = 4096
+
+    def __init__(self, settings: Settings, handle) -> None:  # handle: async (Inbound) -> bool
+        self._settings = settings
+        self._handle = handle
+        root = settings.telegram_api_url.rstrip("/")
+        builder: ApplicationBuilder = (
+            Application.builder()
+            .token(settings.telegram_token or "")
+            .base_url(f"{root}/bot")
+            .base_file_url(f"{root}/file/bot")
+            .concurrent_updates(True)
+        )
+        if settings.webhook_url:
+            builder = builder.updater(None)
+        self.ptb = builder.build()
+        self.ptb.add_handler(TypeHandler(Update, self._on_update))
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def username(self) -> str | None:
+        return self.ptb.bot.username if self.ptb.bot._bot_user else None  # noqa: SLF001
+
+    async def start(self) -> None:
+        await self.ptb.initialize()
+        await self.publish_commands()
+        if self._settings.webhook_url:
+            await self._start_webhook()
+        else:
+            await self.ptb.bot.delete_webhook()
+            assert self.ptb.updater is not None
+            await self.ptb.updater.start_polling(allowed_updates=["message", "callback_query"])
+        await self.ptb.start()
+        log.info("telegram.started mode=%s", "webhook" if self._settings.webhook_url else "polling")
+
+    async def stop(self) -> None:
+        if self.ptb.updater is not None and self.ptb.updater.running:
+            await self.ptb.updater.stop()
+        if self.ptb.running:
+            await self.ptb.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.ptb.shutdown()
+
+    async def publish_commands(self) -> None:
+        """The command list, in Vietnamese and English (Telegram picks by the user's language)."""
+        names = ["start", "menu", "help", "status", "me", "lang", "privacy", "forget", "cancel"]
+        for lang in LANGUAGES:
+            commands = [BotCommand(name, t(lang, f"cmd.{name}")) for name in names]
+            await self.ptb.bot.set_my_commands(commands, language_code=lang)
+        default = [BotCommand(n, t(self._settings.default_language, f"cmd.{n}")) for n in names]
+        await self.ptb.bot.set_my_commands(default)
+
+    # --- inbound ---------------------------------------------------------------------------------
+
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.process(update)
+
+    async def process(self, update: Update) -> None:
+        if update.callback_query is not None:
+            try:
+                await update.callback_query.answer()  # stop the client's spinner at once
+            except TelegramError:
+                log.info("telegram.callback_answer_failed")
+        event = to_inbound(update)
+        if event is not None:
+            await self._handle(event)
+
+    def webhook_app(self) -> web.Application:
+        app = web.Application()
+        path = urlparse(self._settings.webhook_url or "").path or "/telegram"
+        app.router.add_post(path, self._webhook)
+        app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        return app
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """Refuse anything without our secret; process before answering so nothing is lost."""
+        secret = request.headers.get(WEBHOOK_HEADER, "")
+        if not hmac.compare_digest(secret, self._settings.webhook_secret or ""):
+            log.warning("telegram.webhook_refused")
+            return web.Response(status=403, text="forbidden")
+        try:
+            data = await request.json()
+            update = Update.de_json(data, self.ptb.bot)
+        except (ValueError, TypeError, KeyError):
+            return web.Response(status=400, text="bad update")
+        await self.process(update)
+        return web.Response(text="ok")
+
+    async def _start_webhook(self) -> None:
+        self._runner = web.AppRunner(self.webhook_app())
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self._settings.web_port).start()  # noqa: S104
+        await self.ptb.bot.set_webhook(
+            url=self._settings.webhook_url or "",
+            secret_token=self._settings.webhook_secret,
+            allowed_updates=["message", "callback_query"],
+        )
+
+    # --- outbound --------------------------------------------------------------------------------
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        parts = split_text(view.text, self.text_limit)
+        message_id = ""
+        try:
+            for index, part in enumerate(parts):
+                markup = render_markup(view) if index == len(parts) - 1 else None
+                sent = await self.ptb.bot.send_message(
+                    chat_id=int(chat_ref), text=part, reply_markup=markup
+                )
+                message_id = str(sent.message_id)
+        except RetryAfter as exc:
+            raise RetryLater(max(1.0, _seconds(exc.retry_after))) from exc
+        except Forbidden as exc:
+            raise Blocked(str(exc)) from exc
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                raise Blocked(exc.message) from exc
+            raise Rejected(exc.message) from exc
+        except NetworkError as exc:
+            raise Transient(str(exc)) from exc
+        return message_id

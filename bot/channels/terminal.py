@@ -1,0 +1,67 @@
+"""The terminal channel: a member's chat in a console, for the demo and for tests.
+
+Choices are printed as a numbered list and answered by number or label. There is no contact
+button, so a phone number is typed (and then needs the secretary's approval). Several people can
+take turns (``:user NAME``); messages for someone else wait in the outbox until it is their turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from typing import TextIO
+
+from bot.channels.base import RetryLater
+from bot.core import Inbound, View, clean_text
+from bot.textfold import fold
+
+PROMPT = "> "
+_ids = itertools.count(1)
+
+
+class TerminalChannel:
+    name = "terminal"
+    text_limit = 4096
+
+    def __init__(self, user: str, out: TextIO | None = None) -> None:
+        self.user = user
+        self.out = out or sys.stdout
+        self._choices: list[tuple[str, str]] = []
+        self._run = f"{id(self):x}"
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        if chat_ref != self.user:
+            raise RetryLater(3600)  # delivered when that person takes the keyboard
+        self._print(view)
+        return str(next(_ids))
+
+    def _print(self, view: View) -> None:
+        lines = ["", view.text]
+        choices = [choice for row in view.choices for choice in row]
+        if choices:
+            self._choices = [(c.label, c.data) for c in choices]
+            lines += [f"  {i}. {c.label}" for i, c in enumerate(choices, 1)]
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def switch(self, user: str) -> None:
+        self.user = user
+        self._choices = []
+
+    def inbound(self, line: str) -> Inbound:
+        """Turn a typed line into an event; a number or label of the last choices presses it."""
+        text = clean_text(line)
+        key = f"{self._run}-{next(_ids)}"
+        choice = self._pressed(text)
+        common = {"channel": self.name, "user_ref": self.user, "chat_ref": self.user, "key": key}
+        if choice is not None:
+            return Inbound(**common, choice=choice)
+        return Inbound(**common, text=text)
+
+    def _pressed(self, text: str) -> str | None:
+        if not self._choices or text.startswith("/"):
+            return None
+        if text.isdigit() and 1 <= int(text) <= len(self._choices):
+            return self._choices[int(text) - 1][1]
+        folded = fold(text)
+        return next((data for label, data in self._choices if fold(label) == folded), None)

@@ -1,0 +1,247 @@
+"""The ``sotay`` command: run the bot, the terminal chat and demo, and admin tasks.
+
+Errors an operator can fix (bad settings, old schema, unknown unit) end in one clear sentence
+and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+class Fail(click.ClickException):
+    """An operator-facing failure: printed as one line, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"sotay: {self.message}", err=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise Fail(str(exc)) from None
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "telegram", "apscheduler", "aiosqlite", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _require_current_schema(settings: Settings) -> None:
+    from storage.db import make_engine
+    from storage.migrate import schema_is_current
+
+    engine = make_engine(settings.database_url)
+    try:
+        current = await schema_is_current(engine)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is reported in one line
+        raise Fail(
+            f"cannot open the database {settings.database_url!r}: {type(exc).__name__}"
+        ) from None
+    finally:
+        await engine.dispose()
+    if not current:
+        raise Fail("the database schema is out of date; run `sotay db upgrade` first.")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Sổ tay đảng viên assistant."""
+    _logging(verbose)
+
+
+# --- database -------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version."""
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    click.echo("database schema is up to date")
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+@main.command()
+def run() -> None:
+    """Start everything configured (Telegram polling or webhook, dispatcher)."""
+    settings = _settings()
+    try:
+        settings.require_webhook_secret()
+    except SettingsError as exc:
+        raise Fail(str(exc)) from None
+    if not settings.telegram_token:
+        raise Fail(
+            "SOTAY_TELEGRAM_TOKEN is not set; set it (or try `sotay demo` to chat in the terminal)."
+        )
+    _run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from telegram.error import InvalidToken, NetworkError
+
+    from bot.app import App
+    from bot.channels.telegram import TelegramChannel
+
+    await _require_current_schema(settings)
+    app = App(settings)
+    telegram = TelegramChannel(settings, app.router.handle)
+    app.add_channel(telegram)
+    try:
+        await telegram.start()
+    except InvalidToken:
+        await app.close()
+        raise Fail("Telegram refused SOTAY_TELEGRAM_TOKEN (invalid token).") from None
+    except NetworkError as exc:
+        await app.close()
+        raise Fail(
+            f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc}"
+        ) from None
+    app.services.bot_username = telegram.username
+    app.start_dispatcher()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await telegram.stop()
+    await app.close()
+
+
+@main.command()
+@click.option("--user", "user", default="me", show_default=True, help="Who is typing.")
+def chat(user: str) -> None:
+    """Chat with the assistant in this terminal."""
+    settings = _settings()
+    _run(_chat(settings, user, hint=None))
+
+
+@main.command()
+@click.option(
+    "--db", "db_path", default="sotay-demo.db", show_default=True, type=click.Path(dir_okay=False)
+)
+@click.option("--user", "user", default="demo", show_default=True)
+@click.option("--fresh", is_flag=True, help="Start over with a new demo database.")
+def demo(db_path: str, user: str, fresh: bool) -> None:
+    """A demo in the terminal: SQLite, a seeded demo organisation, no token, no network."""
+    from bot.demo import seed_demo
+    from storage.migrate import upgrade
+
+    path = Path(db_path)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    settings = _settings(database_url=f"sqlite+aiosqlite:///{path}")
+    upgrade(settings.database_url)
+    hint = _run(seed_demo(settings))
+    _run(_chat(settings, user, hint=hint))
+
+
+async def _chat(settings: Settings, user: str, *, hint: str | None) -> None:
+    from bot.terminal_chat import chat_loop
+
+    await _require_current_schema(settings)
+    await chat_loop(settings, user, hint=hint)
+
+
+# --- administration -------------------------------------------------------------------------------
+
+
+@main.group()
+def roster() -> None:
+    """The committee's member roster."""
+
+
+@roster.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check and report without writing.")
+def roster_import(file: Path, dry_run: bool) -> None:
+    """Import members from a UTF-8 CSV file (member_code, full_name, phone, unit_path, has_smartphone)."""
+    from handlers.roster import RosterFileError, import_roster_file
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        report = _run(
+            import_roster_file(
+                settings.database_url, file, dry_run=dry_run, progress=sys.stderr.isatty()
+            )
+        )
+    except RosterFileError as exc:
+        raise Fail(str(exc)) from None
+    click.echo(report.render())
+    if report.errors:
+        sys.exit(3)
+
+
+@main.command()
+@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
+@click.option("--phone", required=True)
+@click.option("--name", default=None, help="Full name, when the person is not in the roster.")
+def grant(role: str, unit_path: str, phone: str, name: str | None) -> None:
+    """Give a role on a unit to the person with this phone number."""
+    from handlers.cli_admin import AdminError, grant_role
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(
+            _run(grant_role(settings, role=role, unit_path=unit_path, phone=phone, name=name))
+        )
+    except AdminError as exc:
+        raise Fail(str(exc)) from None
+
+
+@main.command()
+@click.option(
+    "--role", type=click.Choice(["member", "secretary", "deputy", "staff", "admin"]), required=True
+)
+@click.option("--unit", "unit_path", required=True)
+@click.option("--ttl", default=None, help="Validity, e.g. 7d or 48h (default SOTAY_INVITE_TTL).")
+def invite(role: str, unit_path: str, ttl: str | None) -> None:
+    """Create a single-use, expiring invite and print its link and code."""
+    from handlers.cli_admin import AdminError, make_invite
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(_run(make_invite(settings, role=role, unit_path=unit_path, ttl=ttl)))
+    except AdminError as exc:
+        raise Fail(str(exc)) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

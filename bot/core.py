@@ -1,0 +1,115 @@
+"""Channel-neutral messages: what comes in (``Inbound``) and what goes out (``View``).
+
+Channels translate their updates into ``Inbound`` and render ``View`` in their own way
+(Telegram buttons, numbered lists on Zalo and in the terminal). Handlers see only these types.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+# Zero-width and bidirectional control characters: invisible, and used to spoof text.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+MAX_INBOUND_CHARS = 4096
+
+
+def clean_text(text: str) -> str:
+    """NFC, no invisible control characters, trimmed. Every inbound text passes through here."""
+    text = unicodedata.normalize("NFC", text)
+    text = _INVISIBLE.sub("", text)
+    return text.strip()[:MAX_INBOUND_CHARS]
+
+
+@dataclass(frozen=True)
+class Contact:
+    phone: str
+    is_own: bool
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One event from a user, whatever the channel."""
+
+    channel: str
+    user_ref: str
+    chat_ref: str
+    key: str  # idempotency key, unique per channel
+    text: str | None = None
+    choice: str | None = None  # raw data of a pressed button
+    contact: Contact | None = None
+    language_hint: str | None = None
+    display_name: str | None = None
+    unsupported: bool = False  # a sticker, photo... we cannot read
+
+    @property
+    def command(self) -> tuple[str, str] | None:
+        """``("start", "ABC")`` for ``/start ABC`` (also ``/start@bot ABC``), else None."""
+        if not self.text or not self.text.startswith("/"):
+            return None
+        head, _, rest = self.text[1:].partition(" ")
+        name = head.split("@", 1)[0].lower()
+        if not name or not name.replace("_", "").isalnum():
+            return None
+        return name, rest.strip()
+
+
+@dataclass(frozen=True)
+class Choice:
+    label: str
+    data: str  # signed, at most 64 bytes (Telegram's callback_data limit)
+
+
+@dataclass
+class View:
+    """Text plus optional choices: what a handler wants the user to see."""
+
+    text: str
+    choices: list[list[Choice]] = field(default_factory=list)
+    request_contact: str | None = None  # label of a "share my phone number" button
+    remove_keyboard: bool = False
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"text": self.text}
+        if self.choices:
+            payload["choices"] = [[[c.label, c.data] for c in row] for row in self.choices]
+        if self.request_contact:
+            payload["request_contact"] = self.request_contact
+        if self.remove_keyboard:
+            payload["remove_keyboard"] = True
+        return payload
+
+    @staticmethod
+    def from_payload(payload: dict[str, Any]) -> View:
+        return View(
+            text=payload["text"],
+            choices=[
+                [Choice(label, data) for label, data in row] for row in payload.get("choices", [])
+            ],
+            request_contact=payload.get("request_contact"),
+            remove_keyboard=payload.get("remove_keyboard", False),
+        )
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split a long text at line boundaries so each part fits a channel's limit."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not parts:
+        parts.append(current)
+    return parts

@@ -1,0 +1,212 @@
+"""Guided conversations stored as rows.
+
+A flow is a set of named steps; each step has an ``ask`` (what to show) and an ``answer``
+(what to do with the reply, returning the next step). The open dialog of a user lives in the
+``dialog`` table, so a restart resumes at the same step. Every prompt bumps ``seq`` and its
+buttons carry it: a press on an older prompt is recognised as stale and refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm.attributes import flag_modified
+from sqlmodel import select
+
+from bot.context import Ctx
+from bot.core import Contact, View
+from bot.textfold import fold
+from storage.models import Dialog
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+
+
+@dataclass
+class Prompt:
+    text: str
+    options: list[Option] = field(default_factory=list)
+    request_contact: str | None = None
+    free_text: bool = False  # accept typed text besides the options
+    columns: int = 1
+
+
+@dataclass(frozen=True)
+class Answer:
+    value: str | None = None  # the chosen option
+    text: str | None = None  # typed text that is not an option
+    contact: Contact | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Stay on the step: show this message, then ask again. Nothing entered so far is lost."""
+
+    key: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Leave this flow and start another at ``step`` with ``data``."""
+
+    flow: str
+    step: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Next = str | Retry | Switch | None  # None: the dialog is finished
+AskFn = Callable[[Ctx, dict[str, Any]], Awaitable[Prompt]]
+AnswerFn = Callable[[Ctx, dict[str, Any], Answer], Awaitable[Next]]
+
+
+class Flow:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asks: dict[str, AskFn] = {}
+        self.answers: dict[str, AnswerFn] = {}
+
+    def ask(self, step: str) -> Callable[[AskFn], AskFn]:
+        def register(fn: AskFn) -> AskFn:
+            self.asks[step] = fn
+            return fn
+
+        return register
+
+    def answer(self, step: str) -> Callable[[AnswerFn], AnswerFn]:
+        def register(fn: AnswerFn) -> AnswerFn:
+            self.answers[step] = fn
+            return fn
+
+        return register
+
+
+FLOWS: dict[str, Flow] = {}
+
+
+def flow(name: str) -> Flow:
+    FLOWS[name] = Flow(name)
+    return FLOWS[name]
+
+
+async def current(ctx: Ctx) -> Dialog | None:
+    stmt = select(Dialog).where(
+        Dialog.channel == ctx.event.channel, Dialog.user_ref == ctx.event.user_ref
+    )
+    return (await ctx.session.exec(stmt)).first()
+
+
+async def start(ctx: Ctx, flow_name: str, step: str, data: dict[str, Any] | None = None) -> None:
+    """Open a dialog (replacing any other one of this user) and ask its first step."""
+    dialog = await current(ctx)
+    if dialog is None:
+        dialog = Dialog(
+            channel=ctx.event.channel,
+            user_ref=ctx.event.user_ref,
+            chat_ref=ctx.event.chat_ref,
+            flow=flow_name,
+            step=step,
+            updated_at=ctx.now,
+        )
+    dialog.flow, dialog.step, dialog.data = flow_name, step, dict(data or {})
+    await ask(ctx, dialog)
+
+
+async def end(ctx: Ctx, dialog: Dialog | None) -> None:
+    if dialog is not None and dialog.id is not None:
+        await ctx.session.delete(dialog)
+
+
+def expired(ctx: Ctx, dialog: Dialog) -> bool:
+    return (
+        dialog.updated_at is not None
+        and ctx.now - dialog.updated_at > ctx.settings.dialog_timeout_delta
+    )
+
+
+async def ask(ctx: Ctx, dialog: Dialog) -> None:
+    """Render the dialog's current step and remember which options it offered."""
+    prompt = await FLOWS[dialog.flow].asks[dialog.step](ctx, dialog.data)
+    dialog.seq += 1
+    dialog.updated_at = ctx.now
+    dialog.prompt = {
+        "options": [[o.value, o.label] for o in prompt.options],
+        "free_text": prompt.free_text,
+        "contact": prompt.request_contact is not None,
+    }
+    flag_modified(dialog, "data")
+    ctx.session.add(dialog)
+    rows = [
+        prompt.options[i : i + prompt.columns]
+        for i in range(0, len(prompt.options), prompt.columns)
+    ]
+    ctx.reply(
+        View(
+            text=prompt.text,
+            choices=[
+                [ctx.button(o.label, f"d:{dialog.seq}:{o.value}") for o in row] for row in rows
+            ],
+            request_contact=prompt.request_contact,
+        )
+    )
+
+
+def _match_option(options: list[list[str]], text: str) -> str | None:
+    """A typed reply that names an option: its number ("2") or its label, any spelling."""
+    stripped = text.strip().rstrip(".)")
+    if stripped.isdigit() and 1 <= int(stripped) <= len(options):
+        return options[int(stripped) - 1][0]
+    folded = fold(text)
+    for value, label in options:
+        if fold(label) == folded:
+            return value
+    return None
+
+
+def interpret(
+    dialog: Dialog, *, text: str | None, contact: Contact | None, value: str | None
+) -> Answer:
+    if value is not None:
+        return Answer(value=value)
+    if contact is not None:
+        return Answer(contact=contact)
+    options = dialog.prompt.get("options", [])
+    chosen = _match_option(options, text or "") if options else None
+    return Answer(value=chosen) if chosen else Answer(text=text or "")
+
+
+async def answer(ctx: Ctx, dialog: Dialog, reply: Answer) -> None:
+    """Feed a reply to the current step and move the dialog on."""
+    prompt = dialog.prompt
+    if reply.value is not None and reply.value not in {v for v, _ in prompt.get("options", [])}:
+        reply = Answer(text=reply.value)
+    if (
+        reply.value is None
+        and reply.contact is None
+        and prompt.get("options")
+        and not prompt.get("free_text")
+    ):
+        ctx.reply(ctx.t("common.choose_option"))
+        await ask(ctx, dialog)
+        return
+    next_step = await FLOWS[dialog.flow].answers[dialog.step](ctx, dialog.data, reply)
+    await follow(ctx, dialog, next_step)
+
+
+async def follow(ctx: Ctx, dialog: Dialog, next_step: Next) -> None:
+    if isinstance(next_step, Retry):
+        ctx.reply(ctx.t(next_step.key, **next_step.values))
+        await ask(ctx, dialog)
+    elif isinstance(next_step, Switch):
+        dialog.flow, dialog.step, dialog.data = next_step.flow, next_step.step, dict(next_step.data)
+        await ask(ctx, dialog)
+    elif next_step is None:
+        await end(ctx, dialog)
+    else:
+        dialog.step = next_step
+        await ask(ctx, dialog)

@@ -1,0 +1,152 @@
+"""Matching keys for Vietnamese (and English) chat messages: normalise, fold, tokenise.
+
+Members type on cheap phones, with or without diacritics, sometimes in NFD from older keyboards,
+and in chat shorthand ("ko nhan dc ma otp", "quên mk", "sdt doi roi"). The FAQ matcher must see
+all of these as the same words, so this module turns any text into one canonical form:
+
+1. ``clean``: Unicode NFC, zero-width and bidi control characters removed, lowercase, one space.
+2. ``fold``: diacritics removed and đ→d. Folding merges some words (nhắn/nhận → "nhan"); the
+   matcher's bigrams and character n-grams recover most of that context, and members often type
+   without diacritics anyway, so matching must not depend on them.
+3. ``tokens``: syllables of the folded text, with chat abbreviations and synonyms rewritten to one
+   canonical spelling (``SYNONYMS``) and politeness particles dropped.
+
+It produces matching keys only: never show folded text to a member.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+Lang = Literal["vi", "en"]
+
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+_WORD = re.compile(r"[^\W_]+")
+_VI_MARKS = re.compile("[àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ]")
+
+# Written as members type them; keys and values are folded at import, so "đc" and "dc" are one key.
+# Values are the canonical spelling used in the index. Multi-word keys are matched longest first.
+_SYNONYM_SOURCE: dict[str, tuple[str, ...]] = {
+    "mat khau": ("mk", "mật khẩu", "pass", "password", "passwork", "pw", "pwd", "mật mã"),
+    "otp": ("mã otp", "otp", "mã xác thực", "mã xác nhận", "mã kích hoạt", "verification code"),
+    "so dien thoai": ("sđt", "sdt", "số đt", "số dt", "phone number"),
+    "dien thoai": ("điện thoại", "đt", "dt", "đth", "dth", "phone", "dthoai"),
+    "dien thoai thong minh": ("smartphone", "smart phone", "điện thoại cảm ứng"),
+    "dang vien": ("đảng viên", "đv", "dv", "đviên", "party member"),
+    "chi bo": ("chi bộ", "cb"),
+    "ung dung": ("ứng dụng", "app", "apps", "application", "phần mềm"),
+    "khong": ("không", "ko", "k", "khong", "hok", "kg", "khg", "kh", "hem", "k0", "hk"),
+    "duoc": ("được", "dc", "đc", "đươc", "dk", "đk"),
+    "nhan": ("nhắn", "ns", "nhận"),
+    "tai khoan": ("tài khoản", "tk", "account", "acc", "tkhoan"),
+    "dang nhap": ("đăng nhập", "đn", "dn", "login", "log in", "sign in", "đăng nhặp"),
+    "dang ky": ("đăng ký", "đăng kí", "dky", "đky", "register", "sign up"),
+    "tin nhan": ("tin nhắn", "tn", "sms"),
+    "cap nhat": ("cập nhật", "cập nhập", "update", "up date"),
+    "cai": ("cài đặt", "install", "installed", "setup", "set up"),
+    "tai": ("tải", "tải về", "download", "dowload", "down"),
+    "chplay": ("ch play", "chplay", "google play", "play store", "cửa hàng play", "ch plays"),
+    "appstore": ("app store", "appstore", "apple store"),
+    "iphone": ("iphone", "ip", "ios", "ai phôn"),
+    "sinh hoat": ("sinh hoạt", "sh", "họp", "cuộc họp", "meeting", "meetings"),
+    "bi thu": ("bí thư", "secretary", "bthu"),
+    "nghi quyet": ("nghị quyết", "nq", "resolution", "resolutions"),
+    "can cuoc": ("căn cước", "cccd", "cmnd", "căn cước công dân", "citizen id"),
+    "mang": ("mạng", "wifi", "wi fi", "3g", "4g", "5g", "internet", "network"),
+    "song": ("sóng", "signal"),
+    "quen": ("quên", "wen", "qen", "forgot", "forget", "forgotten"),
+    "gi": ("gì", "j"),
+    "nhu the nao": ("như thế nào", "ntn", "thế nào", "ra sao", "làm sao", "how"),
+    "lam": ("làm", "lm"),
+    "roi": ("rồi", "r", "rùi", "oy"),
+    "cung": ("cũng", "cx", "cug"),
+    "truoc": ("trước", "trc"),
+    "nguoi": ("người", "ng"),
+    "thoi gian": ("thời gian", "tg"),
+    "voi": ("với", "vs"),
+    "biet": ("biết", "bit", "bik", "bjt"),
+    "dang": ("đang", "dag", "đag"),
+}
+
+# Politeness particles and pronouns that carry no topic in either language.
+_PARTICLES = frozenset(
+    ["a", "ah", "ak", "oi", "nhe", "nha", "nhi", "ha", "hi", "ad", "admin", "em", "e", "anh", "toi", "minh", "t", "tui", "vay", "z", "ta", "is", "are", "am", "i", "my", "me", "you", "your", "of", "it", "please", "hello", "thanks", "thank", "dear", "sir", "chao", "dum", "do"]
+)
+
+_COMMON_VI = frozenset(
+    ["toi", "em", "anh", "chi", "ong", "ba", "co", "khong", "duoc", "la", "gi", "nao", "sao", "the", "lam", "roi", "cua", "cho", "voi", "va", "ma", "thi", "bi", "da", "dang", "se", "con", "nhu", "nay", "do", "o", "dau", "khi", "nhung", "cac", "mot", "hai", "ba", "hoi", "giup", "xin", "nhe", "nha", "a", "oi", "vay", "ve", "len", "xuong", "vao", "ra", "di", "den", "tai", "mat", "khau", "nhan", "ma", "so", "dien", "thoai", "dang", "vien", "chi", "bo", "hop", "sinh", "hoat", "ung", "dung", "tai", "khoan", "nhap", "quen", "doi", "moi", "cu", "cai", "dat", "tim", "thay", "bao", "loi", "xem", "tin", "lich", "tai", "lieu", "van", "ban", "hoai", "mai", "luon", "ko", "dc", "k", "mk", "sdt", "dt", "tk", "dv", "cb", "dn", "ns", "j", "ntn", "vs", "r"]
+)
+
+_COMMON_EN = frozenset(
+    ["the", "a", "an", "is", "are", "am", "i", "my", "me", "you", "your", "to", "of", "in", "on", "for", "it", "how", "what", "where", "when", "why", "who", "which", "can", "cannot", "can't", "do", "does", "did", "not", "no", "yes", "please", "with", "from", "this", "that", "there", "have", "has", "get", "got", "should", "would", "will", "be", "been", "was", "were", "phone", "app", "password", "code", "meeting", "meetings", "member", "cell", "account", "login", "log", "forgot", "change", "changed", "new", "old", "number", "install", "update", "document", "documents", "help", "use", "using", "see", "find", "read", "send", "receive", "received"]
+)
+
+
+def _fold_raw(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def clean(text: str) -> str:
+    """NFC, invisible control characters removed, lowercase, whitespace collapsed."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
+    return " ".join(text.lower().split())
+
+
+def fold(text: str) -> str:
+    """``clean`` plus diacritics removed (đ→d): the form members type without accents."""
+    return _fold_raw(clean(text))
+
+
+def syllables(text: str) -> list[str]:
+    """Folded syllables (and words of any script), punctuation dropped."""
+    return _WORD.findall(fold(text))
+
+
+def _build_synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
+    table: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for canonical, variants in _SYNONYM_SOURCE.items():
+        target = tuple(canonical.split())
+        for variant in (canonical, *variants):
+            table[tuple(_WORD.findall(_fold_raw(variant.lower())))] = target
+    return table
+
+
+SYNONYMS: dict[tuple[str, ...], tuple[str, ...]] = _build_synonyms()
+_MAX_KEY = max(len(key) for key in SYNONYMS)
+
+
+def canonicalise(words: list[str]) -> list[str]:
+    """Rewrite abbreviations and synonyms (longest match first) and drop particles."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for size in range(min(_MAX_KEY, len(words) - i), 0, -1):
+            target = SYNONYMS.get(tuple(words[i : i + size]))
+            if target is not None:
+                out.extend(target)
+                i += size
+                break
+        else:
+            if words[i] not in _PARTICLES:
+                out.append(words[i])
+            i += 1
+    return out
+
+
+def tokens(text: str) -> list[str]:
+    """Canonical matching tokens of ``text``: folded, abbreviations expanded, particles dropped."""
+    return canonicalise(syllables(text))
+
+
+def detect_language(text: str) -> Lang:
+    """Rough guess: Vietnamese if it has Vietnamese letters or its syllables look Vietnamese."""
+    cleaned = clean(text)
+    if _VI_MARKS.search(cleaned):
+        return "vi"
+    words = _WORD.findall(_fold_raw(cleaned))
+    vi_hits = sum(word in _COMMON_VI for word in words)
+    en_hits = sum(word in _COMMON_EN for word in words)
+    return "en" if en_hits > vi_hits else "vi"

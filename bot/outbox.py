@@ -1,0 +1,272 @@
+"""The one port for outbound messages, and the dispatcher that drains it.
+
+Handlers never talk to a messenger. They add rows here inside their own transaction; the
+dispatcher sends them after commit, so a rolled-back handler never sends anything and a crash
+after commit loses nothing. Per chat, messages leave in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
+from bot.clock import Clock
+from bot.core import View
+from storage.db import Database, is_postgres
+from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
+
+log = logging.getLogger("sotay.outbox")
+
+LEASE = timedelta(seconds=60)
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+class Outbox:
+    """Writes outbound messages as rows of the caller's transaction."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def add(
+        self,
+        session: AsyncSession,
+        *,
+        channel: str,
+        chat_ref: str,
+        view: View,
+        member_id: int | None = None,
+        dedupe_key: str | None = None,
+    ) -> OutboxMessage:
+        now = self._clock.now()
+        row = OutboxMessage(
+            channel=channel,
+            chat_ref=chat_ref,
+            member_id=member_id,
+            payload=view.to_payload(),
+            dedupe_key=dedupe_key,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(row)
+        return row
+
+
+class Dispatcher:
+    """Sends due outbox rows through their channels, recording every outcome."""
+
+    def __init__(
+        self,
+        db: Database,
+        channels: dict[str, Channel],
+        clock: Clock,
+        *,
+        max_attempts: int = 8,
+        concurrency: int = 16,
+        batch: int = 200,
+    ) -> None:
+        self._db = db
+        self._channels = channels
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._paused_until: dict[str, datetime] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self, idle: float = 5.0) -> None:
+        while True:
+            sent = await self.run_once()
+            if sent:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=await self._idle_wait(idle))
+            except TimeoutError:
+                pass
+
+    async def _idle_wait(self, idle: float) -> float:
+        async with self._db.reader() as session:
+            stmt = select(OutboxMessage.next_attempt_at).where(
+                OutboxMessage.status == OutboxStatus.pending
+            )
+            due = (
+                await session.exec(stmt.order_by(OutboxMessage.next_attempt_at).limit(1))
+            ).first()
+        if due is None:
+            return idle
+        return min(idle, max(0.05, (due - self._clock.now()).total_seconds()))
+
+    async def run_once(self, channel: str | None = None, chat_ref: str | None = None) -> int:
+        """Send everything due now (optionally for one chat); return how many rows were handled."""
+        handled = 0
+        while rows := await self._claim(channel, chat_ref):
+            by_chat: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
+            for row in rows:
+                by_chat[(row.channel, row.chat_ref)].append(row)
+            await asyncio.gather(*(self._send_chat(chat_rows) for chat_rows in by_chat.values()))
+            handled += len(rows)
+        return handled
+
+    async def _claim(self, channel: str | None, chat_ref: str | None) -> Sequence[OutboxMessage]:
+        now = self._clock.now()
+        paused = [name for name, until in self._paused_until.items() if until > now]
+        async with self._db.session() as session:
+            stmt = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.next_attempt_at) <= now)
+                .where(
+                    (col(OutboxMessage.lease_until).is_(None))
+                    | (col(OutboxMessage.lease_until) < now)
+                )
+                .order_by(col(OutboxMessage.id))
+                .limit(self._batch)
+            )
+            if channel:
+                stmt = stmt.where(OutboxMessage.channel == channel)
+            if chat_ref:
+                stmt = stmt.where(OutboxMessage.chat_ref == chat_ref)
+            if paused:
+                stmt = stmt.where(col(OutboxMessage.channel).not_in(paused))
+            if is_postgres(self._db.engine):
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.exec(stmt)).all()
+            for row in rows:
+                row.lease_until = now + LEASE
+                session.add(row)
+        return rows
+
+    async def _send_chat(self, rows: list[OutboxMessage]) -> None:
+        """Send one chat's rows in order; stop at the first that must wait."""
+        async with self._semaphore:
+            for row in rows:
+                if not await self._send_row(row):
+                    await self._release(rows[rows.index(row) + 1 :])
+                    return
+
+    async def _send_row(self, row: OutboxMessage) -> bool:
+        channel = self._channels.get(row.channel)
+        if channel is None:
+            await self._finish(row, OutboxStatus.failed, error="no such channel")
+            return True
+        try:
+            external_id = await channel.send(row.chat_ref, View.from_payload(row.payload))
+        except RetryLater as exc:
+            await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)
+            if exc.scope == "channel":
+                self._paused_until[row.channel] = self._clock.now() + timedelta(seconds=exc.seconds)
+            return False
+        except Blocked:
+            await self._mark_blocked(row)
+            return False
+        except Rejected as exc:
+            log.warning("outbox.rejected id=%s channel=%s error=%s", row.id, row.channel, exc)
+            await self._finish(row, OutboxStatus.failed, error=str(exc)[:200])
+            return True
+        except (Transient, SendError, OSError) as exc:
+            return await self._transient(row, exc)
+        await self._finish(row, OutboxStatus.sent, external_id=external_id)
+        return True
+
+    async def _transient(self, row: OutboxMessage, exc: Exception) -> bool:
+        attempts = row.attempts + 1
+        if attempts >= self._max_attempts:
+            log.warning(
+                "outbox.gave_up id=%s channel=%s attempts=%s", row.id, row.channel, attempts
+            )
+            await self._finish(row, OutboxStatus.failed, error=type(exc).__name__)
+            return True
+        backoff = min(MAX_BACKOFF, timedelta(seconds=2**attempts))
+        await self._postpone_chat(row, backoff, counts=True)
+        return False
+
+    async def _finish(
+        self,
+        row: OutboxMessage,
+        status: OutboxStatus,
+        *,
+        external_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row.id)
+                .values(
+                    status=status,
+                    attempts=OutboxMessage.attempts + 1,
+                    sent_at=self._clock.now() if status == OutboxStatus.sent else None,
+                    external_id=external_id,
+                    last_error=error,
+                    lease_until=None,
+                )
+            )
+
+    async def _postpone_chat(self, row: OutboxMessage, delay: timedelta, *, counts: bool) -> None:
+        """Push this row and everything queued after it for the chat, keeping their order."""
+        when = self._clock.now() + delay
+        async with self._db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(OutboxMessage.channel == row.channel)
+                .where(OutboxMessage.chat_ref == row.chat_ref)
+                .where(OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.id) >= row.id)
+                .values(next_attempt_at=when, lease_until=None)
+            )
+            if counts:
+                await session.exec(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id) == row.id)
+                    .values(attempts=OutboxMessage.attempts + 1, last_error="transient")
+                )
+
+    async def _release(self, rows: list[OutboxMessage]) -> None:
+        if not rows:
+            return
+        async with self._db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_([r.id for r in rows]))
+                .values(lease_until=None)
+            )
+
+    async def _mark_blocked(self, row: OutboxMessage) -> None:
+        """The user blocked us: stop every queued message to that chat and remember it."""
+        log.info("outbox.blocked channel=%s member=%s", row.channel, row.member_id)
+        async with self._db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(OutboxMessage.channel == row.channel)
+                .where(OutboxMessage.chat_ref == row.chat_ref)
+                .where(OutboxMessage.status == OutboxStatus.pending)
+                .values(status=OutboxStatus.blocked, lease_until=None, last_error="blocked")
+            )
+            await session.exec(
+                update(ChannelAccount)
+                .where(ChannelAccount.channel == row.channel)
+                .where(ChannelAccount.chat_ref == row.chat_ref)
+                .values(reachable=False)
+            )
+
+    async def reschedule_chat(self, channel: str, chat_ref: str) -> None:
+        """Make a chat's waiting messages due now (the terminal uses it when a user returns)."""
+        async with self._db.session() as session:
+            await session.exec(
+                update(OutboxMessage)
+                .where(OutboxMessage.channel == channel)
+                .where(OutboxMessage.chat_ref == chat_ref)
+                .where(OutboxMessage.status == OutboxStatus.pending)
+                .values(next_attempt_at=self._clock.now(), lease_until=None)
+            )

@@ -1,0 +1,249 @@
+"""The one place that decides routing and access.
+
+For each inbound event: drop it if already processed; find the actor; then pick the handler
+(an explicit command, a pressed button, the open dialog's step, or free text) and check the
+actor's registration and roles before calling it. Handlers run inside one transaction and only
+write rows; the outbox sends after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from bot import dialogs
+from bot.context import Actor, Ctx, Services
+from bot.core import Inbound, View
+from bot.i18n import pick_language
+from storage import queries
+from storage.db import Database
+from storage.models import Member, ProcessedEvent, Role
+
+log = logging.getLogger("sotay.router")
+
+CommandFn = Callable[[Ctx, str], Awaitable[None]]
+ActionFn = Callable[[Ctx, list[str]], Awaitable[None]]
+FallbackFn = Callable[[Ctx, str], Awaitable[None]]
+
+ANYONE: tuple[Role, ...] = ()
+REGISTERED: tuple[Role, ...] = (Role.member,)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: CommandFn
+    requires: tuple[Role, ...]  # () anyone; (member,) registered; else any of these roles
+    published: bool = True
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    handler: ActionFn
+    requires: tuple[Role, ...]
+
+
+class UserLocks:
+    """One lock per messenger user: two messages of one user are handled one after the other."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        async with lock:
+            yield
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class Router:
+    def __init__(self, db: Database, services: Services) -> None:
+        self.db = db
+        self.services = services
+        self.commands: dict[str, Command] = {}
+        self.actions: dict[str, Action] = {}
+        self.fallback: FallbackFn | None = None
+        self.after_commit: list[Callable[[], None]] = []
+        self._locks = UserLocks()
+
+    def command(
+        self, name: str, *, requires: tuple[Role, ...] = ANYONE, published: bool = True
+    ) -> Callable[[CommandFn], CommandFn]:
+        def register(fn: CommandFn) -> CommandFn:
+            self.commands[name] = Command(name, fn, requires, published)
+            return fn
+
+        return register
+
+    def action(
+        self, name: str, *, requires: tuple[Role, ...] = REGISTERED
+    ) -> Callable[[ActionFn], ActionFn]:
+        def register(fn: ActionFn) -> ActionFn:
+            self.actions[name] = Action(name, fn, requires)
+            return fn
+
+        return register
+
+    async def handle(self, event: Inbound) -> bool:
+        """Process one event exactly once; False when it was a duplicate."""
+        async with self._locks.hold((event.channel, event.user_ref)):
+            try:
+                async with self.db.session() as session:
+                    await self._claim(session, event)
+                    ctx = await self._context(session, event)
+                    await self._route(ctx)
+            except (_Duplicate, IntegrityError) as exc:
+                if isinstance(exc, IntegrityError) and not await self._seen(event):
+                    raise
+                log.info("event.duplicate channel=%s", event.channel)
+                return False
+            except Exception:
+                log.exception("event.failed channel=%s", event.channel)
+                await self._apologise(event)
+            finally:
+                for hook in self.after_commit:
+                    hook()
+        return True
+
+    async def _claim(self, session, event: Inbound) -> None:
+        seen = await session.get(ProcessedEvent, (event.channel, event.key))
+        if seen is not None:
+            raise _Duplicate
+        session.add(
+            ProcessedEvent(channel=event.channel, key=event.key, at=self.services.clock.now())
+        )
+        await session.flush()
+
+    async def _seen(self, event: Inbound) -> bool:
+        async with self.db.reader() as session:
+            return await session.get(ProcessedEvent, (event.channel, event.key)) is not None
+
+    async def _apologise(self, event: Inbound) -> None:
+        async with self.db.session() as session:
+            ctx = await self._context(session, event)
+            ctx.reply(ctx.t("common.error"))
+
+    async def _context(self, session, event: Inbound) -> Ctx:
+        actor = Actor()
+        actor.account = await queries.account_for(
+            session, channel=event.channel, user_ref=event.user_ref
+        )
+        if actor.account is not None:
+            if not actor.account.reachable:
+                actor.account.reachable = True  # they wrote to us, so they unblocked the bot
+                session.add(actor.account)
+            actor.member = await session.get(Member, actor.account.member_id)
+            if actor.member is not None and actor.registered:
+                actor.grants = await queries.grants_of(session, member_id=actor.member.id or 0)
+        stored = actor.account.language if actor.account else None
+        lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
+        return Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
+
+    async def _route(self, ctx: Ctx) -> None:
+        event = ctx.event
+        dialog = await dialogs.current(ctx)
+        if dialog is not None and dialogs.expired(ctx, dialog):
+            await dialogs.end(ctx, dialog)
+            dialog = None
+            ctx.reply(ctx.t("common.dialog_expired"))
+            if event.command is None:
+                return
+        if dialog is not None:
+            ctx.lang = dialog.data.get("lang", ctx.lang)
+        if event.command is not None:
+            await self._command(ctx, dialog, *event.command)
+        elif event.choice is not None:
+            await self._choice(ctx, dialog, event.choice)
+        elif dialog is not None and (event.text or event.contact):
+            answer = dialogs.interpret(dialog, text=event.text, contact=event.contact, value=None)
+            await dialogs.answer(ctx, dialog, answer)
+        elif event.contact is not None:
+            ctx.reply(ctx.t("common.contact_without_dialog"))
+        elif event.text and self.fallback is not None:
+            await self.fallback(ctx, event.text)
+        else:
+            ctx.reply(ctx.t("common.unsupported"))
+
+    def allowed(self, ctx: Ctx, requires: tuple[Role, ...]) -> bool:
+        if not requires:
+            return True
+        if not ctx.actor.registered:
+            return False
+        return requires == REGISTERED or ctx.actor.holds(*requires)
+
+    def refuse(self, ctx: Ctx, requires: tuple[Role, ...]) -> None:
+        ctx.reply(
+            ctx.t("common.not_registered" if not ctx.actor.registered else "common.not_allowed")
+        )
+
+    async def _command(self, ctx: Ctx, dialog, name: str, args: str) -> None:
+        if name == "cancel":
+            await dialogs.end(ctx, dialog)
+            ctx.reply(
+                View(
+                    ctx.t("common.cancelled" if dialog else "common.nothing_to_cancel"),
+                    remove_keyboard=True,
+                )
+            )
+            return
+        command = self.commands.get(name)
+        if command is None:
+            ctx.reply(ctx.t("common.unknown_command", name=name[:32]))
+            if dialog is not None:
+                await dialogs.ask(ctx, dialog)
+            return
+        if not self.allowed(ctx, command.requires):
+            self.refuse(ctx, command.requires)
+            return
+        if name == "help" and dialog is not None:
+            await command.handler(ctx, args)
+            await dialogs.ask(ctx, dialog)
+            return
+        await dialogs.end(ctx, dialog)
+        await ctx.session.flush()
+        await command.handler(ctx, args)
+
+    async def _choice(self, ctx: Ctx, dialog, raw: str) -> None:
+        data = self.services.signer.verify(raw)
+        if data is None:
+            log.warning("button.forged channel=%s", ctx.event.channel)
+            ctx.reply(ctx.t("common.stale_button"))
+            return
+        kind, _, rest = data.partition(":")
+        if kind == "d":
+            seq, _, value = rest.partition(":")
+            if dialog is None or str(dialog.seq) != seq:
+                ctx.reply(ctx.t("common.stale_button"))
+                if dialog is not None:
+                    await dialogs.ask(ctx, dialog)
+                return
+            await dialogs.answer(ctx, dialog, dialogs.Answer(value=value))
+            return
+        name, *args = rest.split(":") if kind == "a" else ("",)
+        if name == "cmd" and args:
+            await self._command(ctx, dialog, args[0], "")
+            return
+        action = self.actions.get(name)
+        if action is None:
+            ctx.reply(ctx.t("common.stale_button"))
+            return
+        if not self.allowed(ctx, action.requires):
+            self.refuse(ctx, action.requires)
+            return
+        await action.handler(ctx, args)

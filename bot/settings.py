@@ -1,0 +1,125 @@
+"""Typed settings read from the environment or a .env file (prefix ``SOTAY_``).
+
+A bad or missing setting must stop the program with one clear sentence, never a traceback:
+operators in a committee office read these messages, not developers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+class SettingsError(Exception):
+    """A configuration problem, worded for the operator."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``3d``, ``24h``, ``30m`` or ``45s`` into a timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a duration like 3d, 24h, 30m or 45s")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOTAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite+aiosqlite:///sotay.db"
+    telegram_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_bot_username: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    web_port: int = Field(default=8080, ge=1, le=65535)
+    timezone: str = "Asia/Ho_Chi_Minh"
+    default_language: str = "vi"
+    secret_key: str | None = None
+    dialog_timeout: str = "24h"
+    invite_ttl: str = "7d"
+    outbox_max_attempts: int = Field(default=8, ge=1)
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in ("vi", "en"):
+            raise ValueError("must be 'vi' or 'en'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"'{value}' is not a known time zone") from exc
+        return value
+
+    @field_validator("dialog_timeout", "invite_ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            value = value.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
+        if value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_webhook(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value or None
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def dialog_timeout_delta(self) -> timedelta:
+        return parse_duration(self.dialog_timeout)
+
+    @property
+    def invite_ttl_delta(self) -> timedelta:
+        return parse_duration(self.invite_ttl)
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for button signatures; derived from the token when no key is configured."""
+        return (self.secret_key or self.telegram_token or "sotay-local-demo").encode()
+
+    def require_webhook_secret(self) -> None:
+        if self.webhook_url and not self.webhook_secret:
+            raise SettingsError(
+                "SOTAY_WEBHOOK_SECRET must be set when SOTAY_WEBHOOK_URL is set "
+                "(Telegram sends it back so we can refuse forged updates)."
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings, turning validation errors into one readable sentence."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SOTAY_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"Setting {name} is invalid: {message}.") from None

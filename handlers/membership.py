@@ -1,0 +1,132 @@
+"""Shared steps of becoming a member: linking an account, consent, approvals.
+
+Used by self-registration, by secretaries approving applicants, and by /addmember, so that the
+same rules (consent logged with its time, one account per messenger user) hold everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.context import Ctx
+from bot.core import View
+from bot.i18n import t
+from bot.phones import display_phone
+from storage import queries
+from storage.models import (
+    Application,
+    ApplicationKind,
+    ChannelAccount,
+    ConsentRecord,
+    Member,
+    Role,
+    Unit,
+)
+
+CONSENT_VERSION = "2026-11"
+APPROVER_ROLES = (Role.secretary, Role.deputy, Role.staff, Role.admin)
+
+
+def apply_answers(member: Member, answers: dict[str, Any], now: datetime) -> None:
+    """Copy the smartphone / install / activation answers onto the member."""
+    if "smartphone" in answers:
+        member.has_smartphone = answers["smartphone"]
+        member.app_installed = answers.get("installed", False) if answers["smartphone"] else False
+        member.app_activated = answers.get("activated", False) if member.app_installed else False
+        member.status_updated_at = now
+
+
+async def link_account(
+    ctx: Ctx,
+    member: Member,
+    *,
+    channel: str,
+    user_ref: str,
+    chat_ref: str,
+    language: str,
+    verified: bool,
+    pending: bool = False,
+) -> ChannelAccount:
+    """Attach a messenger identity to a member, replacing an older link of that identity."""
+    account = await queries.account_for(ctx.session, channel=channel, user_ref=user_ref)
+    if account is None:
+        account = ChannelAccount(
+            channel=channel,
+            user_ref=user_ref,
+            chat_ref=chat_ref,
+            member_id=member.id or 0,
+            created_at=ctx.now,
+        )
+    account.member_id = member.id or 0
+    account.chat_ref = chat_ref
+    account.language = language
+    account.verified = verified
+    account.pending = pending
+    account.reachable = True
+    member.language = language
+    ctx.session.add(account)
+    ctx.session.add(member)
+    return account
+
+
+def record_consent(
+    ctx: Ctx, member: Member, *, action: str, at: datetime, channel: str | None
+) -> None:
+    ctx.session.add(
+        ConsentRecord(
+            member_id=member.id, action=action, text_version=CONSENT_VERSION, channel=channel, at=at
+        )
+    )
+
+
+async def approvers_for(ctx: Ctx, cell: Unit) -> list[Member]:
+    """Who decides on a registration in ``cell``: its secretaries, else the nearest staff above."""
+    found = list(
+        await queries.holders(
+            ctx.session, unit_id=cell.id or 0, roles=(Role.secretary, Role.deputy)
+        )
+    )
+    if found:
+        return found
+    for roles in ((Role.staff,), (Role.admin,)):
+        for unit in await queries.ancestors(ctx.session, unit=cell):
+            found = list(await queries.holders(ctx.session, unit_id=unit.id or 0, roles=roles))
+            if found:
+                return found
+    return []
+
+
+def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) -> View:
+    """The main menu: what the member can do next, as buttons."""
+    lang = lang or ctx.lang
+    items = [
+        ("status", "menu.status"),
+        ("me", "menu.me"),
+        ("lang", "menu.lang"),
+        ("privacy", "menu.privacy"),
+        ("help", "menu.help"),
+    ]
+    if ctx.actor.holds(Role.secretary, Role.deputy):
+        items[1:1] = [("addmember", "menu.addmember")]
+    if ctx.actor.holds(Role.secretary, Role.deputy, Role.admin):
+        items.insert(-1, ("invite", "menu.invite"))
+    buttons = [ctx.button(t(lang, key), f"a:cmd:{name}") for name, key in items]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    return View(text=intro or t(lang, "menu.title"), choices=rows)
+
+
+def approval_request(ctx: Ctx, lang: str, application: Application, cell: Unit) -> View:
+    key = "appr.request.join" if application.kind == ApplicationKind.join else "appr.request.verify"
+    text = t(
+        lang,
+        key,
+        name=application.full_name or "?",
+        cell=cell.name,
+        phone=display_phone(application.phone) if application.phone else "—",
+    )
+    buttons = [
+        ctx.button(t(lang, "appr.approve"), f"a:appr:{application.id}:y"),
+        ctx.button(t(lang, "appr.reject"), f"a:appr:{application.id}:n"),
+    ]
+    return View(text, [buttons])

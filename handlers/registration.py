@@ -1,0 +1,419 @@
+"""Registration: /start → language → consent → phone → roster match or application →
+three status questions → done.
+
+A member proven by Telegram's contact button and found in the roster is registered at once. A
+typed number (channels without a contact button) or someone not in the roster becomes an
+application that the cell's secretary approves. Declining consent stores nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot import dialogs
+from bot.context import Ctx
+from bot.core import View
+from bot.dialogs import Answer, Next, Option, Prompt, Retry
+from bot.i18n import t
+from bot.phones import PhoneError, normalize_phone
+from bot.router import ANYONE, Router
+from handlers import unitpicker
+from handlers.membership import (
+    apply_answers,
+    approval_request,
+    approvers_for,
+    link_account,
+    menu_view,
+    record_consent,
+)
+from storage.models import (
+    Application,
+    ApplicationKind,
+    ApplicationStatus,
+    Invite,
+    Member,
+    Role,
+    RoleGrant,
+    Unit,
+)
+from storage.queries import grants_of, member_by_phone
+
+register = dialogs.flow("register")
+CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
+MAX_NAME = 100
+
+
+def yes_no(ctx: Ctx) -> list[Option]:
+    return [Option("yes", ctx.t("common.yes")), Option("no", ctx.t("common.no"))]
+
+
+# --- entry -------------------------------------------------------------------------------------
+
+
+async def cmd_start(ctx: Ctx, args: str) -> None:
+    code = args.strip()[:32] or None
+    invite = await valid_invite(ctx, code) if code else None
+    if code and invite is None:
+        ctx.reply(ctx.t("invite.invalid"))
+    if ctx.actor.registered:
+        if invite is not None:
+            await redeem_for_member(ctx, invite, ctx.actor.member)  # type: ignore[arg-type]
+        ctx.reply(
+            menu_view(ctx, intro=ctx.t("reg.welcome_back", name=ctx.actor.member.full_name or ""))
+        )  # type: ignore[union-attr]
+        return
+    if await pending_application(ctx) is not None or (
+        ctx.actor.account and ctx.actor.account.pending
+    ):
+        ctx.reply(ctx.t("reg.still_pending"))
+        return
+    await dialogs.start(ctx, "register", "lang", {"invite": invite.code if invite else None})
+
+
+async def pending_application(ctx: Ctx) -> Application | None:
+    stmt = select(Application).where(
+        Application.channel == ctx.event.channel,
+        Application.user_ref == ctx.event.user_ref,
+        Application.status == ApplicationStatus.pending,
+    )
+    return (await ctx.session.exec(stmt)).first()
+
+
+async def valid_invite(ctx: Ctx, code: str | None) -> Invite | None:
+    if not code:
+        return None
+    invite = (await ctx.session.exec(select(Invite).where(Invite.code == code))).first()
+    if invite is None or invite.used_at is not None or invite.expires_at <= ctx.now:  # type: ignore[operator]
+        return None
+    return invite
+
+
+# --- language and consent ------------------------------------------------------------------------
+
+
+@register.ask("lang")
+async def ask_lang(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(
+        t("vi", "reg.lang") + "\n" + t("en", "reg.lang"),
+        [Option("vi", "Tiếng Việt"), Option("en", "English")],
+    )
+
+
+@register.answer("lang")
+async def on_lang(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    s["lang"] = ctx.lang = a.value or ctx.lang
+    return "consent"
+
+
+@register.ask("consent")
+async def ask_consent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(
+        ctx.t("reg.consent"),
+        [
+            Option("agree", ctx.t("reg.consent.agree")),
+            Option("decline", ctx.t("reg.consent.decline")),
+        ],
+    )
+
+
+@register.answer("consent")
+async def on_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    if a.value == "decline":
+        ctx.reply(View(ctx.t("reg.declined"), remove_keyboard=True))
+        return None
+    s["consent_at"] = ctx.now.isoformat()
+    return "phone"
+
+
+# --- phone and roster match ----------------------------------------------------------------------
+
+
+@register.ask("phone")
+async def ask_phone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    if ctx.has_contact_button:
+        return Prompt(
+            ctx.t("reg.phone.button"), request_contact=ctx.t("reg.phone.share"), free_text=True
+        )
+    return Prompt(ctx.t("reg.phone.type"), free_text=True)
+
+
+@register.answer("phone")
+async def on_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    if a.contact is not None:
+        if not a.contact.is_own:
+            return Retry("reg.phone.not_own")
+        raw, verified = a.contact.phone, True
+    elif ctx.has_contact_button:
+        return Retry("reg.phone.use_button")
+    else:
+        raw, verified = a.text or "", False
+    try:
+        phone = normalize_phone(raw)
+    except PhoneError as exc:
+        return Retry(f"reg.phone.{exc.reason}")
+    s["phone"], s["verified"] = phone, verified
+    if verified:
+        ctx.reply(View(ctx.t("reg.phone.thanks"), remove_keyboard=True))
+    member = await member_by_phone(ctx.session, phone=phone)
+    if member is None:
+        s.pop("member_id", None)
+        return "not_found"
+    s["member_id"] = member.id
+    return "confirm"
+
+
+@register.ask("confirm")
+async def ask_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    member = await ctx.session.get(Member, s["member_id"])
+    cell = await ctx.session.get(Unit, member.cell_id) if member and member.cell_id else None
+    where = cell.name if cell else ctx.t("reg.no_cell")
+    return Prompt(
+        ctx.t("reg.confirm", name=member.full_name if member else "?", cell=where), yes_no(ctx)
+    )
+
+
+@register.answer("confirm")
+async def on_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    if a.value == "yes":
+        return "q_smartphone"
+    s.pop("member_id", None)
+    return "not_found"
+
+
+@register.ask("not_found")
+async def ask_not_found(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(
+        ctx.t("reg.not_found"),
+        [Option("apply", ctx.t("reg.apply")), Option("retry", ctx.t("reg.other_number"))],
+    )
+
+
+@register.answer("not_found")
+async def on_not_found(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    return "phone" if a.value == "retry" else "name"
+
+
+# --- applicants: name and cell -------------------------------------------------------------------
+
+
+@register.ask("name")
+async def ask_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(ctx.t("reg.name"), free_text=True)
+
+
+@register.answer("name")
+async def on_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    name = " ".join((a.text or "").split())
+    letters = [ch for ch in name if not ch.isspace()]
+    if not (2 <= len(name) <= MAX_NAME) or not all(ch.isalpha() or ch in "'-." for ch in letters):
+        return Retry("reg.name.invalid", {"max": MAX_NAME})
+    s["full_name"] = name
+    invite = await valid_invite(ctx, s.get("invite"))
+    if invite is not None:
+        return "q_smartphone"
+    unitpicker.reset(s)
+    return "cell"
+
+
+@register.ask("cell")
+async def ask_cell(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return await unitpicker.prompt(ctx, s, question_key="reg.cell")
+
+
+@register.answer("cell")
+async def on_cell(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    picked = await unitpicker.answer(ctx, s, a)
+    if isinstance(picked, unitpicker.Picked):
+        s["cell_id"] = picked.unit.id
+        return "q_smartphone"
+    return picked or "cell"
+
+
+# --- the three status questions ------------------------------------------------------------------
+
+
+def status_steps(flow: dialogs.Flow, finish: dialogs.AnswerFn) -> None:
+    """The smartphone / installed / activated questions; shared by registration and /status."""
+
+    @flow.ask("q_smartphone")
+    async def ask_smartphone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+        return Prompt(ctx.t("reg.q.smartphone"), yes_no(ctx), columns=2)
+
+    @flow.answer("q_smartphone")
+    async def on_smartphone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+        s.setdefault("answers", {})["smartphone"] = a.value == "yes"
+        return "q_installed" if a.value == "yes" else await finish(ctx, s, a)
+
+    @flow.ask("q_installed")
+    async def ask_installed(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+        return Prompt(ctx.t("reg.q.installed"), yes_no(ctx), columns=2)
+
+    @flow.answer("q_installed")
+    async def on_installed(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+        s["answers"]["installed"] = a.value == "yes"
+        return "q_activated" if a.value == "yes" else await finish(ctx, s, a)
+
+    @flow.ask("q_activated")
+    async def ask_activated(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+        return Prompt(ctx.t("reg.q.activated"), yes_no(ctx), columns=2)
+
+    @flow.answer("q_activated")
+    async def on_activated(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+        s["answers"]["activated"] = a.value == "yes"
+        return await finish(ctx, s, a)
+
+
+# --- finishing -----------------------------------------------------------------------------------
+
+
+async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    invite = await valid_invite(ctx, s.get("invite"))
+    if s.get("invite") and invite is None:
+        ctx.reply(ctx.t("invite.invalid"))
+    member = await ctx.session.get(Member, s["member_id"]) if s.get("member_id") else None
+    if member is not None and (s.get("verified") or invite is not None):
+        await _complete(ctx, s, member, invite)
+    elif member is not None:
+        await _apply(ctx, s, ApplicationKind.verify, member.cell_id, member)
+    elif invite is not None:
+        cell_id = invite.unit_id if invite.role in CELL_ROLES else None
+        member = Member(
+            full_name=s["full_name"],
+            phone=s["phone"],
+            cell_id=cell_id,
+            source="invite",
+            created_at=ctx.now,
+        )
+        ctx.session.add(member)
+        await ctx.session.flush()
+        await _complete(ctx, s, member, invite)
+    else:
+        await _apply(ctx, s, ApplicationKind.join, s["cell_id"], None)
+    return None
+
+
+async def _complete(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite | None) -> None:
+    """Link the account now: the phone is proven, or an invite vouches for the person."""
+    account = await link_account(
+        ctx,
+        member,
+        channel=ctx.event.channel,
+        user_ref=ctx.event.user_ref,
+        chat_ref=ctx.event.chat_ref,
+        language=ctx.lang,
+        verified=True,
+    )
+    apply_answers(member, s.get("answers", {}), ctx.now)
+    member.registered_at = member.registered_at or ctx.now
+    record_consent(
+        ctx,
+        member,
+        action="given",
+        at=datetime.fromisoformat(s["consent_at"]),
+        channel=ctx.event.channel,
+    )
+    await ctx.session.flush()
+    if invite is not None:
+        await redeem_for_member(ctx, invite, member)
+    ctx.actor.account, ctx.actor.member = account, member
+    ctx.actor.grants = await grants_of(ctx.session, member_id=member.id or 0)
+    ctx.reply(menu_view(ctx, intro=ctx.t("reg.done", name=member.full_name or "")))
+
+
+async def redeem_for_member(ctx: Ctx, invite: Invite, member: Member) -> bool:
+    """Use the invite once (a concurrent second use loses) and grant its role."""
+    result = await ctx.session.exec(
+        update(Invite)
+        .where(col(Invite.id) == invite.id, col(Invite.used_at).is_(None))
+        .values(used_at=ctx.now, used_by=member.id)
+    )
+    if result.rowcount != 1:
+        ctx.reply(ctx.t("invite.invalid"))
+        return False
+    unit = await ctx.session.get(Unit, invite.unit_id)
+    if invite.role == Role.member:
+        member.cell_id = member.cell_id or invite.unit_id
+        ctx.session.add(member)
+    else:
+        existing = (
+            await ctx.session.exec(
+                select(RoleGrant).where(
+                    RoleGrant.member_id == member.id,
+                    RoleGrant.role == invite.role,
+                    RoleGrant.unit_id == invite.unit_id,
+                )
+            )
+        ).first()
+        if existing is None:
+            ctx.session.add(
+                RoleGrant(
+                    member_id=member.id or 0,
+                    role=invite.role,
+                    unit_id=invite.unit_id,
+                    granted_by=invite.created_by,
+                    created_at=ctx.now,
+                )
+            )
+    ctx.reply(
+        ctx.t(
+            "invite.granted",
+            role=ctx.t(f"role.{invite.role.value}"),
+            unit=unit.name if unit else "",
+        )
+    )
+    return True
+
+
+async def _apply(
+    ctx: Ctx, s: dict[str, Any], kind: ApplicationKind, cell_id: int | None, member: Member | None
+) -> None:
+    """Ask the cell's secretary to approve: an unproven phone or someone not in the roster."""
+    cell = await ctx.session.get(Unit, cell_id) if cell_id else None
+    if cell is None:
+        ctx.reply(ctx.t("reg.no_cell_to_approve"))
+        return
+    answers = dict(s.get("answers", {}))
+    answers["consent_at"] = s["consent_at"]
+    application = Application(
+        kind=kind,
+        channel=ctx.event.channel,
+        user_ref=ctx.event.user_ref,
+        chat_ref=ctx.event.chat_ref,
+        language=ctx.lang,
+        full_name=member.full_name if member else s.get("full_name"),
+        phone=s.get("phone"),
+        cell_id=cell.id or 0,
+        member_id=member.id if member else None,
+        answers=answers,
+        created_at=ctx.now,
+    )
+    ctx.session.add(application)
+    await ctx.session.flush()
+    if member is not None:
+        await link_account(
+            ctx,
+            member,
+            channel=ctx.event.channel,
+            user_ref=ctx.event.user_ref,
+            chat_ref=ctx.event.chat_ref,
+            language=ctx.lang,
+            verified=False,
+            pending=True,
+        )
+    approvers = await approvers_for(ctx, cell)
+    for approver in approvers:
+        await ctx.notify_member(
+            approver, lambda lang, a=application, c=cell: approval_request(ctx, lang, a, c)
+        )
+    ctx.reply(View(ctx.t("reg.sent_for_approval", cell=cell.name), remove_keyboard=True))
+
+
+status_steps(register, finish_registration)
+
+
+def setup(router: Router) -> None:
+    router.command("start", requires=ANYONE)(cmd_start)

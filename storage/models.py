@@ -1,0 +1,231 @@
+"""SQLModel tables: the whole durable state of the assistant.
+
+Anything that must survive a restart (dialogs, outbox, applications, invites) is a row here;
+nothing that matters lives only in memory. Times are naive UTC in the database and aware UTC in
+code (see ``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC and returns them aware, on SQLite and PostgreSQL."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def enum_type(enum: type[StrEnum]) -> sa.Enum:
+    """Enums as plain strings: adding a value later needs no ALTER TYPE on PostgreSQL."""
+    return sa.Enum(
+        enum, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class Role(StrEnum):
+    member = "member"
+    secretary = "secretary"
+    deputy = "deputy"
+    staff = "staff"
+    admin = "admin"
+
+
+class MemberStatus(StrEnum):
+    active = "active"
+    forgotten = "forgotten"
+
+
+class ApplicationKind(StrEnum):
+    join = "join"  # not in the roster: asks to become a member of a cell
+    verify = "verify"  # matched the roster by a typed (unproven) phone number
+
+
+class ApplicationStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+    blocked = "blocked"
+
+
+class Unit(SQLModel, table=True):
+    """A node of the organisation tree: province, district, commune, cell (any depth)."""
+
+    __table_args__ = (sa.UniqueConstraint("parent_id", "name", name="uq_unit_parent_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    parent_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    name: str = Field(max_length=200)
+    path: str = Field(max_length=1000, unique=True)
+    depth: int = 0
+    folded_name: str = Field(default="", max_length=200, index=True)
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    member_code: str | None = Field(default=None, max_length=64, unique=True)
+    full_name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=20, index=True)
+    cell_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    status: MemberStatus = Field(default=MemberStatus.active, sa_type=enum_type(MemberStatus))
+    source: str = Field(default="roster", max_length=32)
+    language: str | None = Field(default=None, max_length=8)
+    has_smartphone: bool | None = None
+    app_installed: bool | None = None
+    app_activated: bool | None = None
+    registered_at: datetime | None = utc_column()
+    status_updated_at: datetime | None = utc_column()
+    created_at: datetime | None = utc_column()
+
+
+class ChannelAccount(SQLModel, table=True):
+    """A messenger identity linked to a member once registration finished."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "user_ref", name="uq_account_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    user_ref: str = Field(max_length=64)
+    chat_ref: str = Field(max_length=64)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    language: str | None = Field(default=None, max_length=8)
+    verified: bool = False  # phone proven by the channel (Telegram contact) or approved
+    pending: bool = False  # waiting for a secretary's approval: no cell features yet
+    reachable: bool = True
+    created_at: datetime | None = utc_column()
+
+
+class RoleGrant(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("member_id", "role", "unit_id", name="uq_role_grant"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    role: Role = Field(sa_type=enum_type(Role))
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    granted_by: int | None = Field(default=None, foreign_key="member.id")
+    created_at: datetime | None = utc_column()
+
+
+class Invite(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    role: Role = Field(sa_type=enum_type(Role))
+    unit_id: int = Field(foreign_key="unit.id")
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    created_at: datetime | None = utc_column()
+    expires_at: datetime | None = utc_column(nullable=False)
+    used_at: datetime | None = utc_column()
+    used_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class Application(SQLModel, table=True):
+    """A registration waiting for the cell secretary: a join request or an unproven phone."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: ApplicationKind = Field(sa_type=enum_type(ApplicationKind))
+    status: ApplicationStatus = Field(
+        default=ApplicationStatus.pending, sa_type=enum_type(ApplicationStatus)
+    )
+    channel: str = Field(max_length=16)
+    user_ref: str = Field(max_length=64)
+    chat_ref: str = Field(max_length=64)
+    language: str = Field(default="vi", max_length=8)
+    full_name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=20)
+    cell_id: int = Field(foreign_key="unit.id", index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = utc_column()
+    decided_at: datetime | None = utc_column()
+    decided_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Consent given or withdrawn, with its time; withdrawn rows keep no identity."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    action: str = Field(max_length=16)  # given | given_by_secretary | withdrawn
+    text_version: str = Field(max_length=16)
+    channel: str | None = Field(default=None, max_length=16)
+    at: datetime | None = utc_column(nullable=False)
+
+
+class Dialog(SQLModel, table=True):
+    """The open guided conversation of one messenger user, so a restart resumes it."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "user_ref", name="uq_dialog_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    user_ref: str = Field(max_length=64)
+    chat_ref: str = Field(max_length=64)
+    flow: str = Field(max_length=32)
+    step: str = Field(max_length=32)
+    seq: int = 0
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prompt: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime | None = utc_column(nullable=False, index=True)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Inbound events already handled, so a redelivered update is processed once."""
+
+    channel: str = Field(max_length=16, primary_key=True)
+    key: str = Field(max_length=128, primary_key=True)
+    at: datetime | None = utc_column(nullable=False, index=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message to one chat. Written in the handler's transaction, sent after commit."""
+
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    chat_ref: str = Field(max_length=64, index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    dedupe_key: str | None = Field(default=None, max_length=128, unique=True)
+    status: OutboxStatus = Field(default=OutboxStatus.pending, sa_type=enum_type(OutboxStatus))
+    attempts: int = 0
+    next_attempt_at: datetime | None = utc_column(nullable=False)
+    lease_until: datetime | None = utc_column()
+    created_at: datetime | None = utc_column(nullable=False)
+    sent_at: datetime | None = utc_column()
+    external_id: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, max_length=200)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

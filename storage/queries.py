@@ -1,0 +1,106 @@
+"""Keyword-only query helpers shared by handlers, the CLI and the seeders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.models import ChannelAccount, Member, MemberStatus, Role, RoleGrant, Unit
+
+PATH_SEP = " / "
+
+
+def within(path: str, scope: str) -> bool:
+    """True when the unit at ``path`` is ``scope`` itself or lies below it."""
+    return path == scope or path.startswith(scope + PATH_SEP)
+
+
+async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
+    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    return (await session.exec(select(Unit).where(Unit.path == normalized))).first()
+
+
+async def child_units(session: AsyncSession, *, parent_id: int | None) -> Sequence[Unit]:
+    stmt = select(Unit).where(Unit.parent_id == parent_id).order_by(Unit.name)
+    return (await session.exec(stmt)).all()
+
+
+async def ancestors(session: AsyncSession, *, unit: Unit) -> list[Unit]:
+    """The unit's ancestors, nearest first."""
+    chain: list[Unit] = []
+    current = unit
+    while current.parent_id is not None:
+        parent = await session.get(Unit, current.parent_id)
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return chain
+
+
+async def is_leaf(session: AsyncSession, *, unit_id: int) -> bool:
+    return (
+        await session.exec(select(Unit.id).where(Unit.parent_id == unit_id).limit(1))
+    ).first() is None
+
+
+async def member_by_phone(session: AsyncSession, *, phone: str) -> Member | None:
+    stmt = select(Member).where(Member.phone == phone, Member.status == MemberStatus.active)
+    return (await session.exec(stmt.order_by(col(Member.id)))).first()
+
+
+async def account_for(
+    session: AsyncSession, *, channel: str, user_ref: str
+) -> ChannelAccount | None:
+    stmt = select(ChannelAccount).where(
+        ChannelAccount.channel == channel, ChannelAccount.user_ref == user_ref
+    )
+    return (await session.exec(stmt)).first()
+
+
+async def accounts_of(session: AsyncSession, *, member_id: int) -> Sequence[ChannelAccount]:
+    stmt = select(ChannelAccount).where(
+        ChannelAccount.member_id == member_id,
+        ChannelAccount.reachable,
+        ~col(ChannelAccount.pending),
+    )
+    return (await session.exec(stmt)).all()
+
+
+async def grants_of(session: AsyncSession, *, member_id: int) -> list[tuple[RoleGrant, Unit]]:
+    stmt = (
+        select(RoleGrant, Unit)
+        .join(Unit, col(Unit.id) == RoleGrant.unit_id)
+        .where(RoleGrant.member_id == member_id)
+    )
+    return list((await session.exec(stmt)).all())
+
+
+async def holders(
+    session: AsyncSession, *, unit_id: int, roles: Sequence[Role]
+) -> Sequence[Member]:
+    """Active members holding one of ``roles`` on exactly this unit."""
+    stmt = (
+        select(Member)
+        .join(RoleGrant, col(RoleGrant.member_id) == Member.id)
+        .where(RoleGrant.unit_id == unit_id, col(RoleGrant.role).in_(list(roles)))
+        .where(Member.status == MemberStatus.active)
+        .order_by(col(Member.id))
+    )
+    return (await session.exec(stmt)).unique().all()
+
+
+async def search_units(
+    session: AsyncSession, *, folded_query: str, under_path: str | None = None, limit: int = 8
+) -> Sequence[Unit]:
+    """Units whose folded name contains every word of the folded query."""
+    stmt = select(Unit)
+    for word in folded_query.split():
+        stmt = stmt.where(col(Unit.folded_name).contains(word))
+    if under_path:
+        stmt = stmt.where(
+            or_(Unit.path == under_path, col(Unit.path).startswith(under_path + PATH_SEP))
+        )
+    return (await session.exec(stmt.order_by(Unit.depth, Unit.name).limit(limit))).all()
