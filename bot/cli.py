@@ -188,7 +188,10 @@ def roster() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check and report without writing.")
 def roster_import(file: Path, dry_run: bool) -> None:
-    """Import members from a UTF-8 CSV file (member_code, full_name, phone, unit_path, has_smartphone)."""
+    """Import members from a UTF-8 CSV roster.
+
+    Columns: member_code, full_name, phone, unit_path, has_smartphone.
+    """
     from handlers.roster import RosterFileError, import_roster_file
 
     settings = _settings()

@@ -25,3 +25,16 @@ class FakeClock(Clock):
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+class ShiftedClock(Clock):
+    """Real time plus an offset that tests can push forward (the process keeps running)."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm.attributes import flag_modified
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.context import Ctx
 from bot.core import Contact, View
@@ -118,8 +119,10 @@ async def start(ctx: Ctx, flow_name: str, step: str, data: dict[str, Any] | None
 
 
 async def end(ctx: Ctx, dialog: Dialog | None) -> None:
+    """Close the dialog; a bulk delete, so it is harmless if something already removed it."""
     if dialog is not None and dialog.id is not None:
-        await ctx.session.delete(dialog)
+        await ctx.session.exec(delete(Dialog).where(col(Dialog.id) == dialog.id))
+        ctx.session.expunge(dialog)
 
 
 def expired(ctx: Ctx, dialog: Dialog) -> bool:

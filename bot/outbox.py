@@ -8,6 +8,7 @@ after commit loses nothing. Per chat, messages leave in the order they were writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -90,10 +91,9 @@ class Dispatcher:
             if sent:
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=await self._idle_wait(idle))
-            except TimeoutError:
-                pass
+            timeout = await self._idle_wait(idle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def _idle_wait(self, idle: float) -> float:
         async with self._db.reader() as session:

@@ -92,6 +92,7 @@ async def make_invite(settings: Settings, *, role: str, unit_path: str, ttl: str
             link = deep_link(settings.telegram_bot_username, invite.code) or (
                 "https://t.me/<bot username>?start=" + invite.code
             )
-            return f"code: {invite.code}\nlink: {link}\nrole: {role} of {unit.path}\nexpires: {expires}"
+            lines = [f"code: {invite.code}", f"link: {link}", f"role: {role} of {unit.path}"]
+            return "\n".join([*lines, f"expires: {expires}"])
     finally:
         await db.dispose()

@@ -172,7 +172,7 @@ class ConsentRecord(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
-    action: str = Field(max_length=16)  # given | given_by_secretary | withdrawn
+    action: str = Field(max_length=32)  # given | given_by_secretary | withdrawn
     text_version: str = Field(max_length=16)
     channel: str | None = Field(default=None, max_length=16)
     at: datetime | None = utc_column(nullable=False)

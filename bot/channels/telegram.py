@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -31,6 +32,8 @@ from bot.core import Contact, Inbound, View, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.settings import Settings
 
+# Opt in to PTB's future behaviour: RetryAfter.retry_after as a timedelta (no deprecation noise).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 log = logging.getLogger("sotay.telegram")
 WEBHOOK_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -90,6 +93,10 @@ def render_markup(
 
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 class TelegramChannel:
@@ -166,7 +173,7 @@ class TelegramChannel:
         app = web.Application()
         path = urlparse(self._settings.webhook_url or "").path or "/telegram"
         app.router.add_post(path, self._webhook)
-        app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        app.router.add_get("/healthz", _healthz)
         return app
 
     async def _webhook(self, request: web.Request) -> web.Response:

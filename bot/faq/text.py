@@ -68,11 +68,16 @@ _SYNONYM_SOURCE: dict[str, tuple[str, ...]] = {
     "voi": ("với", "vs"),
     "biet": ("biết", "bit", "bik", "bjt"),
     "dang": ("đang", "dag", "đag"),
+    "mot": ("một", "1"),
+    "hai": ("hai", "2"),
+    "ba": ("ba", "3"),
 }
 
-# Politeness particles and pronouns that carry no topic in either language.
+# Politeness particles and pronouns that carry no topic. English function words are left to
+# IDF weighting: in a short question ("who are you") they are the question.
 _PARTICLES = frozenset(
-    ["a", "ah", "ak", "oi", "nhe", "nha", "nhi", "ha", "hi", "ad", "admin", "em", "e", "anh", "toi", "minh", "t", "tui", "vay", "z", "ta", "is", "are", "am", "i", "my", "me", "you", "your", "of", "it", "please", "hello", "thanks", "thank", "dear", "sir", "chao", "dum", "do"]
+    "a ah ak oi nhe nha nhi ha hi ad admin em e anh toi minh t tui vay z ta dum "
+    "please hello thanks thank".split()
 )
 
 _COMMON_VI = frozenset(
@@ -118,8 +123,16 @@ SYNONYMS: dict[tuple[str, ...], tuple[str, ...]] = _build_synonyms()
 _MAX_KEY = max(len(key) for key in SYNONYMS)
 
 
+def _stem(word: str) -> str:
+    """Strip English plural and verb endings; folded Vietnamese syllables never end so."""
+    for suffix, min_len in (("ing", 6), ("ed", 5), ("s", 5)):
+        if len(word) >= min_len and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
 def canonicalise(words: list[str]) -> list[str]:
-    """Rewrite abbreviations and synonyms (longest match first) and drop particles."""
+    """Rewrite abbreviations and synonyms (longest match first), stem, drop particles."""
     out: list[str] = []
     i = 0
     while i < len(words):
@@ -131,7 +144,7 @@ def canonicalise(words: list[str]) -> list[str]:
                 break
         else:
             if words[i] not in _PARTICLES:
-                out.append(words[i])
+                out.append(_stem(words[i]))
             i += 1
     return out
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 10:47:40.008056
+Create Date: 2026-11-28 10:53:40.609494
 """
 
 from collections.abc import Sequence
@@ -177,7 +177,7 @@ def upgrade() -> None:
         "consentrecord",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("member_id", sa.Integer(), nullable=True),
-        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("text_version", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
         sa.Column("at", storage.models.UTCDateTime(), nullable=False),

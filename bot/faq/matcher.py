@@ -1,0 +1,268 @@
+"""Find the FAQ entry a member's free-text question is about, and say how sure we are.
+
+No embedding model is available, and the questions are short, noisy chat messages, so matching
+combines three cheap lexical signals over the canonical tokens of ``text.tokens``:
+
+* ``word``: BM25-style IDF weighting over syllables and syllable bigrams. Rare words ("otp",
+  "khóa", "biểu quyết") decide the topic; bigrams ("mat khau", "so dien thoai") restore the
+  context that diacritic folding removes.
+* ``char``: the same weighting over character trigrams, which survives typos ("mat khua",
+  "dnag nhap") and Telex leftovers.
+* ``fuzzy``: rapidfuzz similarity against each stored phrasing, best phrasing per entry: it
+  rewards a question that reads like one stored question rather than words scattered over many.
+
+The lexical scores are normalised by the query's own IDF mass (how much of what the member said
+is explained by the entry), so each signal and their weighted sum lie in [0, 1]. Long messages
+are also scored sentence by sentence, because the question is usually one sentence of a story.
+``ask`` then answers only when the best score clears ``answer_threshold`` and beats the runner-up
+by ``margin``; otherwise it suggests up to ``limit`` entries above ``suggest_threshold``, or says
+"none". Weights and thresholds were tuned on the dev split of bench/faq_eval only (see
+docs/benchmarks.md). Everything depending on the knowledge base is precomputed in ``build``.
+``ask`` never raises on any input text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rapidfuzz import fuzz
+
+from bot.faq.kb import FaqEntry, KnowledgeBase
+from bot.faq.text import Lang, detect_language, tokens
+
+DecisionKind = Literal["answer", "suggest", "none"]
+
+MAX_CHARS = 1200
+"""Only this much of a message is read: a question is never longer, and it bounds the cost."""
+
+_SENTENCE_SPLIT = re.compile(r"[.!?;\n]+|,\s+(?=\S+\s+\S+\s+\S+\s+\S+)")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry_id: str
+    question: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: DecisionKind
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "candidates": [
+                {"id": c.entry_id, "question": c.question, "score": round(c.score, 4)}
+                for c in self.candidates
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    """How the three signals are computed and mixed (tuned on the dev split)."""
+
+    word_weight: float = 0.45
+    char_weight: float = 0.30
+    fuzzy_weight: float = 0.25
+    k1: float = 1.2
+    b: float = 0.4
+    char_n: int = 3
+    evidence: float = 6.0
+    fuzzy: str = "token_set"
+    segment_min_words: int = 1000
+
+
+def decide(
+    ranked: list[tuple[str, float]],
+    *,
+    answer_threshold: float,
+    suggest_threshold: float,
+    margin: float,
+    limit: int,
+) -> tuple[DecisionKind, list[tuple[str, float]]]:
+    """The decision rule shared by the matcher and the benchmark baseline.
+
+    ``ranked`` is (entry id, score) best first. Answer when the best score clears
+    ``answer_threshold`` and leads the runner-up by ``margin``; else suggest what clears
+    ``suggest_threshold``; else none (with no candidates).
+    """
+    shown = [(entry_id, score) for entry_id, score in ranked[: max(limit, 1)]]
+    shown = [item for item in shown if item[1] >= suggest_threshold]
+    if not shown:
+        return "none", []
+    best = shown[0][1]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    if best >= answer_threshold and best - runner_up >= margin:
+        return "answer", shown
+    return "suggest", shown
+
+
+class _WeightedTerms:
+    """IDF-weighted coverage of a query's terms by each entry (BM25 term saturation).
+
+    For a query term t and entry e the contribution is idf(t) · min(1, bm25_tf(t, e)); the
+    sum is divided by the query's total IDF (terms never seen count at the highest IDF), so a
+    score is the share of the query's information that the entry explains, in [0, 1].
+    """
+
+    def __init__(self, docs: list[Counter[str]], k1: float, b: float) -> None:
+        n_docs = len(docs)
+        avg_len = sum(sum(doc.values()) for doc in docs) / max(n_docs, 1) or 1.0
+        df = Counter(term for doc in docs for term in doc)
+        self.idf = {term: math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for term, d in df.items()}
+        self.unknown_idf = math.log(1 + (n_docs + 0.5) / 0.5)
+        self.postings: dict[str, list[tuple[int, float]]] = {}
+        for index, doc in enumerate(docs):
+            norm = k1 * (1 - b + b * sum(doc.values()) / avg_len)
+            for term, tf in doc.items():
+                saturation = min(1.0, tf * (k1 + 1) / (tf + norm))
+                self.postings.setdefault(term, []).append((index, self.idf[term] * saturation))
+
+    def scores(self, terms: set[str], n_docs: int) -> tuple[list[float], float]:
+        totals = [0.0] * n_docs
+        mass = 0.0
+        for term in terms:
+            mass += self.idf.get(term, self.unknown_idf)
+            for index, weight in self.postings.get(term, ()):
+                totals[index] += weight
+        if mass == 0.0:
+            return totals, mass
+        return [total / mass for total in totals], mass
+
+
+def _word_terms(words: list[str]) -> list[str]:
+    return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+
+
+def _char_terms(words: list[str], n: int) -> list[str]:
+    padded = f" {' '.join(words)} "
+    return [padded[i : i + n] for i in range(len(padded) - n + 1)]
+
+
+def _segments(text: str, min_words: int) -> list[str]:
+    if len(text.split()) < min_words:
+        return [text]
+    parts = [part.strip() for part in _SENTENCE_SPLIT.split(text) if part and part.strip()]
+    return [text, *parts] if len(parts) > 1 else [text]
+
+def _sort_set(a, b, **kw):
+    return (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b)) / 2
+
+_FUZZY = {"token_set": fuzz.token_set_ratio, "token_sort": fuzz.token_sort_ratio, "ratio": fuzz.ratio, "wratio": fuzz.WRatio, "sort_set": _sort_set, "qratio": fuzz.QRatio, "partial_token_sort": fuzz.partial_token_sort_ratio}
+
+
+class FaqIndex:
+    """A knowledge base prepared for matching; build once, ask many times (thread-safe reads)."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        *,
+        answer_threshold: float = 0.55,
+        suggest_threshold: float = 0.30,
+        margin: float = 0.05,
+        params: MatchParams | None = None,
+    ) -> None:
+        self.kb = kb
+        self.answer_threshold = answer_threshold
+        self.suggest_threshold = suggest_threshold
+        self.margin = margin
+        self.params = params or MatchParams()
+        self._entries: list[FaqEntry] = list(kb.entries)
+        word_docs: list[Counter[str]] = []
+        char_docs: list[Counter[str]] = []
+        self._phrasings: list[tuple[int, str]] = []
+        for index, entry in enumerate(self._entries):
+            word_doc: Counter[str] = Counter()
+            char_doc: Counter[str] = Counter()
+            for phrase in self._texts_of(entry):
+                words = tokens(phrase)
+                word_doc.update(_word_terms(words))
+                char_doc.update(_char_terms(words, self.params.char_n))
+            for question in entry.questions["vi"] + entry.questions["en"]:
+                self._phrasings.append((index, " ".join(tokens(question))))
+            word_docs.append(word_doc)
+            char_docs.append(char_doc)
+        self._word = _WeightedTerms(word_docs, self.params.k1, self.params.b)
+        self._char = _WeightedTerms(char_docs, self.params.k1, self.params.b)
+
+    @classmethod
+    def build(
+        cls,
+        kb: KnowledgeBase,
+        *,
+        answer_threshold: float = 0.55,
+        suggest_threshold: float = 0.30,
+        margin: float = 0.05,
+        params: MatchParams | None = None,
+    ) -> FaqIndex:
+        """Precompute everything matching needs from ``kb``."""
+        return cls(
+            kb,
+            answer_threshold=answer_threshold,
+            suggest_threshold=suggest_threshold,
+            margin=margin,
+            params=params,
+        )
+
+    @staticmethod
+    def _texts_of(entry: FaqEntry) -> Iterable[str]:
+        yield from entry.questions["vi"]
+        yield from entry.questions["en"]
+        yield from entry.keywords
+
+    def _score_segment(self, segment: str) -> list[float]:
+        words = tokens(segment)
+        n_docs = len(self._entries)
+        if not words:
+            return [0.0] * n_docs
+        p = self.params
+        word, mass = self._word.scores(set(_word_terms(words)), n_docs)
+        char, _ = self._char.scores(set(_char_terms(words, p.char_n)), n_docs)
+        fuzzy = [0.0] * n_docs
+        query = " ".join(words)
+        scorer = _FUZZY[p.fuzzy]
+        for index, phrasing in self._phrasings:
+            similarity = scorer(query, phrasing) / 100.0
+            if similarity > fuzzy[index]:
+                fuzzy[index] = similarity
+        evidence = min(1.0, mass / p.evidence)
+        return [
+            evidence * (p.word_weight * w + p.char_weight * c + p.fuzzy_weight * f)
+            for w, c, f in zip(word, char, fuzzy, strict=True)
+        ]
+
+    def rank(self, text: str) -> list[tuple[str, float]]:
+        """Every entry id with its score in [0, 1], best first."""
+        clipped = text[:MAX_CHARS] if isinstance(text, str) else ""
+        best = [0.0] * len(self._entries)
+        for segment in _segments(clipped, self.params.segment_min_words):
+            for index, score in enumerate(self._score_segment(segment)):
+                if score > best[index]:
+                    best[index] = score
+        order = sorted(range(len(best)), key=lambda i: (-best[i], i))
+        return [(self._entries[i].id, min(1.0, best[i])) for i in order]
+
+    def ask(self, text: str, lang: str | None = None, limit: int = 3) -> Decision:
+        """Decide whether to answer, suggest up to ``limit`` entries, or say none."""
+        kind, shown = decide(
+            self.rank(text),
+            answer_threshold=self.answer_threshold,
+            suggest_threshold=self.suggest_threshold,
+            margin=self.margin,
+            limit=limit,
+        )
+        shown_lang: Lang = lang if lang in ("vi", "en") else detect_language(text or "")
+        candidates = [
+            Candidate(entry_id, self.kb.get(entry_id).questions[shown_lang][0], score)
+            for entry_id, score in shown
+        ]
+        return Decision(kind, candidates)

@@ -1,0 +1,286 @@
+"""End to end: the real python-telegram-bot stack against the fake Bot API server over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from sqlmodel import select
+
+from bot.app import App
+from bot.channels.telegram import WEBHOOK_HEADER, TelegramChannel
+from bot.clock import ShiftedClock
+from bot.demo import seed_demo
+from bot.settings import Settings, load_settings
+from storage.models import ChannelAccount, Member
+from tests.fake_telegram import FakeTelegram, button_texts, reply_keyboard
+
+TOKEN = "123:TEST"
+SECRETARY_ID = 9001
+AN_PHONE = "+84912000001"
+
+
+@dataclass
+class Bot:
+    server: FakeTelegram
+    app: App
+    channel: TelegramChannel
+    settings: Settings
+    clock: ShiftedClock
+
+    async def stop(self) -> None:
+        await self.channel.stop()
+        await self.app.close()
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.app, self.channel = await start_bot(self.settings, self.clock)
+
+
+async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, TelegramChannel]:
+    app = App(settings, clock=clock)
+    channel = TelegramChannel(settings, app.router.handle)
+    app.add_channel(channel)
+    await channel.start()
+    app.services.bot_username = channel.username
+    app.start_dispatcher()
+    return app, channel
+
+
+def telegram_settings(database_url: str, root: str, **extra: object) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        telegram_token=TOKEN,
+        telegram_api_url=root,
+        secret_key="test-secret",
+        _env_file=None,
+        **extra,
+    )
+
+
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    # Generous per-chat rate so dialogs are not paced at 1 message/s; the rate tests set their own.
+    server = FakeTelegram(token=TOKEN, per_chat_rate=(20, 0.05))
+    await server.start()
+    yield server
+    await server.stop()
+    assert server.internal_errors == []
+
+
+@pytest_asyncio.fixture
+async def bot(fake: FakeTelegram, database_url: str, clock: ShiftedClock) -> AsyncIterator[Bot]:
+    settings = telegram_settings(database_url, fake.root)
+    await seed_demo(settings, channel="telegram", refs={"bithu": str(SECRETARY_ID)})
+    app, channel = await start_bot(settings, clock)
+    running = Bot(fake, app, channel, settings, clock)
+    yield running
+    await running.stop()
+
+
+async def test_roster_member_registers_through_telegram(bot: Bot) -> None:
+    hoa = bot.server.user(1001, first_name="An", language_code="vi")
+    await hoa.send("/start")
+    msg = await hoa.next_message()
+    assert button_texts(msg) == ["Tiếng Việt", "English"]
+    await hoa.press(msg, "Tiếng Việt")
+    msg = await hoa.next_message()
+    await hoa.press(msg, "Đồng ý")
+    msg = await hoa.next_message()
+    assert reply_keyboard(msg)[0][0]["request_contact"] is True
+    await hoa.share_contact(phone="84912000001")
+    assert "Cảm ơn" in (await hoa.next_message())["text"]
+    msg = await hoa.next_message()
+    assert "Nguyễn Văn An" in msg["text"]
+    for answer in ("Có", "Có", "Có", "Có"):
+        await hoa.press(msg, answer)
+        msg = await hoa.next_message()
+    assert "Đăng ký xong" in msg["text"]
+    async with bot.app.db.reader() as session:
+        account = (
+            await session.exec(select(ChannelAccount).where(ChannelAccount.user_ref == "1001"))
+        ).one()
+        member = await session.get(Member, account.member_id)
+    assert member is not None and member.phone == AN_PHONE and member.app_activated is True
+
+
+async def test_someone_elses_contact_is_refused_over_telegram(bot: Bot) -> None:
+    user = bot.server.user(1002, language_code="vi")
+    await user.send("/start")
+    await user.press(await user.next_message(), "Tiếng Việt")
+    await user.press(await user.next_message(), "Đồng ý")
+    await user.next_message()
+    await user.share_contact(phone="+84912000001", user_id=5555)
+    assert "người khác" in (await user.next_message())["text"]
+
+
+async def test_applicant_is_approved_by_secretary_over_telegram(bot: Bot) -> None:
+    secretary = bot.server.user(SECRETARY_ID, first_name="Hoa", language_code="vi")
+    await secretary.send("/menu")
+    await secretary.next_message()
+    user = bot.server.user(1003, language_code="vi")
+    await user.send("/start")
+    await user.press(await user.next_message(), "Tiếng Việt")
+    await user.press(await user.next_message(), "Đồng ý")
+    await user.next_message()
+    await user.share_contact(phone="0987 111 222")
+    await user.next_message()  # thanks
+    await user.press(await user.next_message(), "Xin đăng ký vào chi bộ")
+    await user.next_message()
+    await user.send("Phạm Văn Mới")
+    msg = await user.next_message()
+    await user.send("Cầu Bâu")
+    msg = await user.next_message()
+    await user.press(msg, "Chi bộ thôn Cầu Bâu")
+    await user.press(await user.next_message(), "Không")
+    assert "bí thư" in (await user.next_message())["text"]
+    request = await secretary.next_message()
+    assert "Phạm Văn Mới" in request["text"]
+    await secretary.press(request, "✓ Duyệt")
+    assert "Đã duyệt" in (await secretary.next_message())["text"]
+    assert "Phạm Văn Mới" in (await user.next_message())["text"]
+
+
+async def test_forget_over_telegram(bot: Bot) -> None:
+    user = await register(bot, 1004)
+    await user.send("/forget")
+    await user.press(await user.next_message(), "Xóa thông tin")
+    assert "Đã xóa" in (await user.next_message())["text"]
+    async with bot.app.db.reader() as session:
+        assert (await session.exec(select(Member).where(Member.phone == AN_PHONE))).first() is None
+
+
+async def register(bot: Bot, user_id: int):  # type: ignore[no-untyped-def]
+    user = bot.server.user(user_id, language_code="vi")
+    await user.send("/start")
+    await user.press(await user.next_message(), "Tiếng Việt")
+    await user.press(await user.next_message(), "Đồng ý")
+    await user.next_message()
+    await user.share_contact(phone=AN_PHONE)
+    await user.next_message()
+    msg = await user.next_message()
+    for answer in ("Có", "Không"):
+        await user.press(msg, answer)
+        msg = await user.next_message()
+    assert "Đăng ký xong" in msg["text"]
+    return user
+
+
+async def test_restart_mid_dialog_resumes(bot: Bot) -> None:
+    user = bot.server.user(1005, language_code="vi")
+    await user.send("/start")
+    await user.press(await user.next_message(), "Tiếng Việt")
+    consent = await user.next_message()
+    await bot.restart()
+    await user.press(consent, "Đồng ý")
+    msg = await user.next_message()
+    assert reply_keyboard(msg)[0][0]["request_contact"] is True
+
+
+async def test_duplicate_update_is_processed_once(bot: Bot) -> None:
+    user = bot.server.user(1006, language_code="vi")
+    update = await user.send("/help")
+    await user.next_message()
+    await bot.server.redeliver(update)
+    await user.send("/privacy")
+    assert "CCCD" in (await user.next_message())["text"]
+    assert bot.server.delivered_count(1006) == 2
+
+
+async def test_rate_limited_send_is_retried_after_retry_after(bot: Bot) -> None:
+    user = bot.server.user(1007, language_code="vi")
+    bot.server.fail_next("sendMessage", status=429, retry_after=3)
+    await user.send("/help")
+    await bot.server.wait_for(lambda: bot.server.stats[429] == 1)
+    assert bot.server.delivered_count(1007) == 0
+    bot.clock.advance(timedelta(seconds=4))
+    bot.app.dispatcher.wake()
+    assert "/menu" in (await user.next_message())["text"]
+    assert bot.server.delivered_count(1007) == 1
+
+
+async def test_blocked_user_is_marked_unreachable(bot: Bot) -> None:
+    user = await register(bot, 1008)
+    user.block()
+    async with bot.app.db.session() as session:
+        member = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).one()
+    from bot.core import View
+
+    async with bot.app.db.session() as session:
+        bot.app.services.outbox.add(
+            session, channel="telegram", chat_ref="1008", view=View("ping"), member_id=member.id
+        )
+    bot.app.dispatcher.wake()
+    await bot.server.wait_for(lambda: bot.server.stats[403] >= 1)
+
+    async def unreachable() -> bool:
+        async with bot.app.db.reader() as session:
+            account = (
+                await session.exec(select(ChannelAccount).where(ChannelAccount.user_ref == "1008"))
+            ).one()
+        return not account.reachable
+
+    for _ in range(50):
+        if await unreachable():
+            break
+        await bot.app.dispatcher.run_once()
+    assert await unreachable()
+
+
+async def test_command_list_is_published_in_vietnamese_and_english(bot: Bot) -> None:
+    vi = bot.server.visible_commands(bot.server.user(1, language_code="vi"))
+    en = bot.server.visible_commands(bot.server.user(2, language_code="en"))
+    assert {"command": "start", "description": "Bắt đầu / đăng ký"} in vi
+    assert {"command": "start", "description": "Start / register"} in en
+
+
+@pytest.fixture
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_webhook_refuses_wrong_secret_and_accepts_right_one(
+    fake: FakeTelegram, database_url: str, clock: ShiftedClock, free_port: int
+) -> None:
+    url = f"http://127.0.0.1:{free_port}/telegram"
+    settings = telegram_settings(
+        database_url, fake.root, webhook_url=url, webhook_secret="s3cret", web_port=free_port
+    )
+    app, channel = await start_bot(settings, clock)
+    try:
+        assert fake.webhook_url == url
+        async with aiohttp.ClientSession() as http:
+            body = {
+                "update_id": 1,
+                "message": {
+                    "message_id": 1,
+                    "date": 0,
+                    "text": "/help",
+                    "chat": {"id": 77, "type": "private"},
+                    "from": {"id": 77, "is_bot": False, "first_name": "X"},
+                },
+            }
+            async with http.post(url, json=body) as response:
+                assert response.status == 403
+            async with http.post(url, json=body, headers={WEBHOOK_HEADER: "wrong"}) as response:
+                assert response.status == 403
+        user = fake.user(1010, language_code="vi")
+        await user.send("/help")
+        assert "/menu" in (await user.next_message())["text"]
+        assert fake.webhook_deliveries[-1].status == 200
+    finally:
+        await channel.stop()
+        await app.close()
