@@ -19,7 +19,7 @@ class PhoneError(ValueError):
 
 
 def normalize_phone(raw: str) -> str:
-    """Any common form (``0912 345 678``, ``0912.345.678``, ``+84 912 345 678``) → ``+84912345678``."""
+    """Any common form (0912 345 678, 0912.345.678, +84 912 345 678) → ``+84912345678``."""
     digits = _SEPARATORS.sub("", raw.strip())
     if digits.startswith("00"):
         digits = "+" + digits[2:]
