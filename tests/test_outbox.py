@@ -1,0 +1,120 @@
+"""The dispatcher's outcomes: 429 waits as told, 5xx retries with backoff up to a cap,
+403 marks the chat blocked, 400 fails once; order within a chat is kept throughout."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest_asyncio
+from sqlmodel import select
+
+from bot.channels.base import Blocked, Rejected, RetryLater, Transient
+from bot.clock import FakeClock
+from bot.core import View
+from bot.outbox import Dispatcher, Outbox
+from storage.db import Database
+from storage.models import OutboxMessage, OutboxStatus
+
+
+class Scripted:
+    """A channel that fails according to a script of exceptions, then succeeds."""
+
+    name = "s"
+    text_limit = 4096
+
+    def __init__(self) -> None:
+        self.script: list[Exception] = []
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        if self.script:
+            raise self.script.pop(0)
+        self.sent.append((chat_ref, view.text))
+        return str(len(self.sent))
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+async def queue(db: Database, clock: FakeClock, *items: tuple[str, str]) -> None:
+    async with db.session() as session:
+        for chat, text in items:
+            Outbox(clock).add(session, channel="s", chat_ref=chat, view=View(text))
+
+
+async def statuses(db: Database) -> list[tuple[str, str, int]]:
+    async with db.reader() as session:
+        rows = (await session.exec(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+    return [(r.payload["text"], r.status.value, r.attempts) for r in rows]
+
+
+async def test_429_waits_retry_after_and_keeps_order(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    await queue(db, clock, ("a", "1"), ("a", "2"), ("b", "x"))
+    channel.script = [RetryLater(5)]
+    await dispatcher.run_once()
+    assert ("b", "x") in channel.sent and ("a", "1") not in channel.sent  # other chats go on
+    clock.advance(timedelta(seconds=4))
+    await dispatcher.run_once()
+    assert ("a", "1") not in channel.sent
+    clock.advance(timedelta(seconds=2))
+    await dispatcher.run_once()
+    assert [t for c, t in channel.sent if c == "a"] == ["1", "2"]
+
+
+async def test_channel_wide_429_pauses_the_channel(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    await queue(db, clock, ("a", "1"))
+    channel.script = [RetryLater(3, scope="channel")]
+    await dispatcher.run_once()
+    await queue(db, clock, ("b", "2"))
+    await dispatcher.run_once()
+    assert channel.sent == []
+    clock.advance(timedelta(seconds=3))
+    await dispatcher.run_once()
+    assert sorted(channel.sent) == [("a", "1"), ("b", "2")]
+
+
+async def test_transient_errors_back_off_then_give_up(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock, max_attempts=3)
+    await queue(db, clock, ("a", "1"))
+    channel.script = [Transient("502"), Transient("502"), Transient("502")]
+    for _ in range(3):
+        await dispatcher.run_once()
+        clock.advance(timedelta(minutes=5))
+    assert await statuses(db) == [("1", "failed", 3)]
+    assert channel.sent == []
+
+
+async def test_transient_error_then_success_sends_once(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    await queue(db, clock, ("a", "1"))
+    channel.script = [Transient("timeout")]
+    await dispatcher.run_once()
+    assert channel.sent == []
+    clock.advance(timedelta(seconds=2))
+    await dispatcher.run_once()
+    assert channel.sent == [("a", "1")]
+    assert await statuses(db) == [("1", "sent", 2)]
+
+
+async def test_blocked_stops_the_chat_and_rejected_fails_alone(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    await queue(db, clock, ("a", "1"), ("a", "2"))
+    channel.script = [Blocked("403")]
+    await dispatcher.run_once()
+    await queue(db, clock, ("c", "bad"), ("c", "good"))
+    channel.script = [Rejected("400")]
+    await dispatcher.run_once()
+    assert await statuses(db) == [("1", "blocked", 0), ("2", "blocked", 0),
+                                  ("bad", "failed", 1), ("good", "sent", 1)]

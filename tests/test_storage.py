@@ -1,0 +1,94 @@
+"""Storage on SQLite and PostgreSQL: migrations match the models, times stay UTC, the outbox
+is claimed once even by two dispatchers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel, select
+
+from bot.clock import FakeClock
+from bot.core import View
+from bot.outbox import Dispatcher, Outbox
+from storage.db import Database
+from storage.migrate import head_revision, schema_is_current
+from storage.models import Dialog, OutboxMessage, OutboxStatus
+
+
+async def test_migrations_match_the_models(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        async with db.engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
+            )
+        assert diff == []
+        assert await schema_is_current(db.engine)
+        assert head_revision() is not None
+    finally:
+        await db.dispose()
+
+
+async def test_times_are_stored_utc_and_read_back_aware(database_url: str) -> None:
+    db = Database(database_url)
+    hanoi = timezone(timedelta(hours=7))
+    try:
+        async with db.session() as session:
+            session.add(Dialog(channel="t", user_ref="1", chat_ref="1", flow="f", step="s",
+                               updated_at=datetime(2026, 12, 20, 19, 30, tzinfo=hanoi)))
+        async with db.reader() as session:
+            dialog = (await session.exec(select(Dialog))).one()
+        assert dialog.updated_at == datetime(2026, 12, 20, 12, 30, tzinfo=UTC)
+        assert dialog.updated_at.tzinfo is not None
+    finally:
+        await db.dispose()
+
+
+class CountingChannel:
+    name = "count"
+    text_limit = 4096
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        await asyncio.sleep(0)  # yield, so the two dispatchers really interleave
+        self.sent.append(view.text)
+        return str(len(self.sent))
+
+
+async def test_two_dispatchers_send_each_message_once(database_url: str) -> None:
+    clock = FakeClock()
+    db = Database(database_url)
+    channel = CountingChannel()
+    try:
+        async with db.session() as session:
+            outbox = Outbox(clock)
+            for i in range(120):
+                outbox.add(session, channel="count", chat_ref=str(i % 7), view=View(f"m{i}"))
+        first = Dispatcher(db, {"count": channel}, clock, batch=25)
+        second = Dispatcher(db, {"count": channel}, clock, batch=25)
+        await asyncio.gather(first.run_once(), second.run_once())
+        assert sorted(channel.sent) == sorted(f"m{i}" for i in range(120))
+        async with db.reader() as session:
+            statuses = (await session.exec(select(OutboxMessage.status))).all()
+        assert set(statuses) == {OutboxStatus.sent}
+    finally:
+        await db.dispose()
+
+
+async def test_messages_to_one_chat_keep_their_order(database_url: str) -> None:
+    clock = FakeClock()
+    db = Database(database_url)
+    channel = CountingChannel()
+    try:
+        async with db.session() as session:
+            for i in range(30):
+                Outbox(clock).add(session, channel="count", chat_ref="same", view=View(f"{i:02d}"))
+        await Dispatcher(db, {"count": channel}, clock, batch=7).run_once()
+        assert channel.sent == [f"{i:02d}" for i in range(30)]
+    finally:
+        await db.dispose()
