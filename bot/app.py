@@ -13,6 +13,7 @@ from bot.clock import Clock
 from bot.context import Services
 from bot.outbox import Dispatcher, Outbox
 from bot.router import Router
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from storage.db import Database
 
@@ -38,6 +39,8 @@ class App:
             self.db, self.channels, self.clock, max_attempts=settings.outbox_max_attempts
         )
         self.router.after_commit.append(self.dispatcher.wake)
+        self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
+        self.router.on_scheduled = self.scheduler.rearm
         self._tasks: list[asyncio.Task[None]] = []
 
     def add_channel(self, channel: Channel) -> None:
@@ -46,7 +49,13 @@ class App:
     def start_dispatcher(self) -> None:
         self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher"))
 
+    async def start_background(self) -> None:
+        """The dispatcher and the scheduler: what a serving process runs besides its channels."""
+        self.start_dispatcher()
+        await self.scheduler.start()
+
     async def close(self) -> None:
+        self.scheduler.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

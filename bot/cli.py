@@ -130,7 +130,7 @@ async def _serve(settings: Settings) -> None:
             f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc}"
         ) from None
     app.services.bot_username = telegram.username
-    app.start_dispatcher()
+    await app.start_background()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

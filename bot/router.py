@@ -80,6 +80,7 @@ class Router:
         self.actions: dict[str, Action] = {}
         self.fallback: FallbackFn | None = None
         self.after_commit: list[Callable[[], None]] = []
+        self.on_scheduled: Callable[[], Awaitable[None]] | None = None
         self._locks = UserLocks()
 
     def command(
@@ -108,6 +109,8 @@ class Router:
                     await self._claim(session, event)
                     ctx = await self._context(session, event)
                     await self._route(ctx)
+                if session.info.get("scheduled") and self.on_scheduled is not None:
+                    await self.on_scheduled()
             except (_Duplicate, IntegrityError) as exc:
                 if isinstance(exc, IntegrityError) and not await self._seen(event):
                     raise

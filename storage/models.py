@@ -214,6 +214,7 @@ class OutboxMessage(SQLModel, table=True):
     member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     dedupe_key: str | None = Field(default=None, max_length=128, unique=True)
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id", index=True)
     status: OutboxStatus = Field(default=OutboxStatus.pending, sa_type=enum_type(OutboxStatus))
     attempts: int = 0
     next_attempt_at: datetime | None = utc_column(nullable=False)
@@ -222,6 +223,110 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = utc_column()
     external_id: str | None = Field(default=None, max_length=64)
     last_error: str | None = Field(default=None, max_length=200)
+
+
+class MeetingKind(StrEnum):
+    regular = "regular"
+    thematic = "thematic"
+    combined = "combined"  # regular + thematic in one sitting (120 minutes)
+    extraordinary = "extraordinary"
+
+
+class MeetingStatus(StrEnum):
+    scheduled = "scheduled"
+    cancelled = "cancelled"
+
+
+class ReplyAnswer(StrEnum):
+    attend = "attend"
+    absent = "absent"
+
+
+class JobStatus(StrEnum):
+    pending = "pending"
+    done = "done"
+    skipped = "skipped"
+    cancelled = "cancelled"
+
+
+class Meeting(SQLModel, table=True):
+    """A cell meeting. ``version`` grows with every change so late replies can be told apart."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    cell_id: int = Field(foreign_key="unit.id", index=True)
+    kind: MeetingKind = Field(sa_type=enum_type(MeetingKind))
+    status: MeetingStatus = Field(default=MeetingStatus.scheduled, sa_type=enum_type(MeetingStatus))
+    starts_at: datetime | None = utc_column(nullable=False, index=True)
+    duration_min: int = 90
+    place: str = Field(max_length=200)
+    agenda: str = Field(max_length=2000)
+    version: int = 1
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    created_at: datetime | None = utc_column(nullable=False)
+    updated_at: datetime | None = utc_column(nullable=False)
+    documents_posted: bool = False  # secretary confirmed the documents are in the handbook app
+    entered_in_app: bool | None = None  # meeting also entered in the handbook app
+    attendance_taken_at: datetime | None = utc_column()
+
+
+class MeetingReply(SQLModel, table=True):
+    """A member's answer to a meeting notice (changeable until the meeting starts)."""
+
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_reply"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    answer: ReplyAnswer = Field(sa_type=enum_type(ReplyAnswer))
+    reason: str | None = Field(default=None, max_length=500)
+    at: datetime | None = utc_column(nullable=False)
+
+
+class Attendance(SQLModel, table=True):
+    """Who was really there, recorded by the secretary after the meeting."""
+
+    __table_args__ = (sa.UniqueConstraint("meeting_id", "member_id", name="uq_attendance"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meeting_id: int = Field(foreign_key="meeting.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    present: bool = True
+    excused: bool = False  # absent with a reason
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Broadcast(SQLModel, table=True):
+    """One message to many: a meeting notice, change, reminder batch or free-form notice."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    meeting_id: int | None = Field(default=None, foreign_key="meeting.id", index=True)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    audience: str = Field(default="members", max_length=16)
+    total: int = 0
+    report_channel: str | None = Field(default=None, max_length=16)
+    report_chat: str | None = Field(default=None, max_length=64)
+    report_done: bool = False
+    created_at: datetime | None = utc_column(nullable=False)
+
+
+class DueJob(SQLModel, table=True):
+    """Timed work (reminders, nudges, escalations). The schedule is rebuilt from these rows."""
+
+    __table_args__ = (sa.Index("ix_duejob_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    ref_id: int | None = Field(default=None, index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id")
+    due_at: datetime | None = utc_column(nullable=False)
+    status: JobStatus = Field(default=JobStatus.pending, sa_type=enum_type(JobStatus))
+    dedupe_key: str | None = Field(default=None, max_length=128, unique=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = utc_column(nullable=False)
+    done_at: datetime | None = utc_column()
+    note: str | None = Field(default=None, max_length=200)
 
 
 def utcnow() -> datetime:

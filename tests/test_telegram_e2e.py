@@ -47,7 +47,7 @@ async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, Teleg
     app.add_channel(channel)
     await channel.start()
     app.services.bot_username = channel.username
-    app.start_dispatcher()
+    await app.start_background()
     return app, channel
 
 

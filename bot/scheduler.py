@@ -1,0 +1,200 @@
+"""Timed work: reminders, nudges and escalations.
+
+The work itself lives in the ``duejob`` table; APScheduler only keeps one timer armed at the
+earliest pending ``due_at``. A restart therefore rebuilds the whole schedule with one query, and
+100,000 pending reminders cost one timer, not 100,000. Work found overdue (the bot was down) is
+still handed to its handler, which decides on purpose: send late with a note, or skip with a log
+line. The timer never relies on APScheduler's one-second misfire grace: it runs however late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.context import Actor, Ctx, Services
+from bot.core import Inbound
+from storage.db import Database, is_postgres
+from storage.models import DueJob, JobStatus, ProcessedEvent
+
+log = logging.getLogger("sotay.scheduler")
+
+JobFn = Callable[[Ctx, DueJob], Awaitable[str | None]]  # returns a note, or None
+HANDLERS: dict[str, JobFn] = {}
+TIMER_ID = "sotay-due-work"
+PROCESSED_EVENTS_KEPT = timedelta(days=7)
+
+
+def job(kind: str) -> Callable[[JobFn], JobFn]:
+    """Register the handler for one kind of due work."""
+
+    def register(fn: JobFn) -> JobFn:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def schedule(
+    session: AsyncSession,
+    *,
+    kind: str,
+    due_at: datetime,
+    now: datetime,
+    ref_id: int | None = None,
+    member_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+) -> DueJob:
+    """Add due work in the caller's transaction (the timer is re-armed after commit)."""
+    row = DueJob(
+        kind=kind,
+        due_at=due_at,
+        ref_id=ref_id,
+        member_id=member_id,
+        payload=payload or {},
+        dedupe_key=dedupe_key,
+        created_at=now,
+    )
+    session.add(row)
+    session.info["scheduled"] = True  # tells the router to re-arm the timer after commit
+    return row
+
+
+async def cancel(session: AsyncSession, *, kind: str | None = None, ref_id: int) -> None:
+    """Cancel pending work about one object (e.g. every reminder of a cancelled meeting)."""
+    stmt = update(DueJob).where(col(DueJob.ref_id) == ref_id, DueJob.status == JobStatus.pending)
+    if kind is not None:
+        stmt = stmt.where(DueJob.kind == kind)
+    await session.exec(stmt.values(status=JobStatus.cancelled))  # type: ignore[call-overload]
+
+
+def job_context(session: AsyncSession, services: Services, work: DueJob) -> Ctx:
+    event = Inbound(channel="system", user_ref="system", chat_ref="system", key=f"job-{work.id}")
+    return Ctx(
+        session=session,
+        services=services,
+        event=event,
+        actor=Actor(),
+        lang=services.settings.default_language,
+    )
+
+
+class Scheduler:
+    def __init__(self, db: Database, services: Services, *, wake: Callable[[], None]) -> None:
+        self._db = db
+        self._services = services
+        self._wake_dispatcher = wake
+        self._aps = AsyncIOScheduler(timezone="UTC")
+        self._armed_for: datetime | None = None
+
+    @property
+    def clock(self):  # type: ignore[no-untyped-def]
+        return self._services.clock
+
+    async def start(self) -> None:
+        self._aps.start()
+        self._aps.add_job(
+            self.purge, "interval", hours=1, id="purge", misfire_grace_time=None, coalesce=True
+        )
+        await self.rearm()
+
+    def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    async def next_due(self) -> datetime | None:
+        async with self._db.reader() as session:
+            stmt = select(func.min(DueJob.due_at)).where(DueJob.status == JobStatus.pending)
+            return (await session.exec(stmt)).one()  # type: ignore[call-overload]
+
+    async def rearm(self) -> None:
+        """Arm the single timer for the earliest pending work (called after every commit)."""
+        due = await self.next_due()
+        if due is None or not self._aps.running:
+            self._armed_for = due
+            return
+        if self._armed_for == due and self._aps.get_job(TIMER_ID) is not None:
+            return
+        self._armed_for = due
+        delay = max(0.0, (due - self.clock.now()).total_seconds())
+        run_at = datetime.now(tz=due.tzinfo) + timedelta(seconds=delay)
+        self._aps.add_job(
+            self.tick,
+            "date",
+            run_date=run_at,
+            id=TIMER_ID,
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
+
+    async def tick(self, limit: int = 500) -> int:
+        """Run every piece of work that is due now; return how many were handled."""
+        handled = 0
+        while batch := await self._claim(limit):
+            for work_id in batch:
+                await self._run_one(work_id)
+            handled += len(batch)
+            self._wake_dispatcher()
+        self._armed_for = None
+        await self.rearm()
+        return handled
+
+    async def _claim(self, limit: int) -> list[int]:
+        async with self._db.reader() as session:
+            stmt = (
+                select(DueJob.id)
+                .where(DueJob.status == JobStatus.pending, col(DueJob.due_at) <= self.clock.now())
+                .order_by(col(DueJob.due_at), col(DueJob.id))
+                .limit(limit)
+            )
+            return [i for i in (await session.exec(stmt)).all() if i is not None]
+
+    async def _run_one(self, work_id: int) -> None:
+        """One job, one transaction: the status flip and everything it sends commit together."""
+        try:
+            async with self._db.session() as session:
+                stmt = select(DueJob).where(
+                    col(DueJob.id) == work_id, DueJob.status == JobStatus.pending
+                )
+                if is_postgres(self._db.engine):
+                    stmt = stmt.with_for_update(skip_locked=True)
+                work = (await session.exec(stmt)).first()
+                if work is None:
+                    return
+                handler = HANDLERS.get(work.kind)
+                note = (
+                    await handler(job_context(session, self._services, work), work)
+                    if handler
+                    else "no handler"
+                )
+                work.status = (
+                    JobStatus.skipped if note and note.startswith("skip") else JobStatus.done
+                )
+                work.note, work.done_at = note, self.clock.now()
+                session.add(work)
+        except IntegrityError:
+            log.exception("job.conflict id=%s", work_id)
+        except Exception:
+            log.exception("job.failed id=%s", work_id)
+            async with self._db.session() as session:
+                await session.exec(
+                    update(DueJob)
+                    .where(col(DueJob.id) == work_id)  # type: ignore[call-overload]
+                    .values(status=JobStatus.skipped, note="failed", done_at=self.clock.now())
+                )
+
+    async def purge(self) -> None:
+        """Forget idempotency keys older than a week; Telegram never redelivers that late."""
+        async with self._db.session() as session:
+            cutoff = self.clock.now() - PROCESSED_EVENTS_KEPT
+            await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.at) < cutoff))  # type: ignore[call-overload]
