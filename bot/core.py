@@ -30,6 +30,17 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file the user sent (a screenshot, usually). Only the channel's reference is kept."""
+
+    kind: str  # photo | document
+    file_ref: str
+    size: int | None = None
+    mime: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class Inbound:
     """One event from a user, whatever the channel."""
 
@@ -42,7 +53,11 @@ class Inbound:
     contact: Contact | None = None
     language_hint: str | None = None
     display_name: str | None = None
-    unsupported: bool = False  # a sticker, photo... we cannot read
+    attachment: Attachment | None = None
+    in_group: bool = False  # a group chat (staff groups); chat_ref is the group
+    thread_ref: str | None = None  # forum topic inside a group
+    reply_to_ref: str | None = None  # the message this one replies to
+    unsupported: bool = False  # a sticker, voice note... we cannot read
 
     @property
     def command(self) -> tuple[str, str] | None:
@@ -70,6 +85,10 @@ class View:
     choices: list[list[Choice]] = field(default_factory=list)
     request_contact: str | None = None  # label of a "share my phone number" button
     remove_keyboard: bool = False
+    thread_ref: str | None = None  # post into this forum topic
+    photo_ref: str | None = None  # send this photo (channel file id) with the text as caption
+    edit_of: int | None = None  # outbox id of an earlier message to edit instead of sending
+    edit_ref: str | None = None  # filled by the dispatcher: the channel's id of that message
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"text": self.text}
@@ -79,6 +98,9 @@ class View:
             payload["request_contact"] = self.request_contact
         if self.remove_keyboard:
             payload["remove_keyboard"] = True
+        for key in ("thread_ref", "photo_ref", "edit_of"):
+            if getattr(self, key) is not None:
+                payload[key] = getattr(self, key)
         return payload
 
     @staticmethod
@@ -90,6 +112,9 @@ class View:
             ],
             request_contact=payload.get("request_contact"),
             remove_keyboard=payload.get("remove_keyboard", False),
+            thread_ref=payload.get("thread_ref"),
+            photo_ref=payload.get("photo_ref"),
+            edit_of=payload.get("edit_of"),
         )
 
 

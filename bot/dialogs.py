@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 
 from bot.context import Ctx
-from bot.core import Contact, View
+from bot.core import Attachment, Contact, View
 from bot.textfold import fold
 from storage.models import Dialog
 
@@ -42,6 +42,7 @@ class Answer:
     value: str | None = None  # the chosen option
     text: str | None = None  # typed text that is not an option
     contact: Contact | None = None
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +173,19 @@ def _match_option(options: list[list[str]], text: str) -> str | None:
 
 
 def interpret(
-    dialog: Dialog, *, text: str | None, contact: Contact | None, value: str | None
+    dialog: Dialog,
+    *,
+    text: str | None,
+    contact: Contact | None,
+    value: str | None,
+    attachment: Attachment | None = None,
 ) -> Answer:
     if value is not None:
         return Answer(value=value)
     if contact is not None:
         return Answer(contact=contact)
+    if attachment is not None:
+        return Answer(text=text, attachment=attachment)
     options = dialog.prompt.get("options", [])
     chosen = _match_option(options, text or "") if options else None
     return Answer(value=chosen) if chosen else Answer(text=text or "")
@@ -188,12 +196,8 @@ async def answer(ctx: Ctx, dialog: Dialog, reply: Answer) -> None:
     prompt = dialog.prompt
     if reply.value is not None and reply.value not in {v for v, _ in prompt.get("options", [])}:
         reply = Answer(text=reply.value)
-    if (
-        reply.value is None
-        and reply.contact is None
-        and prompt.get("options")
-        and not prompt.get("free_text")
-    ):
+    typed_only = reply.value is None and reply.contact is None and reply.attachment is None
+    if typed_only and prompt.get("options") and not prompt.get("free_text"):
         ctx.reply(ctx.t("common.choose_option"))
         await ask(ctx, dialog)
         return

@@ -160,8 +160,15 @@ class Dispatcher:
         if channel is None:
             await self._finish(row, OutboxStatus.failed, error="no such channel")
             return True
+        view = View.from_payload(row.payload)
+        if view.edit_of is not None:
+            target = await self._edit_target(view.edit_of)
+            if target is None:  # the original is not sent yet: edit after it
+                await self._postpone_chat(row, timedelta(seconds=1), counts=False)
+                return False
+            view.edit_ref = target
         try:
-            external_id = await channel.send(row.chat_ref, View.from_payload(row.payload))
+            external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:
             await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)
             if exc.scope == "channel":
@@ -178,6 +185,13 @@ class Dispatcher:
             return await self._transient(row, exc)
         await self._finish(row, OutboxStatus.sent, external_id=external_id)
         return True
+
+    async def _edit_target(self, outbox_id: int) -> str | None:
+        async with self._db.reader() as session:
+            original = await session.get(OutboxMessage, outbox_id)
+        if original is None or original.status != OutboxStatus.sent:
+            return None if original is not None and original.status == OutboxStatus.pending else ""
+        return original.external_id or ""
 
     async def _transient(self, row: OutboxMessage, exc: Exception) -> bool:
         attempts = row.attempts + 1

@@ -79,6 +79,8 @@ class Router:
         self.commands: dict[str, Command] = {}
         self.actions: dict[str, Action] = {}
         self.fallback: FallbackFn | None = None
+        self.group_commands: dict[str, Command] = {}
+        self.group_handler: Callable[[Ctx], Awaitable[None]] | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.on_scheduled: Callable[[], Awaitable[None]] | None = None
         self._locks = UserLocks()
@@ -88,6 +90,17 @@ class Router:
     ) -> Callable[[CommandFn], CommandFn]:
         def register(fn: CommandFn) -> CommandFn:
             self.commands[name] = Command(name, fn, requires, published)
+            return fn
+
+        return register
+
+    def group_command(
+        self, name: str, *, requires: tuple[Role, ...] = REGISTERED
+    ) -> Callable[[CommandFn], CommandFn]:
+        """A command typed in a group chat (e.g. binding a staff group to a unit)."""
+
+        def register(fn: CommandFn) -> CommandFn:
+            self.group_commands[name] = Command(name, fn, requires, published=False)
             return fn
 
         return register
@@ -160,6 +173,9 @@ class Router:
 
     async def _route(self, ctx: Ctx) -> None:
         event = ctx.event
+        if event.in_group:
+            await self._group(ctx)
+            return
         dialog = await dialogs.current(ctx)
         if dialog is not None and dialogs.expired(ctx, dialog):
             await dialogs.end(ctx, dialog)
@@ -173,15 +189,39 @@ class Router:
             await self._command(ctx, dialog, *event.command)
         elif event.choice is not None:
             await self._choice(ctx, dialog, event.choice)
-        elif dialog is not None and (event.text or event.contact):
-            answer = dialogs.interpret(dialog, text=event.text, contact=event.contact, value=None)
+        elif dialog is not None and (event.text or event.contact or event.attachment):
+            answer = dialogs.interpret(
+                dialog,
+                text=event.text,
+                contact=event.contact,
+                value=None,
+                attachment=event.attachment,
+            )
             await dialogs.answer(ctx, dialog, answer)
         elif event.contact is not None:
             ctx.reply(ctx.t("common.contact_without_dialog"))
         elif event.text and self.fallback is not None:
             await self.fallback(ctx, event.text)
+        elif event.attachment is not None:
+            ctx.reply(ctx.t("common.attachment_outside_dialog"))
         else:
             ctx.reply(ctx.t("common.unsupported"))
+
+    async def _group(self, ctx: Ctx) -> None:
+        """Groups (staff groups): only group commands and the group handler; never chatter."""
+        if ctx.event.choice is not None:
+            await self._choice(ctx, None, ctx.event.choice)
+            return
+        command = ctx.event.command
+        if command is not None:
+            spec = self.group_commands.get(command[0])
+            if spec is not None and self.allowed(ctx, spec.requires):
+                await spec.handler(ctx, command[1])
+            elif spec is not None:
+                self.refuse(ctx, spec.requires)
+            return
+        if self.group_handler is not None:
+            await self.group_handler(ctx)
 
     def allowed(self, ctx: Ctx, requires: tuple[Role, ...]) -> bool:
         if not requires:

@@ -41,5 +41,11 @@ class Channel(Protocol):
     text_limit: int
 
     async def send(self, chat_ref: str, view: View) -> str:
-        """Deliver one message; return the channel's message id."""
+        """Deliver one message (or edit ``view.edit_ref``); return the channel's message id."""
         ...
+
+
+class TopicChannel(Protocol):
+    """Channels with forum topics in groups (Telegram): one topic per support ticket."""
+
+    async def create_topic(self, chat_ref: str, name: str) -> str: ...

@@ -20,6 +20,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
+    Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
     Update,
@@ -28,7 +29,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bot.channels.base import Blocked, Rejected, RetryLater, Transient
-from bot.core import Contact, Inbound, View, clean_text, split_text
+from bot.core import Attachment, Contact, Inbound, View, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.settings import Settings
 
@@ -36,6 +37,7 @@ from bot.settings import Settings
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 log = logging.getLogger("sotay.telegram")
 WEBHOOK_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+CAPTION_LIMIT = 1024
 
 
 def to_inbound(update: Update) -> Inbound | None:
@@ -52,22 +54,39 @@ def to_inbound(update: Update) -> Inbound | None:
             language_hint=query.from_user.language_code,
         )
     message = update.message
-    if message is None or message.from_user is None or message.chat.type != "private":
+    if message is None or message.from_user is None or message.from_user.is_bot:
         return None
     user = message.from_user
+    in_group = message.chat.type != "private"
+    reply_to = message.reply_to_message
     base = {
         **common,
         "user_ref": str(user.id),
         "chat_ref": str(message.chat.id),
         "language_hint": user.language_code,
         "display_name": user.full_name,
+        "in_group": in_group,
+        "thread_ref": str(message.message_thread_id) if message.is_topic_message else None,
+        "reply_to_ref": str(reply_to.message_id) if reply_to is not None else None,
     }
-    if message.contact is not None:
+    if message.contact is not None and not in_group:
         own = message.contact.user_id == user.id
         return Inbound(**base, contact=Contact(message.contact.phone_number, own))
-    if message.text is not None:
-        return Inbound(**base, text=clean_text(message.text))
-    return Inbound(**base, unsupported=True)
+    attachment = _attachment(message)
+    text = message.text if message.text is not None else message.caption
+    if text is not None or attachment is not None:
+        return Inbound(**base, text=clean_text(text) if text else None, attachment=attachment)
+    return None if in_group else Inbound(**base, unsupported=True)
+
+
+def _attachment(message: Message) -> Attachment | None:
+    if message.photo:
+        photo = message.photo[-1]  # the largest size
+        return Attachment("photo", photo.file_id, photo.file_size, "image/jpeg")
+    if message.document is not None:
+        doc = message.document
+        return Attachment("document", doc.file_id, doc.file_size, doc.mime_type, doc.file_name)
+    return None
 
 
 def render_markup(
@@ -203,15 +222,10 @@ class TelegramChannel:
     # --- outbound --------------------------------------------------------------------------------
 
     async def send(self, chat_ref: str, view: View) -> str:
-        parts = split_text(view.text, self.text_limit)
-        message_id = ""
         try:
-            for index, part in enumerate(parts):
-                markup = render_markup(view) if index == len(parts) - 1 else None
-                sent = await self.ptb.bot.send_message(
-                    chat_id=int(chat_ref), text=part, reply_markup=markup
-                )
-                message_id = str(sent.message_id)
+            if view.edit_ref:
+                return await self._edit(chat_ref, view)
+            return await self._send_new(chat_ref, view)
         except RetryAfter as exc:
             raise RetryLater(max(1.0, _seconds(exc.retry_after))) from exc
         except Forbidden as exc:
@@ -222,4 +236,56 @@ class TelegramChannel:
             raise Rejected(exc.message) from exc
         except NetworkError as exc:
             raise Transient(str(exc)) from exc
+
+    async def _send_new(self, chat_ref: str, view: View) -> str:
+        bot = self.ptb.bot
+        thread = int(view.thread_ref) if view.thread_ref else None
+        text = view.text
+        message_id = ""
+        if view.photo_ref:
+            caption, text = text[:CAPTION_LIMIT], text[CAPTION_LIMIT:]
+            sent = await bot.send_photo(
+                chat_id=int(chat_ref),
+                photo=view.photo_ref,
+                caption=caption,
+                message_thread_id=thread,
+                reply_markup=None if text else render_markup(view),
+            )
+            message_id = str(sent.message_id)
+            if not text:
+                return message_id
+        parts = split_text(text, self.text_limit)
+        for index, part in enumerate(parts):
+            markup = render_markup(view) if index == len(parts) - 1 else None
+            sent = await bot.send_message(
+                chat_id=int(chat_ref), text=part, reply_markup=markup, message_thread_id=thread
+            )
+            message_id = str(sent.message_id)
         return message_id
+
+    async def _edit(self, chat_ref: str, view: View) -> str:
+        markup = render_markup(view)
+        try:
+            await self.ptb.bot.edit_message_text(
+                chat_id=int(chat_ref),
+                message_id=int(view.edit_ref or 0),
+                text=view.text[: self.text_limit],
+                reply_markup=markup if isinstance(markup, InlineKeyboardMarkup) else None,
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                raise
+        return view.edit_ref or ""
+
+    async def create_topic(self, chat_ref: str, name: str) -> str:
+        try:
+            topic = await self.ptb.bot.create_forum_topic(chat_id=int(chat_ref), name=name[:128])
+        except RetryAfter as exc:
+            raise RetryLater(max(1.0, _seconds(exc.retry_after))) from exc
+        except Forbidden as exc:
+            raise Blocked(str(exc)) from exc
+        except BadRequest as exc:
+            raise Rejected(exc.message) from exc
+        except NetworkError as exc:
+            raise Transient(str(exc)) from exc
+        return str(topic.message_thread_id)

@@ -36,7 +36,8 @@ class TerminalChannel:
         return str(next(_ids))
 
     def _print(self, view: View) -> None:
-        lines = ["", view.text]
+        prefix = "(cập nhật) " if view.edit_ref else "[ảnh] " if view.photo_ref else ""
+        lines = ["", prefix + view.text]
         choices = [choice for row in view.choices for choice in row]
         if choices:
             self._choices = [(c.label, c.data) for c in choices]

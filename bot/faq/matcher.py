@@ -24,7 +24,6 @@ docs/benchmarks.md). Everything depending on the knowledge base is precomputed i
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,7 +39,8 @@ DecisionKind = Literal["answer", "suggest", "none"]
 MAX_CHARS = 1200
 """Only this much of a message is read: a question is never longer, and it bounds the cost."""
 
-_SENTENCE_SPLIT = re.compile(r"[.!?;\n]+|,\s+(?=\S+\s+\S+\s+\S+\s+\S+)")
+CHAR_N = 3
+"""Character n-gram length: trigrams span most one-letter typos in 2–6 letter syllables."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,7 @@ class MatchParams:
     char_weight: float = 0.30
     fuzzy_weight: float = 0.25
     k1: float = 1.2
-    b: float = 0.4
-    char_n: int = 3
-    evidence: float = 6.0
-    fuzzy: str = "token_set"
-    segment_min_words: int = 1000
+    b: float = 0.75
 
 
 def decide(
@@ -126,7 +122,7 @@ class _WeightedTerms:
                 saturation = min(1.0, tf * (k1 + 1) / (tf + norm))
                 self.postings.setdefault(term, []).append((index, self.idf[term] * saturation))
 
-    def scores(self, terms: set[str], n_docs: int) -> tuple[list[float], float]:
+    def scores(self, terms: set[str], n_docs: int) -> list[float]:
         totals = [0.0] * n_docs
         mass = 0.0
         for term in terms:
@@ -134,29 +130,17 @@ class _WeightedTerms:
             for index, weight in self.postings.get(term, ()):
                 totals[index] += weight
         if mass == 0.0:
-            return totals, mass
-        return [total / mass for total in totals], mass
+            return totals
+        return [total / mass for total in totals]
 
 
 def _word_terms(words: list[str]) -> list[str]:
     return words + [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
 
 
-def _char_terms(words: list[str], n: int) -> list[str]:
+def _char_terms(words: list[str]) -> list[str]:
     padded = f" {' '.join(words)} "
-    return [padded[i : i + n] for i in range(len(padded) - n + 1)]
-
-
-def _segments(text: str, min_words: int) -> list[str]:
-    if len(text.split()) < min_words:
-        return [text]
-    parts = [part.strip() for part in _SENTENCE_SPLIT.split(text) if part and part.strip()]
-    return [text, *parts] if len(parts) > 1 else [text]
-
-def _sort_set(a, b, **kw):
-    return (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b)) / 2
-
-_FUZZY = {"token_set": fuzz.token_set_ratio, "token_sort": fuzz.token_sort_ratio, "ratio": fuzz.ratio, "wratio": fuzz.WRatio, "sort_set": _sort_set, "qratio": fuzz.QRatio, "partial_token_sort": fuzz.partial_token_sort_ratio}
+    return [padded[i : i + CHAR_N] for i in range(len(padded) - CHAR_N + 1)]
 
 
 class FaqIndex:
@@ -186,7 +170,7 @@ class FaqIndex:
             for phrase in self._texts_of(entry):
                 words = tokens(phrase)
                 word_doc.update(_word_terms(words))
-                char_doc.update(_char_terms(words, self.params.char_n))
+                char_doc.update(_char_terms(words))
             for question in entry.questions["vi"] + entry.questions["en"]:
                 self._phrasings.append((index, " ".join(tokens(question))))
             word_docs.append(word_doc)
@@ -219,35 +203,28 @@ class FaqIndex:
         yield from entry.questions["en"]
         yield from entry.keywords
 
-    def _score_segment(self, segment: str) -> list[float]:
-        words = tokens(segment)
+    def _score(self, text: str) -> list[float]:
+        words = tokens(text)
         n_docs = len(self._entries)
         if not words:
             return [0.0] * n_docs
         p = self.params
-        word, mass = self._word.scores(set(_word_terms(words)), n_docs)
-        char, _ = self._char.scores(set(_char_terms(words, p.char_n)), n_docs)
+        word = self._word.scores(set(_word_terms(words)), n_docs)
+        char = self._char.scores(set(_char_terms(words)), n_docs)
         fuzzy = [0.0] * n_docs
         query = " ".join(words)
-        scorer = _FUZZY[p.fuzzy]
         for index, phrasing in self._phrasings:
-            similarity = scorer(query, phrasing) / 100.0
+            similarity = fuzz.token_set_ratio(query, phrasing) / 100.0
             if similarity > fuzzy[index]:
                 fuzzy[index] = similarity
-        evidence = min(1.0, mass / p.evidence)
         return [
-            evidence * (p.word_weight * w + p.char_weight * c + p.fuzzy_weight * f)
+            p.word_weight * w + p.char_weight * c + p.fuzzy_weight * f
             for w, c, f in zip(word, char, fuzzy, strict=True)
         ]
 
     def rank(self, text: str) -> list[tuple[str, float]]:
         """Every entry id with its score in [0, 1], best first."""
-        clipped = text[:MAX_CHARS] if isinstance(text, str) else ""
-        best = [0.0] * len(self._entries)
-        for segment in _segments(clipped, self.params.segment_min_words):
-            for index, score in enumerate(self._score_segment(segment)):
-                if score > best[index]:
-                    best[index] = score
+        best = self._score(text[:MAX_CHARS] if isinstance(text, str) else "")
         order = sorted(range(len(best)), key=lambda i: (-best[i], i))
         return [(self._entries[i].id, min(1.0, best[i])) for i in order]
 

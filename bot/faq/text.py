@@ -73,19 +73,32 @@ _SYNONYM_SOURCE: dict[str, tuple[str, ...]] = {
     "ba": ("ba", "3"),
 }
 
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 # Politeness particles and pronouns that carry no topic. English function words are left to
 # IDF weighting: in a short question ("who are you") they are the question.
-_PARTICLES = frozenset(
+_PARTICLES = _wordset(
     "a ah ak oi nhe nha nhi ha hi ad admin em e anh toi minh t tui vay z ta dum "
-    "please hello thanks thank".split()
+    "please hello thanks thank"
 )
 
-_COMMON_VI = frozenset(
-    ["toi", "em", "anh", "chi", "ong", "ba", "co", "khong", "duoc", "la", "gi", "nao", "sao", "the", "lam", "roi", "cua", "cho", "voi", "va", "ma", "thi", "bi", "da", "dang", "se", "con", "nhu", "nay", "do", "o", "dau", "khi", "nhung", "cac", "mot", "hai", "ba", "hoi", "giup", "xin", "nhe", "nha", "a", "oi", "vay", "ve", "len", "xuong", "vao", "ra", "di", "den", "tai", "mat", "khau", "nhan", "ma", "so", "dien", "thoai", "dang", "vien", "chi", "bo", "hop", "sinh", "hoat", "ung", "dung", "tai", "khoan", "nhap", "quen", "doi", "moi", "cu", "cai", "dat", "tim", "thay", "bao", "loi", "xem", "tin", "lich", "tai", "lieu", "van", "ban", "hoai", "mai", "luon", "ko", "dc", "k", "mk", "sdt", "dt", "tk", "dv", "cb", "dn", "ns", "j", "ntn", "vs", "r"]
+_COMMON_VI = _wordset(
+    "toi em anh chi ong ba co khong duoc la gi nao sao the lam roi cua cho voi va ma thi "
+    "bi da dang se con nhu nay do o dau khi nhung cac mot hai hoi giup xin nhe nha a oi "
+    "vay ve len xuong vao ra di den tai mat khau nhan so dien thoai dang vien bo hop "
+    "sinh hoat ung dung tai khoan nhap quen doi moi cu cai dat tim thay bao loi xem tin lich "
+    "lieu van ban hoai mai luon ko dc k mk sdt dt tk dv cb dn ns j ntn vs r"
 )
 
-_COMMON_EN = frozenset(
-    ["the", "a", "an", "is", "are", "am", "i", "my", "me", "you", "your", "to", "of", "in", "on", "for", "it", "how", "what", "where", "when", "why", "who", "which", "can", "cannot", "can't", "do", "does", "did", "not", "no", "yes", "please", "with", "from", "this", "that", "there", "have", "has", "get", "got", "should", "would", "will", "be", "been", "was", "were", "phone", "app", "password", "code", "meeting", "meetings", "member", "cell", "account", "login", "log", "forgot", "change", "changed", "new", "old", "number", "install", "update", "document", "documents", "help", "use", "using", "see", "find", "read", "send", "receive", "received"]
+_COMMON_EN = _wordset(
+    "the a an is are am i my me you your to of in on for it how what where when why who which "
+    "can cannot can't do does did not no yes please with from this that there have has get got "
+    "should would will be been was were phone app password code meeting meetings member cell "
+    "account login log forgot change changed new old number install update document documents "
+    "help use using see find read send receive received"
 )
 
 
