@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -119,17 +120,17 @@ class Dispatcher:
         return handled
 
     async def _claim(self, channel: str | None, chat_ref: str | None) -> Sequence[OutboxMessage]:
+        """Lease due rows to this dispatcher. The conditional UPDATE makes the lease atomic on
+        SQLite too (where SELECT ... FOR UPDATE does not exist): only rows we flipped are ours."""
         now = self._clock.now()
         paused = [name for name, until in self._paused_until.items() if until > now]
+        free = (col(OutboxMessage.lease_until).is_(None)) | (col(OutboxMessage.lease_until) < now)
         async with self._db.session() as session:
             stmt = (
-                select(OutboxMessage)
+                select(OutboxMessage.id)
                 .where(OutboxMessage.status == OutboxStatus.pending)
                 .where(col(OutboxMessage.next_attempt_at) <= now)
-                .where(
-                    (col(OutboxMessage.lease_until).is_(None))
-                    | (col(OutboxMessage.lease_until) < now)
-                )
+                .where(free)
                 .order_by(col(OutboxMessage.id))
                 .limit(self._batch)
             )
@@ -141,11 +142,18 @@ class Dispatcher:
                 stmt = stmt.where(col(OutboxMessage.channel).not_in(paused))
             if is_postgres(self._db.engine):
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = (await session.exec(stmt)).all()
-            for row in rows:
-                row.lease_until = now + LEASE
-                session.add(row)
-        return rows
+            ids = list((await session.exec(stmt)).all())
+            if not ids:
+                return []
+            token = uuid.uuid4().hex
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(ids), OutboxMessage.status == OutboxStatus.pending)
+                .where(free)
+                .values(lease_until=now + LEASE, lease_owner=token)
+            )
+            mine = select(OutboxMessage).where(OutboxMessage.lease_owner == token)
+            return (await session.exec(mine.order_by(col(OutboxMessage.id)))).all()
 
     async def _send_chat(self, rows: list[OutboxMessage]) -> None:
         """Send one chat's rows in order; stop at the first that must wait."""

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     dialog_timeout: str = "24h"
     invite_ttl: str = "7d"
     outbox_max_attempts: int = Field(default=8, ge=1)
+    telegram_overall_rate: float = Field(default=30.0, gt=0)
+    telegram_chat_rate: float = Field(default=1.0, gt=0)
+    telegram_chat_burst: float = Field(default=3.0, ge=1)
+    telegram_group_per_minute: float = Field(default=20.0, gt=0)
+    reminder_offsets: str = "24h,2h"
+    nudge_day: int = Field(default=20, ge=1, le=28)
+    quiet_hours: str = "21:00-07:00"
+    meeting_copy_to_staff: bool = False
 
     @field_validator("default_language")
     @classmethod
@@ -69,6 +77,20 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("reminder_offsets")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        for part in value.split(","):
+            parse_duration(part)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        if value and not re.match(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$", value.strip()):
+            raise ValueError("must look like 21:00-07:00")
         return value
 
     @field_validator("database_url")
@@ -96,6 +118,10 @@ class Settings(BaseSettings):
     @property
     def dialog_timeout_delta(self) -> timedelta:
         return parse_duration(self.dialog_timeout)
+
+    @property
+    def reminder_deltas(self) -> list[timedelta]:
+        return sorted((parse_duration(p) for p in self.reminder_offsets.split(",")), reverse=True)
 
     @property
     def invite_ttl_delta(self) -> timedelta:

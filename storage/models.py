@@ -73,6 +73,7 @@ class OutboxStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     blocked = "blocked"
+    superseded = "superseded"  # replaced before it left (a meeting changed while its notice queued)
 
 
 class Unit(SQLModel, table=True):
@@ -219,6 +220,7 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = utc_column(nullable=False)
     lease_until: datetime | None = utc_column()
+    lease_owner: str | None = Field(default=None, max_length=32)
     created_at: datetime | None = utc_column(nullable=False)
     sent_at: datetime | None = utc_column()
     external_id: str | None = Field(default=None, max_length=64)
@@ -305,8 +307,10 @@ class Broadcast(SQLModel, table=True):
     created_by: int | None = Field(default=None, foreign_key="member.id")
     audience: str = Field(default="members", max_length=16)
     total: int = 0
+    unreachable: int = 0  # members without any chat account: to be told in person
     report_channel: str | None = Field(default=None, max_length=16)
     report_chat: str | None = Field(default=None, max_length=64)
+    report_outbox_id: int | None = None  # the progress message that is edited as sending goes on
     report_done: bool = False
     created_at: datetime | None = utc_column(nullable=False)
 

@@ -1,0 +1,76 @@
+"""Dates and times as secretaries type them: 20/12, 20/12/2026, 19:30, 19h30, 7h30 tối.
+
+Ambiguous input is not guessed silently: "7h" returns the morning reading and says it is
+ambiguous, so the dialog can show the interpretation and ask.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, time
+
+from bot.textfold import fold
+
+_DATE = re.compile(r"^\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})(?:\s*[/.\-]\s*(\d{2,4}))?\s*$")
+_TIME = re.compile(r"^\s*(\d{1,2})\s*(?:[:h]\s*(\d{1,2})?)?\s*(?:phut|p)?\s*(.*?)\s*$")
+_EVENING = ("toi", "chieu", "pm", "dem")
+_MORNING = ("sang", "am", "trua")
+
+
+class DateError(ValueError):
+    """``reason``: 'format' (not a date) or 'invalid' (no such day, e.g. 31/02)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_date(text: str, today: date) -> date:
+    """A day/month[/year]; without a year, the next such day from ``today`` on."""
+    match = _DATE.match(text)
+    if not match:
+        raise DateError("format")
+    day, month = int(match.group(1)), int(match.group(2))
+    year_text = match.group(3)
+    year = (
+        int(year_text) + (2000 if year_text and len(year_text) == 2 else 0)
+        if year_text
+        else today.year
+    )
+    try:
+        result = date(year, month, day)
+    except ValueError:
+        raise DateError("invalid") from None
+    if not year_text and result < today:
+        try:
+            result = date(year + 1, month, day)
+        except ValueError:
+            raise DateError("invalid") from None
+    return result
+
+
+@dataclass(frozen=True)
+class ParsedTime:
+    value: time
+    ambiguous: bool  # "7h": morning or evening? ask before using it
+
+
+def parse_time(text: str) -> ParsedTime | None:
+    """19:30, 19h30, 19h, 7h30 tối, 7 giờ tối; None when it is not a time."""
+    folded = fold(text).replace("gio", "h").replace(" h", "h")
+    match = _TIME.match(folded)
+    if not match or (":" not in folded and "h" not in folded and not match.group(3)):
+        return None
+    hour, minute = int(match.group(1)), int(match.group(2) or 0)
+    rest = match.group(3)
+    if rest and not any(word in rest for word in _EVENING + _MORNING):
+        return None
+    evening = any(word in rest for word in _EVENING)
+    morning = any(word in rest for word in _MORNING)
+    if evening and hour < 12:
+        hour += 12
+    if hour > 23 or minute > 59:
+        return None
+    ambiguous = not (evening or morning) and 1 <= hour <= 11 and ":" not in folded
+    return ParsedTime(time(hour, minute), ambiguous)
