@@ -12,12 +12,24 @@ from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.context import Services
 from bot.outbox import Dispatcher, Outbox
+from bot.ratelimit import Limits, RateLimiter
 from bot.router import Router
 from bot.scheduler import Scheduler
 from bot.settings import Settings
+from handlers.broadcast import BroadcastReporter
+from handlers.meetings import ensure_monthly_nudge
 from storage.db import Database
 
 log = logging.getLogger("sotay.app")
+
+
+def telegram_limits(settings: Settings) -> Limits:
+    return Limits(
+        overall_per_second=settings.telegram_overall_rate,
+        chat_burst=settings.telegram_chat_burst,
+        chat_per_second=settings.telegram_chat_rate,
+        group_per_minute=settings.telegram_group_per_minute,
+    )
 
 
 class App:
@@ -35,9 +47,16 @@ class App:
         self.router = Router(self.db, self.services)
         handlers.setup(self.router)
         self.channels: dict[str, Channel] = {}
+        self.services.channels = self.channels  # e.g. forum topics for support tickets
         self.dispatcher = Dispatcher(
-            self.db, self.channels, self.clock, max_attempts=settings.outbox_max_attempts
+            self.db,
+            self.channels,
+            self.clock,
+            max_attempts=settings.outbox_max_attempts,
+            limiters={"telegram": RateLimiter(telegram_limits(settings))},
         )
+        self.reporter = BroadcastReporter(self.db, self.services)
+        self.dispatcher.on_progress = self.reporter.progress
         self.router.after_commit.append(self.dispatcher.wake)
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
@@ -52,6 +71,8 @@ class App:
     async def start_background(self) -> None:
         """The dispatcher and the scheduler: what a serving process runs besides its channels."""
         self.start_dispatcher()
+        async with self.db.session() as session:
+            await ensure_monthly_nudge(session, self.settings, self.clock.now())
         await self.scheduler.start()
 
     async def close(self) -> None:

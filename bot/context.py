@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,6 +29,9 @@ class Services:
     signer: ButtonSigner
     bot_username: str | None = None
     contact_button_channels: frozenset[str] = frozenset({"telegram"})
+    # The app's channels by name, for the few things that are not a message (creating a forum
+    # topic for a support ticket). Handlers still send only through the outbox.
+    channels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 import logging
+import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
 from bot.clock import Clock
 from bot.core import View
+from bot.ratelimit import RateLimiter
 from storage.db import Database, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
 
@@ -73,8 +74,11 @@ class Dispatcher:
         max_attempts: int = 8,
         concurrency: int = 16,
         batch: int = 200,
+        limiters: dict[str, RateLimiter] | None = None,
     ) -> None:
         self._db = db
+        self._limiters = limiters or {}
+        self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
         self._channels = channels
         self._clock = clock
         self._max_attempts = max_attempts
@@ -117,6 +121,9 @@ class Dispatcher:
                 by_chat[(row.channel, row.chat_ref)].append(row)
             await asyncio.gather(*(self._send_chat(chat_rows) for chat_rows in by_chat.values()))
             handled += len(rows)
+            broadcasts = {row.broadcast_id for row in rows if row.broadcast_id is not None}
+            if broadcasts and self.on_progress is not None:
+                await self.on_progress(broadcasts)
         return handled
 
     async def _claim(self, channel: str | None, chat_ref: str | None) -> Sequence[OutboxMessage]:
@@ -168,6 +175,15 @@ class Dispatcher:
         if channel is None:
             await self._finish(row, OutboxStatus.failed, error="no such channel")
             return True
+        limiter = self._limiters.get(row.channel)
+        if limiter is not None:
+            chat_wait = limiter.chat_wait(row.chat_ref)
+            if chat_wait > 0:  # this chat is busy: let the others go first
+                await self._postpone_chat(row, timedelta(seconds=chat_wait), counts=False)
+                return False
+            overall_wait = limiter.reserve(row.chat_ref)
+            if overall_wait > 0:
+                await asyncio.sleep(overall_wait)
         view = View.from_payload(row.payload)
         if view.edit_of is not None:
             target = await self._edit_target(view.edit_of)
@@ -179,8 +195,17 @@ class Dispatcher:
             external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:
             await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)
-            if exc.scope == "channel":
+            chat_only = exc.scope == "chat" and (
+                limiter is None or limiter.recently_sent(row.chat_ref)
+            )
+            if not chat_only:  # not the chat's own pace: the whole channel is over its limit
                 self._paused_until[row.channel] = self._clock.now() + timedelta(seconds=exc.seconds)
+            log.info(
+                "outbox.rate_limited channel=%s wait=%s scope=%s",
+                row.channel,
+                exc.seconds,
+                "chat" if chat_only else "channel",
+            )
             return False
         except Blocked:
             await self._mark_blocked(row)

@@ -69,11 +69,11 @@ def schedule(
     return row
 
 
-async def cancel(session: AsyncSession, *, kind: str | None = None, ref_id: int) -> None:
+async def cancel(session: AsyncSession, *, ref_id: int, kinds: tuple[str, ...] = ()) -> None:
     """Cancel pending work about one object (e.g. every reminder of a cancelled meeting)."""
     stmt = update(DueJob).where(col(DueJob.ref_id) == ref_id, DueJob.status == JobStatus.pending)
-    if kind is not None:
-        stmt = stmt.where(DueJob.kind == kind)
+    if kinds:
+        stmt = stmt.where(col(DueJob.kind).in_(kinds))
     await session.exec(stmt.values(status=JobStatus.cancelled))  # type: ignore[call-overload]
 
 

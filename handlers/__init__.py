@@ -6,7 +6,7 @@ from bot.router import Router
 
 
 def setup(router: Router) -> None:
-    from handlers import account, admin, approvals, fallback, registration
+    from handlers import account, admin, approvals, fallback, meetings, notices, registration
 
-    for module in (registration, account, admin, approvals, fallback):
+    for module in (registration, account, admin, approvals, meetings, notices, fallback):
         module.setup(router)

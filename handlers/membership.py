@@ -111,6 +111,12 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
         items[1:1] = [("addmember", "menu.addmember")]
     if ctx.actor.holds(Role.secretary, Role.deputy, Role.admin):
         items.insert(-1, ("invite", "menu.invite"))
+    if ctx.actor.holds(Role.secretary, Role.deputy):
+        items.insert(0, ("meeting", "menu.meeting"))
+    if ctx.actor.member is not None and ctx.actor.member.cell_id is not None:
+        items.insert(0, ("meetings", "menu.meetings"))
+    if ctx.actor.holds(Role.secretary, Role.deputy, Role.staff, Role.admin):
+        items.insert(-1, ("notice", "menu.notice"))
     buttons = [ctx.button(t(lang, key), f"a:cmd:{name}") for name, key in items]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return View(text=intro or t(lang, "menu.title"), choices=rows)

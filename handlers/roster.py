@@ -10,6 +10,7 @@ batches: a per-row SELECT would make a province-sized file take minutes.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import sys
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
@@ -38,6 +39,16 @@ _NO = frozenset({"no", "n", "không", "khong", "0", "false"})
 # Column limits of storage.models: checked per row so PostgreSQL never aborts the whole batch.
 _MAX_NAME, _MAX_CODE, _MAX_UNIT, _MAX_PATH = 200, 64, 200, 1000
 BATCH = 1000
+# Core tables, not the ORM bulk path: that one splits a batch wherever the set of non-None values
+# changes, which for a roster (blank phones, blank answers) means one statement per few rows.
+_UNITS: Table = Unit.__table__  # type: ignore[attr-defined]
+_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+_FIELDS = ("member_code", "full_name", "phone", "cell_id", "has_smartphone")
+_UPDATE = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _FIELDS})
+)
 LISTED_ERRORS = 50
 
 
@@ -186,6 +197,10 @@ def _parse(text: str) -> tuple[list[_Row], list[RowError], int]:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise RosterFileError("the file is empty.")
+    if "\x00" in text:  # valid UTF-8, but PostgreSQL refuses it: really UTF-16 ("Unicode Text")
+        raise RosterFileError(
+            'the file contains NUL characters (UTF-16?); save it from Excel as "CSV UTF-8".'
+        )
     records = _records(text)
     _, header = next(records)
     columns = _header(header)
@@ -197,7 +212,10 @@ def _parse(text: str) -> tuple[list[_Row], list[RowError], int]:
             continue  # blank lines and the ";;;;" rows spreadsheets leave at the end
         count += 1
         result = _row(line, fields, columns, len(header))
-        (errors if isinstance(result, RowError) else rows).append(result)  # type: ignore[arg-type]
+        if isinstance(result, RowError):
+            errors.append(result)
+        else:
+            rows.append(result)
     if count == 0:
         raise RosterFileError("the file has a header but no member rows.")
     return rows, errors, count
@@ -361,7 +379,8 @@ async def _create_units(session: AsyncSession, units: dict[str, int], missing: l
                     "folded_name": fold(name),
                 }
             )
-        result = await session.exec(insert(Unit).returning(Unit.id, Unit.path), params=params)
+        stmt = insert(_UNITS).returning(_UNITS.c.id, _UNITS.c.path)
+        result = await session.exec(stmt, params=params)
         units.update({path: uid for uid, path in result.all()})
 
 
@@ -405,20 +424,20 @@ async def import_roster_text(
             ]
             changed = [
                 {
-                    "id": m.id,
-                    "member_code": m.code,
-                    "full_name": m.name,
-                    "phone": m.phone,
-                    "cell_id": units[m.cell or ""],
-                    "has_smartphone": m.smartphone,
+                    "b_id": m.id,
+                    "b_member_code": m.code,
+                    "b_full_name": m.name,
+                    "b_phone": m.phone,
+                    "b_cell_id": units[m.cell or ""],
+                    "b_has_smartphone": m.smartphone,
                 }
                 for m, _ in plan.updates
             ]
             for chunk in _chunks(new):
-                await session.exec(insert(Member), params=chunk)
+                await session.exec(insert(_MEMBERS), params=chunk)
                 bar.update(len(chunk))
             for chunk in _chunks(changed):
-                await session.exec(update(Member), params=chunk)
+                await session.exec(_UPDATE, params=chunk)
                 bar.update(len(chunk))
     return RosterReport(
         rows=count,
@@ -450,7 +469,7 @@ async def import_roster_file(
     database_url: str, path: Path, *, dry_run: bool = False, progress: bool = False
 ) -> RosterReport:
     """Import a CSV file in one transaction: committed unless ``dry_run``."""
-    text = read_roster(path)
+    text = await asyncio.to_thread(read_roster, path)
     db = Database(database_url)
     try:
         async with db.reader() as session:

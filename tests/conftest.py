@@ -28,7 +28,7 @@ from storage.migrate import upgrade
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
-PG_TEMPLATE = "sotay_template"
+PG_TEMPLATE = f"sotay_template_{os.getpid()}"  # one per test run: parallel runs never collide
 BACKENDS = [b for b in os.environ.get("SOTAY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 _counter = itertools.count()
 
@@ -57,13 +57,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> str:
+def pg_template() -> Iterator[str]:
     if not postgres_available():
         pytest.skip(f"PostgreSQL is not running on {PG_HOST}:{PG_PORT}; PostgreSQL tests skipped")
     _psql(f"DROP DATABASE IF EXISTS {PG_TEMPLATE}")
     _psql(f"CREATE DATABASE {PG_TEMPLATE}")
     upgrade(f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{PG_TEMPLATE}")
-    return PG_TEMPLATE
+    yield PG_TEMPLATE
+    _psql(f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)")
 
 
 @pytest.fixture(params=BACKENDS)

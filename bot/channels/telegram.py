@@ -166,7 +166,18 @@ class TelegramChannel:
 
     async def publish_commands(self) -> None:
         """The command list, in Vietnamese and English (Telegram picks by the user's language)."""
-        names = ["start", "menu", "help", "status", "me", "lang", "privacy", "forget", "cancel"]
+        names = [
+            "start",
+            "menu",
+            "meetings",
+            "help",
+            "status",
+            "me",
+            "lang",
+            "privacy",
+            "forget",
+            "cancel",
+        ]
         for lang in LANGUAGES:
             commands = [BotCommand(name, t(lang, f"cmd.{name}")) for name in names]
             await self.ptb.bot.set_my_commands(commands, language_code=lang)
