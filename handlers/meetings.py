@@ -1144,7 +1144,10 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> str | None:
                 ),
             )
             nudged += 1
-    await ensure_monthly_nudge(ctx.session, ctx.settings, ctx.now + timedelta(days=1))
+    due = next_nudge_at(ctx.settings, ctx.now + timedelta(days=1))
+    scheduler.schedule(
+        ctx.session, kind="monthly_nudge", due_at=due, now=ctx.now, dedupe_key=f"nudge:{due:%Y-%m}"
+    )
     return f"nudged {nudged}"
 
 

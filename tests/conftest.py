@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from bot.app import App
-from bot.channels.base import Blocked
+from bot.channels.base import Blocked, RetryLater
 from bot.clock import FakeClock
 from bot.core import Contact, Inbound, View
 from bot.settings import Settings, load_settings
@@ -109,10 +109,13 @@ class Recorder:
     text_limit: int = 4096
     sent: dict[str, list[View]] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
+    held: set[str] = field(default_factory=set)  # chats whose messages stay queued (slow network)
 
     async def send(self, chat_ref: str, view: View) -> str:
         if chat_ref in self.blocked:
             raise Blocked("blocked")
+        if chat_ref in self.held:
+            raise RetryLater(60)
         self.sent.setdefault(chat_ref, []).append(view)
         return str(sum(len(v) for v in self.sent.values()))
 
