@@ -91,12 +91,20 @@ class Dispatcher:
         self._wake.set()
 
     async def run_forever(self, idle: float = 5.0) -> None:
+        """Drain the outbox until cancelled. A database hiccup (e.g. a lock held too long) is
+        logged and retried: this loop is the only way replies leave, it must never die."""
         while True:
-            sent = await self.run_once()
-            if sent:
-                continue
-            self._wake.clear()
-            timeout = await self._idle_wait(idle)
+            try:
+                sent = await self.run_once()
+                if sent:
+                    continue
+                self._wake.clear()
+                timeout = await self._idle_wait(idle)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox.dispatch_failed")
+                timeout = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
@@ -110,7 +118,11 @@ class Dispatcher:
             ).first()
         if due is None:
             return idle
-        return min(idle, max(0.05, (due - self._clock.now()).total_seconds()))
+        now = self._clock.now()
+        pauses = [until for until in self._paused_until.values() if until > now]
+        if pauses:
+            due = max(due, min(pauses))
+        return min(idle, max(0.05, (due - now).total_seconds()))
 
     async def run_once(self, channel: str | None = None, chat_ref: str | None = None) -> int:
         """Send everything due now (optionally for one chat); return how many rows were handled."""
@@ -175,6 +187,10 @@ class Dispatcher:
         if channel is None:
             await self._finish(row, OutboxStatus.failed, error="no such channel")
             return True
+        paused = self._paused_until.get(row.channel)
+        if paused is not None and paused > self._clock.now():  # a channel-wide 429 is in force
+            await self._postpone_chat(row, paused - self._clock.now(), counts=False)
+            return False
         limiter = self._limiters.get(row.channel)
         if limiter is not None:
             chat_wait = limiter.chat_wait(row.chat_ref)

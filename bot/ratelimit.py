@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 class Bucket:
     capacity: float
     per_second: float
-    tokens: float = -1.0
-    updated: float = 0.0
+    tokens: float = 0.0
+    updated: float | None = None  # None until first used: a new bucket starts full
 
     def _refill(self, now: float) -> None:
-        if self.tokens < 0:
+        if self.updated is None:
             self.tokens, self.updated = self.capacity, now
             return
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)

@@ -9,9 +9,10 @@ line. The timer never relies on APScheduler's one-second misfire grace: it runs 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -95,6 +96,8 @@ class Scheduler:
         self._wake_dispatcher = wake
         self._aps = AsyncIOScheduler(timezone="UTC")
         self._armed_for: datetime | None = None
+        self._ticking = asyncio.Lock()
+        self._tasks: set[asyncio.Task[int]] = set()  # keeps running ticks referenced
 
     @property
     def clock(self):  # type: ignore[no-untyped-def]
@@ -128,7 +131,7 @@ class Scheduler:
         delay = max(0.0, (due - self.clock.now()).total_seconds())
         run_at = datetime.now(tz=due.tzinfo) + timedelta(seconds=delay)
         self._aps.add_job(
-            self.tick,
+            self._on_timer,
             "date",
             run_date=run_at,
             id=TIMER_ID,
@@ -137,17 +140,46 @@ class Scheduler:
             coalesce=True,
         )
 
+    async def _on_timer(self) -> None:
+        """The APScheduler job only starts the work and returns at once. Running ``tick`` inside
+        the job would let ``rearm`` replace the job while it still runs, and APScheduler drops a
+        one-off job whose previous instance has not finished: the schedule would stall."""
+        task = asyncio.get_running_loop().create_task(self._guarded_tick())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded_tick(self) -> int:
+        """A failed tick (the database unavailable) re-arms itself a little later."""
+        try:
+            return await self.tick()
+        except Exception:
+            log.exception("scheduler.tick_failed")
+            self._armed_for = None
+            if self._aps.running:
+                retry_at = datetime.now(UTC) + timedelta(seconds=5)
+                self._aps.add_job(
+                    self._on_timer,
+                    "date",
+                    run_date=retry_at,
+                    id=TIMER_ID,
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                    coalesce=True,
+                )
+            return 0
+
     async def tick(self, limit: int = 500) -> int:
         """Run every piece of work that is due now; return how many were handled."""
-        handled = 0
-        while batch := await self._claim(limit):
-            for work_id in batch:
-                await self._run_one(work_id)
-            handled += len(batch)
-            self._wake_dispatcher()
-        self._armed_for = None
-        await self.rearm()
-        return handled
+        async with self._ticking:
+            handled = 0
+            while batch := await self._claim(limit):
+                for work_id in batch:
+                    await self._run_one(work_id)
+                handled += len(batch)
+                self._wake_dispatcher()
+            self._armed_for = None
+            await self.rearm()
+            return handled
 
     async def _claim(self, limit: int) -> list[int]:
         async with self._db.reader() as session:

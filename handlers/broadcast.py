@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import col, select
 
 from bot.context import Ctx, Services
@@ -21,6 +21,7 @@ from storage.db import Database
 from storage.models import Broadcast, ChannelAccount, Member, OutboxMessage, OutboxStatus
 
 REPORT_EVERY_SECONDS = 3.0
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -70,25 +71,30 @@ async def send_broadcast(
     ctx.session.add(row)
     await ctx.session.flush()
     accounts = await reachable_accounts(ctx, [m.id for m in members if m.id is not None])
-    queued = 0
+    rows: list[dict[str, object]] = []
     for member in members:
         for account in accounts.get(member.id or 0, []):
             lang = pick_language(
                 account.language or member.language, None, ctx.settings.default_language
             )
-            ctx.session.add(
-                OutboxMessage(
-                    channel=account.channel,
-                    chat_ref=account.chat_ref,
-                    member_id=member.id,
-                    payload=render(lang, member).to_payload(),
-                    broadcast_id=row.id,
-                    dedupe_key=f"b{row.id}:a{account.id}",
-                    next_attempt_at=ctx.now,
-                    created_at=ctx.now,
-                )
+            rows.append(
+                {
+                    "channel": account.channel,
+                    "chat_ref": account.chat_ref,
+                    "member_id": member.id,
+                    "payload": render(lang, member).to_payload(),
+                    "broadcast_id": row.id,
+                    "dedupe_key": f"b{row.id}:a{account.id}",
+                    "status": OutboxStatus.pending,
+                    "attempts": 0,
+                    "next_attempt_at": ctx.now,
+                    "created_at": ctx.now,
+                }
             )
-            queued += 1
+    # One multi-row INSERT per chunk: a 10,000-recipient notice holds the write lock briefly.
+    for start in range(0, len(rows), CHUNK):
+        await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))  # type: ignore[call-overload]
+    queued = len(rows)
     row.total = queued
     row.unreachable = sum(1 for m in members if not accounts.get(m.id or 0))
     if report and queued:

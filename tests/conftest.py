@@ -7,6 +7,7 @@ Set SOTAY_TEST_BACKENDS=sqlite (or postgresql) to run one backend only.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -110,6 +111,7 @@ class Recorder:
     sent: dict[str, list[View]] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)
     held: set[str] = field(default_factory=set)  # chats whose messages stay queued (slow network)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every delivery
 
     async def send(self, chat_ref: str, view: View) -> str:
         if chat_ref in self.blocked:
@@ -117,6 +119,7 @@ class Recorder:
         if chat_ref in self.held:
             raise RetryLater(60)
         self.sent.setdefault(chat_ref, []).append(view)
+        self.arrived.set()
         return str(sum(len(v) for v in self.sent.values()))
 
 

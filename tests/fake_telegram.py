@@ -1146,6 +1146,9 @@ class FakeTelegram:
         self.users: dict[int, FakeUser] = {}
         self.groups: dict[int, FakeGroup] = {}
         self.sent: list[JSON] = []
+        self._sent_by_chat: dict[
+            int, list[JSON]
+        ] = {}  # index, so big broadcasts stay O(1) to check
         self.requests: list[ApiCall] = []
         self.stats: Counter[int] = Counter()
         self.commands: dict[tuple[str, str], list[JSON]] = {}
@@ -1337,7 +1340,7 @@ class FakeTelegram:
 
     def delivered(self, chat_id: int) -> list[JSON]:
         """Bot messages sent to one chat, in order (deleted ones included, flagged)."""
-        return [record for record in self.sent if record["chat_id"] == chat_id]
+        return list(self._sent_by_chat.get(chat_id, []))
 
     def delivered_count(self, chat_id: int, text: str | None = None) -> int:
         """How many bot messages reached the chat (with exactly this text or caption)."""
@@ -1698,6 +1701,7 @@ class FakeTelegram:
             }
         )
         self.sent.append(record)
+        self._sent_by_chat.setdefault(record["chat_id"], []).append(record)
         return record
 
     def _editable(self, params: Params) -> tuple[FakeChat, JSON]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,18 +18,41 @@ SOTAY = [sys.executable, "-m", "bot.cli"]
 PROMPT = "> "
 
 
-def sotay(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def sotay(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "SOTAY_SECRET_KEY": "k", **(env or {})}
-    return subprocess.run([*SOTAY, *args], input=stdin, capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120, check=False)
+    return subprocess.run(
+        [*SOTAY, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_demo_registers_a_roster_member_and_secretary_approves(tmp_path: Path) -> None:
-    lines = ["/start", "1", "1", "0912 000 001", "1", "1", "1", "2",
-             ":user bithu", "1", ":user demo", "/me", ":quit"]
-    result = sotay("demo", "--db", str(tmp_path / "demo.db"), stdin="\n".join(lines) + "\n",
-                   cwd=tmp_path)
+    lines = [
+        "/start",
+        "1",
+        "1",
+        "0912 000 001",
+        "1",
+        "1",
+        "1",
+        "2",
+        ":user bithu",
+        "1",
+        ":user demo",
+        "/me",
+        ":quit",
+    ]
+    result = sotay(
+        "demo", "--db", str(tmp_path / "demo.db"), stdin="\n".join(lines) + "\n", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Đồng chí có phải là Nguyễn Văn An, Chi bộ thôn Cầu Bâu không?" in out
@@ -61,7 +85,10 @@ def test_run_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path) -> None:
     env = {"SOTAY_DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}", "SOTAY_TELEGRAM_TOKEN": "1:x"}
     result = sotay("run", env=env)
     assert result.returncode == 1
-    assert result.stderr.strip() == "sotay: the database schema is out of date; run `sotay db upgrade` first."
+    assert (
+        result.stderr.strip()
+        == "sotay: the database schema is out of date; run `sotay db upgrade` first."
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,8 +99,10 @@ def test_run_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path) -> None:
         ({"SOTAY_DATABASE_URL": "mysql://x"}, "Setting SOTAY_DATABASE_URL is invalid"),
         ({"SOTAY_DEFAULT_LANGUAGE": "fr"}, "Setting SOTAY_DEFAULT_LANGUAGE is invalid"),
         ({"SOTAY_TELEGRAM_TOKEN": ""}, "SOTAY_TELEGRAM_TOKEN is not set"),
-        ({"SOTAY_TELEGRAM_TOKEN": "1:x", "SOTAY_WEBHOOK_URL": "https://x/tg"},
-         "SOTAY_WEBHOOK_SECRET must be set"),
+        (
+            {"SOTAY_TELEGRAM_TOKEN": "1:x", "SOTAY_WEBHOOK_URL": "https://x/tg"},
+            "SOTAY_WEBHOOK_SECRET must be set",
+        ),
     ],
 )
 def test_bad_settings_stop_with_one_sentence(env: dict[str, str], message: str) -> None:
@@ -87,18 +116,34 @@ def test_grant_and_invite_from_the_command_line(tmp_path: Path) -> None:
     env = {"SOTAY_DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}"}
     assert sotay("db", "upgrade", env=env).returncode == 0
     roster = tmp_path / "roster.csv"
-    roster.write_text("full_name,phone,unit_path,has_smartphone\n"
-                      "Nguyễn Thị Hoa,0912345678,Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ Cầu Bâu,có\n",
-                      encoding="utf-8")
+    roster.write_text(
+        "full_name,phone,unit_path,has_smartphone\n"
+        "Nguyễn Thị Hoa,0912345678,Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ Cầu Bâu,có\n",
+        encoding="utf-8",
+    )
     assert sotay("roster", "import", str(roster), env=env).returncode == 0
-    unknown = sotay("grant", "--role", "admin", "--unit", "Tỉnh Nowhere", "--phone", "0912345678", env=env)
+    unknown = sotay(
+        "grant", "--role", "admin", "--unit", "Tỉnh Nowhere", "--phone", "0912345678", env=env
+    )
     assert unknown.returncode == 1 and "no unit named" in unknown.stderr
-    ok = sotay("grant", "--role", "admin", "--unit", "Tỉnh Tuyên Quang", "--phone", "0912 345 678", env=env)
+    ok = sotay(
+        "grant", "--role", "admin", "--unit", "Tỉnh Tuyên Quang", "--phone", "0912 345 678", env=env
+    )
     assert ok.returncode == 0 and "admin of 'Tỉnh Tuyên Quang' granted" in ok.stdout
-    stranger = sotay("grant", "--role", "staff", "--unit", "Tỉnh Tuyên Quang", "--phone", "0987000000", env=env)
+    stranger = sotay(
+        "grant", "--role", "staff", "--unit", "Tỉnh Tuyên Quang", "--phone", "0987000000", env=env
+    )
     assert stranger.returncode == 1 and "--name" in stranger.stderr
-    invite = sotay("invite", "--role", "secretary", "--unit",
-                   "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ Cầu Bâu", "--ttl", "2d", env=env)
+    invite = sotay(
+        "invite",
+        "--role",
+        "secretary",
+        "--unit",
+        "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ Cầu Bâu",
+        "--ttl",
+        "2d",
+        env=env,
+    )
     assert invite.returncode == 0
     assert "https://t.me/<bot username>?start=" in invite.stdout and "code: " in invite.stdout
     not_cell = sotay("invite", "--role", "member", "--unit", "Tỉnh Tuyên Quang", env=env)
@@ -107,10 +152,36 @@ def test_grant_and_invite_from_the_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running: skipped")
 def test_db_upgrade_on_postgresql() -> None:
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c",
-                    "DROP DATABASE IF EXISTS sotay_cli_test"], check=True)
-    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c",
-                    "CREATE DATABASE sotay_cli_test"], check=True)
+    subprocess.run(
+        [
+            "psql",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-c",
+            "DROP DATABASE IF EXISTS sotay_cli_test",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "psql",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-c",
+            "CREATE DATABASE sotay_cli_test",
+        ],
+        check=True,
+    )
     env = {"SOTAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/sotay_cli_test"}
     assert sotay("db", "upgrade", env=env).returncode == 0
     again = sotay("db", "upgrade", env=env)
@@ -122,11 +193,20 @@ async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) 
     server = FakeTelegram(token="42:RUN", per_chat_rate=(20, 0.05))
     await server.start()
     db = tmp_path / "run.db"
-    env = {**os.environ, "SOTAY_DATABASE_URL": f"sqlite:///{db}", "SOTAY_TELEGRAM_TOKEN": "42:RUN",
-           "SOTAY_TELEGRAM_API_URL": server.root, "SOTAY_SECRET_KEY": "k"}
-    subprocess.run([*SOTAY, "db", "upgrade"], env=env, check=True, capture_output=True)
-    process = await __import__("asyncio").create_subprocess_exec(
-        *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "SOTAY_DATABASE_URL": f"sqlite:///{db}",
+        "SOTAY_TELEGRAM_TOKEN": "42:RUN",
+        "SOTAY_TELEGRAM_API_URL": server.root,
+        "SOTAY_SECRET_KEY": "k",
+    }
+    upgrade = await asyncio.create_subprocess_exec(
+        *SOTAY, "db", "upgrade", env=env, stdout=subprocess.DEVNULL
+    )
+    assert await upgrade.wait() == 0
+    process = await asyncio.create_subprocess_exec(
+        *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         user = server.user(501, language_code="en")
         await server.wait_for(lambda: server.calls["getUpdates"] > 0, timeout=30)

@@ -14,7 +14,7 @@ from bot.clock import FakeClock
 from bot.core import View
 from bot.outbox import Dispatcher, Outbox
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxMessage
 
 
 class Scripted:
@@ -116,5 +116,9 @@ async def test_blocked_stops_the_chat_and_rejected_fails_alone(db: Database) -> 
     await queue(db, clock, ("c", "bad"), ("c", "good"))
     channel.script = [Rejected("400")]
     await dispatcher.run_once()
-    assert await statuses(db) == [("1", "blocked", 0), ("2", "blocked", 0),
-                                  ("bad", "failed", 1), ("good", "sent", 1)]
+    assert await statuses(db) == [
+        ("1", "blocked", 0),
+        ("2", "blocked", 0),
+        ("bad", "failed", 1),
+        ("good", "sent", 1),
+    ]

@@ -37,8 +37,16 @@ async def test_times_are_stored_utc_and_read_back_aware(database_url: str) -> No
     hanoi = timezone(timedelta(hours=7))
     try:
         async with db.session() as session:
-            session.add(Dialog(channel="t", user_ref="1", chat_ref="1", flow="f", step="s",
-                               updated_at=datetime(2026, 12, 20, 19, 30, tzinfo=hanoi)))
+            session.add(
+                Dialog(
+                    channel="t",
+                    user_ref="1",
+                    chat_ref="1",
+                    flow="f",
+                    step="s",
+                    updated_at=datetime(2026, 12, 20, 19, 30, tzinfo=hanoi),
+                )
+            )
         async with db.reader() as session:
             dialog = (await session.exec(select(Dialog))).one()
         assert dialog.updated_at == datetime(2026, 12, 20, 12, 30, tzinfo=UTC)

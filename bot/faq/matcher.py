@@ -1,31 +1,32 @@
 """Find the FAQ entry a member's free-text question is about, and say how sure we are.
 
-No embedding model is available, and the questions are short, noisy chat messages, so matching
-combines three cheap lexical signals over the canonical tokens of ``text.tokens``:
+No embedding model is available (and none may be downloaded), and questions are short, noisy
+chat messages, so matching combines three cheap lexical signals over the canonical tokens of
+``bot.faq.text.tokens`` (folded, abbreviations expanded):
 
 * ``word``: BM25-style IDF weighting over syllables and syllable bigrams. Rare words ("otp",
   "khóa", "biểu quyết") decide the topic; bigrams ("mat khau", "so dien thoai") restore the
   context that diacritic folding removes.
 * ``char``: the same weighting over character trigrams, which survives typos ("mat khua",
-  "dnag nhap") and Telex leftovers.
-* ``fuzzy``: rapidfuzz similarity against each stored phrasing, best phrasing per entry: it
-  rewards a question that reads like one stored question rather than words scattered over many.
+  "dnag nhap") and Telex leftovers ("cuar").
+* ``fuzzy``: rapidfuzz ``token_set_ratio`` against each stored phrasing, best phrasing per entry:
+  it rewards a question that reads like one stored question, not words spread over many.
 
-The lexical scores are normalised by the query's own IDF mass (how much of what the member said
-is explained by the entry), so each signal and their weighted sum lie in [0, 1]. Long messages
-are also scored sentence by sentence, because the question is usually one sentence of a story.
-``ask`` then answers only when the best score clears ``answer_threshold`` and beats the runner-up
-by ``margin``; otherwise it suggests up to ``limit`` entries above ``suggest_threshold``, or says
-"none". Weights and thresholds were tuned on the dev split of bench/faq_eval only (see
-docs/benchmarks.md). Everything depending on the knowledge base is precomputed in ``build``.
-``ask`` never raises on any input text.
+The lexical scores are normalised by the query's own IDF mass (the share of what the member
+said that the entry explains, unknown words included), so each signal and their weighted sum lie
+in [0, 1]. ``ask`` answers only when the best score clears ``answer_threshold`` and leads the
+runner-up by ``margin``; otherwise it suggests up to ``limit`` entries above
+``suggest_threshold``, or says "none". Messages longer than ``LONG_MESSAGE`` are at most
+suggested. Weights and thresholds were tuned on the dev split of bench/faq_eval only (figures
+and the ablation in docs/benchmarks.md). Everything that depends on the knowledge base is
+precomputed when the index is built; ``ask`` never raises, whatever the text.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,10 +38,22 @@ from bot.faq.text import Lang, detect_language, tokens
 DecisionKind = Literal["answer", "suggest", "none"]
 
 MAX_CHARS = 1200
-"""Only this much of a message is read: a question is never longer, and it bounds the cost."""
+"""Only this much of a message is read: it bounds the cost of pasted walls of text."""
+
+LONG_MESSAGE = 600
+"""Longer messages are never answered outright, only suggested: too much else is in them."""
+
+ANSWER_THRESHOLD = 0.44
+SUGGEST_THRESHOLD = 0.30
+MARGIN = 0.10
+"""Defaults chosen by bench/faq_eval/tune.py on the dev split (see docs/benchmarks.md)."""
+
+SHORTLIST = 12
+"""Fuzzy similarity is computed only for this many best lexical entries. Fuzzy weighs at most
+``fuzzy_weight``, so an entry outside the shortlist cannot reach the top three in practice."""
 
 CHAR_N = 3
-"""Character n-gram length: trigrams span most one-letter typos in 2–6 letter syllables."""
+"""Character n-gram length: a one-letter typo leaves most of a syllable's trigrams intact."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,8 @@ class Decision:
 class MatchParams:
     """How the three signals are computed and mixed (tuned on the dev split)."""
 
-    word_weight: float = 0.45
-    char_weight: float = 0.30
+    word_weight: float = 0.50
+    char_weight: float = 0.25
     fuzzy_weight: float = 0.25
     k1: float = 1.2
     b: float = 0.75
@@ -88,10 +101,10 @@ def decide(
 
     ``ranked`` is (entry id, score) best first. Answer when the best score clears
     ``answer_threshold`` and leads the runner-up by ``margin``; else suggest what clears
-    ``suggest_threshold``; else none (with no candidates).
+    ``suggest_threshold``; else none (with no candidates). At least one candidate is kept
+    whatever ``limit`` says, so an answer always names its entry.
     """
-    shown = [(entry_id, score) for entry_id, score in ranked[: max(limit, 1)]]
-    shown = [item for item in shown if item[1] >= suggest_threshold]
+    shown = [item for item in ranked[: max(limit, 1)] if item[1] >= suggest_threshold]
     if not shown:
         return "none", []
     best = shown[0][1]
@@ -143,6 +156,18 @@ def _char_terms(words: list[str]) -> list[str]:
     return [padded[i : i + CHAR_N] for i in range(len(padded) - CHAR_N + 1)]
 
 
+def _entry_docs(entry: FaqEntry) -> tuple[Counter[str], Counter[str], list[str]]:
+    """An entry's word terms and character n-grams (questions and keywords), and its phrasings."""
+    questions = entry.questions["vi"] + entry.questions["en"]
+    word_doc: Counter[str] = Counter()
+    char_doc: Counter[str] = Counter()
+    for text in questions + entry.keywords:
+        words = tokens(text)
+        word_doc.update(_word_terms(words))
+        char_doc.update(_char_terms(words))
+    return word_doc, char_doc, [" ".join(tokens(question)) for question in questions]
+
+
 class FaqIndex:
     """A knowledge base prepared for matching; build once, ask many times (thread-safe reads)."""
 
@@ -150,9 +175,9 @@ class FaqIndex:
         self,
         kb: KnowledgeBase,
         *,
-        answer_threshold: float = 0.55,
-        suggest_threshold: float = 0.30,
-        margin: float = 0.05,
+        answer_threshold: float = ANSWER_THRESHOLD,
+        suggest_threshold: float = SUGGEST_THRESHOLD,
+        margin: float = MARGIN,
         params: MatchParams | None = None,
     ) -> None:
         self.kb = kb
@@ -161,31 +186,20 @@ class FaqIndex:
         self.margin = margin
         self.params = params or MatchParams()
         self._entries: list[FaqEntry] = list(kb.entries)
-        word_docs: list[Counter[str]] = []
-        char_docs: list[Counter[str]] = []
-        self._phrasings: list[tuple[int, str]] = []
-        for index, entry in enumerate(self._entries):
-            word_doc: Counter[str] = Counter()
-            char_doc: Counter[str] = Counter()
-            for phrase in self._texts_of(entry):
-                words = tokens(phrase)
-                word_doc.update(_word_terms(words))
-                char_doc.update(_char_terms(words))
-            for question in entry.questions["vi"] + entry.questions["en"]:
-                self._phrasings.append((index, " ".join(tokens(question))))
-            word_docs.append(word_doc)
-            char_docs.append(char_doc)
-        self._word = _WeightedTerms(word_docs, self.params.k1, self.params.b)
-        self._char = _WeightedTerms(char_docs, self.params.k1, self.params.b)
+        self._by_id: dict[str, FaqEntry] = {entry.id: entry for entry in self._entries}
+        docs = [_entry_docs(entry) for entry in self._entries]
+        self._word = _WeightedTerms([word for word, _, _ in docs], self.params.k1, self.params.b)
+        self._char = _WeightedTerms([char for _, char, _ in docs], self.params.k1, self.params.b)
+        self._phrasings: list[list[str]] = [phrasings for _, _, phrasings in docs]
 
     @classmethod
     def build(
         cls,
         kb: KnowledgeBase,
         *,
-        answer_threshold: float = 0.55,
-        suggest_threshold: float = 0.30,
-        margin: float = 0.05,
+        answer_threshold: float = ANSWER_THRESHOLD,
+        suggest_threshold: float = SUGGEST_THRESHOLD,
+        margin: float = MARGIN,
         params: MatchParams | None = None,
     ) -> FaqIndex:
         """Precompute everything matching needs from ``kb``."""
@@ -197,12 +211,6 @@ class FaqIndex:
             params=params,
         )
 
-    @staticmethod
-    def _texts_of(entry: FaqEntry) -> Iterable[str]:
-        yield from entry.questions["vi"]
-        yield from entry.questions["en"]
-        yield from entry.keywords
-
     def _score(self, text: str) -> list[float]:
         words = tokens(text)
         n_docs = len(self._entries)
@@ -211,16 +219,12 @@ class FaqIndex:
         p = self.params
         word = self._word.scores(set(_word_terms(words)), n_docs)
         char = self._char.scores(set(_char_terms(words)), n_docs)
-        fuzzy = [0.0] * n_docs
+        scores = [p.word_weight * w + p.char_weight * c for w, c in zip(word, char, strict=True)]
         query = " ".join(words)
-        for index, phrasing in self._phrasings:
-            similarity = fuzz.token_set_ratio(query, phrasing) / 100.0
-            if similarity > fuzzy[index]:
-                fuzzy[index] = similarity
-        return [
-            p.word_weight * w + p.char_weight * c + p.fuzzy_weight * f
-            for w, c, f in zip(word, char, fuzzy, strict=True)
-        ]
+        for index in heapq.nlargest(SHORTLIST, range(n_docs), key=scores.__getitem__):
+            similarity = max(fuzz.token_set_ratio(query, q) for q in self._phrasings[index])
+            scores[index] += p.fuzzy_weight * similarity / 100.0
+        return scores
 
     def rank(self, text: str) -> list[tuple[str, float]]:
         """Every entry id with its score in [0, 1], best first."""
@@ -229,7 +233,12 @@ class FaqIndex:
         return [(self._entries[i].id, min(1.0, best[i])) for i in order]
 
     def ask(self, text: str, lang: str | None = None, limit: int = 3) -> Decision:
-        """Decide whether to answer, suggest up to ``limit`` entries, or say none."""
+        """Answer, suggest up to ``limit`` entries, or say none.
+
+        Each candidate shows its entry's first question in ``lang`` ("vi"/"en"), or in the
+        language the text looks written in when ``lang`` is None.
+        """
+        text = text if isinstance(text, str) else ""
         kind, shown = decide(
             self.rank(text),
             answer_threshold=self.answer_threshold,
@@ -237,9 +246,11 @@ class FaqIndex:
             margin=self.margin,
             limit=limit,
         )
-        shown_lang: Lang = lang if lang in ("vi", "en") else detect_language(text or "")
+        if kind == "answer" and len(text) > LONG_MESSAGE:
+            kind = "suggest"
+        shown_lang: Lang = "en" if lang == "en" else "vi" if lang == "vi" else detect_language(text)
         candidates = [
-            Candidate(entry_id, self.kb.get(entry_id).questions[shown_lang][0], score)
+            Candidate(entry_id, self._by_id[entry_id].questions[shown_lang][0], score)
             for entry_id, score in shown
         ]
         return Decision(kind, candidates)

@@ -9,7 +9,8 @@ all of these as the same words, so this module turns any text into one canonical
    matcher's bigrams and character n-grams recover most of that context, and members often type
    without diacritics anyway, so matching must not depend on them.
 3. ``tokens``: syllables of the folded text, with chat abbreviations and synonyms rewritten to one
-   canonical spelling (``SYNONYMS``) and politeness particles dropped.
+   canonical spelling (``SYNONYMS``; "mk" is taken as mật khẩu, never mình), greetings and
+   politeness particles dropped, and English plurals and -ing/-ed endings stripped.
 
 It produces matching keys only: never show folded text to a member.
 """
@@ -73,6 +74,19 @@ _SYNONYM_SOURCE: dict[str, tuple[str, ...]] = {
     "ba": ("ba", "3"),
 }
 
+# Greetings and thanks: dropped, so "xin chào" or "cảm ơn nhé" alone is not a question.
+_DROPPED_PHRASES: tuple[str, ...] = (
+    "xin chào",
+    "chào",
+    "cảm ơn",
+    "cám ơn",
+    "hello",
+    "hi",
+    "thanks",
+    "thank you",
+    "please",
+)
+
 
 def _wordset(words: str) -> frozenset[str]:
     return frozenset(words.split())
@@ -80,10 +94,7 @@ def _wordset(words: str) -> frozenset[str]:
 
 # Politeness particles and pronouns that carry no topic. English function words are left to
 # IDF weighting: in a short question ("who are you") they are the question.
-_PARTICLES = _wordset(
-    "a ah ak oi nhe nha nhi ha hi ad admin em e anh toi minh t tui vay z ta dum "
-    "please hello thanks thank"
-)
+_PARTICLES = _wordset("a ah ak oi nhe nha nhi ha ad admin em e anh toi minh t tui vay z ta dum")
 
 _COMMON_VI = _wordset(
     "toi em anh chi ong ba co khong duoc la gi nao sao the lam roi cua cho voi va ma thi "
@@ -123,12 +134,18 @@ def syllables(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
+def _key(phrase: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(_fold_raw(phrase.lower())))
+
+
 def _build_synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
     table: dict[tuple[str, ...], tuple[str, ...]] = {}
     for canonical, variants in _SYNONYM_SOURCE.items():
         target = tuple(canonical.split())
         for variant in (canonical, *variants):
-            table[tuple(_WORD.findall(_fold_raw(variant.lower())))] = target
+            table[_key(variant)] = target
+    for phrase in _DROPPED_PHRASES:
+        table[_key(phrase)] = ()
     return table
 
 

@@ -1,0 +1,113 @@
+"""Evaluate the FAQ matcher against a plain fuzzy baseline on the labelled questions.
+
+Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split test|dev]``.
+It tunes nothing: our matcher runs with its defaults, the baseline with ``BASELINE_POLICY``;
+both were chosen on the dev split by ``bench.faq_eval.tune``. Prints Markdown tables for
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from collections.abc import Callable, Sequence
+
+from bot.faq.kb import DEFAULT_KB_PATH, load_kb
+from bot.faq.matcher import FaqIndex
+
+from .evaluate import (
+    BASELINE_POLICY,
+    NONE,
+    Metrics,
+    Outcome,
+    Question,
+    TokenSetBaseline,
+    load_questions,
+    score_outcomes,
+    timed,
+)
+
+Ask = Callable[[str], Outcome]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _row(name: str, metrics: Metrics, timing: tuple[float, float, float]) -> str:
+    mean_ms, p99_ms, cpu_ms = timing
+    cells = [
+        name,
+        _pct(metrics.top1),
+        _pct(metrics.top3),
+        _pct(metrics.answered),
+        _pct(metrics.confident_wrong),
+        _pct(metrics.kept_out),
+        f"{mean_ms:.2f}",
+        f"{p99_ms:.2f}",
+        f"{cpu_ms:.2f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _kinds_table(questions: Sequence[Question], results: dict[str, list[Outcome]]) -> list[str]:
+    kinds = sorted({q.kind for q in questions if q.expected != NONE})
+    lines = [
+        "| top-1 by kind | " + " | ".join(kinds) + " |",
+        "|---|" + "---:|" * len(kinds),
+    ]
+    for name, outcomes in results.items():
+        cells = []
+        for kind in kinds:
+            pairs = [(q, o) for q, o in zip(questions, outcomes, strict=True) if q.kind == kind]
+            hits = sum(bool(ids) and ids[0] == q.expected for q, (_, ids) in pairs)
+            cells.append(f"{hits}/{len(pairs)}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", choices=("test", "dev"), default="test")
+    args = parser.parse_args(argv)
+
+    kb = load_kb(DEFAULT_KB_PATH)
+    questions = load_questions(args.split)
+    index = FaqIndex.build(kb)
+    baseline = TokenSetBaseline(kb)
+
+    def ours(text: str) -> Outcome:
+        decision = index.ask(text)
+        return decision.decision, [c.entry_id for c in decision.candidates]
+
+    def plain(text: str) -> Outcome:
+        return BASELINE_POLICY.apply(baseline.rank(text))
+
+    methods: dict[str, Ask] = {
+        "BM25 words+bigrams + char 3-grams + fuzzy (ours)": ours,
+        "baseline: token_set_ratio": plain,
+    }
+    covered = sum(q.expected != NONE for q in questions)
+    print(
+        f"Split `{args.split}`: {len(questions)} questions ({covered} covered, "
+        f"{len(questions) - covered} not covered); {len(kb.entries)} FAQ entries; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f} at start.\n"
+    )
+    print(
+        "| method | top-1 | top-3 | answered | confident wrong | uncovered kept out "
+        "| mean ms | p99 ms | CPU ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results: dict[str, list[Outcome]] = {}
+    for name, ask in methods.items():
+        results[name] = [ask(q.text) for q in questions]
+        timing = timed(ask, [q.text for q in questions])
+        print(_row(name, score_outcomes(questions, results[name]), timing))
+    print()
+    print("\n".join(_kinds_table(questions, results)))
+
+
+if __name__ == "__main__":
+    main()

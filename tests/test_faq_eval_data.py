@@ -1,0 +1,54 @@
+"""The FAQ evaluation set is sound: enough labelled questions, valid labels, honest splits."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bench.faq_eval.evaluate import NONE, Question, load_questions, score_outcomes
+from bot.faq.kb import DEFAULT_KB_PATH, load_kb
+from bot.faq.text import fold
+
+
+def test_enough_questions_with_known_labels() -> None:
+    questions = load_questions()
+    ids = {entry.id for entry in load_kb(DEFAULT_KB_PATH).entries}
+    assert len(questions) >= 320
+    assert {q.expected for q in questions} <= ids | {NONE}
+    assert {q.split for q in questions} == {"dev", "test"}
+    uncovered = sum(q.expected == NONE for q in questions) / len(questions)
+    assert 0.08 <= uncovered <= 0.13
+
+
+def test_splits_are_balanced_and_stratified() -> None:
+    questions = load_questions()
+    dev = Counter(q.expected for q in questions if q.split == "dev")
+    test = Counter(q.expected for q in questions if q.split == "test")
+    assert abs(sum(dev.values()) - sum(test.values())) <= 0.1 * len(questions)
+    assert set(dev) == set(test)
+
+
+def test_no_question_is_a_stored_phrasing() -> None:
+    kb = load_kb(DEFAULT_KB_PATH)
+    stored = {fold(q) for e in kb.entries for lang in ("vi", "en") for q in e.questions[lang]}
+    copied = [q.text for q in load_questions() if fold(q.text) in stored]
+    assert copied == []
+
+
+def test_metrics_follow_their_definitions() -> None:
+    questions = [
+        Question("a", "otp", "vi", "dev"),
+        Question("b", "otp", "vi", "dev"),
+        Question("c", NONE, "none", "dev"),
+        Question("d", NONE, "none", "dev"),
+    ]
+    outcomes = [
+        ("answer", ["otp", "x"]),
+        ("suggest", ["x", "otp"]),
+        ("answer", ["x"]),
+        ("none", []),
+    ]
+    metrics = score_outcomes(questions, outcomes)
+    assert (metrics.top1, metrics.top3) == (0.5, 1.0)
+    assert metrics.answered == 0.5
+    assert metrics.confident_wrong == 0.25
+    assert metrics.kept_out == 0.5

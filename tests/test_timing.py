@@ -1,0 +1,95 @@
+"""The rate limiter's arithmetic and the scheduler's real timer (regressions found by the
+benchmarks: an overall bucket that refilled itself when in debt; a timer that stalled)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from bot import scheduler as sched
+from bot.app import App
+from bot.clock import Clock
+from bot.ratelimit import Limits, RateLimiter
+from bot.settings import Settings
+from storage.models import DueJob, JobStatus
+
+
+class Manual:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_overall_rate_is_enforced_across_many_chats() -> None:
+    clock = Manual()
+    limiter = RateLimiter(Limits(overall_per_second=30), clock=clock)
+    waits = [limiter.reserve(str(chat)) for chat in range(100)]
+    assert waits[:30] == [0.0] * 30  # the burst
+    assert waits[-1] == pytest.approx(70 / 30, rel=0.01)  # then 30 per second, in order
+
+
+def test_chat_rate_allows_a_short_burst_then_one_per_second() -> None:
+    clock = Manual()
+    limiter = RateLimiter(Limits(chat_burst=3, chat_per_second=1), clock=clock)
+    for _ in range(3):
+        assert limiter.chat_wait("7") == 0
+        limiter.reserve("7")
+    assert limiter.chat_wait("7") == pytest.approx(1.0)
+    clock.now += 1.0
+    assert limiter.chat_wait("7") == 0
+    assert limiter.chat_wait("-100") == 0  # groups have their own bucket
+
+
+def test_a_429_right_after_another_message_is_the_chats_own_limit() -> None:
+    clock = Manual()
+    limiter = RateLimiter(clock=clock)
+    limiter.reserve("1")
+    assert not limiter.recently_sent("1")  # a first message: a 429 now means the whole channel
+    clock.now += 0.2
+    limiter.reserve("1")
+    assert limiter.recently_sent("1")
+
+
+RAN: list[int] = []
+ALL_RAN: dict[str, asyncio.Event] = {}  # a fresh event per test: each test has its own loop
+
+
+@sched.job("test_tick")
+async def _record(ctx, work: DueJob) -> None:  # type: ignore[no-untyped-def]
+    RAN.append(work.id or 0)
+    if len(RAN) == 30:
+        ALL_RAN["event"].set()
+    return None
+
+
+async def test_real_timer_runs_jobs_that_fall_due_one_after_another(settings: Settings) -> None:
+    """Jobs due back to back, each found due while the previous tick is finishing, all run."""
+    app = App(settings, clock=Clock())
+    RAN.clear()
+    ALL_RAN["event"] = asyncio.Event()
+    try:
+        now = app.clock.now()
+        async with app.db.session() as session:
+            for i in range(30):
+                sched.schedule(
+                    session, kind="test_tick", due_at=now + timedelta(milliseconds=20 * i), now=now
+                )
+        await app.scheduler.start()
+        await asyncio.wait_for(ALL_RAN["event"].wait(), timeout=10)
+        async with app.db.reader() as session:
+            from sqlmodel import select
+
+            pending = (
+                await session.exec(
+                    select(DueJob).where(
+                        DueJob.status == JobStatus.pending, DueJob.kind == "test_tick"
+                    )
+                )
+            ).all()
+        assert len(RAN) == 30 and pending == []
+    finally:
+        await app.close()
