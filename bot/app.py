@@ -17,6 +17,7 @@ from bot.router import Router
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from handlers.broadcast import BroadcastReporter
+from handlers.faq import ensure_digest
 from handlers.meetings import ensure_monthly_nudge
 from storage.db import Database
 
@@ -73,13 +74,19 @@ class App:
         self.start_dispatcher()
         async with self.db.session() as session:
             await ensure_monthly_nudge(session, self.settings, self.clock.now())
+            await ensure_digest(session, self.settings, self.clock.now())
         await self.scheduler.start()
 
-    async def close(self) -> None:
-        self.scheduler.stop()
+    async def stop_background(self) -> None:
+        """Stop timed work and sending, and wait for both, before channels and the database go."""
+        await self.scheduler.stop()
         for task in self._tasks:
             task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+
+    async def close(self) -> None:
+        await self.stop_background()
         await self.db.dispose()

@@ -136,8 +136,12 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    log = logging.getLogger("sotay.run")
+    log.info("run.stopping")
+    await app.stop_background()  # no more sends or timed work while the channel closes
     await telegram.stop()
     await app.close()
+    log.info("run.stopped")
 
 
 @main.command()
@@ -244,6 +248,151 @@ def invite(role: str, unit_path: str, ttl: str | None) -> None:
         click.echo(_run(make_invite(settings, role=role, unit_path=unit_path, ttl=ttl)))
     except AdminError as exc:
         raise Fail(str(exc)) from None
+
+
+# --- support tickets ------------------------------------------------------------------------------
+
+
+@main.group()
+def tickets() -> None:
+    """Support tickets."""
+
+
+@tickets.command("report")
+@click.option("--unit", "unit_path", default=None, help="Only tickets of cells under this unit.")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the member-database correction list to this CSV file.",
+)
+def tickets_report(unit_path: str | None, csv_path: Path | None) -> None:
+    """Tickets by category and unit, response times, SLA breaches, satisfaction."""
+    from handlers.cli_admin import AdminError
+    from handlers.support_admin import tickets_report as build_report
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(_run(build_report(settings, unit_path=unit_path, csv_path=csv_path)))
+    except (AdminError, OSError) as exc:
+        raise Fail(str(exc)) from None
+
+
+@main.command()
+@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
+@click.option("--phone", required=True)
+def revoke(role: str, unit_path: str, phone: str) -> None:
+    """Take a role away; support tickets the person had claimed go back to the queue."""
+    from handlers.cli_admin import AdminError
+    from handlers.support_admin import revoke_role
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(_run(revoke_role(settings, role=role, unit_path=unit_path, phone=phone)))
+    except AdminError as exc:
+        raise Fail(str(exc)) from None
+
+
+# --- FAQ ------------------------------------------------------------------------------------------
+
+
+@main.group()
+def faq() -> None:
+    """The FAQ knowledge base."""
+
+
+async def _with_session(settings: Settings, work):  # type: ignore[no-untyped-def]
+    from storage.db import Database
+
+    await _require_current_schema(settings)
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            return await work(session)
+    finally:
+        await db.dispose()
+
+
+@faq.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--replace", is_flag=True, help="Also delete entries that are not in the file.")
+def faq_import(file: Path, replace: bool) -> None:
+    """Import (upsert) entries from a YAML file; a bad file imports nothing."""
+    from bot.clock import Clock
+    from bot.faq import FaqFileError, load_kb
+    from handlers.faq import import_kb
+
+    settings = _settings()
+    try:
+        kb = load_kb(file)
+    except FaqFileError as exc:
+        raise Fail(f"{file}: {exc}") from None
+    result = _run(
+        _with_session(settings, lambda s: import_kb(s, kb, now=Clock().now(), replace=replace))
+    )
+    click.echo(
+        f"{result.topics} topics; entries: {result.created} new, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {result.removed} removed"
+    )
+
+
+@faq.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def faq_export(output: Path | None) -> None:
+    """Write the knowledge base as YAML (to stdout, or to a file)."""
+    from bot.faq import DEFAULT_KB_PATH, dump_kb, load_kb
+    from handlers.faq import load_from_db
+
+    settings = _settings()
+    kb = _run(_with_session(settings, load_from_db)) or load_kb(DEFAULT_KB_PATH)
+    text = dump_kb(kb)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@faq.command("ask")
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: decision and candidates.")
+def faq_ask(question: str, as_json: bool) -> None:
+    """Show how the assistant would answer QUESTION."""
+    import json
+
+    from bot.clock import Clock
+    from handlers.faq import SERVICE
+
+    settings = _settings()
+    index = _run(_with_session(settings, lambda s: SERVICE.index(s, Clock().now())))
+    decision = index.ask(question)
+    if as_json:
+        click.echo(json.dumps(decision.to_json(), ensure_ascii=False))
+        return
+    click.echo(f"decision: {decision.decision}")
+    for candidate in decision.candidates:
+        click.echo(f"  {candidate.score:.3f}  {candidate.entry_id}: {candidate.question}")
+
+
+@faq.command("gaps")
+@click.option("--days", type=int, default=None, help="Only the last N days.")
+def faq_gaps(days: int | None) -> None:
+    """Questions the FAQ could not settle, most frequent first (no identities are kept)."""
+    from datetime import timedelta
+
+    from bot.clock import Clock
+    from handlers.faq import gaps
+
+    settings = _settings()
+    since = Clock().now() - timedelta(days=days) if days else None
+    rows = _run(_with_session(settings, lambda s: gaps(s, since=since)))
+    if not rows:
+        click.echo("no unanswered questions")
+    for _folded, count, text in rows:
+        click.echo(f"{count:5d}  {text}")
 
 
 if __name__ == "__main__":  # pragma: no cover

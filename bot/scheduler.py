@@ -10,6 +10,7 @@ line. The timer never relies on APScheduler's one-second misfire grace: it runs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -110,9 +111,14 @@ class Scheduler:
         )
         await self.rearm()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop the timer and wait for a tick in progress (its job commits or rolls back)."""
         if self._aps.running:
             self._aps.shutdown(wait=False)
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def next_due(self) -> datetime | None:
         async with self._db.reader() as session:

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     nudge_day: int = Field(default=20, ge=1, le=28)
     quiet_hours: str = "21:00-07:00"
     meeting_copy_to_staff: bool = False
+    ticket_sla: str = "4h"  # working time before an unclaimed ticket escalates
+    working_hours: str = "Mon-Fri 07:30-11:30,13:30-17:00"  # or "24/7"
+    holidays: str = ""  # comma list of YYYY-MM-DD
+    tickets_per_day: int = Field(default=5, ge=1)
+    max_attachment_mb: int = Field(default=10, ge=1)
 
     @field_validator("default_language")
     @classmethod
@@ -91,6 +96,28 @@ class Settings(BaseSettings):
     def _quiet(cls, value: str) -> str:
         if value and not re.match(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$", value.strip()):
             raise ValueError("must look like 21:00-07:00")
+        return value
+
+    @field_validator("ticket_sla")
+    @classmethod
+    def _sla(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _working_hours(cls, value: str) -> str:
+        from bot.workhours import WorkCalendar
+
+        WorkCalendar.parse(value)
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, value: str) -> str:
+        from bot.workhours import parse_holidays
+
+        parse_holidays(value)
         return value
 
     @field_validator("database_url")

@@ -6,7 +6,27 @@ from bot.router import Router
 
 
 def setup(router: Router) -> None:
-    from handlers import account, admin, approvals, fallback, meetings, notices, registration
+    from handlers import (
+        account,
+        admin,
+        approvals,
+        fallback,
+        faq,
+        meetings,
+        notices,
+        registration,
+        support,  # wraps router.fallback and group_handler: keep it last
+    )
 
-    for module in (registration, account, admin, approvals, meetings, notices, fallback):
+    for module in (
+        registration,
+        account,
+        admin,
+        approvals,
+        meetings,
+        notices,
+        faq,
+        fallback,
+        support,
+    ):
         module.setup(router)

@@ -17,7 +17,7 @@ from bot.phones import PhoneError, display_phone, normalize_phone
 from bot.router import Router
 from handlers import unitpicker
 from handlers.membership import record_consent
-from handlers.registration import MAX_NAME, yes_no
+from handlers.registration import MAX_NAME, full_name, yes_no
 from storage import queries
 from storage.models import Invite, Member, Role, Unit
 
@@ -164,9 +164,8 @@ async def ask_add_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @add_flow.answer("name")
 async def on_add_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    name = " ".join((a.text or "").split())
-    letters = [ch for ch in name if not ch.isspace()]
-    if not (2 <= len(name) <= MAX_NAME) or not all(ch.isalpha() or ch in "'-." for ch in letters):
+    name = full_name(a.text)
+    if name is None:
         return Retry("reg.name.invalid", {"max": MAX_NAME})
     s["full_name"] = name
     return "phone"

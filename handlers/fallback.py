@@ -1,17 +1,14 @@
-"""Free text outside any dialog. The FAQ will answer here; until then, point to the menu."""
+"""Free text outside any dialog is a question: the FAQ answers it (see handlers/faq.py)."""
 
 from __future__ import annotations
 
 from bot.context import Ctx
 from bot.router import Router
-from handlers.membership import menu_view
+from handlers.faq import on_question
 
 
 async def on_free_text(ctx: Ctx, text: str) -> None:
-    if ctx.actor.registered:
-        ctx.reply(menu_view(ctx, intro=ctx.t("common.free_text")))
-    else:
-        ctx.reply(ctx.t("common.start_first"))
+    await on_question(ctx, text)
 
 
 def setup(router: Router) -> None:

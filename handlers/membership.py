@@ -101,6 +101,7 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
     """The main menu: what the member can do next, as buttons."""
     lang = lang or ctx.lang
     items = [
+        ("support", "menu.support"),
         ("status", "menu.status"),
         ("me", "menu.me"),
         ("lang", "menu.lang"),

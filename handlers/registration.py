@@ -47,6 +47,15 @@ CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
 MAX_NAME = 100
 
 
+def full_name(text: str | None) -> str | None:
+    """A person's name as typed (spaces collapsed), or None when it cannot be one."""
+    name = " ".join((text or "").split())
+    letters = [ch for ch in name if not ch.isspace()]
+    if not 2 <= len(name) <= MAX_NAME or not all(ch.isalpha() or ch in "'-." for ch in letters):
+        return None
+    return name
+
+
 def yes_no(ctx: Ctx) -> list[Option]:
     return [Option("yes", ctx.t("common.yes")), Option("no", ctx.t("common.no"))]
 
@@ -207,9 +216,8 @@ async def ask_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @register.answer("name")
 async def on_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    name = " ".join((a.text or "").split())
-    letters = [ch for ch in name if not ch.isspace()]
-    if not (2 <= len(name) <= MAX_NAME) or not all(ch.isalpha() or ch in "'-." for ch in letters):
+    name = full_name(a.text)
+    if name is None:
         return Retry("reg.name.invalid", {"max": MAX_NAME})
     s["full_name"] = name
     invite = await valid_invite(ctx, s.get("invite"))

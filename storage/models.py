@@ -333,6 +333,102 @@ class DueJob(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=200)
 
 
+# --- support tickets (handlers/support*.py) -------------------------------------------------------
+
+
+class TicketStatus(StrEnum):
+    open = "open"  # waiting for someone to claim it (the SLA clock runs)
+    claimed = "claimed"  # a staff member took it
+    resolved = "resolved"  # staff say it is solved; the member may confirm, reply or rate
+    closed = "closed"  # finished: nothing more is relayed
+
+
+class StaffGroup(SQLModel, table=True):
+    """A messenger group where a unit's staff receive tickets (one forum topic per ticket)."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "chat_ref", name="uq_staffgroup_chat"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", unique=True)
+    channel: str = Field(max_length=16)
+    chat_ref: str = Field(max_length=64)
+    forum: bool = True  # False once the channel refused to create a topic: post in the group
+    bound_by: int | None = Field(default=None, foreign_key="member.id")
+    bound_at: datetime | None = utc_column(nullable=False)
+
+
+class Ticket(SQLModel, table=True):
+    """A member's difficulty, relayed to the staff of ``unit_id`` (the unit now responsible)."""
+
+    __table_args__ = (sa.Index("ix_ticket_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    cell_id: int = Field(foreign_key="unit.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    category: str = Field(max_length=16)
+    status: TicketStatus = Field(default=TicketStatus.open, sa_type=enum_type(TicketStatus))
+    claimed_by: int | None = Field(default=None, foreign_key="member.id", index=True)
+    claimed_at: datetime | None = utc_column()
+    created_at: datetime | None = utc_column(nullable=False)
+    first_response_at: datetime | None = utc_column()
+    resolved_at: datetime | None = utc_column()
+    closed_at: datetime | None = utc_column()
+    sla_due_at: datetime | None = utc_column()
+    escalations: int = 0
+    breached: bool = False  # an SLA deadline passed with nobody claiming it
+    db_correction: bool = False  # the member database needs correcting (exported by the report)
+    member_adds: bool = False  # the member chose to add further free text to this ticket
+    rating: int | None = None
+    rating_comment: str | None = Field(default=None, max_length=500)
+
+
+class TicketMessage(SQLModel, table=True):
+    """One entry of a ticket's history: what the member, a helper or the system said."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    author_id: int | None = Field(default=None, foreign_key="member.id")
+    role: str = Field(max_length=16)  # member | staff | system
+    text: str = Field(default="", max_length=4096)
+    attachment_ref: str | None = Field(default=None, max_length=256)
+    attachment_kind: str | None = Field(default=None, max_length=16)
+    attachment_name: str | None = Field(default=None, max_length=200)
+    at: datetime | None = utc_column(nullable=False)
+
+
+class TicketPost(SQLModel, table=True):
+    """An outbox message about a ticket, so a reply to it (or an edit of it) finds the ticket."""
+
+    __table_args__ = (sa.Index("ix_ticketpost_chat", "channel", "chat_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    outbox_id: int  # no foreign key: outbox rows may be purged
+    channel: str = Field(max_length=16)
+    chat_ref: str = Field(max_length=64)
+    audience: str = Field(max_length=16)  # staff | member
+    kind: str = Field(max_length=16)  # card | message
+    lang: str = Field(default="vi", max_length=8)  # to re-render a card when it is edited
+
+
+class TicketTopic(SQLModel, table=True):
+    """The forum topic of a ticket in a unit's staff group (``thread_ref`` once created)."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("ticket_id", "channel", "chat_ref", name="uq_tickettopic_chat"),
+        sa.Index("ix_tickettopic_thread", "channel", "chat_ref", "thread_ref"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")  # indexed by uq_tickettopic_chat
+    unit_id: int = Field(foreign_key="unit.id")
+    channel: str = Field(max_length=16)
+    chat_ref: str = Field(max_length=64)
+    thread_ref: str | None = Field(default=None, max_length=64)
+    created_at: datetime | None = utc_column(nullable=False)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

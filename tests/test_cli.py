@@ -215,7 +215,7 @@ async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) 
         assert "Please choose a language" in msg["text"]
     finally:
         process.send_signal(signal.SIGTERM)
-        _out, err = await process.communicate()
+        _out, err = await asyncio.wait_for(process.communicate(), timeout=30)
         await server.stop()
     assert process.returncode == 0, err.decode()
     assert "501" not in err.decode() and "/start" not in err.decode()  # logs carry no user data

@@ -349,3 +349,38 @@ async def test_notice_with_progress_and_delivery_report(world: World) -> None:
     assert any(t.startswith("Đang gửi: 5/6") for t in texts)  # the progress message, edited
     assert texts[-1].startswith("Báo cáo gửi: 5/6 đã nhận, 0 lỗi, 1 đã chặn trợ lý, 8 đảng viên")
     assert "tập huấn" in members["Nguyễn Văn An"].new()[-1].text
+
+
+async def test_remind_button_reaches_only_those_who_have_not_answered(world: World) -> None:
+    members = await link_members(world)
+    secretary = world.chat("bithu")
+    await create_meeting(secretary)
+    an = members["Nguyễn Văn An"]
+    await an.press("✓ Tham dự")
+    for chat in members.values():
+        chat.new()
+    await secretary.say("/meeting status")
+    await secretary.press("🔔 Nhắc người chưa trả lời")
+    assert "Đã nhắc" in secretary.last.text
+    assert not an.new()
+    assert "Xin đồng chí trả lời" in members["Trần Thị Bình"].new()[-1].text
+
+
+async def test_overseeing_staff_get_a_copy_when_enabled(world: World) -> None:
+    world.app.settings.meeting_copy_to_staff = True
+    await create_meeting(world.chat("bithu"))
+    copy = world.recorder.sent["canbo"][-1].text
+    assert "Sinh hoạt định kỳ — Chi bộ thôn Cầu Bâu" in copy
+
+
+async def test_notice_to_secretaries_only(world: World) -> None:
+    await link_members(world)
+    admin = world.chat("admin")
+    await admin.say("/notice")
+    await admin.press("✓ Chọn Tỉnh Tuyên Quang")
+    await admin.press("Chỉ bí thư, phó bí thư chi bộ")
+    await admin.say("Bí thư các chi bộ nhập lịch họp tháng 1 trước ngày 20.")
+    assert "sẽ gửi tới 1 người" in admin.last.text  # only Vũ Thị Hoa holds a secretary role
+    await admin.press("📤 Gửi cho 1 người")
+    assert "nhập lịch họp tháng 1" in world.recorder.sent["bithu"][-1].text
+    assert not any("nhập lịch họp" in v.text for v in world.recorder.sent.get("m01", []))

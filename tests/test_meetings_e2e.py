@@ -297,7 +297,7 @@ async def test_sigkill_mid_broadcast_resumes_without_losing_anyone(tmp_path: Pat
             lambda: all(server.delivered_count(u.id) >= 1 for u in users), timeout=90
         )
         second.send_signal(signal.SIGTERM)
-        assert await second.wait() == 0
+        assert await asyncio.wait_for(second.wait(), timeout=30) == 0  # a clean, prompt shutdown
         counts = [server.delivered_count(u.id) for u in users]
         duplicates = sum(c - 1 for c in counts)
         assert min(counts) == 1  # nobody missed

@@ -191,6 +191,12 @@ class FaqIndex:
         self._word = _WeightedTerms([word for word, _, _ in docs], self.params.k1, self.params.b)
         self._char = _WeightedTerms([char for _, char, _ in docs], self.params.k1, self.params.b)
         self._phrasings: list[list[str]] = [phrasings for _, _, phrasings in docs]
+        # A question typed exactly as one of an entry's phrasings is that entry, whatever the
+        # scores of its neighbours (an administrator just added it for that reason).
+        self._exact: dict[str, str] = {}
+        for entry, phrasings in zip(self._entries, self._phrasings, strict=True):
+            for phrasing in phrasings:
+                self._exact.setdefault(phrasing, entry.id)
 
     @classmethod
     def build(
@@ -239,8 +245,13 @@ class FaqIndex:
         language the text looks written in when ``lang`` is None.
         """
         text = text if isinstance(text, str) else ""
+        ranked = self.rank(text)
+        exact = self._exact.get(" ".join(tokens(text)))
+        if exact is not None:
+            cap = 1.0 - 2 * self.margin  # the exact entry leads by more than the margin
+            ranked = [(exact, 1.0)] + [(i, min(s, cap)) for i, s in ranked if i != exact]
         kind, shown = decide(
-            self.rank(text),
+            ranked,
             answer_threshold=self.answer_threshold,
             suggest_threshold=self.suggest_threshold,
             margin=self.margin,

@@ -1,0 +1,505 @@
+"""Answers to members' questions about the handbook, typed in their own words.
+
+The knowledge base lives in the ``faq_*`` tables (imported from the shipped YAML on first use);
+the index is rebuilt only when the entries change. When the match is uncertain the assistant
+offers the closest questions instead of guessing; what it cannot settle is recorded without the
+asker's identity (``sotay faq gaps``) and can go on to the support staff.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import dialogs, scheduler
+from bot.context import Ctx
+from bot.core import View
+from bot.dialogs import Answer, Next, Option, Prompt, Retry
+from bot.faq import DEFAULT_KB_PATH, FaqEntry, FaqIndex, FaqTopic, KnowledgeBase, load_kb
+from bot.faq.text import detect_language
+from bot.i18n import t
+from bot.router import ANYONE, Router
+from bot.textfold import fold
+from storage.faq_models import FaqEntryRow, FaqQuery, FaqTopicRow
+from storage.models import DueJob, JobStatus, Member, Role, RoleGrant
+
+_DIGITS = re.compile(r"\d[\d .\-]{5,}\d")
+QUERY_TEXT_MAX = 500
+
+
+# --- the knowledge base in tables -----------------------------------------------------------------
+
+
+async def load_from_db(session: AsyncSession) -> KnowledgeBase | None:
+    topics = (await session.exec(select(FaqTopicRow).order_by(FaqTopicRow.position))).all()
+    rows = (await session.exec(select(FaqEntryRow).order_by(FaqEntryRow.position))).all()
+    if not rows:
+        return None
+    return KnowledgeBase(
+        topics=[FaqTopic(t.id, dict(t.title)) for t in topics],
+        entries=[
+            FaqEntry(
+                r.id,
+                r.topic,
+                {k: list(v) for k, v in r.questions.items()},
+                dict(r.answer),
+                list(r.keywords),
+            )
+            for r in rows
+        ],
+        version=1,
+    )
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    topics: int
+    created: int
+    updated: int
+    unchanged: int
+    removed: int
+
+
+async def import_kb(
+    session: AsyncSession, kb: KnowledgeBase, *, now: datetime, replace: bool = False
+) -> ImportResult:
+    """Upsert topics and entries (idempotent); with ``replace``, drop entries not in ``kb``."""
+    existing_topics = {t.id: t for t in (await session.exec(select(FaqTopicRow))).all()}
+    for position, topic in enumerate(kb.topics):
+        row = existing_topics.get(topic.id) or FaqTopicRow(id=topic.id)
+        row.title, row.position = dict(topic.title), position
+        session.add(row)
+    await session.flush()
+    existing = {r.id: r for r in (await session.exec(select(FaqEntryRow))).all()}
+    created = updated = unchanged = 0
+    for position, entry in enumerate(kb.entries):
+        values = {
+            "topic": entry.topic,
+            "questions": {k: list(v) for k, v in entry.questions.items()},
+            "answer": dict(entry.answer),
+            "keywords": list(entry.keywords),
+            "position": position,
+        }
+        row = existing.get(entry.id)
+        if row is None:
+            session.add(FaqEntryRow(id=entry.id, updated_at=now, **values))
+            created += 1
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at, row.revision = now, row.revision + 1
+            session.add(row)
+            updated += 1
+        else:
+            unchanged += 1
+    removed = 0
+    if replace:
+        keep = {e.id for e in kb.entries}
+        for entry_id, row in existing.items():
+            if entry_id not in keep:
+                await session.delete(row)
+                removed += 1
+    return ImportResult(len(kb.topics), created, updated, unchanged, removed)
+
+
+class FaqService:
+    """The index over the current entries, rebuilt when they change."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, int] | None = None
+        self._index: FaqIndex | None = None
+
+    async def index(self, session: AsyncSession, now: datetime) -> FaqIndex:
+        stmt = select(func.count(), func.sum(FaqEntryRow.revision))
+        stamp_row = (await session.exec(stmt)).one()
+        stamp = (int(stamp_row[0]), int(stamp_row[1] or 0))
+        if stamp[0] == 0:  # first use: the shipped knowledge base
+            await import_kb(session, load_kb(DEFAULT_KB_PATH), now=now)
+            await session.flush()
+            return await self.index(session, now)
+        if self._index is None or stamp != self._stamp:
+            kb = await load_from_db(session)
+            assert kb is not None
+            self._index, self._stamp = FaqIndex.build(kb), stamp
+        return self._index
+
+
+SERVICE = FaqService()
+
+
+def masked(text: str) -> str:
+    """The question as recorded: no phone numbers or other long digit runs."""
+    return _DIGITS.sub("…", text)[:QUERY_TEXT_MAX]
+
+
+def record_query(ctx: Ctx, text: str, outcome: str, entry_id: str | None = None) -> FaqQuery:
+    cleaned = masked(text)
+    row = FaqQuery(
+        text=cleaned,
+        folded=fold(cleaned)[:QUERY_TEXT_MAX],
+        outcome=outcome,
+        entry_id=entry_id,
+        at=ctx.now,
+    )
+    ctx.session.add(row)
+    return row
+
+
+# --- answering ------------------------------------------------------------------------------------
+
+
+def answer_language(ctx: Ctx, text: str) -> str:
+    return "en" if text and detect_language(text) == "en" else ctx.lang
+
+
+def answer_view(ctx: Ctx, entry: FaqEntry, lang: str, query_id: int | None) -> View:
+    q = query_id or 0
+    buttons = [
+        [
+            ctx.button(t(lang, "faq.solved"), f"a:faq:ok:{entry.id}:{q}"),
+            ctx.button(t(lang, "faq.not_solved"), f"a:faq:no:{entry.id}:{q}"),
+        ]
+    ]
+    return View(entry.answer.get(lang) or entry.answer["vi"], buttons)
+
+
+async def on_question(ctx: Ctx, text: str) -> None:
+    """Free text outside a dialog: answer, suggest, or admit not knowing."""
+    index = await SERVICE.index(ctx.session, ctx.now)
+    lang = answer_language(ctx, text)
+    decision = index.ask(text, lang=lang)
+    if decision.decision == "answer":
+        entry = index.kb.get(decision.candidates[0].entry_id)
+        query = record_query(ctx, text, "answered", entry.id)
+        await ctx.session.flush()
+        ctx.reply(answer_view(ctx, entry, lang, query.id))
+        return
+    if decision.decision == "suggest":
+        query = record_query(ctx, text, "suggested")
+        await ctx.session.flush()
+        rows = [
+            [ctx.button(c.question[:60], f"a:faq:show:{c.entry_id}:{query.id}")]
+            for c in decision.candidates
+        ]
+        rows.append([ctx.button(t(lang, "faq.none_of_these"), f"a:faq:nm:{query.id}")])
+        ctx.reply(View(t(lang, "faq.suggest"), rows))
+        return
+    if not any(ch.isalpha() for ch in text):
+        ctx.reply(t(lang, "faq.unreadable"))
+        return
+    query = record_query(ctx, text, "none")
+    await ctx.session.flush()
+    offer_support(ctx, lang, query.id, key="faq.no_answer")
+
+
+def offer_support(ctx: Ctx, lang: str, query_id: int | None, *, key: str) -> None:
+    """Hand the question on to people: a support ticket where support is available."""
+    rows = [[ctx.button(t(lang, "faq.to_staff"), f"a:faq:sup:{query_id or 0}")]]
+    if ctx.actor.registered:
+        rows.append([ctx.button(t(lang, "menu.title_short"), "a:cmd:menu")])
+    ctx.reply(View(t(lang, key), rows))
+
+
+async def _query(ctx: Ctx, raw: str) -> FaqQuery | None:
+    return await ctx.session.get(FaqQuery, int(raw)) if raw.isdigit() and raw != "0" else None
+
+
+async def on_faq_action(ctx: Ctx, args: list[str]) -> None:
+    """Buttons under answers and suggestions: show, solved, not solved, none of these, to staff."""
+    verb, rest = (args[0], args[1:]) if args else ("", [])
+    index = await SERVICE.index(ctx.session, ctx.now)
+    lang = ctx.lang
+    if verb in ("show", "ok", "no") and rest:
+        try:
+            entry = index.kb.get(rest[0])
+        except KeyError:
+            ctx.reply(ctx.t("common.stale_button"))
+            return
+        query = await _query(ctx, rest[1]) if len(rest) > 1 else None
+        if verb == "show":
+            if query is not None:
+                query.entry_id, query.outcome = entry.id, "chosen"
+                ctx.session.add(query)
+            ctx.reply(answer_view(ctx, entry, lang, query.id if query else None))
+        elif verb == "ok":
+            if query is not None:
+                query.outcome = "solved"
+                ctx.session.add(query)
+            ctx.reply(ctx.t("faq.thanks"))
+        else:
+            if query is not None:
+                query.outcome, query.entry_id = "not_solved", entry.id
+                ctx.session.add(query)
+            offer_support(ctx, lang, query.id if query else None, key="faq.sorry")
+    elif verb == "nm" and rest:
+        query = await _query(ctx, rest[0])
+        if query is not None:
+            query.outcome = "no_match"
+            ctx.session.add(query)
+        offer_support(ctx, lang, query.id if query else None, key="faq.no_answer")
+    elif verb == "sup":
+        await hand_to_support(ctx, await _query(ctx, rest[0]) if rest else None)
+    elif verb == "t" and rest:
+        show_topic(ctx, index.kb, rest[0])
+    else:
+        ctx.reply(ctx.t("common.stale_button"))
+
+
+async def hand_to_support(ctx: Ctx, query: FaqQuery | None) -> None:
+    """Start a support request carrying the question, where the support module is present."""
+    if not ctx.actor.registered:
+        ctx.reply(ctx.t("faq.register_for_support"))
+        return
+    starter = SUPPORT_STARTER.get("start")
+    if starter is None:
+        ctx.reply(ctx.t("faq.recorded"))
+        return
+    await starter(ctx, query.text if query else None)
+
+
+# Set by the support module: async (ctx, question_text | None) -> None.
+SUPPORT_STARTER: dict[str, Any] = {}
+
+
+# --- browsing: /faq -------------------------------------------------------------------------------
+
+
+async def cmd_faq(ctx: Ctx, args: str) -> None:
+    if args.strip():
+        await on_question(ctx, args.strip())
+        return
+    index = await SERVICE.index(ctx.session, ctx.now)
+    rows = [
+        [ctx.button(topic.title.get(ctx.lang) or topic.title["vi"], f"a:faq:t:{topic.id}")]
+        for topic in index.kb.topics
+    ]
+    ctx.reply(View(ctx.t("faq.topics"), rows))
+
+
+def show_topic(ctx: Ctx, kb: KnowledgeBase, topic_id: str) -> None:
+    entries = [e for e in kb.entries if e.topic == topic_id]
+    if not entries:
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    rows = [
+        [ctx.button((e.questions.get(ctx.lang) or e.questions["vi"])[0][:60], f"a:faq:show:{e.id}")]
+        for e in entries[:20]
+    ]
+    ctx.reply(View(ctx.t("faq.pick_question"), rows))
+
+
+# --- gaps -----------------------------------------------------------------------------------------
+
+UNSETTLED = ("none", "no_match", "not_solved")
+
+
+async def gaps(
+    session: AsyncSession, *, since: datetime | None = None, limit: int = 50
+) -> list[tuple[str, int, str]]:
+    """Unsettled questions grouped by their folded text, most frequent first."""
+    stmt = (
+        select(FaqQuery.folded, func.count(), func.min(FaqQuery.text))
+        .where(col(FaqQuery.outcome).in_(UNSETTLED))
+        .group_by(FaqQuery.folded)
+        .order_by(func.count().desc(), FaqQuery.folded)
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(col(FaqQuery.at) >= since)
+    return [(folded, count, text) for folded, count, text in (await session.exec(stmt)).all()]
+
+
+# --- administrators edit entries in the chat ------------------------------------------------------
+
+edit_flow = dialogs.flow("faqedit")
+NEW = "__new__"
+
+
+async def cmd_faqedit(ctx: Ctx, args: str) -> None:
+    await dialogs.start(ctx, "faqedit", "pick", {"lang": ctx.lang})
+
+
+@edit_flow.ask("pick")
+async def ask_pick(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    found = s.get("found", [])
+    index = await SERVICE.index(ctx.session, ctx.now)
+    options = [Option(i, (index.kb.get(i).questions.get(ctx.lang) or [i])[0][:60]) for i in found]
+    options.append(Option(NEW, ctx.t("faqedit.new")))
+    return Prompt(ctx.t("faqedit.pick"), options, free_text=True)
+
+
+@edit_flow.answer("pick")
+async def on_pick(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    if a.value == NEW:
+        s["entry"] = None
+        return "topic"
+    index = await SERVICE.index(ctx.session, ctx.now)
+    if a.value:
+        s["entry"] = a.value
+        return "field"
+    ranked = [entry_id for entry_id, score in index.rank(a.text or "")[:5] if score > 0]
+    if not ranked:
+        return Retry("faqedit.none_found")
+    s["found"] = ranked
+    return "pick"
+
+
+FIELDS = ("q_vi", "q_en", "a_vi", "a_en", "delete")
+
+
+@edit_flow.ask("field")
+async def ask_field(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(
+        ctx.t("faqedit.field", id=s["entry"]), [Option(f, ctx.t(f"faqedit.f.{f}")) for f in FIELDS]
+    )
+
+
+@edit_flow.answer("field")
+async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    row = await ctx.session.get(FaqEntryRow, s["entry"])
+    if row is None:
+        ctx.reply(ctx.t("common.stale_button"))
+        return None
+    if a.value == "delete":
+        await ctx.session.delete(row)
+        ctx.reply(ctx.t("faqedit.deleted", id=row.id))
+        return None
+    s["field"] = a.value
+    return "value"
+
+
+@edit_flow.ask("value")
+async def ask_value(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(ctx.t(f"faqedit.f.{s['field']}") + ":", free_text=True)
+
+
+@edit_flow.answer("value")
+async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    text = (a.text or "").strip()
+    if not 3 <= len(text) <= 1500:
+        return Retry("faqedit.length")
+    row = await ctx.session.get(FaqEntryRow, s["entry"])
+    if row is None:
+        return None
+    kind, lang = s["field"].split("_")
+    if kind == "q":
+        row.questions = {**row.questions, lang: [*row.questions.get(lang, []), text]}
+    else:
+        row.answer = {**row.answer, lang: text}
+    row.updated_at, row.revision = ctx.now, row.revision + 1
+    ctx.session.add(row)
+    ctx.reply(ctx.t("faqedit.saved", id=row.id))
+    return None
+
+
+@edit_flow.ask("topic")
+async def ask_topic(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    index = await SERVICE.index(ctx.session, ctx.now)
+    return Prompt(
+        ctx.t("faqedit.topic"),
+        [Option(tp.id, tp.title.get(ctx.lang) or tp.id) for tp in index.kb.topics],
+    )
+
+
+@edit_flow.answer("topic")
+async def on_topic(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    s["topic"] = a.value
+    return "new_q_vi"
+
+
+def _text_step(name: str, key: str, next_step: str | None) -> None:
+    @edit_flow.ask(name)
+    async def ask(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+        return Prompt(ctx.t(key), free_text=True)
+
+    @edit_flow.answer(name)
+    async def answer(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+        text = (a.text or "").strip()
+        if not 3 <= len(text) <= 1500:
+            return Retry("faqedit.length")
+        s[name] = text
+        return next_step or await _create(ctx, s)
+
+
+async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
+    base = re.sub(r"[^a-z0-9]+", "_", fold(s["new_q_en"]))[:24].strip("_") or "entry"
+    entry_id, n = base, 1
+    while await ctx.session.get(FaqEntryRow, entry_id) is not None:
+        n += 1
+        entry_id = f"{base}_{n}"
+    ctx.session.add(
+        FaqEntryRow(
+            id=entry_id,
+            topic=s["topic"],
+            questions={"vi": [s["new_q_vi"]], "en": [s["new_q_en"]]},
+            answer={"vi": s["new_a_vi"], "en": s["new_a_en"]},
+            keywords=[],
+            position=10_000,
+            updated_at=ctx.now,
+        )
+    )
+    ctx.reply(ctx.t("faqedit.saved", id=entry_id))
+    return None
+
+
+_text_step("new_q_vi", "faqedit.q_vi", "new_a_vi")
+_text_step("new_a_vi", "faqedit.a_vi", "new_q_en")
+_text_step("new_q_en", "faqedit.q_en", "new_a_en")
+_text_step("new_a_en", "faqedit.a_en", None)
+
+
+# --- the monthly digest to administrators ---------------------------------------------------------
+
+
+def next_digest_at(settings: Any, after: datetime) -> datetime:
+    """08:00 local on the 1st of the next month."""
+    here = after.astimezone(settings.tz)
+    year, month = (here.year + 1, 1) if here.month == 12 else (here.year, here.month + 1)
+    return datetime(year, month, 1, 8, 0, tzinfo=settings.tz).astimezone(UTC)
+
+
+async def ensure_digest(session: AsyncSession, settings: Any, now: datetime) -> None:
+    stmt = select(DueJob.id).where(DueJob.kind == "faq_digest", DueJob.status == JobStatus.pending)
+    if (await session.exec(stmt)).first() is None:
+        due = next_digest_at(settings, now)
+        scheduler.schedule(
+            session, kind="faq_digest", due_at=due, now=now, dedupe_key=f"faqdigest:{due:%Y-%m}"
+        )
+
+
+@scheduler.job("faq_digest")
+async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
+    rows = await gaps(ctx.session, since=work.due_at - timedelta(days=31), limit=10)  # type: ignore[operator]
+    admins = (
+        await ctx.session.exec(
+            select(Member)
+            .join(RoleGrant, col(RoleGrant.member_id) == Member.id)
+            .where(RoleGrant.role == Role.admin)
+            .distinct()
+        )
+    ).all()
+    lines = "\n".join(f"{count} × {text}" for _f, count, text in rows)
+    for admin in admins:
+        await ctx.notify_member(
+            admin,
+            lambda lang: View(
+                t(lang, "faq.digest", lines=lines) if rows else t(lang, "faq.digest_empty")
+            ),
+        )
+    due = next_digest_at(ctx.settings, ctx.now)
+    scheduler.schedule(
+        ctx.session, kind="faq_digest", due_at=due, now=ctx.now, dedupe_key=f"faqdigest:{due:%Y-%m}"
+    )
+    return f"sent to {len(admins)}"
+
+
+def setup(router: Router) -> None:
+    router.command("faq", requires=ANYONE)(cmd_faq)
+    router.command("faqedit", requires=(Role.admin,))(cmd_faqedit)
+    router.action("faq", requires=ANYONE)(on_faq_action)

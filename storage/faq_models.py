@@ -1,0 +1,50 @@
+"""FAQ tables: the knowledge base as rows (imported from and exported to the shipped YAML), and
+the questions it could not answer — kept without any trace of who asked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from storage.models import utc_column
+
+
+class FaqTopicRow(SQLModel, table=True):
+    __tablename__ = "faq_topic"
+
+    id: str = Field(primary_key=True, max_length=32)
+    title: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    position: int = 0
+
+
+class FaqEntryRow(SQLModel, table=True):
+    __tablename__ = "faq_entry"
+
+    id: str = Field(primary_key=True, max_length=32)
+    topic: str = Field(foreign_key="faq_topic.id", max_length=32, index=True)
+    questions: dict[str, list[str]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    answer: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    position: int = 0
+    revision: int = 1  # bumped on every change, so every process sees that its index is stale
+    updated_at: datetime | None = utc_column(nullable=False)
+
+
+class FaqQuery(SQLModel, table=True):
+    """A question the FAQ could not settle: unanswered, none of the suggestions, or not solved.
+
+    Only the question text (with long digit runs such as phone numbers masked) and the outcome;
+    no member, chat or channel.
+    """
+
+    __tablename__ = "faq_query"
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str = Field(max_length=500)
+    folded: str = Field(max_length=500, index=True)
+    outcome: str = Field(max_length=16)  # none | suggested | no_match | not_solved | solved
+    entry_id: str | None = Field(default=None, max_length=32)
+    at: datetime | None = utc_column(nullable=False, index=True)
