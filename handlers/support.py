@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from functools import cache
 from typing import Any
 
 from sqlalchemy import or_
@@ -504,14 +503,13 @@ async def _reply(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None
         await dialogs.start(ctx, "sup_reply", "text", {"lang": ctx.lang, "ticket_id": ticket.id})
 
 
-@cache
-def _faq_index() -> Any:
-    """The FAQ matcher, built once; None when the FAQ cannot be loaded (the button says so)."""
+async def _faq_index(ctx: Ctx) -> Any:
+    """The FAQ matcher over the entries in the database (including those edited with /faqedit);
+    None when the FAQ cannot be loaded (the button says so)."""
     try:
-        from bot.faq.kb import DEFAULT_KB_PATH, load_kb
-        from bot.faq.matcher import FaqIndex
+        from handlers.faq import SERVICE
 
-        return FaqIndex.build(load_kb(DEFAULT_KB_PATH))
+        return await SERVICE.index(ctx.session, ctx.now)
     except Exception:  # noqa: BLE001 - the FAQ is optional for support
         log.warning("support.faq_unavailable", exc_info=True)
         return None
@@ -521,7 +519,7 @@ async def _faq(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
     if ticket.status == TicketStatus.closed:
         _say(ctx, where, ctx.t("sup.staff.closed", id=ticket.id))
         return
-    index = _faq_index()
+    index = await _faq_index(ctx)
     asked = " ".join(
         m.text for m in await core.history(ctx.session, ticket.id or 0) if m.role == "member"
     )
@@ -543,7 +541,7 @@ async def _faq(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
 
 
 async def _faq_send(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
-    index = _faq_index()
+    index = await _faq_index(ctx)
     try:
         entry = index.kb.get(rest[0]) if index is not None and rest else None
     except KeyError:
