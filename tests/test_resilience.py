@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlmodel import select
 
@@ -35,6 +36,8 @@ async def test_dispatcher_survives_a_failing_claim_and_keeps_sending(settings: S
         await asyncio.wait_for(recorder.arrived.wait(), timeout=10)
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # let its database call finish before the loop closes
         await app.close()
     assert failures["left"] == 0
     assert [v.text for v in recorder.sent["u"]] == ["hello"]
