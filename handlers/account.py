@@ -15,6 +15,7 @@ from bot.phones import display_phone
 from bot.router import ANYONE, REGISTERED, Router
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
 from handlers.registration import status_steps
+from handlers.support_core import forget_tickets, release_claims
 from storage import queries
 from storage.models import (
     Application,
@@ -184,6 +185,8 @@ async def forget_member(ctx: Ctx, member: Member) -> None:
     await ctx.session.exec(delete(OutboxMessage).where(col(OutboxMessage.member_id) == member.id))
     await ctx.session.exec(delete(ChannelAccount).where(col(ChannelAccount.member_id) == member.id))
     await ctx.session.exec(delete(RoleGrant).where(col(RoleGrant.member_id) == member.id))
+    await release_claims(ctx, member.id or 0)  # staff who leave: their tickets go back to the queue
+    await forget_tickets(ctx.session, member.id or 0)  # what they wrote in tickets
     await ctx.session.exec(delete(ConsentRecord).where(col(ConsentRecord.member_id) == member.id))
     ctx.session.add(
         ConsentRecord(
