@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
-
 from bot.clock import Clock
 from bot.phones import PhoneError, normalize_phone
 from bot.settings import Settings, parse_duration
 from handlers.admin import create_invite, deep_link
 from storage import queries
 from storage.db import Database
-from storage.models import Member, Role, RoleGrant
+from storage.models import Member, Role
 
 
 class AdminError(Exception):
@@ -40,24 +38,9 @@ async def grant_role(
                 member = Member(full_name=name, phone=normalized, source="grant", created_at=now)
                 session.add(member)
                 await session.flush()
-            existing = (
-                await session.exec(
-                    select(RoleGrant).where(
-                        RoleGrant.member_id == member.id,
-                        RoleGrant.role == Role(role),
-                        RoleGrant.unit_id == unit.id,
-                    )
-                )
-            ).first()
-            if existing is None:
-                session.add(
-                    RoleGrant(
-                        member_id=member.id or 0,
-                        role=Role(role),
-                        unit_id=unit.id or 0,
-                        created_at=now,
-                    )
-                )
+            await queries.ensure_grant(
+                session, member_id=member.id or 0, role=Role(role), unit_id=unit.id or 0, now=now
+            )
             return (
                 f"{role} of '{unit.path}' granted to member #{member.id}; they register with /start"
             )

@@ -37,10 +37,9 @@ from storage.models import (
     Invite,
     Member,
     Role,
-    RoleGrant,
     Unit,
 )
-from storage.queries import grants_of, member_by_phone
+from storage.queries import ensure_grant, grants_of, member_by_phone
 
 register = dialogs.flow("register")
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
@@ -347,25 +346,14 @@ async def redeem_for_member(ctx: Ctx, invite: Invite, member: Member) -> bool:
         member.cell_id = member.cell_id or invite.unit_id
         ctx.session.add(member)
     else:
-        existing = (
-            await ctx.session.exec(
-                select(RoleGrant).where(
-                    RoleGrant.member_id == member.id,
-                    RoleGrant.role == invite.role,
-                    RoleGrant.unit_id == invite.unit_id,
-                )
-            )
-        ).first()
-        if existing is None:
-            ctx.session.add(
-                RoleGrant(
-                    member_id=member.id or 0,
-                    role=invite.role,
-                    unit_id=invite.unit_id,
-                    granted_by=invite.created_by,
-                    created_at=ctx.now,
-                )
-            )
+        await ensure_grant(
+            ctx.session,
+            member_id=member.id or 0,
+            role=invite.role,
+            unit_id=invite.unit_id,
+            now=ctx.now,
+            granted_by=invite.created_by,
+        )
     ctx.reply(
         ctx.t(
             "invite.granted",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -104,3 +105,25 @@ async def search_units(
             or_(Unit.path == under_path, col(Unit.path).startswith(under_path + PATH_SEP))
         )
     return (await session.exec(stmt.order_by(Unit.depth, Unit.name).limit(limit))).all()
+
+
+async def ensure_grant(
+    session: AsyncSession,
+    *,
+    member_id: int,
+    role: Role,
+    unit_id: int,
+    now: datetime,
+    granted_by: int | None = None,
+) -> RoleGrant:
+    """Give ``role`` on ``unit_id`` to the member unless they hold it already (idempotent)."""
+    stmt = select(RoleGrant).where(
+        RoleGrant.member_id == member_id, RoleGrant.role == role, RoleGrant.unit_id == unit_id
+    )
+    grant = (await session.exec(stmt)).first()
+    if grant is None:
+        grant = RoleGrant(
+            member_id=member_id, role=role, unit_id=unit_id, granted_by=granted_by, created_at=now
+        )
+        session.add(grant)
+    return grant
