@@ -200,8 +200,9 @@ class Router:
             await dialogs.answer(ctx, dialog, answer)
         elif event.contact is not None:
             ctx.reply(ctx.t("common.contact_without_dialog"))
-        elif event.text and self.fallback is not None:
-            await self.fallback(ctx, event.text)
+        elif (event.text or event.attachment is not None) and self.fallback is not None:
+            # A photo without caption goes there too: it may belong to an open support ticket.
+            await self.fallback(ctx, event.text or "")
         elif event.attachment is not None:
             ctx.reply(ctx.t("common.attachment_outside_dialog"))
         else:

@@ -8,6 +8,9 @@ from handlers.faq import on_question
 
 
 async def on_free_text(ctx: Ctx, text: str) -> None:
+    if not text.strip() and ctx.event.attachment is not None:
+        ctx.reply(ctx.t("common.attachment_outside_dialog"))
+        return
     await on_question(ctx, text)
 
 

@@ -337,6 +337,27 @@ async def test_free_text_not_a_ticket_goes_to_the_assistant(world: World) -> Non
     assert "đã cũ" in stale[-1].text
 
 
+async def test_photo_without_caption_joins_the_open_ticket(world: World) -> None:
+    an = await link(world, "an", AN)
+    staff = world.chat("canbo")
+    await report(an)
+    await staff.press("✋ Nhận xử lý")
+    views = await send(world, an, text=None, attachment=Attachment("photo", "shot-bare"))
+    assert "Tin nhắn vừa rồi là" in views[-1].text
+    await an.press("Viết thêm vào yêu cầu #1")
+    relayed = [v for v in staff.new() if v.photo_ref]
+    assert relayed and relayed[-1].photo_ref == "shot-bare"
+    stored = [m.attachment_ref for m in await rows(world, TicketMessage) if m.role == "member"]
+    assert stored == [None, "shot-bare"]
+
+
+async def test_photo_without_caption_and_without_ticket_points_to_support(world: World) -> None:
+    an = await link(world, "an", AN)
+    views = await send(world, an, text=None, attachment=Attachment("photo", "shot-lost"))
+    assert "Đã nhận ảnh/tệp" in views[-1].text
+    assert await rows(world, TicketMessage) == []
+
+
 async def test_free_text_without_open_ticket_is_not_captured(world: World) -> None:
     an = await link(world, "an", AN)
     views = await an.say("Xin chào")

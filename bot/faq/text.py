@@ -4,10 +4,12 @@ Members type on cheap phones, with or without diacritics, sometimes in NFD from 
 and in chat shorthand ("ko nhan dc ma otp", "quên mk", "sdt doi roi"). The FAQ matcher must see
 all of these as the same words, so this module turns any text into one canonical form:
 
-1. ``clean``: Unicode NFC, zero-width and bidi control characters removed, lowercase, one space.
-2. ``fold``: diacritics removed and đ→d. Folding merges some words (nhắn/nhận → "nhan"); the
-   matcher's bigrams and character n-grams recover most of that context, and members often type
-   without diacritics anyway, so matching must not depend on them.
+1. ``clean`` (from bot.textfold): Unicode NFC, zero-width and bidi control characters removed,
+   lowercase, one space.
+2. ``fold`` (from bot.textfold): diacritics removed and đ→d. Folding merges some words
+   (nhắn/nhận → "nhan"); the matcher's bigrams and character n-grams recover most of that
+   context, and members often type without diacritics anyway, so matching must not depend on
+   them.
 3. ``tokens``: syllables of the folded text, with chat abbreviations and synonyms rewritten to one
    canonical spelling (``SYNONYMS``; "mk" is taken as mật khẩu, never mình), greetings and
    politeness particles dropped, and English plurals and -ing/-ed endings stripped.
@@ -18,12 +20,14 @@ It produces matching keys only: never show folded text to a member.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Literal
+
+from bot.textfold import clean, fold, strip_marks
+
+__all__ = ["Lang", "clean", "detect_language", "fold", "syllables", "tokens"]
 
 Lang = Literal["vi", "en"]
 
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _WORD = re.compile(r"[^\W_]+")
 _VI_MARKS = re.compile("[àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ]")
 
@@ -113,29 +117,13 @@ _COMMON_EN = _wordset(
 )
 
 
-def _fold_raw(text: str) -> str:
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def clean(text: str) -> str:
-    """NFC, invisible control characters removed, lowercase, whitespace collapsed."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
-    return " ".join(text.lower().split())
-
-
-def fold(text: str) -> str:
-    """``clean`` plus diacritics removed (đ→d): the form members type without accents."""
-    return _fold_raw(clean(text))
-
-
 def syllables(text: str) -> list[str]:
     """Folded syllables (and words of any script), punctuation dropped."""
     return _WORD.findall(fold(text))
 
 
 def _key(phrase: str) -> tuple[str, ...]:
-    return tuple(_WORD.findall(_fold_raw(phrase.lower())))
+    return tuple(_WORD.findall(strip_marks(phrase.lower())))
 
 
 def _build_synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
@@ -189,7 +177,7 @@ def detect_language(text: str) -> Lang:
     cleaned = clean(text)
     if _VI_MARKS.search(cleaned):
         return "vi"
-    words = _WORD.findall(_fold_raw(cleaned))
+    words = _WORD.findall(strip_marks(cleaned))
     vi_hits = sum(word in _COMMON_VI for word in words)
     en_hits = sum(word in _COMMON_EN for word in words)
     return "en" if en_hits > vi_hits else "vi"
