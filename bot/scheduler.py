@@ -33,6 +33,9 @@ JobFn = Callable[[Ctx, DueJob], Awaitable[str | None]]  # returns a note, or Non
 HANDLERS: dict[str, JobFn] = {}
 TIMER_ID = "sotay-due-work"
 PROCESSED_EVENTS_KEPT = timedelta(days=7)
+LOOK_EVERY_SECONDS = 30.0
+"""How often the timer is re-armed from the table even when nothing here changed it: work
+scheduled by another process (``sotay revoke``, a second worker) is noticed within this time."""
 
 
 def job(kind: str) -> Callable[[JobFn], JobFn]:
@@ -91,8 +94,16 @@ def job_context(session: AsyncSession, services: Services, work: DueJob) -> Ctx:
 
 
 class Scheduler:
-    def __init__(self, db: Database, services: Services, *, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        services: Services,
+        *,
+        wake: Callable[[], None],
+        look_every: float = LOOK_EVERY_SECONDS,
+    ) -> None:
         self._db = db
+        self._look_every = look_every
         self._services = services
         self._wake_dispatcher = wake
         self._aps = AsyncIOScheduler(timezone="UTC")
@@ -108,6 +119,14 @@ class Scheduler:
         self._aps.start()
         self._aps.add_job(
             self.purge, "interval", hours=1, id="purge", misfire_grace_time=None, coalesce=True
+        )
+        self._aps.add_job(
+            self.rearm,
+            "interval",
+            seconds=self._look_every,
+            id="look",
+            misfire_grace_time=None,
+            coalesce=True,
         )
         await self.rearm()
 

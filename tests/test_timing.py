@@ -93,3 +93,31 @@ async def test_real_timer_runs_jobs_that_fall_due_one_after_another(settings: Se
         assert len(RAN) == 30 and pending == []
     finally:
         await app.close()
+
+
+@sched.job("test_outside")
+async def _outside(ctx, work: DueJob) -> None:  # type: ignore[no-untyped-def]
+    OUTSIDE["event"].set()
+    return None
+
+
+OUTSIDE: dict[str, asyncio.Event] = {}
+
+
+async def test_work_scheduled_by_another_process_is_noticed(settings: Settings) -> None:
+    """A row written without this process's ``rearm`` (the CLI, another worker) still runs."""
+    app = App(settings, clock=Clock())
+    OUTSIDE["event"] = asyncio.Event()
+    app.scheduler = sched.Scheduler(app.db, app.services, wake=app.dispatcher.wake, look_every=0.05)
+    try:
+        await app.scheduler.start()  # nothing is due: no timer armed
+        other = App(settings, clock=Clock())  # "another process": its own engine and scheduler
+        try:
+            async with other.db.session() as session:
+                now = other.clock.now()
+                sched.schedule(session, kind="test_outside", due_at=now, now=now)
+        finally:
+            await other.close()
+        await asyncio.wait_for(OUTSIDE["event"].wait(), timeout=10)
+    finally:
+        await app.close()
