@@ -30,8 +30,19 @@ def test_splits_are_balanced_and_stratified() -> None:
 def test_no_question_is_a_stored_phrasing() -> None:
     kb = load_kb(DEFAULT_KB_PATH)
     stored = {fold(q) for e in kb.entries for lang in ("vi", "en") for q in e.questions[lang]}
-    copied = [q.text for q in load_questions() if fold(q.text) in stored]
+    asked = load_questions() + load_questions("fresh")
+    copied = [q.text for q in asked if fold(q.text) in stored]
     assert copied == []
+
+
+def test_fresh_split_is_a_sound_second_test_set() -> None:
+    fresh = load_questions("fresh")
+    ids = {entry.id for entry in load_kb(DEFAULT_KB_PATH).entries}
+    assert len(fresh) >= 150
+    assert {q.split for q in fresh} == {"fresh"}
+    assert {q.expected for q in fresh} == ids | {NONE}, "every entry, and uncovered questions"
+    earlier = {fold(q.text) for q in load_questions()}
+    assert [q.text for q in fresh if fold(q.text) in earlier] == []
 
 
 def test_metrics_follow_their_definitions() -> None:

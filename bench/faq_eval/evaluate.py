@@ -20,6 +20,10 @@ from bot.faq.kb import KnowledgeBase
 from bot.faq.matcher import DecisionKind, decide
 
 QUESTIONS_PATH = Path(__file__).parent / "questions.yaml"
+FRESH_PATH = Path(__file__).parent / "fresh_test.yaml"
+"""A second held-out set (split "fresh"), written in one pass by a writer who saw neither the
+stored phrasings nor the other questions, after the test split had been looked at three times."""
+SPLITS = ("dev", "test", "fresh")
 NONE = "none"
 
 Ranked = list[tuple[str, float]]
@@ -34,8 +38,12 @@ class Question:
     split: str
 
 
-def load_questions(split: str | None = None, path: Path = QUESTIONS_PATH) -> list[Question]:
-    """The labelled questions, optionally only one split ("dev" or "test")."""
+def load_questions(split: str | None = None, path: Path | None = None) -> list[Question]:
+    """The labelled questions, optionally only one split ("dev", "test" or "fresh").
+
+    Without ``path``, "fresh" reads ``FRESH_PATH`` and everything else ``QUESTIONS_PATH``."""
+    if path is None:
+        path = FRESH_PATH if split == "fresh" else QUESTIONS_PATH
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     raw = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)["questions"]
     items = [Question(q["text"], str(q["expected"]), q["kind"], q["split"]) for q in raw]

@@ -1,6 +1,6 @@
 """Evaluate the FAQ matcher against a plain fuzzy baseline on the labelled questions.
 
-Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split test|dev]``.
+Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split test|dev|fresh]``.
 It tunes nothing: our matcher runs with its defaults, the baseline with ``BASELINE_POLICY``;
 both were chosen on the dev split by ``bench.faq_eval.tune``. Prints Markdown tables for
 docs/benchmarks.md.
@@ -19,6 +19,7 @@ from bot.faq.matcher import FaqIndex
 from .evaluate import (
     BASELINE_POLICY,
     NONE,
+    SPLITS,
     Metrics,
     Outcome,
     Question,
@@ -69,7 +70,7 @@ def _kinds_table(questions: Sequence[Question], results: dict[str, list[Outcome]
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("test", "dev"), default="test")
+    parser.add_argument("--split", choices=SPLITS, default="test")
     args = parser.parse_args(argv)
 
     kb = load_kb(DEFAULT_KB_PATH)
