@@ -280,6 +280,41 @@ def tickets_report(unit_path: str | None, csv_path: Path | None) -> None:
         raise Fail(str(exc)) from None
 
 
+# --- rollout reports ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--unit", "unit_path", default=None, help="Report on this unit (default: the root).")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one row per cell to this CSV file (UTF-8 with BOM, for Excel).",
+)
+@click.option(
+    "--chart",
+    "chart_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the rates per unit into this PNG file.",
+)
+def report(unit_path: str | None, csv_path: Path | None, chart_path: Path | None) -> None:
+    """Handbook rollout by unit, weakest first: the same text as /report in the chat."""
+    from handlers.reports import ReportError, cli_report
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(
+            _run(
+                cli_report(settings, unit_path=unit_path, csv_path=csv_path, chart_path=chart_path)
+            )
+        )
+    except (ReportError, OSError) as exc:
+        raise Fail(str(exc)) from None
+
+
 @main.command()
 @click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
 @click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')

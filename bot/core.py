@@ -6,6 +6,7 @@ Channels translate their updates into ``Inbound`` and render ``View`` in their o
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -77,6 +78,27 @@ class Choice:
     data: str  # signed, at most 64 bytes (Telegram's callback_data limit)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file we send (a chart, an export). The bytes travel inside the outbox row (base64 in
+    the payload), so a queued file survives a restart like any other message."""
+
+    name: str  # file name the recipient sees, e.g. "bao-cao.csv"
+    kind: str  # photo | document
+    data: bytes
+
+    def to_payload(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "b64": base64.b64encode(self.data).decode("ascii"),
+        }
+
+    @staticmethod
+    def from_payload(payload: dict[str, str]) -> Upload:
+        return Upload(payload["name"], payload["kind"], base64.b64decode(payload["b64"]))
+
+
 @dataclass
 class View:
     """Text plus optional choices: what a handler wants the user to see."""
@@ -89,6 +111,7 @@ class View:
     photo_ref: str | None = None  # send this photo (channel file id) with the text as caption
     edit_of: int | None = None  # outbox id of an earlier message to edit instead of sending
     edit_ref: str | None = None  # filled by the dispatcher: the channel's id of that message
+    upload: Upload | None = None  # send this file with the text as caption
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"text": self.text}
@@ -101,6 +124,8 @@ class View:
         for key in ("thread_ref", "photo_ref", "edit_of"):
             if getattr(self, key) is not None:
                 payload[key] = getattr(self, key)
+        if self.upload is not None:
+            payload["upload"] = self.upload.to_payload()
         return payload
 
     @staticmethod
@@ -115,6 +140,7 @@ class View:
             thread_ref=payload.get("thread_ref"),
             photo_ref=payload.get("photo_ref"),
             edit_of=payload.get("edit_of"),
+            upload=Upload.from_payload(payload["upload"]) if payload.get("upload") else None,
         )
 
 

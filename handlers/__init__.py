@@ -15,6 +15,7 @@ def setup(router: Router) -> None:
         meetings,
         notices,
         registration,
+        reports,
         support,  # wraps router.fallback and group_handler: keep it last
     )
 
@@ -25,6 +26,7 @@ def setup(router: Router) -> None:
         approvals,
         meetings,
         notices,
+        reports,
         faq,
         fallback,
         support,

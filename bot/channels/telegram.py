@@ -19,6 +19,7 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
@@ -108,6 +109,16 @@ def render_markup(
     if view.remove_keyboard:
         return ReplyKeyboardRemove()
     return None
+
+
+def _caption_split(text: str) -> tuple[str, str]:
+    """The caption (at most 1024 characters, cut at a line end when it must be cut) and the rest,
+    which follows as ordinary messages."""
+    if len(text) <= CAPTION_LIMIT:
+        return text, ""
+    cut = text.rfind("\n", 0, CAPTION_LIMIT)
+    cut = cut if cut > 0 else CAPTION_LIMIT
+    return text[:cut], text[cut:].lstrip("\n")
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -256,15 +267,23 @@ class TelegramChannel:
         thread = int(view.thread_ref) if view.thread_ref else None
         text = view.text
         message_id = ""
-        if view.photo_ref:
-            caption, text = text[:CAPTION_LIMIT], text[CAPTION_LIMIT:]
-            sent = await bot.send_photo(
-                chat_id=int(chat_ref),
-                photo=view.photo_ref,
-                caption=caption,
-                message_thread_id=thread,
-                reply_markup=None if text else render_markup(view),
-            )
+        if view.photo_ref or view.upload:
+            caption, text = _caption_split(text)
+            common = {
+                "chat_id": int(chat_ref),
+                "caption": caption or None,
+                "message_thread_id": thread,
+                "reply_markup": None if text else render_markup(view),
+            }
+            upload = view.upload
+            if upload is None:
+                sent = await bot.send_photo(photo=view.photo_ref, **common)
+            elif upload.kind == "photo":
+                sent = await bot.send_photo(photo=InputFile(upload.data, upload.name), **common)
+            else:
+                sent = await bot.send_document(
+                    document=InputFile(upload.data, upload.name), **common
+                )
             message_id = str(sent.message_id)
             if not text:
                 return message_id

@@ -3,16 +3,20 @@
 Choices are printed as a numbered list and answered by number or label. There is no contact
 button, so a phone number is typed (and then needs the secretary's approval). Several people can
 take turns (``:user NAME``); messages for someone else wait in the outbox until it is their turn.
+Files (a chart, an export) are written to ``files_dir`` (a temporary directory by default) and
+their path is printed.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
+import tempfile
+from pathlib import Path
 from typing import TextIO
 
 from bot.channels.base import RetryLater
-from bot.core import Inbound, View, clean_text
+from bot.core import Inbound, Upload, View, clean_text
 from bot.textfold import fold
 
 PROMPT = "> "
@@ -23,9 +27,10 @@ class TerminalChannel:
     name = "terminal"
     text_limit = 4096
 
-    def __init__(self, user: str, out: TextIO | None = None) -> None:
+    def __init__(self, user: str, out: TextIO | None = None, files_dir: Path | None = None) -> None:
         self.user = user
         self.out = out or sys.stdout
+        self.files_dir = files_dir
         self._choices: list[tuple[str, str]] = []
         self._run = f"{id(self):x}"
 
@@ -38,12 +43,24 @@ class TerminalChannel:
     def _print(self, view: View) -> None:
         prefix = "(cập nhật) " if view.edit_ref else "[ảnh] " if view.photo_ref else ""
         lines = ["", prefix + view.text]
+        if view.upload is not None:
+            lines.append(f"[{view.upload.kind}] {self._save(view.upload)}")
         choices = [choice for row in view.choices for choice in row]
         if choices:
             self._choices = [(c.label, c.data) for c in choices]
             lines += [f"  {i}. {c.label}" for i, c in enumerate(choices, 1)]
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
+
+    def _save(self, upload: Upload) -> Path:
+        """Write the file under a name of its own (never overwriting an earlier one)."""
+        if self.files_dir is None:
+            self.files_dir = Path(tempfile.mkdtemp(prefix="sotay-files-"))
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        safe = Path(upload.name).name or "file"
+        path = self.files_dir / f"{next(_ids)}-{safe}"
+        path.write_bytes(upload.data)
+        return path
 
     def switch(self, user: str) -> None:
         self.user = user

@@ -1,0 +1,456 @@
+"""Rollout figures by unit: who registered, installed and activated the handbook, and which
+cells use it in their meetings; rendered as a short text, a PNG chart and a CSV export.
+
+Every figure comes from a fixed number of set-based queries (GROUP BY over members, meetings and
+tickets, joined to units by path prefix) whatever the size of the tree: a province has thousands
+of cells and the weekly digest computes a report for every administrator, so one query per unit
+would not scale. The queries are plain SQL that SQLite and PostgreSQL both run.
+
+This module only reads and renders. It never sends anything and never writes a name or a phone
+number anywhere: handlers/reports.py does the chat side, through the outbox.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.i18n import t
+from bot.textfold import fold
+from storage.models import (
+    ChannelAccount,
+    Meeting,
+    MeetingStatus,
+    Member,
+    MemberStatus,
+    Ticket,
+    TicketStatus,
+    Unit,
+)
+from storage.queries import PATH_SEP
+
+WINDOW_DAYS = 30
+TARGET = 0.80  # the province's goal: more than 80% of cells use the handbook in their meetings
+OPEN_TICKETS = (TicketStatus.open, TicketStatus.claimed)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The reporting period, aware UTC: meetings that started in [start, end] count."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def days(self) -> int:
+        return round((self.end - self.start) / timedelta(days=1))
+
+
+def window(now: datetime, days: int = WINDOW_DAYS) -> Window:
+    """The last ``days`` days up to ``now``: a rolling window, so a report read on any day of
+    the month answers "is this cell using the handbook lately", not "this calendar month"."""
+    return Window(now - timedelta(days=days), now)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The counts of one unit (a cell, or everything below a committee)."""
+
+    unit_id: int
+    name: str
+    path: str
+    members: int = 0
+    registered: int = 0  # a verified chat account with the assistant
+    smartphone: int = 0
+    installed: int = 0
+    activated: int = 0
+    cells: int = 0
+    cells_using: int = 0  # cells with a meeting in the window entered in the handbook app
+    meetings: int = 0  # non-cancelled meetings in the window
+    meetings_in_app: int = 0
+    open_tickets: int = 0
+    last_meeting: datetime | None = None  # latest non-cancelled meeting up to the window's end
+
+    def of_members(self, count: int) -> float | None:
+        """A share of the members; None (shown "—") when there are none, never a division error."""
+        return count / self.members if self.members else None
+
+    @property
+    def using_share(self) -> float | None:
+        return self.cells_using / self.cells if self.cells else None
+
+    @property
+    def below_target(self) -> bool:
+        share = self.using_share
+        return share is not None and share <= TARGET
+
+    @property
+    def parent_path(self) -> str:
+        return self.path.rpartition(PATH_SEP)[0]
+
+
+@dataclass(frozen=True)
+class Report:
+    scope: Figures  # the whole unit
+    children: list[Figures]  # one per direct child unit, worst first
+    window: Window
+    is_cell: bool  # the unit is a cell (no units below it)
+
+
+def worst_first(figures: Figures) -> tuple[Any, ...]:
+    """Lowest meeting use first, then lowest installation; units with nothing to measure last."""
+    using, installed = figures.using_share, figures.of_members(figures.installed)
+    return (
+        using is None,
+        using or 0.0,
+        installed is None,
+        installed or 0.0,
+        figures.name,
+    )
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+
+def _under(path_column: Any, scope_path: str) -> Any:
+    """The unit at ``scope_path`` and everything below it (LIKE escaped: names may hold % or _)."""
+    return or_(
+        path_column == scope_path,
+        col(path_column).startswith(scope_path + PATH_SEP, autoescape=True),
+    )
+
+
+def _flag(condition: Any) -> Any:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _unit_rows(scope_path: str, span: Window) -> Any:
+    """One row per unit under the scope with its own members, meetings and open tickets.
+
+    Members, meetings and tickets are each grouped by their unit first (one pass over each
+    table), and only those small aggregates meet the unit tree: this keeps the prefix join
+    between units cheap even for a province of 370,000 members."""
+    registered = exists().where(
+        ChannelAccount.member_id == Member.id,
+        col(ChannelAccount.verified).is_(True),
+        col(ChannelAccount.pending).is_(False),
+    )
+    owner = aliased(Unit)
+    members = (
+        select(
+            col(Member.cell_id).label("unit_id"),
+            func.count().label("members"),
+            _flag(registered).label("registered"),
+            _flag(col(Member.has_smartphone).is_(True)).label("smartphone"),
+            _flag(col(Member.app_installed).is_(True)).label("installed"),
+            _flag(col(Member.app_activated).is_(True)).label("activated"),
+        )
+        .join(owner, col(owner.id) == Member.cell_id)
+        .where(Member.status == MemberStatus.active, _under(owner.path, scope_path))
+        .group_by(col(Member.cell_id))
+        .subquery()
+    )
+    in_window = col(Meeting.starts_at) >= span.start
+    meetings = (
+        select(
+            col(Meeting.cell_id).label("unit_id"),
+            _flag(in_window).label("meetings"),
+            _flag(and_(in_window, col(Meeting.entered_in_app).is_(True))).label("in_app"),
+            func.max(Meeting.starts_at).label("last_meeting"),
+        )
+        .join(owner, col(owner.id) == Meeting.cell_id)
+        .where(
+            Meeting.status != MeetingStatus.cancelled,
+            col(Meeting.starts_at) <= span.end,
+            _under(owner.path, scope_path),
+        )
+        .group_by(col(Meeting.cell_id))
+        .subquery()
+    )
+    tickets = (
+        select(col(Ticket.cell_id).label("unit_id"), func.count().label("open_tickets"))
+        .join(owner, col(owner.id) == Ticket.cell_id)
+        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), _under(owner.path, scope_path))
+        .group_by(col(Ticket.cell_id))
+        .subquery()
+    )
+    kid = aliased(Unit)
+    is_cell = ~exists().where(kid.parent_id == Unit.id)
+    in_app = func.coalesce(meetings.c.in_app, 0)
+    return (
+        select(
+            col(Unit.id).label("unit_id"),
+            col(Unit.name).label("name"),
+            col(Unit.path).label("path"),
+            case((is_cell, 1), else_=0).label("is_cell"),
+            case((and_(is_cell, in_app > 0), 1), else_=0).label("using"),
+            func.coalesce(members.c.members, 0).label("members"),
+            func.coalesce(members.c.registered, 0).label("registered"),
+            func.coalesce(members.c.smartphone, 0).label("smartphone"),
+            func.coalesce(members.c.installed, 0).label("installed"),
+            func.coalesce(members.c.activated, 0).label("activated"),
+            func.coalesce(meetings.c.meetings, 0).label("meetings"),
+            in_app.label("in_app"),
+            meetings.c.last_meeting.label("last_meeting"),
+            func.coalesce(tickets.c.open_tickets, 0).label("open_tickets"),
+        )
+        .outerjoin(members, members.c.unit_id == Unit.id)
+        .outerjoin(meetings, meetings.c.unit_id == Unit.id)
+        .outerjoin(tickets, tickets.c.unit_id == Unit.id)
+        .where(_under(Unit.path, scope_path))
+    )
+
+
+def _sums(rows: Any) -> list[Any]:
+    """The aggregate columns, in the order ``_figures`` reads them."""
+    return [
+        func.sum(rows.c.members),
+        func.sum(rows.c.registered),
+        func.sum(rows.c.smartphone),
+        func.sum(rows.c.installed),
+        func.sum(rows.c.activated),
+        func.sum(rows.c.is_cell),
+        func.sum(rows.c.using),
+        func.sum(rows.c.meetings),
+        func.sum(rows.c.in_app),
+        func.sum(rows.c.open_tickets),
+        func.max(rows.c.last_meeting),
+    ]
+
+
+def _figures(unit_id: int, name: str, path: str, values: Sequence[Any]) -> Figures:
+    counts = [int(v or 0) for v in values[:10]]
+    return Figures(unit_id, name, path, *counts, last_meeting=values[10])
+
+
+async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
+    """The unit's totals and one line per direct child, worst first (three queries in all)."""
+    rows = _unit_rows(unit.path, span).subquery()
+    total = (await session.exec(select(*_sums(rows)))).one()  # type: ignore[call-overload]
+    child = aliased(Unit)
+    prefix = child.path + PATH_SEP
+    below = or_(
+        rows.c.path == child.path,
+        func.substr(rows.c.path, 1, func.length(prefix)) == prefix,
+    )
+    stmt = (
+        select(child.id, child.name, child.path, *_sums(rows))
+        .join(rows, below)
+        .where(child.parent_id == unit.id)
+        .group_by(child.id, child.name, child.path)
+    )
+    children = [
+        _figures(row[0], row[1], row[2], row[3:])
+        for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
+    ]
+    children.sort(key=worst_first)
+    scope = _figures(unit.id or 0, unit.name, unit.path, total)
+    return Report(scope, children, span, is_cell=not children)
+
+
+async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
+    """Every cell under the unit (the unit itself if it is a cell), by path: the CSV rows."""
+    rows = _unit_rows(unit.path, span).subquery()
+    stmt = select(rows).where(rows.c.is_cell == 1).order_by(rows.c.path)
+    return [
+        Figures(
+            row.unit_id,
+            row.name,
+            row.path,
+            members=int(row.members),
+            registered=int(row.registered),
+            smartphone=int(row.smartphone),
+            installed=int(row.installed),
+            activated=int(row.activated),
+            cells=1,
+            cells_using=int(row.using),
+            meetings=int(row.meetings),
+            meetings_in_app=int(row.in_app),
+            open_tickets=int(row.open_tickets),
+            last_meeting=row.last_meeting,
+        )
+        for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
+    ]
+
+
+async def laggard_cells(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
+    """Cells under the unit with no meeting entered in the handbook app in the window."""
+    return [cell for cell in await cell_rows(session, unit=unit, span=span) if not cell.cells_using]
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def percent(share: float | None) -> str:
+    return "—" if share is None else f"{round(share * 100)}%"
+
+
+def day_text(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%d/%m/%Y")
+
+
+def window_text(lang: str, span: Window, tz: tzinfo) -> str:
+    return t(
+        lang,
+        "rp.window",
+        start=day_text(span.start, tz),
+        end=day_text(span.end, tz),
+        days=span.days,
+    )
+
+
+def mark(figures: Figures) -> str:
+    if figures.using_share is None:
+        return "▫️"
+    return "⚠️" if figures.below_target else "✅"
+
+
+def unit_lines(lang: str, figures: Figures) -> list[str]:
+    """Two short lines: members and their rates, then meeting use (fits a phone screen)."""
+    tickets = t(lang, "rp.line.tickets", n=figures.open_tickets) if figures.open_tickets else ""
+    return [
+        t(
+            lang,
+            "rp.line.members",
+            members=figures.members,
+            registered=percent(figures.of_members(figures.registered)),
+            installed=percent(figures.of_members(figures.installed)),
+            activated=percent(figures.of_members(figures.activated)),
+        ),
+        t(
+            lang,
+            "rp.line.meetings",
+            using=figures.cells_using,
+            cells=figures.cells,
+            share=percent(figures.using_share),
+        )
+        + tickets,
+    ]
+
+
+def cell_text(lang: str, figures: Figures, tz: tzinfo) -> list[str]:
+    """A cell's own figures, one fact a line."""
+
+    def rate(key: str, count: int) -> str:
+        return t(lang, key, n=count, share=percent(figures.of_members(count)))
+
+    lines = [
+        t(lang, "rp.cell.members", n=figures.members),
+        rate("rp.cell.registered", figures.registered),
+        t(lang, "rp.cell.smartphone", n=figures.smartphone),
+        rate("rp.cell.installed", figures.installed),
+        rate("rp.cell.activated", figures.activated),
+        t(lang, "rp.cell.meetings", n=figures.meetings, in_app=figures.meetings_in_app),
+        t(lang, "rp.cell.using_yes" if figures.cells_using else "rp.cell.using_no"),
+    ]
+    if figures.last_meeting is not None:
+        lines.append(t(lang, "rp.cell.last", date=day_text(figures.last_meeting, tz)))
+    lines.append(t(lang, "rp.cell.tickets", n=figures.open_tickets))
+    return lines
+
+
+def render_text(lang: str, report: Report, tz: tzinfo) -> str:
+    """The report as a message: title, window, one entry per child (worst first), total."""
+    lines = [t(lang, "rp.title", unit=report.scope.name), window_text(lang, report.window, tz)]
+    if report.is_cell:
+        return "\n".join([*lines, "", *cell_text(lang, report.scope, tz)])
+    if report.children:
+        lines += [t(lang, "rp.worst_first"), ""]
+    for number, figures in enumerate(report.children, 1):
+        lines.append(t(lang, "rp.line.head", n=number, mark=mark(figures), name=figures.name))
+        lines += ["   " + line for line in unit_lines(lang, figures)]
+    total = unit_lines(lang, report.scope)
+    lines += ["", t(lang, "rp.total", mark=mark(report.scope)), *total]
+    lines += ["", t(lang, "rp.legend", target=round(TARGET * 100))]
+    return "\n".join(lines)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def file_stem(unit: Figures, span: Window, tz: tzinfo) -> str:
+    """An ASCII file name ("sotay-xa-hop-thanh-2026-12-01"): safe on every phone and in Excel."""
+    slug = "-".join(fold(unit.name).replace("/", " ").split()) or "unit"
+    return f"sotay-{slug[:60]}-{span.end.astimezone(tz):%Y-%m-%d}"
+
+
+def render_csv(lang: str, cells: Sequence[Figures], tz: tzinfo) -> bytes:
+    """One row per cell, UTF-8 with a byte-order mark so Excel shows Vietnamese correctly."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(t(lang, "rp.csv.header").split("|"))
+    for cell in cells:
+        last = cell.last_meeting.astimezone(tz).date().isoformat() if cell.last_meeting else ""
+        writer.writerow(
+            [
+                cell.parent_path,
+                cell.name,
+                cell.members,
+                cell.registered,
+                cell.smartphone,
+                cell.installed,
+                cell.activated,
+                cell.meetings,
+                cell.meetings_in_app,
+                last,
+            ]
+        )
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def render_chart(lang: str, report: Report, tz: tzinfo, *, limit: int = 40) -> bytes:
+    """A horizontal bar chart (PNG) of installation, activation and meeting use per child unit,
+    worst at the top, with the target line. Uses matplotlib's object API on the Agg canvas: no
+    display, no pyplot global state, safe to call from a worker thread."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    units = (report.children or [report.scope])[:limit]
+    series = [
+        (t(lang, "rp.chart.installed"), [u.of_members(u.installed) for u in units], "#4e79a7"),
+        (t(lang, "rp.chart.activated"), [u.of_members(u.activated) for u in units], "#59a14f"),
+        (t(lang, "rp.chart.using"), [u.using_share for u in units], "#e15759"),
+    ]
+    height = 0.8 / len(series)
+    figure = Figure(figsize=(8, 2 + 0.55 * len(units)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(units)))
+    for index, (label, shares, colour) in enumerate(series):
+        offsets = [p - 0.4 + height * (index + 0.5) for p in positions]
+        values = [100 * (s or 0.0) for s in shares]
+        axes.barh(offsets, values, height=height, label=label, color=colour)
+    axes.axvline(TARGET * 100, color="#333333", linestyle="--", linewidth=1.2)
+    axes.text(
+        TARGET * 100 + 1,
+        -0.95,
+        t(lang, "rp.chart.target", target=round(TARGET * 100)),
+        ha="left",
+        va="center",
+        fontsize=8,
+    )
+    axes.set_yticks(positions, [u.name for u in units], fontsize=9)
+    axes.invert_yaxis()  # worst first, at the top
+    axes.set_xlim(0, 105)
+    axes.set_ylim(len(units) - 0.5, -1.2)
+    axes.set_xlabel(t(lang, "rp.chart.axis"))
+    span = t(
+        lang,
+        "rp.chart.window",
+        start=day_text(report.window.start, tz),
+        end=day_text(report.window.end, tz),
+    )
+    axes.set_title(f"{report.scope.name}\n{span}", fontsize=10, loc="left")
+    figure.legend(loc="outside lower center", ncol=3, fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

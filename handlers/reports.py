@@ -1,0 +1,384 @@
+"""Rollout reports in the chat: ``/report`` (figures by unit, worst first, with drill-down), a
+chart, a CSV export, nudging the secretaries of cells that do not use the handbook in their
+meetings, the weekly digest to administrators, and ``sotay report`` for operators.
+
+Staff see the units they serve, admins their subtree, a cell secretary their own cell. Every
+button press is checked again here against the unit it names: the signature proves we made the
+button, not that the presser may still see that unit (roles change, buttons stay in the chat).
+The figures themselves come from ``bot/reports.py``; this module never logs names or numbers of
+people, only unit ids and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import reports, scheduler
+from bot.context import Ctx
+from bot.core import Choice, Upload, View
+from bot.i18n import t
+from bot.reports import Report, Window
+from bot.router import REGISTERED, Router
+from bot.settings import Settings
+from storage import queries
+from storage.db import Database
+from storage.models import (
+    DueJob,
+    JobStatus,
+    Member,
+    MemberStatus,
+    OutboxMessage,
+    Role,
+    RoleGrant,
+    Unit,
+)
+
+log = logging.getLogger("sotay.reports")
+
+STAFF = (Role.staff, Role.admin)
+CELL = (Role.secretary, Role.deputy)
+VIEWERS = (*STAFF, *CELL)
+MAX_DRILL_BUTTONS = 24  # a province of 100 communes: buttons for the worst 24, the text has all
+WEEKLY_KIND = "rp_weekly"
+WEEKLY_LATE_LIMIT = timedelta(hours=24)  # later than this, the next Monday's digest is better
+
+
+def home_unit(ctx: Ctx) -> Unit | None:
+    """The unit a report starts from: the highest unit served as staff/admin, else one's cell."""
+    for roles in (STAFF, CELL):
+        scopes = sorted(ctx.actor.scopes(*roles), key=lambda unit: (unit.depth, unit.path))
+        if scopes:
+            return scopes[0]
+    return None
+
+
+def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | None = None) -> View:
+    """The report text; for staff and admins, drill-down, chart, export and nudge buttons."""
+    text = reports.render_text(lang, report, ctx.settings.tz)
+    if not wide:
+        return View(text)
+    uid = report.scope.unit_id
+
+    def button(label: str, target: int, verb: str) -> Choice:
+        return ctx.button(label, f"a:rp:{target}:{verb}")
+
+    drill = [
+        button(f"{reports.mark(child)} {child.name}", child.unit_id, "v")
+        for child in report.children[:MAX_DRILL_BUTTONS]
+    ]
+    if len(report.children) > MAX_DRILL_BUTTONS:
+        text += "\n" + t(lang, "rp.more_units", shown=MAX_DRILL_BUTTONS, total=len(report.children))
+    rows = [drill[i : i + 2] for i in range(0, len(drill), 2)]
+    rows.append(
+        [button(t(lang, "rp.btn.chart"), uid, "c"), button(t(lang, "rp.btn.csv"), uid, "x")]
+    )
+    rows.append([button(t(lang, "rp.btn.nudge"), uid, "n")])
+    if up is not None:
+        rows.append([button(t(lang, "rp.btn.up", name=up.name), up.id or 0, "v")])
+    return View(text, rows)
+
+
+async def show_report(ctx: Ctx, unit: Unit) -> None:
+    report = await reports.unit_report(ctx.session, unit=unit, span=reports.window(ctx.now))
+    parent = await ctx.session.get(Unit, unit.parent_id) if unit.parent_id else None
+    up = parent if parent is not None and ctx.actor.can_act_on(parent, *VIEWERS) else None
+    wide = ctx.actor.can_act_on(unit, *STAFF)
+    ctx.reply(report_view(ctx, ctx.lang, report, wide=wide, up=up))
+
+
+async def cmd_report(ctx: Ctx, args: str) -> None:
+    unit = home_unit(ctx)
+    if unit is None:
+        ctx.reply(ctx.t("rp.only_staff"))
+        return
+    await show_report(ctx, unit)
+
+
+async def on_report_action(ctx: Ctx, args: list[str]) -> None:
+    """``a:rp:<unit id>:<verb>``: v view, c chart, x export, n nudge?, y nudge!, d don't."""
+    if len(args) != 2 or not args[0].isdigit():
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    unit = await ctx.session.get(Unit, int(args[0]))
+    verb = args[1]
+    if unit is None:
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    needs = STAFF if verb in ("n", "y") else VIEWERS
+    if not ctx.actor.can_act_on(unit, *needs):
+        log.warning("report.refused unit=%s verb=%s", unit.id, verb)
+        ctx.reply(ctx.t("rp.outside"))
+        return
+    if verb == "v":
+        await show_report(ctx, unit)
+    elif verb == "c":
+        await send_chart(ctx, unit)
+    elif verb == "x":
+        await send_csv(ctx, unit)
+    elif verb == "n":
+        await ask_nudge(ctx, unit)
+    elif verb == "y":
+        await nudge_laggards(ctx, unit)
+    elif verb == "d":
+        ctx.reply(ctx.t("rp.nudge.dropped"))
+    else:
+        ctx.reply(ctx.t("common.stale_button"))
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+async def send_chart(ctx: Ctx, unit: Unit) -> None:
+    """The chart is drawn in a worker thread: rendering takes a moment and must not hold up
+    other users' messages on the event loop."""
+    tz = ctx.settings.tz
+    report = await reports.unit_report(ctx.session, unit=unit, span=reports.window(ctx.now))
+    png = await asyncio.to_thread(reports.render_chart, ctx.lang, report, tz)
+    name = reports.file_stem(report.scope, report.window, tz) + ".png"
+    caption = ctx.t("rp.chart.caption", unit=unit.name) + "\n" + _window(ctx, report.window)
+    ctx.reply(View(caption, upload=Upload(name, "photo", png)))
+
+
+async def send_csv(ctx: Ctx, unit: Unit) -> None:
+    tz = ctx.settings.tz
+    span = reports.window(ctx.now)
+    cells = await reports.cell_rows(ctx.session, unit=unit, span=span)
+    scope = reports.Figures(unit.id or 0, unit.name, unit.path)
+    name = reports.file_stem(scope, span, tz) + ".csv"
+    data = reports.render_csv(ctx.lang, cells, tz)
+    caption = ctx.t("rp.csv.caption", unit=unit.name, n=len(cells)) + "\n" + _window(ctx, span)
+    ctx.reply(View(caption, upload=Upload(name, "document", data)))
+
+
+def _window(ctx: Ctx, span: Window) -> str:
+    return reports.window_text(ctx.lang, span, ctx.settings.tz)
+
+
+# --- nudging laggard cells ------------------------------------------------------------------------
+
+
+async def ask_nudge(ctx: Ctx, unit: Unit) -> None:
+    span = reports.window(ctx.now)
+    laggards = await reports.laggard_cells(ctx.session, unit=unit, span=span)
+    if not laggards:
+        ctx.reply(ctx.t("rp.nudge.none", unit=unit.name, days=span.days))
+        return
+    n = len(laggards)
+    buttons = [
+        ctx.button(ctx.t("rp.nudge.send", n=n), f"a:rp:{unit.id}:y"),
+        ctx.button(ctx.t("rp.nudge.drop"), f"a:rp:{unit.id}:d"),
+    ]
+    ctx.reply(View(ctx.t("rp.nudge.confirm", n=n, unit=unit.name, days=span.days), [buttons]))
+
+
+async def cell_secretaries(session: AsyncSession, cell_ids: list[int]) -> dict[int, list[Member]]:
+    """Active secretaries of these cells, in one query."""
+    stmt = (
+        select(RoleGrant.unit_id, Member)
+        .join(Member, col(Member.id) == RoleGrant.member_id)
+        .where(col(RoleGrant.unit_id).in_(cell_ids), RoleGrant.role == Role.secretary)
+        .where(Member.status == MemberStatus.active)
+        .order_by(col(Member.id))
+    )
+    found: dict[int, list[Member]] = defaultdict(list)
+    for cell_id, member in (await session.exec(stmt)).all():
+        found[cell_id].append(member)
+    return found
+
+
+async def nudged_today(session: AsyncSession, prefix: str) -> set[int]:
+    """Cells whose secretaries already have a nudge queued or sent today (from the outbox's
+    unique dedupe keys ``rpn:<day>:<cell>:<member>:<account>``)."""
+    stmt = select(OutboxMessage.dedupe_key).where(col(OutboxMessage.dedupe_key).startswith(prefix))
+    return {int(key.split(":")[2]) for key in (await session.exec(stmt)).all() if key}
+
+
+async def nudge_laggards(ctx: Ctx, unit: Unit) -> None:
+    """Nudge each laggard cell's secretary once a day: the laggards are computed again now (the
+    confirmation may be old), and a cell nudged today by anyone is not nudged again."""
+    span = reports.window(ctx.now)
+    laggards = await reports.laggard_cells(ctx.session, unit=unit, span=span)
+    prefix = f"rpn:{ctx.now.astimezone(ctx.settings.tz):%Y-%m-%d}:"
+    done = await nudged_today(ctx.session, prefix)
+    people = await cell_secretaries(ctx.session, [c.unit_id for c in laggards if c.unit_id])
+    nudged, already = 0, 0
+    no_secretary: list[str] = []
+    unreachable: list[str] = []
+    for cell in laggards:
+        name = cell.path.removeprefix(unit.path + queries.PATH_SEP)  # cell names repeat
+        if cell.unit_id in done:
+            already += 1
+            continue
+        secretaries = people.get(cell.unit_id, [])
+        if not secretaries:
+            no_secretary.append(name)
+            continue
+        sent = 0
+        for person in secretaries:
+            sent += await ctx.notify_member(
+                person,
+                lambda lang, name=cell.name: View(
+                    t(lang, "rp.nudge.message", cell=name, days=span.days)
+                ),
+                dedupe_key=f"{prefix}{cell.unit_id}:{person.id}",
+            )
+        if sent:
+            nudged += 1
+        else:
+            unreachable.append(name)
+    lines = [ctx.t("rp.nudge.done", n=nudged)]
+    if already:
+        lines.append(ctx.t("rp.nudge.already", n=already))
+    if no_secretary:
+        lines.append(
+            ctx.t("rp.nudge.no_secretary", n=len(no_secretary), cells=", ".join(no_secretary))
+        )
+    if unreachable:
+        lines.append(
+            ctx.t("rp.nudge.unreachable", n=len(unreachable), cells=", ".join(unreachable))
+        )
+    ctx.reply("\n".join(lines))
+    log.info(
+        "report.nudged unit=%s laggards=%s nudged=%s already=%s no_secretary=%s unreachable=%s",
+        unit.id,
+        len(laggards),
+        nudged,
+        already,
+        len(no_secretary),
+        len(unreachable),
+    )
+
+
+# --- the weekly digest to administrators ----------------------------------------------------------
+
+
+def next_weekly_at(settings: Any, after: datetime) -> datetime:
+    """08:00 local on the first Monday strictly after ``after``."""
+    here = after.astimezone(settings.tz)
+    day = here.date() + timedelta(days=(0 - here.weekday()) % 7)
+    candidate = datetime(day.year, day.month, day.day, 8, 0, tzinfo=settings.tz)
+    if candidate <= here:
+        candidate += timedelta(days=7)
+    return candidate.astimezone(UTC)
+
+
+def _arm_weekly(session: AsyncSession, settings: Any, now: datetime) -> None:
+    due = next_weekly_at(settings, now)
+    scheduler.schedule(
+        session, kind=WEEKLY_KIND, due_at=due, now=now, dedupe_key=f"rpweekly:{due:%Y-%m-%d}"
+    )
+
+
+async def ensure_weekly_report(session: AsyncSession, settings: Any, now: datetime) -> None:
+    """Keep exactly one pending weekly digest (called at start-up; the job re-arms itself)."""
+    stmt = select(DueJob.id).where(DueJob.kind == WEEKLY_KIND, DueJob.status == JobStatus.pending)
+    if (await session.exec(stmt)).first() is None:
+        _arm_weekly(session, settings, now)
+
+
+async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
+    """Each active administrator with the highest unit they administer."""
+    stmt = (
+        select(Member, Unit)
+        .join(RoleGrant, col(RoleGrant.member_id) == Member.id)
+        .join(Unit, col(Unit.id) == RoleGrant.unit_id)
+        .where(RoleGrant.role == Role.admin, Member.status == MemberStatus.active)
+        .order_by(col(Unit.depth), col(Unit.path))
+    )
+    found: dict[int, tuple[Member, Unit]] = {}
+    for member, unit in (await session.exec(stmt)).all():
+        found.setdefault(member.id or 0, (member, unit))
+    return found
+
+
+@scheduler.job(WEEKLY_KIND)
+async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
+    """Every Monday 08:00: each admin gets their unit's report, worst units first. Missed by more
+    than a day (the bot was down), it is skipped on purpose: next Monday's is fresher."""
+    _arm_weekly(ctx.session, ctx.settings, ctx.now)
+    late = ctx.now - work.due_at  # type: ignore[operator]
+    if late > WEEKLY_LATE_LIMIT:
+        return f"skip: {int(late.total_seconds() // 3600)}h late"
+    span = reports.window(ctx.now)
+    cache: dict[int, Report] = {}
+    admins = await admin_scopes(ctx.session)
+    for member, unit in admins.values():
+        if unit.id not in cache:
+            cache[unit.id or 0] = await reports.unit_report(ctx.session, unit=unit, span=span)
+        report = cache[unit.id or 0]
+
+        def render(lang: str, report: Report = report) -> View:
+            view = report_view(ctx, lang, report, wide=True)
+            heading = t(lang, "rp.weekly.title")
+            if late > timedelta(hours=1):
+                heading += "\n" + t(lang, "rp.weekly.late")
+            return View(f"{heading}\n{view.text}", view.choices)
+
+        await ctx.notify_member(member, render)
+    return f"sent to {len(admins)}"
+
+
+# --- the operator's command -----------------------------------------------------------------------
+
+
+class ReportError(Exception):
+    """A mistake in ``sotay report``'s arguments, worded for the operator."""
+
+
+async def cli_report(
+    settings: Settings,
+    *,
+    unit_path: str | None = None,
+    csv_path: Path | None = None,
+    chart_path: Path | None = None,
+    now: datetime | None = None,
+) -> str:
+    """``sotay report``: the same text as /report (default: the root unit), and the files."""
+    lang, tz = settings.default_language, settings.tz
+    span = reports.window(now or datetime.now(UTC))
+    db = Database(settings.database_url)
+    try:
+        async with db.reader() as session:
+            unit = await _cli_unit(session, unit_path)
+            report = await reports.unit_report(session, unit=unit, span=span)
+            cells = await reports.cell_rows(session, unit=unit, span=span) if csv_path else []
+    finally:
+        await db.dispose()
+    notes = []
+    if csv_path is not None:
+        await asyncio.to_thread(csv_path.write_bytes, reports.render_csv(lang, cells, tz))
+        notes.append(t(lang, "rp.cli.csv", path=csv_path, n=len(cells)))
+    if chart_path is not None:
+        png = await asyncio.to_thread(reports.render_chart, lang, report, tz)
+        await asyncio.to_thread(chart_path.write_bytes, png)
+        notes.append(t(lang, "rp.cli.chart", path=chart_path))
+    return "\n".join([reports.render_text(lang, report, tz), *notes])
+
+
+async def _cli_unit(session: AsyncSession, unit_path: str | None) -> Unit:
+    if unit_path:
+        unit = await queries.unit_by_path(session, path=unit_path)
+        if unit is None:
+            raise ReportError(f"no unit named '{unit_path}'")
+        return unit
+    roots = list(await queries.child_units(session, parent_id=None))
+    if not roots:
+        raise ReportError("there are no units yet; import a roster first (sotay roster import)")
+    if len(roots) > 1:
+        names = ", ".join(f"'{root.path}'" for root in roots)
+        raise ReportError(f"there are several top units ({names}); choose one with --unit")
+    return roots[0]
+
+
+def setup(router: Router) -> None:
+    # Registered members may type /report: a plain member is told politely who it is for.
+    router.command("report", requires=REGISTERED, published=False)(cmd_report)
+    router.action("rp", requires=VIEWERS)(on_report_action)
