@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.faq_eval.evaluate import NONE, Question, load_questions, score_outcomes
+import pytest
+
+from bench.faq_eval.evaluate import NONE, SPLITS, Question, load_questions, score_outcomes
 from bot.faq.kb import DEFAULT_KB_PATH, load_kb
 from bot.faq.text import fold
 
@@ -30,19 +32,28 @@ def test_splits_are_balanced_and_stratified() -> None:
 def test_no_question_is_a_stored_phrasing() -> None:
     kb = load_kb(DEFAULT_KB_PATH)
     stored = {fold(q) for e in kb.entries for lang in ("vi", "en") for q in e.questions[lang]}
-    asked = load_questions() + load_questions("fresh")
+    asked = [q for split in SPLITS for q in load_questions(split)]
     copied = [q.text for q in asked if fold(q.text) in stored]
     assert copied == []
 
 
-def test_fresh_split_is_a_sound_second_test_set() -> None:
-    fresh = load_questions("fresh")
+@pytest.mark.parametrize(("split", "before"), [("fresh", ()), ("fresh2", ("dev2", "fresh"))])
+def test_fresh_splits_are_sound_held_out_sets(split: str, before: tuple[str, ...]) -> None:
+    fresh = load_questions(split)
     ids = {entry.id for entry in load_kb(DEFAULT_KB_PATH).entries}
     assert len(fresh) >= 150
-    assert {q.split for q in fresh} == {"fresh"}
+    assert {q.split for q in fresh} == {split}
     assert {q.expected for q in fresh} == ids | {NONE}, "every entry, and uncovered questions"
     earlier = {fold(q.text) for q in load_questions()}
+    earlier |= {fold(q.text) for name in before for q in load_questions(name)}
     assert [q.text for q in fresh if fold(q.text) in earlier] == []
+
+
+def test_development_questions_are_labelled_with_known_entries() -> None:
+    dev2 = load_questions("dev2")
+    ids = {entry.id for entry in load_kb(DEFAULT_KB_PATH).entries}
+    assert len(dev2) >= 150 and {q.split for q in dev2} == {"dev2"}
+    assert {q.expected for q in dev2} <= ids | {NONE}
 
 
 def test_metrics_follow_their_definitions() -> None:

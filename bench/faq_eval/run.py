@@ -1,9 +1,9 @@
 """Evaluate the FAQ matcher against a plain fuzzy baseline on the labelled questions.
 
-Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split test|dev|fresh]``.
-It tunes nothing: our matcher runs with its defaults, the baseline with ``BASELINE_POLICY``;
-both were chosen on the dev split by ``bench.faq_eval.tune``. Prints Markdown tables for
-docs/benchmarks.md.
+Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split SPLIT]`` (test by
+default; dev, dev2, fresh, fresh2). It tunes nothing: our matcher runs with its defaults, the
+baseline with ``BASELINE_POLICY``; both were chosen on the tuning splits by
+``bench.faq_eval.tune``. Prints Markdown tables for docs/benchmarks.md.
 """
 
 from __future__ import annotations

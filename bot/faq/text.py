@@ -78,6 +78,51 @@ _SYNONYM_SOURCE: dict[str, tuple[str, ...]] = {
     "ba": ("ba", "3"),
 }
 
+# English words for the handbook's things, rewritten to the Vietnamese canonical tokens: an
+# English question then also matches the Vietnamese phrasings, of which the base has more.
+# Only words with one sense here; ambiguous ones ("new": mới/mời, "post": đăng/Đảng) stay English.
+_ENGLISH_SOURCE: dict[str, tuple[str, ...]] = {
+    "tai lieu": ("document", "documents", "doc", "docs", "paper", "papers", "materials"),
+    "lich": ("schedule", "schedules", "calendar", "timetable"),
+    "tin tuc": ("news",),
+    "thong bao": ("notification", "notifications", "notify", "notified", "announcement"),
+    "du bi": ("probationary", "probation"),
+    "mien": ("exempt", "exempted", "exemption"),
+    "cham": ("slow", "slowly", "laggy", "lagging"),
+    "khoa": ("locked", "lock", "locks"),
+    "kich hoat": ("activate", "activated", "activation"),
+    "bieu quyet": ("vote", "votes", "voting", "ballot"),
+    "vang mat": ("absent", "absence", "absences"),
+    "ly do": ("reason", "reasons", "excuse"),
+    "ho so": ("profile",),
+    "sai": ("wrong", "incorrect", "mistake", "mistakes"),
+    "chuyen": ("transfer", "transferred", "moved"),
+    "cao tuoi": ("elderly", "senior", "seniors"),
+    "thu vien": ("library",),
+    "chi thi": ("directive", "directives"),
+    "xoa": ("delete", "deleted", "erase"),
+    "doi": ("change", "changed", "changing"),
+    "tao": ("create", "created", "creating"),
+    "nhac": ("remind", "reminder", "reminders", "reminded"),
+    "bien ban": ("minutes",),
+    "phien ban": ("version", "versions"),
+    "man hinh": ("screen",),
+    "chu": ("font", "fonts"),
+    "cap nhat": ("upgrade", "upgraded"),
+    "dien thoai": ("mobile", "cellphone", "cell phone", "handset"),
+    "iphone": ("apple", "apple phone"),
+    "android": ("samsung", "oppo", "xiaomi", "vivo", "galaxy", "realme"),
+    "khong tim thay": ("not found",),
+    "lien he": ("contact",),
+    "nhan": ("receive", "received", "receiving"),
+    "bo nho": ("storage", "memory"),
+    "tham du": ("attend", "attending"),
+    "giay moi": ("invitation", "invitations", "invite"),
+    "chi bo": ("cell",),
+    "so tay": ("handbook",),
+    "otp": ("code", "sms code", "codes"),
+}
+
 # Greetings and thanks: dropped, so "xin chào" or "cảm ơn nhé" alone is not a question.
 _DROPPED_PHRASES: tuple[str, ...] = (
     "xin chào",
@@ -128,7 +173,7 @@ def _key(phrase: str) -> tuple[str, ...]:
 
 def _build_synonyms() -> dict[tuple[str, ...], tuple[str, ...]]:
     table: dict[tuple[str, ...], tuple[str, ...]] = {}
-    for canonical, variants in _SYNONYM_SOURCE.items():
+    for canonical, variants in (*_SYNONYM_SOURCE.items(), *_ENGLISH_SOURCE.items()):
         target = tuple(canonical.split())
         for variant in (canonical, *variants):
             table[_key(variant)] = target
