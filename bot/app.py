@@ -34,6 +34,15 @@ def telegram_limits(settings: Settings) -> Limits:
     )
 
 
+def zalo_limits(settings: Settings) -> Limits:
+    """Zalo's limits (see the settings for why the defaults are low); no groups are served."""
+    return Limits(
+        overall_per_second=settings.zalo_overall_rate,
+        chat_burst=settings.zalo_chat_burst,
+        chat_per_second=settings.zalo_chat_rate,
+    )
+
+
 class App:
     def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -55,7 +64,10 @@ class App:
             self.channels,
             self.clock,
             max_attempts=settings.outbox_max_attempts,
-            limiters={"telegram": RateLimiter(telegram_limits(settings))},
+            limiters={
+                "telegram": RateLimiter(telegram_limits(settings)),
+                "zalo": RateLimiter(zalo_limits(settings)),
+            },
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress

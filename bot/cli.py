@@ -12,11 +12,16 @@ import signal
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported lazily at run time: `sotay --help` must not load the messengers
+    from bot.app import App
+    from bot.channels.telegram import TelegramChannel
+    from bot.channels.zalo import ZaloChannel
 
 T = TypeVar("T")
 
@@ -96,40 +101,83 @@ def db_upgrade() -> None:
 
 @main.command()
 def run() -> None:
-    """Start everything configured (Telegram polling or webhook, dispatcher)."""
+    """Start everything configured (Telegram and/or Zalo, polling or webhook; dispatcher)."""
     settings = _settings()
     try:
         settings.require_webhook_secret()
     except SettingsError as exc:
         raise Fail(str(exc)) from None
-    if not settings.telegram_token:
+    if not settings.telegram_token and not settings.zalo_token:
         raise Fail(
-            "SOTAY_TELEGRAM_TOKEN is not set; set it (or try `sotay demo` to chat in the terminal)."
+            "SOTAY_TELEGRAM_TOKEN is not set, nor SOTAY_ZALO_TOKEN; set one or both "
+            "(or try `sotay demo` to chat in the terminal)."
         )
     _run(_serve(settings))
 
 
-async def _serve(settings: Settings) -> None:
+async def _start_telegram(app: App, telegram: TelegramChannel, settings: Settings) -> None:
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import App
-    from bot.channels.telegram import TelegramChannel
-
-    await _require_current_schema(settings)
-    app = App(settings)
-    telegram = TelegramChannel(settings, app.router.handle)
-    app.add_channel(telegram)
     try:
         await telegram.start()
     except InvalidToken:
-        await app.close()
         raise Fail("Telegram refused SOTAY_TELEGRAM_TOKEN (invalid token).") from None
     except NetworkError as exc:
-        await app.close()
         raise Fail(
             f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc}"
         ) from None
     app.services.bot_username = telegram.username
+
+
+async def _start_zalo(zalo: ZaloChannel, settings: Settings, *, serve_webhook: bool) -> None:
+    from aiohttp import ClientError
+
+    from bot.channels.zalo import ZaloApiError
+
+    try:
+        await zalo.start(serve_webhook=serve_webhook)
+    except ZaloApiError as exc:
+        if exc.code in (401, 403, 404):
+            raise Fail("Zalo refused SOTAY_ZALO_TOKEN (invalid token).") from None
+        raise Fail(f"the Zalo Bot API at {settings.zalo_api_url} answered {exc.code}.") from None
+    except (ClientError, TimeoutError) as exc:
+        raise Fail(
+            f"cannot reach the Zalo Bot API at {settings.zalo_api_url}: {type(exc).__name__}"
+        ) from None
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.app import App
+    from bot.channels.telegram import TelegramChannel
+    from bot.channels.zalo import ZaloChannel
+
+    await _require_current_schema(settings)
+    app = App(settings)
+    telegram = TelegramChannel(settings, app.router.handle) if settings.telegram_token else None
+    zalo = (
+        ZaloChannel(settings, app.router.handle, app.db, clock=app.clock)
+        if settings.zalo_token
+        else None
+    )
+    # Both on webhooks: one web server, one port; Telegram's serves Zalo's route too.
+    share_port = bool(telegram and zalo and settings.webhook_url and settings.zalo_webhook_url)
+    if share_port and telegram is not None and zalo is not None:
+        telegram.extra_routes.append(zalo.add_routes)
+    started: list[TelegramChannel | ZaloChannel] = []
+    try:
+        if telegram is not None:
+            app.add_channel(telegram)
+            await _start_telegram(app, telegram, settings)
+            started.append(telegram)
+        if zalo is not None:
+            app.add_channel(zalo)
+            await _start_zalo(zalo, settings, serve_webhook=not share_port)
+            started.append(zalo)
+    except BaseException:
+        for channel in reversed(started):
+            await channel.stop()
+        await app.close()
+        raise
     await app.start_background()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,8 +186,9 @@ async def _serve(settings: Settings) -> None:
     await stop.wait()
     log = logging.getLogger("sotay.run")
     log.info("run.stopping")
-    await app.stop_background()  # no more sends or timed work while the channel closes
-    await telegram.stop()
+    await app.stop_background()  # no more sends or timed work while the channels close
+    for channel in reversed(started):
+        await channel.stop()
     await app.close()
     log.info("run.stopped")
 

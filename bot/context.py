@@ -29,6 +29,10 @@ class Services:
     signer: ButtonSigner
     bot_username: str | None = None
     contact_button_channels: frozenset[str] = frozenset({"telegram"})
+    # Channels that cannot carry a file we made (Zalo's sendPhoto takes only a URL) or edit a
+    # sent message: handlers offer another way or send a fresh message instead.
+    no_upload_channels: frozenset[str] = frozenset({"zalo"})
+    no_edit_channels: frozenset[str] = frozenset({"zalo"})
     # The app's channels by name, for the few things that are not a message (creating a forum
     # topic for a support ticket). Handlers still send only through the outbox.
     channels: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +80,10 @@ class Ctx:
     @property
     def has_contact_button(self) -> bool:
         return self.event.channel in self.services.contact_button_channels
+
+    @property
+    def can_upload(self) -> bool:
+        return self.event.channel not in self.services.no_upload_channels
 
     def t(self, key: str, /, **values: object) -> str:
         return t(self.lang, key, **values)

@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     telegram_chat_rate: float = Field(default=1.0, gt=0)
     telegram_chat_burst: float = Field(default=3.0, ge=1)
     telegram_group_per_minute: float = Field(default=20.0, gt=0)
+    zalo_token: str | None = None
+    zalo_api_url: str = "https://bot-api.zaloplatforms.com"
+    zalo_webhook_url: str | None = None
+    zalo_webhook_secret: str | None = None
+    # Zalo publishes no send rates for the Bot Platform, so we start well below Telegram's:
+    # a third of its overall rate and the same 1/s per chat. A 429 still pauses the channel, but
+    # an unknown limit is better kept clear of than discovered during a province-wide notice.
+    zalo_overall_rate: float = Field(default=10.0, gt=0)
+    zalo_chat_rate: float = Field(default=1.0, gt=0)
+    zalo_chat_burst: float = Field(default=3.0, ge=1)
     reminder_offsets: str = "24h,2h"
     nudge_day: int = Field(default=20, ge=1, le=28)
     quiet_hours: str = "21:00-07:00"
@@ -131,7 +141,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
 
-    @field_validator("webhook_url")
+    @field_validator("zalo_webhook_secret")
+    @classmethod
+    def _zalo_secret(cls, value: str | None) -> str | None:
+        if value and not 8 <= len(value) <= 256:
+            raise ValueError("must have 8 to 256 characters (Zalo's rule)")
+        return value or None
+
+    @field_validator("webhook_url", "zalo_webhook_url")
     @classmethod
     def _https_webhook(cls, value: str | None) -> str | None:
         if value and not value.startswith(("https://", "http://")):
@@ -157,13 +174,19 @@ class Settings(BaseSettings):
     @property
     def signing_key(self) -> bytes:
         """Key for button signatures; derived from the token when no key is configured."""
-        return (self.secret_key or self.telegram_token or "sotay-local-demo").encode()
+        key = self.secret_key or self.telegram_token or self.zalo_token or "sotay-local-demo"
+        return key.encode()
 
     def require_webhook_secret(self) -> None:
         if self.webhook_url and not self.webhook_secret:
             raise SettingsError(
                 "SOTAY_WEBHOOK_SECRET must be set when SOTAY_WEBHOOK_URL is set "
                 "(Telegram sends it back so we can refuse forged updates)."
+            )
+        if self.zalo_webhook_url and not self.zalo_webhook_secret:
+            raise SettingsError(
+                "SOTAY_ZALO_WEBHOOK_SECRET must be set when SOTAY_ZALO_WEBHOOK_URL is set "
+                "(Zalo sends it back so we can refuse forged events)."
             )
 
 

@@ -25,6 +25,7 @@ from storage.models import (
     Member,
     MemberStatus,
     OutboxMessage,
+    PendingChoices,
     Role,
     RoleGrant,
     Unit,
@@ -180,6 +181,12 @@ async def forget_member(ctx: Ctx, member: Member) -> None:
         await ctx.session.exec(
             delete(Application).where(
                 Application.channel == account.channel, Application.user_ref == account.user_ref
+            )
+        )
+        await ctx.session.exec(
+            delete(PendingChoices).where(
+                PendingChoices.channel == account.channel,
+                PendingChoices.chat_ref == account.chat_ref,
             )
         )
     await ctx.session.exec(delete(OutboxMessage).where(col(OutboxMessage.member_id) == member.id))

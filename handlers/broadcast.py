@@ -142,6 +142,11 @@ class BroadcastReporter:
             now = time.monotonic()
             if not done and now - self._last.get(broadcast_id, 0.0) < REPORT_EVERY_SECONDS:
                 return
+            # Where a message cannot be edited (Zalo) each update would be one more message:
+            # the sender gets only the final report there.
+            editable = row.report_channel not in self._services.no_edit_channels
+            if not done and not editable:
+                return
             self._last[broadcast_id] = now
             lang = await self._language(session, row)
             values = {
@@ -152,12 +157,13 @@ class BroadcastReporter:
                 "unreachable": row.unreachable,
             }
             outbox = self._services.outbox
-            outbox.add(
-                session,
-                channel=row.report_channel or "",
-                chat_ref=row.report_chat or "",
-                view=View(t(lang, "bc.progress", **values), edit_of=row.report_outbox_id),
-            )
+            if editable:
+                outbox.add(
+                    session,
+                    channel=row.report_channel or "",
+                    chat_ref=row.report_chat or "",
+                    view=View(t(lang, "bc.progress", **values), edit_of=row.report_outbox_id),
+                )
             if done:
                 outbox.add(
                     session,

@@ -141,9 +141,12 @@ async def send_chart(ctx: Ctx, unit: Unit) -> None:
     other users' messages on the event loop."""
     tz = ctx.settings.tz
     report = await reports.unit_report(ctx.session, unit=unit, span=reports.window(ctx.now))
+    caption = ctx.t("rp.chart.caption", unit=unit.name) + "\n" + _window(ctx, report.window)
+    if not ctx.can_upload:  # say where to get it rather than draw what cannot be delivered
+        ctx.reply(caption + "\n\n" + ctx.t("rp.chart.elsewhere"))
+        return
     png = await asyncio.to_thread(reports.render_chart, ctx.lang, report, tz)
     name = reports.file_stem(report.scope, report.window, tz) + ".png"
-    caption = ctx.t("rp.chart.caption", unit=unit.name) + "\n" + _window(ctx, report.window)
     ctx.reply(View(caption, upload=Upload(name, "photo", png)))
 
 
@@ -155,6 +158,9 @@ async def send_csv(ctx: Ctx, unit: Unit) -> None:
     name = reports.file_stem(scope, span, tz) + ".csv"
     data = reports.render_csv(ctx.lang, cells, tz)
     caption = ctx.t("rp.csv.caption", unit=unit.name, n=len(cells)) + "\n" + _window(ctx, span)
+    if not ctx.can_upload:
+        ctx.reply(caption + "\n\n" + ctx.t("rp.csv.elsewhere"))
+        return
     ctx.reply(View(caption, upload=Upload(name, "document", data)))
 
 

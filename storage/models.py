@@ -204,6 +204,24 @@ class ProcessedEvent(SQLModel, table=True):
     at: datetime | None = utc_column(nullable=False, index=True)
 
 
+class PendingChoices(SQLModel, table=True):
+    """The numbered choices last shown in a chat of a channel without buttons (Zalo).
+
+    One row per chat, replaced by the next message that offers choices, so a member's "2" means
+    the same after a restart. Only the label and the signed data are kept: the data carries its
+    own staleness checks, so an outdated number is refused by the router, never acted on.
+    """
+
+    __tablename__ = "pending_choice"
+
+    channel: str = Field(max_length=16, primary_key=True)
+    chat_ref: str = Field(max_length=64, primary_key=True)
+    choices: list[list[str]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )  # [[label, signed data], ...] in the order they were numbered
+    updated_at: datetime | None = utc_column(nullable=False)
+
+
 class OutboxMessage(SQLModel, table=True):
     """One message to one chat. Written in the handler's transaction, sent after commit."""
 

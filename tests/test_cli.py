@@ -103,6 +103,11 @@ def test_run_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path) -> None:
             {"SOTAY_TELEGRAM_TOKEN": "1:x", "SOTAY_WEBHOOK_URL": "https://x/tg"},
             "SOTAY_WEBHOOK_SECRET must be set",
         ),
+        (
+            {"SOTAY_ZALO_TOKEN": "1:x", "SOTAY_ZALO_WEBHOOK_URL": "https://x/zalo"},
+            "SOTAY_ZALO_WEBHOOK_SECRET must be set",
+        ),
+        ({"SOTAY_ZALO_WEBHOOK_SECRET": "short"}, "Setting SOTAY_ZALO_WEBHOOK_SECRET is invalid"),
     ],
 )
 def test_bad_settings_stop_with_one_sentence(env: dict[str, str], message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -149,6 +150,8 @@ class TelegramChannel:
         self.ptb = builder.build()
         self.ptb.add_handler(TypeHandler(Update, self._on_update))
         self._runner: web.AppRunner | None = None
+        # Other channels' webhook routes served on the same port (Zalo, when both use webhooks).
+        self.extra_routes: list[Callable[[web.Application], None]] = []
 
     @property
     def username(self) -> str | None:
@@ -218,6 +221,8 @@ class TelegramChannel:
         path = urlparse(self._settings.webhook_url or "").path or "/telegram"
         app.router.add_post(path, self._webhook)
         app.router.add_get("/healthz", _healthz)
+        for add_routes in self.extra_routes:
+            add_routes(app)
         return app
 
     async def _webhook(self, request: web.Request) -> web.Response:

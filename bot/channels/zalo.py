@@ -1,0 +1,418 @@
+"""Zalo through the Zalo Bot Platform: long polling (``getUpdates``) by default, a webhook served
+by aiohttp when ``SOTAY_ZALO_WEBHOOK_URL`` is set.
+
+The platform is modelled on Telegram's Bot API (``<base>/bot<TOKEN>/<method>``, ``{ok, result}``)
+but has no buttons, no edits, no contact sharing, no update_id and no file uploads (``sendPhoto``
+takes a URL). So: choices are rendered as a numbered list under the text and remembered per chat in
+the database (``pending_choice``), and a reply that is just a number or a label becomes the pressed
+choice; the message_id is the idempotency key; an edit is sent as a new message; a file we made is
+replaced by a note saying where to get it; members type their phone number (the secretary approves).
+
+Inbound events become ``Inbound`` for the router; outbound messages come only from the dispatcher
+via ``send``. Errors map onto the dispatcher's outcomes (429 → wait, 403/blocked → blocked,
+400 → rejected, 5xx/network → retry). Logs never carry message text, names or phone numbers, and
+never the token (it is part of every URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from bot.channels.base import Blocked, Rejected, RetryLater, SendError, Transient
+from bot.clock import Clock
+from bot.core import Attachment, Choice, Inbound, View, clean_text, split_text
+from bot.i18n import t
+from bot.settings import Settings
+from bot.textfold import fold
+from storage.db import Database
+from storage.models import PendingChoices
+
+log = logging.getLogger("sotay.zalo")
+CHANNEL = "zalo"
+WEBHOOK_HEADER = "X-Bot-Api-Secret-Token"
+TEXT_LIMIT = 2000
+CAPTION_LIMIT = 1000  # undocumented; kept well under the text limit
+POLL_TIMEOUT = 30  # seconds a getUpdates call may wait for an event
+MAX_POLL_BACKOFF = 30.0
+
+Handle = Callable[[Inbound], Awaitable[bool]]
+
+
+class ZaloApiError(Exception):
+    """An answer of the Bot API with ``ok: false`` (or an HTTP error status)."""
+
+    def __init__(self, code: int, description: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{code} {description}")
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+
+# --- inbound -------------------------------------------------------------------------------------
+
+
+def unwrap(body: Any) -> dict[str, Any] | None:
+    """The event inside a webhook body, which comes either wrapped (``{ok, result: event}``) or
+    flat (the event itself)."""
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("result")
+    if isinstance(inner, dict) and "message" not in body:
+        return inner
+    return body if "message" in body or "event_name" in body else None
+
+
+def events_of(result: Any) -> list[dict[str, Any]]:
+    """getUpdates answers one event object, or a list of them, or nothing: accept all three."""
+    if isinstance(result, list):
+        return [item for item in result if isinstance(item, dict)]
+    if isinstance(result, dict) and ("message" in result or "event_name" in result):
+        return [result]
+    return []
+
+
+def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
+    """Translate a Zalo message event into a channel-neutral event (None for what we ignore).
+
+    The key is the message_id: Zalo has no update_id, and a redelivered event keeps its
+    message_id. Group chats are ignored: the assistant serves members in private chats here.
+    """
+    message = event.get("message")
+    if not isinstance(message, dict):
+        return None
+    sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+    chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+    message_id, user_id = message.get("message_id"), sender.get("id")
+    if not message_id or not user_id or sender.get("is_bot"):
+        return None
+    if str(chat.get("chat_type") or "PRIVATE").upper() != "PRIVATE":
+        return None
+    hint = sender.get("language_code") or sender.get("language")
+    base = {
+        "channel": CHANNEL,
+        "key": str(message_id)[:128],
+        "user_ref": str(user_id),
+        "chat_ref": str(chat.get("id") or user_id),
+        "language_hint": str(hint) if hint else None,
+        "display_name": sender.get("display_name") or sender.get("name"),
+    }
+    photo = message.get("photo_url") or message.get("photo")
+    attachment = Attachment("photo", str(photo)) if isinstance(photo, str) and photo else None
+    text = message.get("text") or message.get("caption")
+    if isinstance(text, str) and text or attachment is not None:
+        cleaned = clean_text(text) if isinstance(text, str) and text else None
+        return Inbound(**base, text=cleaned, attachment=attachment)
+    return Inbound(**base, unsupported=True)
+
+
+def _label_key(label: str) -> str:
+    """A label as a member may type it: folded, without the emoji or mark in front ("✓ Có")."""
+    folded = fold(label)
+    start = next((i for i, ch in enumerate(folded) if ch.isalnum()), len(folded))
+    return folded[start:].rstrip(" .!?")
+
+
+def pick(choices: Sequence[Sequence[str]], text: str) -> str | None:
+    """The data of the choice a typed reply names: its number ("2", "2.") or its label, with or
+    without diacritics; None when the text names none of them (it stays ordinary text)."""
+    if not choices or not text or text.startswith("/"):
+        return None
+    stripped = text.strip().rstrip(".)")
+    if stripped.isdigit():
+        number = int(stripped)
+        return choices[number - 1][1] if 1 <= number <= len(choices) else None
+    typed = _label_key(text)
+    if not typed:
+        return None
+    return next((data for label, data in choices if _label_key(label) == typed), None)
+
+
+# --- outbound ------------------------------------------------------------------------------------
+
+
+def numbered(text: str, choices: Sequence[Choice]) -> str:
+    """The text with its choices as "1. label" lines underneath: Zalo has no buttons."""
+    if not choices:
+        return text
+    lines = [f"{number}. {choice.label}" for number, choice in enumerate(choices, 1)]
+    return "\n".join([text, "", *lines]) if text else "\n".join(lines)
+
+
+def _is_url(ref: str | None) -> bool:
+    return bool(ref) and urlparse(ref or "").scheme in ("http", "https")
+
+
+def _caption_split(text: str) -> tuple[str, str]:
+    """The caption (cut at a line end when it must be cut) and the rest, sent as messages."""
+    if len(text) <= CAPTION_LIMIT:
+        return text, ""
+    cut = text.rfind("\n", 0, CAPTION_LIMIT)
+    cut = cut if cut > 0 else CAPTION_LIMIT
+    return text[:cut], text[cut:].lstrip("\n")
+
+
+def classify(error: ZaloApiError) -> SendError:
+    """The dispatcher's outcome for an API error."""
+    description = error.description.lower()
+    if error.code == 429:
+        return RetryLater(max(1.0, error.retry_after or 1.0))
+    if error.code == 403 or "block" in description or "not follow" in description:
+        return Blocked(error.description[:200])
+    if error.code >= 500 or error.code in (401, 408):
+        return Transient(f"{error.code}")  # server trouble or a token hiccup: keep the message
+    if "chat not found" in description or "user not found" in description:
+        return Blocked(error.description[:200])
+    return Rejected(error.description[:200])
+
+
+def _retry_after(body: Any, header: str | None) -> float | None:
+    values: list[Any] = [header]
+    if isinstance(body, dict):
+        parameters = body.get("parameters")
+        values.insert(0, body.get("retry_after"))
+        if isinstance(parameters, dict):
+            values.insert(0, parameters.get("retry_after"))
+    for value in values:
+        with contextlib.suppress(TypeError, ValueError):
+            if value is not None:
+                return float(value)
+    return None
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+class ZaloChannel:
+    name = CHANNEL
+    text_limit = TEXT_LIMIT
+
+    def __init__(
+        self,
+        settings: Settings,
+        handle: Handle,
+        db: Database,
+        *,
+        clock: Clock | None = None,
+        poll_timeout: int = POLL_TIMEOUT,
+    ) -> None:
+        self._settings = settings
+        self._handle = handle
+        self._db = db
+        self._clock = clock or Clock()
+        self._poll_timeout = poll_timeout
+        root = settings.zalo_api_url.rstrip("/")
+        self._base = f"{root}/bot{settings.zalo_token or ''}"
+        self._http: ClientSession | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self.bot_name: str | None = None
+
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self._settings.zalo_webhook_url)
+
+    async def start(self, *, serve_webhook: bool = True) -> None:
+        """Check the token (getMe), then poll or register the webhook. With ``serve_webhook``
+        False the caller serves our route on its own web server (see ``add_routes``)."""
+        self._http = ClientSession()
+        try:
+            me = await self._call("getMe")
+            self.bot_name = (me or {}).get("account_name") or (me or {}).get("name")
+            if self.webhook_mode:
+                if serve_webhook:
+                    await self._serve_webhook()
+                await self._call(
+                    "setWebhook",
+                    url=self._settings.zalo_webhook_url or "",
+                    secret_token=self._settings.zalo_webhook_secret or "",
+                )
+            else:
+                await self._call("deleteWebhook")
+                self._poller = asyncio.create_task(self._poll_forever(), name="zalo-poll")
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("zalo.started mode=%s", "webhook" if self.webhook_mode else "polling")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    # --- the API -----------------------------------------------------------------------------
+
+    async def _call(self, method: str, *, http_timeout: float = 30.0, **params: Any) -> Any:
+        """POST one method; the result on ``ok``, else ZaloApiError. Network errors propagate."""
+        assert self._http is not None, "ZaloChannel.start() first"
+        async with self._http.post(
+            f"{self._base}/{method}", json=params, timeout=ClientTimeout(total=http_timeout)
+        ) as response:
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+            header = response.headers.get("Retry-After")
+            status = response.status
+        if isinstance(body, dict) and body.get("ok") is True and status < 400:
+            return body.get("result")
+        code = status if status >= 400 else 500
+        description = "no JSON answer"
+        if isinstance(body, dict):
+            code = int(body.get("error_code") or code)
+            description = str(body.get("description") or body.get("message") or "")
+        raise ZaloApiError(code, description, _retry_after(body, header))
+
+    # --- inbound -----------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        """Long-poll until cancelled. No event within the timeout is an answer, not an error;
+        real errors back off so an outage does not turn into a busy loop."""
+        backoff = 1.0
+        while True:
+            try:
+                result = await self._call(
+                    "getUpdates",
+                    http_timeout=self._poll_timeout + 10.0,
+                    timeout=str(self._poll_timeout),
+                )
+            except asyncio.CancelledError:
+                raise
+            except ZaloApiError as exc:
+                if exc.code == 408:  # nothing arrived within the long-poll timeout
+                    continue
+                log.warning("zalo.poll_failed code=%s", exc.code)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_POLL_BACKOFF, backoff * 2)
+                continue
+            except (ClientError, TimeoutError) as exc:
+                log.warning("zalo.poll_failed error=%s", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_POLL_BACKOFF, backoff * 2)
+                continue
+            backoff = 1.0
+            for event in events_of(result):
+                await self._process_safely(event)
+
+    async def _process_safely(self, event: Mapping[str, Any]) -> None:
+        try:
+            await self.process(event)
+        except Exception:  # the poll loop is the only way events arrive: it must never die
+            log.exception("zalo.event_failed")
+
+    async def process(self, event: Mapping[str, Any]) -> None:
+        inbound = to_inbound(event)
+        if inbound is not None:
+            await self._handle(await self.resolve_choice(inbound))
+
+    async def resolve_choice(self, inbound: Inbound) -> Inbound:
+        """A reply naming one of the chat's numbered choices becomes that choice's data; the
+        router then checks it like a pressed button (stale prompts are refused politely)."""
+        if inbound.text is None or inbound.attachment is not None or inbound.command is not None:
+            return inbound
+        async with self._db.reader() as session:
+            row = await session.get(PendingChoices, (CHANNEL, inbound.chat_ref))
+        data = pick(row.choices, inbound.text) if row is not None else None
+        if data is None:
+            return inbound
+        return dataclasses.replace(inbound, text=None, choice=data)
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount the webhook on a web server (ours, or Telegram's when both use webhooks)."""
+        path = urlparse(self._settings.zalo_webhook_url or "").path or "/zalo"
+        app.router.add_post(path, self._webhook)
+
+    def webhook_app(self) -> web.Application:
+        app = web.Application()
+        self.add_routes(app)
+        app.router.add_get("/healthz", _healthz)
+        return app
+
+    async def _serve_webhook(self) -> None:
+        self._runner = web.AppRunner(self.webhook_app())
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "0.0.0.0", self._settings.web_port).start()  # noqa: S104
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        """Refuse anything without our secret; process before answering so nothing is lost."""
+        secret = request.headers.get(WEBHOOK_HEADER, "").encode()
+        expected = (self._settings.zalo_webhook_secret or "").encode()
+        if not expected or not hmac.compare_digest(secret, expected):
+            log.warning("zalo.webhook_refused")
+            return web.Response(status=403, text="forbidden")
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="bad event")
+        event = unwrap(body)
+        if event is None:
+            return web.Response(status=400, text="bad event")
+        await self.process(event)
+        return web.json_response({"ok": True})
+
+    # --- outbound ----------------------------------------------------------------------------
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        """Deliver one view. An edit (``view.edit_ref``) is sent as a new message: Zalo cannot
+        edit. The choices are remembered for the chat before the message leaves: a member may
+        answer "1" the moment it arrives, before the send call has even returned to us."""
+        choices = [choice for row in view.choices for choice in row]
+        if choices:
+            await self._remember(chat_ref, choices)
+        try:
+            return await self._send(chat_ref, view)
+        except ZaloApiError as exc:
+            raise classify(exc) from exc
+        except (ClientError, TimeoutError) as exc:
+            raise Transient(type(exc).__name__) from exc
+
+    async def _send(self, chat_ref: str, view: View) -> str:
+        lang = self._settings.default_language  # the view is already in the member's language
+        text = numbered(view.text, [choice for row in view.choices for choice in row])
+        if view.upload is not None:  # handlers avoid this; a defensive note, never a lost message
+            text += "\n\n" + t(lang, "zalo.file_elsewhere", name=view.upload.name)
+        photo = view.photo_ref if _is_url(view.photo_ref) else None
+        if view.photo_ref and photo is None:  # another channel's file id: Zalo cannot fetch it
+            text += "\n\n" + t(lang, "zalo.photo_elsewhere")
+        message_id = ""
+        if photo is not None:
+            caption, text = _caption_split(text)
+            sent = await self._call("sendPhoto", chat_id=chat_ref, photo=photo, caption=caption)
+            message_id = _message_id(sent)
+        if text or not message_id:
+            for part in split_text(text, self.text_limit):
+                sent = await self._call("sendMessage", chat_id=chat_ref, text=part)
+                message_id = _message_id(sent)
+        return message_id
+
+    async def _remember(self, chat_ref: str, choices: list[Choice]) -> None:
+        """Replace the chat's numbered choices (its own small transaction). If this fails the
+        message is not sent; the dispatcher retries both, so numbers never outrun the mapping."""
+        mapping = [[choice.label, choice.data] for choice in choices]
+        async with self._db.session() as session:
+            row = await session.get(PendingChoices, (CHANNEL, chat_ref))
+            if row is None:
+                row = PendingChoices(channel=CHANNEL, chat_ref=chat_ref, choices=mapping)
+            row.choices, row.updated_at = mapping, self._clock.now()
+            session.add(row)
+
+
+def _message_id(sent: Any) -> str:
+    return str(sent.get("message_id", "")) if isinstance(sent, dict) else ""

@@ -1,0 +1,163 @@
+"""The Zalo channel's pure parts: events → Inbound, numbered choices, error outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.channels.base import Blocked, Rejected, RetryLater, Transient
+from bot.channels.zalo import (
+    ZaloApiError,
+    classify,
+    events_of,
+    numbered,
+    pick,
+    to_inbound,
+    unwrap,
+)
+from bot.core import Choice
+
+
+def text_event(text: str, **message: object) -> dict:  # type: ignore[type-arg]
+    return {
+        "event_name": "message.text.received",
+        "message": {
+            "message_id": "m-1",
+            "date": 1_760_000_000_000,  # milliseconds
+            "text": text,
+            "from": {"id": "u-42", "display_name": "Hoa", "is_bot": False},
+            "chat": {"id": "u-42", "chat_type": "PRIVATE"},
+            **message,
+        },
+    }
+
+
+def test_text_event_becomes_inbound_keyed_by_message_id() -> None:
+    event = to_inbound(text_event("  Xin chào\u200b "))
+    assert event is not None
+    assert (event.channel, event.key, event.user_ref, event.chat_ref) == (
+        "zalo",
+        "m-1",
+        "u-42",
+        "u-42",
+    )
+    assert event.text == "Xin chào"  # cleaned: trimmed, invisible characters removed
+    assert event.choice is None and event.contact is None and event.display_name == "Hoa"
+    assert event.language_hint is None  # Zalo sends no language
+
+
+def test_command_and_language_hint_when_present() -> None:
+    event = to_inbound(text_event("/start ABC", **{"from": {"id": "u-1", "language_code": "en"}}))
+    assert event is not None and event.command == ("start", "ABC")
+    assert event.language_hint == "en"
+
+
+def test_image_event_carries_the_photo_url_as_attachment() -> None:
+    event = to_inbound(
+        {
+            "event_name": "message.image.received",
+            "message": {
+                "message_id": "m-2",
+                "photo_url": "https://z.example/p.jpg",
+                "caption": "Lỗi đăng nhập",
+                "from": {"id": "u-1"},
+                "chat": {"id": "u-1", "chat_type": "PRIVATE"},
+            },
+        }
+    )
+    assert event is not None and event.attachment is not None
+    assert (event.attachment.kind, event.attachment.file_ref) == (
+        "photo",
+        "https://z.example/p.jpg",
+    )
+    assert event.text == "Lỗi đăng nhập"
+
+
+def test_sticker_is_unsupported_and_groups_and_bots_are_ignored() -> None:
+    sticker = to_inbound(
+        {
+            "event_name": "message.sticker.received",
+            "message": {"message_id": "m-3", "sticker": "s", "from": {"id": "u-1"}, "chat": {}},
+        }
+    )
+    assert sticker is not None and sticker.unsupported and sticker.chat_ref == "u-1"
+    assert to_inbound(text_event("hi", chat={"id": "g-1", "chat_type": "GROUP"})) is None
+    assert to_inbound(text_event("hi", **{"from": {"id": "b", "is_bot": True}})) is None
+    assert to_inbound({"event_name": "message.text.received"}) is None
+    assert to_inbound(text_event("hi", message_id="")) is None
+
+
+def test_webhook_body_wrapped_or_flat() -> None:
+    event = text_event("hi")
+    assert unwrap({"ok": True, "result": event}) == event
+    assert unwrap(event) == event
+    assert unwrap({"ok": True}) is None
+    assert unwrap(["not", "an", "object"]) is None
+
+
+def test_get_updates_result_as_object_list_or_nothing() -> None:
+    event = text_event("hi")
+    assert events_of(event) == [event]
+    assert events_of([event, "junk", event]) == [event, event]
+    assert events_of(None) == [] and events_of({}) == []
+
+
+CHOICES = [["✓ Tham dự", "DATA-YES"], ["✗ Vắng, có lý do", "DATA-NO"], ["Tiếng Việt", "DATA-VI"]]
+
+
+@pytest.mark.parametrize(
+    ("typed", "data"),
+    [
+        ("1", "DATA-YES"),
+        (" 2 ", "DATA-NO"),
+        ("2.", "DATA-NO"),
+        ("3)", "DATA-VI"),
+        ("tham du", "DATA-YES"),  # the label, without the mark in front and without diacritics
+        ("✓ THAM DỰ", "DATA-YES"),
+        ("Vang, co ly do", "DATA-NO"),
+        ("tiếng việt", "DATA-VI"),
+        ("4", None),  # no fourth choice
+        ("0", None),
+        ("12 giờ", None),  # ordinary text
+        ("/start", None),  # commands stay commands
+        ("", None),
+        ("✓", None),
+    ],
+)
+def test_pick_by_number_or_label(typed: str, data: str | None) -> None:
+    assert pick(CHOICES, typed) == data
+
+
+def test_pick_without_choices_is_none() -> None:
+    assert pick([], "1") is None
+
+
+def test_numbered_renders_choices_under_the_text() -> None:
+    choices = [Choice("Có", "a"), Choice("Không", "b")]
+    assert numbered("Đồng chí có dùng điện thoại thông minh không?", choices) == (
+        "Đồng chí có dùng điện thoại thông minh không?\n\n1. Có\n2. Không"
+    )
+    assert numbered("Chỉ chữ", []) == "Chỉ chữ"
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ZaloApiError(429, "Too Many Requests", 7), RetryLater),
+        (ZaloApiError(403, "Forbidden"), Blocked),
+        (ZaloApiError(400, "User has blocked the bot"), Blocked),
+        (ZaloApiError(400, "user does not follow the bot"), Blocked),
+        (ZaloApiError(400, "Bad Request: chat not found"), Blocked),
+        (ZaloApiError(500, "Internal Server Error"), Transient),
+        (ZaloApiError(502, "Bad Gateway"), Transient),
+        (ZaloApiError(400, "Bad Request: text is too long"), Rejected),
+    ],
+)
+def test_errors_map_to_dispatcher_outcomes(error: ZaloApiError, outcome: type) -> None:
+    assert isinstance(classify(error), outcome)
+
+
+def test_retry_after_is_kept_and_never_below_a_second() -> None:
+    waited = classify(ZaloApiError(429, "Too Many Requests", 7))
+    assert isinstance(waited, RetryLater) and waited.seconds == 7
+    unknown = classify(ZaloApiError(429, "Too Many Requests"))
+    assert isinstance(unknown, RetryLater) and unknown.seconds == 1

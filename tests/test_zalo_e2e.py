@@ -1,0 +1,440 @@
+"""End to end: the Zalo channel against the fake Zalo Bot API server over HTTP — numbered
+replies instead of buttons, remembered in the database; typed phone numbers approved by the
+secretary; meeting notices; rate limits, blocked users, duplicates and the webhook."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from sqlmodel import select
+
+from bot.app import App
+from bot.channels.zalo import WEBHOOK_HEADER, ZaloChannel
+from bot.clock import ShiftedClock
+from bot.core import Upload, View
+from bot.demo import seed_demo
+from bot.settings import Settings, load_settings
+from storage.db import Database
+from storage.models import (
+    ChannelAccount,
+    Meeting,
+    MeetingReply,
+    Member,
+    PendingChoices,
+    ReplyAnswer,
+    Unit,
+)
+from tests.fake_zalo import FakeZalo, FakeZaloUser, numbered_choices
+
+TOKEN = "zalo-bot-token"
+SECRETARY = "z9001"
+AN_PHONE = "+84912000001"
+CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
+
+
+@dataclass
+class Bot:
+    server: FakeZalo
+    app: App
+    channel: ZaloChannel
+    settings: Settings
+    clock: ShiftedClock
+
+    async def stop(self) -> None:
+        await self.app.stop_background()
+        await self.channel.stop()
+        await self.app.close()
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.app, self.channel = await start_bot(self.settings, self.clock)
+
+
+async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, ZaloChannel]:
+    app = App(settings, clock=clock)
+    channel = ZaloChannel(settings, app.router.handle, app.db, clock=clock, poll_timeout=5)
+    app.add_channel(channel)
+    await channel.start()
+    await app.start_background()
+    return app, channel
+
+
+def zalo_settings(database_url: str, root: str, **extra: object) -> Settings:
+    """A generous per-chat pace so dialogs are not slowed to 1 message/s in tests."""
+    return load_settings(
+        database_url=database_url,
+        zalo_token=TOKEN,
+        zalo_api_url=root,
+        secret_key="test-secret",
+        zalo_chat_rate=50,
+        zalo_chat_burst=20,
+        _env_file=None,
+        **extra,
+    )
+
+
+@pytest.fixture
+def clock() -> ShiftedClock:
+    return ShiftedClock()
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeZalo]:
+    server = FakeZalo(token=TOKEN)
+    await server.start()
+    yield server
+    await server.stop()
+    assert server.internal_errors == []
+
+
+@pytest_asyncio.fixture
+async def bot(fake: FakeZalo, database_url: str, clock: ShiftedClock) -> AsyncIterator[Bot]:
+    settings = zalo_settings(database_url, fake.root)
+    await seed_demo(settings, channel="zalo", refs={"bithu": SECRETARY})
+    app, channel = await start_bot(settings, clock)
+    running = Bot(fake, app, channel, settings, clock)
+    yield running
+    await running.stop()
+
+
+async def begin(user: FakeZaloUser) -> dict:  # type: ignore[type-arg]
+    """/start, Vietnamese, consent: returns the phone prompt."""
+    await user.send("/start")
+    await user.choose(await user.next_message(), "Tiếng Việt")
+    await user.choose(await user.next_message(), "Đồng ý")
+    return await user.next_message()
+
+
+async def account_of(bot: Bot, user_ref: str) -> ChannelAccount | None:
+    async with bot.app.db.reader() as session:
+        stmt = select(ChannelAccount).where(
+            ChannelAccount.channel == "zalo", ChannelAccount.user_ref == user_ref
+        )
+        return (await session.exec(stmt)).first()
+
+
+# --- registration --------------------------------------------------------------------------------
+
+
+async def test_roster_member_registers_over_zalo_with_secretary_approval(bot: Bot) -> None:
+    secretary = bot.server.user(SECRETARY, "Hoa")
+    member = bot.server.user("z1001", "An")
+    await member.send("/start")
+    languages = await member.next_message()
+    assert numbered_choices(languages) == {"Tiếng Việt": "1", "English": "2"}
+    await member.send("1")
+    consent = await member.next_message()
+    assert "1. Đồng ý" in consent["text"]
+    await member.send("1")
+    phone = await member.next_message()
+    assert "gõ số điện thoại" in phone["text"]  # no contact button on Zalo
+    await member.send("0912 000 001")
+    confirm = await member.next_message()
+    assert "Nguyễn Văn An" in confirm["text"]
+    for label in ("Có", "Có", "Có", "Có"):  # it is me; smartphone; installed; activated
+        await member.choose(confirm, label)
+        confirm = await member.next_message()
+    assert "bí thư" in confirm["text"]  # sent for approval: a typed number is not proven
+
+    pending = await account_of(bot, "z1001")
+    assert pending is not None and pending.pending is True and pending.verified is False
+    request = await secretary.next_message()
+    assert "Nguyễn Văn An" in request["text"] and "1. ✓ Duyệt" in request["text"]
+    await secretary.send("1")
+    assert "Đã duyệt" in (await secretary.next_message())["text"]
+    assert "Nguyễn Văn An" in (await member.next_message())["text"]
+    account = await account_of(bot, "z1001")
+    assert account is not None and account.pending is False and account.verified is True
+    async with bot.app.db.reader() as session:
+        person = await session.get(Member, account.member_id)
+    assert person is not None and person.phone == AN_PHONE and person.app_activated is True
+
+
+async def test_reply_by_label_without_diacritics_works(bot: Bot) -> None:
+    user = bot.server.user("z1002")
+    await user.send("/start")
+    await user.next_message()
+    await user.send("tieng viet")
+    consent = await user.next_message()
+    assert "Đồng chí có đồng ý không?" in consent["text"]
+    await user.send("Dong y")
+    assert "gõ số điện thoại" in (await user.next_message())["text"]
+
+
+async def test_stale_number_after_a_newer_prompt_is_refused_politely(bot: Bot) -> None:
+    user = bot.server.user("z1003")
+    phone_prompt = await begin(user)
+    assert numbered_choices(phone_prompt) == {}  # the phone step offers no choices
+    await user.send("1")  # still numbered on the consent prompt, which is answered already
+    refusal = await user.next_message()
+    assert "đã cũ" in refusal["text"]
+    assert "gõ số điện thoại" in (await user.next_message())["text"]  # asked again, not lost
+    await user.send("0912 000 001")
+    assert "Nguyễn Văn An" in (await user.next_message())["text"]
+
+
+async def test_plain_text_that_is_no_choice_stays_text(bot: Bot) -> None:
+    user = bot.server.user("z1004")
+    await user.send("/start")
+    await user.next_message()
+    await user.send("7")  # no seventh choice
+    assert "chọn một trong các nút" in (await user.next_message())["text"]
+
+
+async def test_restart_between_prompt_and_numbered_reply(bot: Bot) -> None:
+    user = bot.server.user("z1005")
+    await user.send("/start")
+    await user.next_message()
+    async with bot.app.db.reader() as session:
+        saved = await session.get(PendingChoices, ("zalo", "z1005"))
+    assert saved is not None and [label for label, _ in saved.choices] == [
+        "Tiếng Việt",
+        "English",
+    ]
+    await bot.restart()
+    await user.send("2")
+    assert "Do you agree?" in (await user.next_message())["text"]
+
+
+# --- delivery ------------------------------------------------------------------------------------
+
+
+async def test_duplicate_message_id_is_processed_once(bot: Bot) -> None:
+    user = bot.server.user("z1006")
+    event = await user.send("/help")
+    assert "/menu" in (await user.next_message())["text"]
+    await bot.server.redeliver(event)
+    await user.send("/privacy")
+    assert "CCCD" in (await user.next_message())["text"]
+    assert bot.server.delivered_count("z1006") == 2
+
+
+async def test_long_text_is_split_at_2000_characters(bot: Bot) -> None:
+    user = bot.server.user("z1007")
+    text = "\n".join(f"Dòng {i:03d} " + "x" * 60 for i in range(100))  # about 7,000 characters
+    async with bot.app.db.session() as session:
+        bot.app.services.outbox.add(session, channel="zalo", chat_ref="z1007", view=View(text))
+    bot.app.dispatcher.wake()
+    parts = [await user.next_message() for _ in range(4)]
+    assert all(len(part["text"]) <= 2000 for part in parts)
+    assert "\n".join(part["text"] for part in parts) == text
+
+
+async def test_rate_limited_send_is_retried_after_retry_after(bot: Bot) -> None:
+    user = bot.server.user("z1008")
+    bot.server.fail_next("sendMessage", status=429, retry_after=3)
+    await user.send("/help")
+    await bot.server.wait_for(lambda: bot.server.stats[429] == 1)
+    assert bot.server.delivered_count("z1008") == 0
+    bot.clock.advance(timedelta(seconds=4))
+    bot.app.dispatcher.wake()
+    assert "/menu" in (await user.next_message())["text"]
+    await user.send("/privacy")  # a later message comes next: the help was not sent again
+    assert "CCCD" in (await user.next_message())["text"]
+    assert bot.server.delivered_count("z1008") == 2
+    assert bot.server.stats[429] == 1
+
+
+async def test_blocked_user_is_marked_unreachable(bot: Bot) -> None:
+    secretary = bot.server.user(SECRETARY)
+    secretary.block()
+    async with bot.app.db.session() as session:
+        bot.app.services.outbox.add(session, channel="zalo", chat_ref=SECRETARY, view=View("ping"))
+    bot.app.dispatcher.wake()
+    await bot.server.wait_for(lambda: bot.server.stats[403] >= 1)
+
+    async def unreachable() -> bool:
+        account = await account_of(bot, SECRETARY)
+        return account is not None and not account.reachable
+
+    for _ in range(50):
+        if await unreachable():
+            break
+        await bot.app.dispatcher.run_once()
+    assert await unreachable()
+
+
+async def test_files_become_a_note_on_zalo(bot: Bot) -> None:
+    user = bot.server.user("z1009")
+    csv = Upload("bao-cao.csv", "document", b"a,b\n")
+    async with bot.app.db.session() as session:
+        outbox = bot.app.services.outbox
+        outbox.add(session, channel="zalo", chat_ref="z1009", view=View("📄 Báo cáo", upload=csv))
+        outbox.add(
+            session,
+            channel="zalo",
+            chat_ref="z1009",
+            view=View("Ảnh", photo_ref="https://example.org/a.jpg"),
+        )
+    bot.app.dispatcher.wake()
+    note = await user.next_message()
+    assert "📄 Báo cáo" in note["text"] and "bao-cao.csv" in note["text"]
+    photo = await user.next_message()
+    assert photo["photo"] == "https://example.org/a.jpg" and photo["text"] == "Ảnh"
+
+
+async def test_report_files_on_zalo_say_where_to_get_them(bot: Bot) -> None:
+    staff = bot.server.user("canbo")  # the commune's support staff (seeded on Zalo)
+    await staff.send("/report")
+    report = await staff.next_message()
+    await staff.choose(report, "📄 Xuất CSV")
+    csv = await staff.next_message()
+    assert "chi bộ" in csv["text"] and "sotay report --csv" in csv["text"]
+    await staff.choose(report, "📊 Biểu đồ")  # the report's numbers are still the latest
+    chart = await staff.next_message()
+    assert "sotay report --chart" in chart["text"] and "photo" not in chart
+
+
+async def test_forget_over_zalo_erases_the_remembered_choices(bot: Bot) -> None:
+    secretary = bot.server.user(SECRETARY)
+    await secretary.send("/forget")
+    await secretary.choose(await secretary.next_message(), "Xóa thông tin")
+    assert "Đã xóa" in (await secretary.next_message())["text"]
+    async with bot.app.db.reader() as session:
+        assert await session.get(PendingChoices, ("zalo", SECRETARY)) is None
+    assert await account_of(bot, SECRETARY) is None
+
+
+# --- meetings ------------------------------------------------------------------------------------
+
+
+async def link_zalo_members(settings: Settings, server: FakeZalo) -> list[FakeZaloUser]:
+    """Every Cầu Bâu member except the secretary gets a Zalo account (ids z2000, z2001, …)."""
+    db = Database(settings.database_url)
+    users = []
+    async with db.session() as session:
+        cell = (await session.exec(select(Unit).where(Unit.path == CELL))).one()
+        members = (await session.exec(select(Member).where(Member.cell_id == cell.id))).all()
+        for offset, member in enumerate(m for m in members if m.phone != "+84912000006"):
+            ref = f"z{2000 + offset}"
+            session.add(
+                ChannelAccount(
+                    channel="zalo",
+                    user_ref=ref,
+                    chat_ref=ref,
+                    member_id=member.id or 0,
+                    language="vi",
+                    verified=True,
+                )
+            )
+            users.append(server.user(ref, member.full_name))
+    await db.dispose()
+    return users
+
+
+async def test_meeting_notice_reaches_zalo_members_and_numbered_replies_record_answers(
+    fake: FakeZalo, database_url: str, clock: ShiftedClock
+) -> None:
+    settings = zalo_settings(database_url, fake.root)
+    await seed_demo(settings, channel="zalo", refs={"bithu": SECRETARY})
+    members = await link_zalo_members(settings, fake)
+    app, channel = await start_bot(settings, clock)
+    running = Bot(fake, app, channel, settings, clock)
+    try:
+        secretary = fake.user(SECRETARY)
+        await secretary.send("/meeting")
+        await secretary.choose(await secretary.next_message(), "Sinh hoạt định kỳ")
+        ask_date = await secretary.next_message()
+        assert numbered_choices(ask_date) == {}  # no calendar of 31 numbers: the date is typed
+        day = (clock.now() + timedelta(days=10)).astimezone(settings.tz).date()
+        await secretary.send(day.strftime("%d/%m/%Y"))
+        await secretary.choose(await secretary.next_message(), "19:30")
+        await secretary.next_message()
+        await secretary.send("Nhà văn hóa thôn")
+        await secretary.next_message()
+        await secretary.send("Sinh hoạt tháng; hướng dẫn dùng Sổ tay")
+        await secretary.choose(await secretary.next_message(), "90 phút")
+        preview = await secretary.next_message()
+        assert "Nhà văn hóa thôn" in preview["text"]
+        await secretary.send("1")  # the first choice sends the notice
+        notices = [await user.next_message() for user in members]
+        assert all("Sinh hoạt định kỳ" in n["text"] for n in notices)
+        assert numbered_choices(notices[0]) == {"✓ Tham dự": "1", "✗ Vắng, có lý do": "2"}
+
+        await members[0].send("1")
+        assert "tham dự" in (await members[0].next_message())["text"]
+        await members[1].send("2")
+        await members[1].choose(await members[1].next_message(), "Bận công tác")
+        assert "vắng" in (await members[1].next_message())["text"]
+
+        async with app.db.reader() as session:
+            meeting = (await session.exec(select(Meeting))).one()
+            stmt = select(MeetingReply).where(MeetingReply.meeting_id == meeting.id)
+            replies = (await session.exec(stmt)).all()
+            accounts = {
+                a.member_id: a.user_ref for a in (await session.exec(select(ChannelAccount))).all()
+            }
+        answers = {accounts[r.member_id]: (r.answer, r.reason) for r in replies}
+        assert answers == {
+            members[0].id: (ReplyAnswer.attend, None),
+            members[1].id: (ReplyAnswer.absent, "Bận công tác"),
+        }
+        # Zalo cannot edit the progress message: rather than one new message per update, the
+        # secretary gets the first progress line and the final delivery report only.
+        await fake.wait_for(lambda: any("Báo cáo gửi" in m["text"] for m in secretary.messages))
+        texts = [m["text"] for m in secretary.messages]
+        assert sum(text.startswith("Đang gửi") for text in texts) == 1
+    finally:
+        await running.stop()
+
+
+# --- webhook -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_webhook_refuses_wrong_secret_and_accepts_wrapped_and_flat_bodies(
+    fake: FakeZalo, database_url: str, clock: ShiftedClock, free_port: int
+) -> None:
+    url = f"http://127.0.0.1:{free_port}/zalo"
+    settings = zalo_settings(
+        database_url,
+        fake.root,
+        zalo_webhook_url=url,
+        zalo_webhook_secret="s3cret-token",
+        web_port=free_port,
+    )
+    app, channel = await start_bot(settings, clock)
+    try:
+        assert fake.webhook_url == url and fake.webhook_secret == "s3cret-token"
+        user = fake.user("z3001")
+        event = {
+            "event_name": "message.text.received",
+            "message": {
+                "message_id": "forged-1",
+                "date": 0,
+                "text": "/help",
+                "from": {"id": "z3001", "display_name": "X"},
+                "chat": {"id": "z3001", "chat_type": "PRIVATE"},
+            },
+        }
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json=event) as response:
+                assert response.status == 403
+            async with http.post(url, json=event, headers={WEBHOOK_HEADER: "wrong"}) as response:
+                assert response.status == 403
+        assert fake.delivered_count("z3001") == 0
+
+        await user.send("/help")  # the fake wraps it: {"ok": true, "result": event}
+        assert "/menu" in (await user.next_message())["text"]
+        assert "result" in fake.webhook_deliveries[-1].body
+        fake.wrap_webhook = False
+        await user.send("/privacy")  # flat: the event itself
+        assert "CCCD" in (await user.next_message())["text"]
+        assert "event_name" in fake.webhook_deliveries[-1].body
+        assert {d.status for d in fake.webhook_deliveries} == {200}
+    finally:
+        await app.stop_background()
+        await channel.stop()
+        await app.close()
