@@ -590,6 +590,7 @@ class Bench:
         stmt = text(
             "SELECT pg_backend_pid(), coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
             " WHERE statement NOT LIKE '%pg_prepared_statements%'"
+            " AND statement ILIKE '%GROUP BY%'"  # the report's statements, not lookups or SETs
         )
         pid, plans = (await (await session.connection()).execute(stmt)).one()
         return int(pid), int(plans)
@@ -976,18 +977,23 @@ def interpretation(outcomes: list[Outcome]) -> list[str]:
     first = outcomes[0]
     members = first.province.active
     lines.append(
-        f"- For the province the claim holds, by about one order of magnitude: {ratios}, 2 "
-        f"statements against {first.baseline.statements:,}. "
-        + ("It is still seconds, not milliseconds: e" if first.province_report.median >= 1 else "E")
-        + f"ach of `unit_report`'s two statements aggregates all {members:,} active members, "
-        "and the totals statement recomputes what the per-commune statement already has (the "
-        "totals are the children's sums plus the unit's own row)."
+        f"- For the province the set-based report wins: {ratios}, "
+        f"{first.province_report.statements} statement(s) against "
+        f"{first.baseline.statements:,}. "
+        f"`unit_report` reads every unit's own figures in one statement ({members:,} active "
+        "members for the province) and adds them up by commune in Python."
     )
     for o in outcomes:
         commune = o.find("`unit_report`, its largest commune")
         cell = o.find("`unit_report`, one cell")
         base = o.find("baseline per unit, the same commune")
-        if commune.median > base.median:
+        if commune.median <= base.median:
+            lines.append(
+                f"- Below the province it holds too on {o.backend}: one commune's report takes "
+                f"{_s(commune.median)} against {_s(base.median)} for the per-unit loop, one "
+                f"cell's {_s(cell.median)} (every secretary's /report)."
+            )
+        else:
             lines.append(
                 f"- Below the province it does not hold on {o.backend}: the statements scan "
                 f"every member whatever the scope, so one commune's report takes "
@@ -996,6 +1002,13 @@ def interpretation(outcomes: list[Outcome]) -> list[str]:
                 f"{_s(cell.median)}: the cost of every secretary's /report."
             )
         cells = o.find("`cell_rows`, province")
+        if cells.later is not None and not cells.later_timed_out and cells.later < 3 * cells.median:
+            lines.append(
+                f"- On {o.backend}, `cell_rows` for the province (the CSV export, and "
+                f"`laggard_cells` behind the nudge) takes {_s(cells.median)} for the first five "
+                f"calls on a connection and {_s(cells.later)} from the sixth: report sessions set "
+                "`plan_cache_mode = force_custom_plan` (and `jit = off`) for their transaction."
+            )
         if cells.later is not None and (cells.later_timed_out or cells.later > 10 * cells.median):
             later = f"> {o.timeout:g} s" if cells.later_timed_out else _s(cells.later)
             lines.append(
@@ -1024,37 +1037,31 @@ def interpretation(outcomes: list[Outcome]) -> list[str]:
 
 
 # Found with --explain and by timing modified statements by hand on a database built by this
-# benchmark (same seed and size), on 2026-11-28 against bot/reports.py of commit c05feda. Not
-# regenerated: update or drop these notes when bot/reports.py changes.
+# benchmark (same seed and size), on 2026-11-28 against bot/reports.py of commit c05feda; the
+# changes they led to landed after commit 4de0b3d. Not regenerated.
 PLAN_NOTES = """
-Query plans (`--explain`; the "what if" timings below were measured by hand on a database built
-by this benchmark's builder, same seed and size, 2026-11-28, `bot/reports.py` of commit c05feda;
-nothing in `bot/reports.py`, the models or the migrations was changed):
+What the first run found, and what changed (`--explain`, and statements timed by hand on a
+database built by this benchmark's builder, same seed and size, 2026-11-28, against
+`bot/reports.py` of commit c05feda; that run's tables are in commit 4de0b3d):
 
-- SQLite drives the member aggregate from `member` (`SCAN member USING INDEX ix_member_cell_id`,
-  then the unit by primary key and the path `LIKE` per member), because the scope is a `LIKE` on
-  the joined unit's path, which no index serves (an expression `? || '%'` with `ESCAPE`). Writing
-  the scope as `member.cell_id IN (SELECT id FROM unit WHERE path = ? OR path LIKE ? ...)` (the
-  same for meetings and tickets) makes it search `ix_member_cell_id` unit by unit, same rows:
-  one commune's two statements 530–550 → 20–45 ms, one cell's 540 → 5 ms; no index needed.
-- An index helps SQLite's province-wide pass: a covering `member (cell_id, status,
-  has_smartphone, app_installed, app_activated)` plus `channelaccount (member_id, verified,
-  pending)` for the registered `EXISTS` make the aggregate index-only: province statements
-  1.4–1.6 s → 0.5–0.8 s, a commune's 0.53 → 0.10 s (with the `IN` rewrite too: ≤ 30 ms). On
-  PostgreSQL the same indexes gave less (0.55/0.75 → 0.39/0.56 s with JIT off).
-- PostgreSQL custom plans: the `is_cell = 1` filter of `cell_rows` (a `CASE` over `NOT EXISTS`)
-  is estimated at 19 rows for 3,700, so the planner nests loops over materialised aggregates
-  (about 20 million join-filter checks). Filtering cells in Python instead (JIT off): province
-  1.4 → 0.55 s, commune 1.7 → 0.19 s. Generic plans (sixth call on): the scope parameters make
-  PostgreSQL assume a 20-unit scope; `EXPLAIN ANALYZE` of the generic `cell_rows` plan for the
-  province was still running after 19 minutes when I cancelled it. `SET LOCAL plan_cache_mode =
-  force_custom_plan` in report sessions (or asyncpg `server_settings`, or the scope path as a
-  literal) avoids it.
-- PostgreSQL's JIT: the registered `EXISTS` makes the province statements cost ~3 million, over
-  `jit_optimize_above_cost`, so every call compiles with inlining and optimisation: 841 ms of a
-  1,604 ms `EXPLAIN ANALYZE`. With `jit = off` the two province statements took 1.06/1.25 s →
-  0.67/0.82 s.
-- Minor: `unit_report`'s docstring says "three queries in all"; it issues two.
+- The scope was a `LIKE` on the joined unit's path, which no index serves, so SQLite read every
+  member whatever the scope: a commune's report took 1,260 ms (the per-unit loop: 260 ms), a
+  cell's 577 ms. Now members, meetings and tickets are reached through `cell_id IN (SELECT id
+  FROM unit WHERE path = ? OR path LIKE ? …)`, which searches `ix_member_cell_id` unit by unit.
+- On PostgreSQL a prepared statement switches to a generic plan from its sixth call on a
+  connection; for these scope parameters the generic `cell_rows` plan for the province ran past
+  the 30 s statement timeout (an `EXPLAIN ANALYZE` of it was still running after 19 minutes), so
+  a long-running bot's export and nudge would have stopped working. Report transactions now set
+  `plan_cache_mode = force_custom_plan`, and `jit = off` (JIT compilation was 841 ms of a
+  1,604 ms province statement); those two `SET LOCAL` are in PostgreSQL's statement counts.
+- `unit_report` aggregated the members twice (totals, then per commune); it now runs one
+  statement returning a row per unit in scope and adds them up in Python. `cell_rows` picks the
+  cells in Python: PostgreSQL estimated the leaf test at 19 rows of 3,700 and chose nested loops.
+- Not done: covering indexes `member (cell_id, status, has_smartphone, app_installed,
+  app_activated)` and `channelaccount (member_id, verified, pending)` made SQLite's province-wide
+  pass index-only by hand (1.4–1.6 s → 0.5–0.8 s per statement); worth a migration if the
+  province report is read often. SQLite's `LIKE` ignores ASCII case and PostgreSQL's does not, so
+  unit names differing only in ASCII case would scope differently on the two backends.
 """
 
 

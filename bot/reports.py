@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -136,15 +136,16 @@ def _flag(condition: Any) -> Any:
 def _unit_rows(scope_path: str, span: Window) -> Any:
     """One row per unit under the scope with its own members, meetings and open tickets.
 
-    Members, meetings and tickets are each grouped by their unit first (one pass over each
-    table), and only those small aggregates meet the unit tree: this keeps the prefix join
-    between units cheap even for a province of 370,000 members."""
+    Members, meetings and tickets are each grouped by their unit first, and only those small
+    aggregates meet the unit tree. Each table is reached through ``cell_id IN (units in scope)``,
+    so a commune's or a cell's report reads its own members by index, not the whole province
+    (bench/reports.py measured both shapes)."""
     registered = exists().where(
         ChannelAccount.member_id == Member.id,
         col(ChannelAccount.verified).is_(True),
         col(ChannelAccount.pending).is_(False),
     )
-    owner = aliased(Unit)
+    scope = select(Unit.id).where(_under(Unit.path, scope_path)).scalar_subquery()
     members = (
         select(
             col(Member.cell_id).label("unit_id"),
@@ -154,8 +155,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             _flag(col(Member.app_installed).is_(True)).label("installed"),
             _flag(col(Member.app_activated).is_(True)).label("activated"),
         )
-        .join(owner, col(owner.id) == Member.cell_id)
-        .where(Member.status == MemberStatus.active, _under(owner.path, scope_path))
+        .where(Member.status == MemberStatus.active, col(Member.cell_id).in_(scope))
         .group_by(col(Member.cell_id))
         .subquery()
     )
@@ -167,19 +167,17 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             _flag(and_(in_window, col(Meeting.entered_in_app).is_(True))).label("in_app"),
             func.max(Meeting.starts_at).label("last_meeting"),
         )
-        .join(owner, col(owner.id) == Meeting.cell_id)
         .where(
             Meeting.status != MeetingStatus.cancelled,
             col(Meeting.starts_at) <= span.end,
-            _under(owner.path, scope_path),
+            col(Meeting.cell_id).in_(scope),
         )
         .group_by(col(Meeting.cell_id))
         .subquery()
     )
     tickets = (
         select(col(Ticket.cell_id).label("unit_id"), func.count().label("open_tickets"))
-        .join(owner, col(owner.id) == Ticket.cell_id)
-        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), _under(owner.path, scope_path))
+        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), col(Ticket.cell_id).in_(scope))
         .group_by(col(Ticket.cell_id))
         .subquery()
     )
@@ -210,57 +208,23 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
     )
 
 
-def _sums(rows: Any) -> list[Any]:
-    """The aggregate columns, in the order ``_figures`` reads them."""
-    return [
-        func.sum(rows.c.members),
-        func.sum(rows.c.registered),
-        func.sum(rows.c.smartphone),
-        func.sum(rows.c.installed),
-        func.sum(rows.c.activated),
-        func.sum(rows.c.is_cell),
-        func.sum(rows.c.using),
-        func.sum(rows.c.meetings),
-        func.sum(rows.c.in_app),
-        func.sum(rows.c.open_tickets),
-        func.max(rows.c.last_meeting),
-    ]
+async def _plan_each_call(session: AsyncSession) -> None:
+    """On PostgreSQL, plan these statements for their own parameters and without JIT.
+
+    A prepared statement switches to a generic plan from its sixth call on a connection; for
+    these scope parameters that plan nests the member aggregate in a loop over units and the
+    province export ran for minutes. JIT compilation cost more than half of a province
+    statement. Both measured by bench/reports.py; SET LOCAL ends with the transaction."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await connection.execute(text("SET LOCAL jit = off"))
 
 
-def _figures(unit_id: int, name: str, path: str, values: Sequence[Any]) -> Figures:
-    counts = [int(v or 0) for v in values[:10]]
-    return Figures(unit_id, name, path, *counts, last_meeting=values[10])
-
-
-async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
-    """The unit's totals and one line per direct child, worst first (three queries in all)."""
-    rows = _unit_rows(unit.path, span).subquery()
-    total = (await session.exec(select(*_sums(rows)))).one()  # type: ignore[call-overload]
-    child = aliased(Unit)
-    prefix = child.path + PATH_SEP
-    below = or_(
-        rows.c.path == child.path,
-        func.substr(rows.c.path, 1, func.length(prefix)) == prefix,
-    )
-    stmt = (
-        select(child.id, child.name, child.path, *_sums(rows))
-        .join(rows, below)
-        .where(child.parent_id == unit.id)
-        .group_by(child.id, child.name, child.path)
-    )
-    children = [
-        _figures(row[0], row[1], row[2], row[3:])
-        for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
-    ]
-    children.sort(key=worst_first)
-    scope = _figures(unit.id or 0, unit.name, unit.path, total)
-    return Report(scope, children, span, is_cell=not children)
-
-
-async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
-    """Every cell under the unit (the unit itself if it is a cell), by path: the CSV rows."""
-    rows = _unit_rows(unit.path, span).subquery()
-    stmt = select(rows).where(rows.c.is_cell == 1).order_by(rows.c.path)
+async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[Figures]:
+    """One Figures per unit in the scope (its own members, meetings and tickets), by path."""
+    await _plan_each_call(session)
+    stmt = _unit_rows(unit.path, span).order_by(col(Unit.path))
     return [
         Figures(
             row.unit_id,
@@ -271,7 +235,7 @@ async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[
             smartphone=int(row.smartphone),
             installed=int(row.installed),
             activated=int(row.activated),
-            cells=1,
+            cells=int(row.is_cell),
             cells_using=int(row.using),
             meetings=int(row.meetings),
             meetings_in_app=int(row.in_app),
@@ -280,6 +244,64 @@ async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[
         )
         for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
     ]
+
+
+_COUNTS = (
+    "members",
+    "registered",
+    "smartphone",
+    "installed",
+    "activated",
+    "cells",
+    "cells_using",
+    "meetings",
+    "meetings_in_app",
+    "open_tickets",
+)
+
+
+def summed(unit_id: int, name: str, path: str, parts: Sequence[Figures]) -> Figures:
+    """The figures of a subtree: the counts of its units added up, the latest meeting."""
+    counts = {field: sum(getattr(part, field) for part in parts) for field in _COUNTS}
+    meetings = [part.last_meeting for part in parts if part.last_meeting is not None]
+    return Figures(unit_id, name, path, **counts, last_meeting=max(meetings, default=None))
+
+
+def _child_path(scope_path: str, path: str) -> str | None:
+    """The path of the scope's direct child that ``path`` lies under (None: the scope itself)."""
+    if path == scope_path:
+        return None
+    rest = path[len(scope_path) + len(PATH_SEP) :]
+    return scope_path + PATH_SEP + rest.split(PATH_SEP, 1)[0]
+
+
+async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
+    """The unit's totals and one line per direct child, worst first.
+
+    One statement returns a row per unit in the scope (a province: a few thousand); adding them
+    up by child here is cheaper than aggregating the members a second time in SQL."""
+    rows = await _scope_rows(session, unit, span)
+    by_path = {row.path: row for row in rows}
+    groups: dict[str, list[Figures]] = {}
+    for row in rows:
+        child = _child_path(unit.path, row.path)
+        if child is not None:
+            groups.setdefault(child, []).append(row)
+    children = [
+        summed(by_path[path].unit_id, by_path[path].name, path, parts)
+        for path, parts in groups.items()
+    ]
+    children.sort(key=worst_first)
+    scope = summed(unit.id or 0, unit.name, unit.path, rows)
+    return Report(scope, children, span, is_cell=not children)
+
+
+async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
+    """Every cell under the unit (the unit itself if it is a cell), by path: the CSV rows.
+
+    Cells are picked here, not in SQL: PostgreSQL misjudges how many rows the leaf test keeps
+    and then chooses nested loops (bench/reports.py)."""
+    return [row for row in await _scope_rows(session, unit, span) if row.cells]
 
 
 async def laggard_cells(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
