@@ -218,7 +218,7 @@ def demo(db_path: str, user: str, fresh: bool) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     settings = _settings(database_url=f"sqlite+aiosqlite:///{path}")
     upgrade(settings.database_url)
-    hint = _run(seed_demo(settings))
+    hint = _run(seed_demo(settings, history=True))
     _run(_chat(settings, user, hint=hint))
 
 

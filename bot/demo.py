@@ -7,9 +7,11 @@ so one can play every part of a registration in a single terminal.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from importlib import resources
 
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import Clock
 from bot.phones import normalize_phone
@@ -17,7 +19,7 @@ from bot.settings import Settings
 from handlers.roster import import_roster_text
 from storage import queries
 from storage.db import Database
-from storage.models import ChannelAccount, Member, Role, RoleGrant
+from storage.models import ChannelAccount, Meeting, MeetingKind, Member, Role, RoleGrant
 
 # (terminal user, phone, role, unit path): the people playing the other parts of the demo.
 DEMO_PEOPLE = [
@@ -31,6 +33,26 @@ DEMO_PEOPLE = [
     ("admin", "0912000091", Role.admin, "Tỉnh Tuyên Quang"),
 ]
 
+# Rollout so far in the other cells (Cầu Bâu is left for the visitor to play): members' answers
+# (installed, activated) by member code, and meetings (cell path, days ago, entered in the app).
+# It gives /report something to rank: one commune ahead, one behind.
+DEMO_ANSWERS = {
+    "DEMO008": (True, True),
+    "DEMO010": (True, True),
+    "DEMO011": (True, False),
+    "DEMO013": (True, True),
+    "DEMO014": (True, False),
+    "DEMO017": (False, False),
+    "DEMO019": (True, True),
+    "DEMO021": (True, True),
+    "DEMO022": (True, False),
+}
+DEMO_MEETINGS = [
+    ("Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Đồng Bèn", 12, True),
+    ("Tỉnh Tuyên Quang / Xã Kháng Nhật / Chi bộ thôn Khuôn Thê", 20, True),
+    ("Tỉnh Tuyên Quang / Xã Kháng Nhật / Chi bộ thôn Đồng Giàn", 16, False),
+]
+
 HINT = """\
 Demo: gõ /start để đăng ký. Số điện thoại có trong danh sách: 0912 000 001 (Nguyễn Văn An, Chi bộ
 thôn Cầu Bâu). Số gõ tay cần bí thư duyệt: gõ :user bithu để làm bí thư, rồi :user demo để quay lại.
@@ -38,13 +60,44 @@ Demo: type /start to register. A roster number: 0912 000 001. Typed numbers need
 approval: type :user bithu to act as the secretary, then :user demo to come back."""
 
 
+async def seed_history(session: AsyncSession, now: datetime) -> None:
+    """Install answers and past meetings of the other cells, for a /report worth reading."""
+    for code, (installed, activated) in DEMO_ANSWERS.items():
+        member = (await session.exec(select(Member).where(Member.member_code == code))).one()
+        member.app_installed, member.app_activated = installed, activated
+        member.status_updated_at = now
+        session.add(member)
+    for path, days_ago, entered in DEMO_MEETINGS:
+        cell = await queries.unit_by_path(session, path=path)
+        assert cell is not None, path
+        starts = (now - timedelta(days=days_ago)).replace(hour=12, minute=0, second=0)
+        session.add(
+            Meeting(
+                cell_id=cell.id or 0,
+                kind=MeetingKind.regular,
+                starts_at=starts,
+                place="Nhà văn hóa thôn",
+                agenda="Sinh hoạt chi bộ định kỳ",
+                created_at=starts - timedelta(days=7),
+                updated_at=starts,
+                documents_posted=True,
+                entered_in_app=entered,
+            )
+        )
+
+
 async def seed_demo(
-    settings: Settings, *, channel: str = "terminal", refs: dict[str, str] | None = None
+    settings: Settings,
+    *,
+    channel: str = "terminal",
+    refs: dict[str, str] | None = None,
+    history: bool = False,
 ) -> str:
     """Seed the demo organisation if it is not there yet; return the hint to print.
 
     The role holders are linked to ``channel`` users named bithu, canbo and admin, or to the
-    user ids ``refs`` maps those names to (tests use Telegram ids).
+    user ids ``refs`` maps those names to (tests use Telegram ids). ``history`` adds the other
+    cells' rollout so far (``sotay demo`` does; tests start from a clean organisation).
     """
     db = Database(settings.database_url)
     now = Clock().now()
@@ -79,6 +132,8 @@ async def seed_demo(
                     )
                     member.registered_at = now
                     session.add(member)
+                if history:
+                    await seed_history(session, now)
     finally:
         await db.dispose()
     return HINT

@@ -63,6 +63,18 @@ def test_demo_registers_a_roster_member_and_secretary_approves(tmp_path: Path) -
     assert out.count(PROMPT) >= len(lines) - 1
 
 
+def test_demo_report_ranks_the_communes_from_their_rollout_so_far(tmp_path: Path) -> None:
+    lines = [":user admin", "/report", ":quit"]
+    result = sotay("demo", "--db", str(tmp_path / "demo.db"), stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # both communes: one cell of three with a meeting entered in the app; Hợp Thành has fewer
+    # installs (4 of 14 against 4 of 10), so it is listed first (worst first)
+    assert "Họp trên Sổ tay: 2/6 chi bộ (33%)" in out
+    assert "Cài 29% · KH 21%" in out and "Cài 40% · KH 20%" in out
+    assert out.index("1. ⚠️ Xã Hợp Thành") < out.index("2. ⚠️ Xã Kháng Nhật")
+
+
 def test_demo_keeps_its_state_between_runs(tmp_path: Path) -> None:
     db = str(tmp_path / "demo.db")
     first = ["/start", "1", "1", "0912 000 002", "1", "2", ":user bithu", "1", ":quit"]
