@@ -144,6 +144,16 @@ class View:
         )
 
 
+def caption_split(text: str, limit: int) -> tuple[str, str]:
+    """A photo's caption (at most ``limit`` characters, cut at a line end when it must be cut)
+    and the rest of the text, which follows as ordinary messages."""
+    if len(text) <= limit:
+        return text, ""
+    cut = text.rfind("\n", 0, limit)
+    cut = cut if cut > 0 else limit
+    return text[:cut], text[cut:].lstrip("\n")
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Split a long text at line boundaries so each part fits a channel's limit."""
     parts: list[str] = []

@@ -31,7 +31,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bot.channels.base import Blocked, Rejected, RetryLater, Transient
-from bot.core import Attachment, Contact, Inbound, View, clean_text, split_text
+from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.settings import Settings
 
@@ -110,16 +110,6 @@ def render_markup(
     if view.remove_keyboard:
         return ReplyKeyboardRemove()
     return None
-
-
-def _caption_split(text: str) -> tuple[str, str]:
-    """The caption (at most 1024 characters, cut at a line end when it must be cut) and the rest,
-    which follows as ordinary messages."""
-    if len(text) <= CAPTION_LIMIT:
-        return text, ""
-    cut = text.rfind("\n", 0, CAPTION_LIMIT)
-    cut = cut if cut > 0 else CAPTION_LIMIT
-    return text[:cut], text[cut:].lstrip("\n")
 
 
 def _seconds(value: int | float | timedelta) -> float:
@@ -273,7 +263,7 @@ class TelegramChannel:
         text = view.text
         message_id = ""
         if view.photo_ref or view.upload:
-            caption, text = _caption_split(text)
+            caption, text = caption_split(text, CAPTION_LIMIT)
             common = {
                 "chat_id": int(chat_ref),
                 "caption": caption or None,

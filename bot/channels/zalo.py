@@ -29,7 +29,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bot.channels.base import Blocked, Rejected, RetryLater, SendError, Transient
 from bot.clock import Clock
-from bot.core import Attachment, Choice, Inbound, View, clean_text, split_text
+from bot.core import Attachment, Choice, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import t
 from bot.settings import Settings
 from bot.textfold import fold
@@ -149,15 +149,6 @@ def numbered(text: str, choices: Sequence[Choice]) -> str:
 
 def _is_url(ref: str | None) -> bool:
     return bool(ref) and urlparse(ref or "").scheme in ("http", "https")
-
-
-def _caption_split(text: str) -> tuple[str, str]:
-    """The caption (cut at a line end when it must be cut) and the rest, sent as messages."""
-    if len(text) <= CAPTION_LIMIT:
-        return text, ""
-    cut = text.rfind("\n", 0, CAPTION_LIMIT)
-    cut = cut if cut > 0 else CAPTION_LIMIT
-    return text[:cut], text[cut:].lstrip("\n")
 
 
 def classify(error: ZaloApiError) -> SendError:
@@ -393,7 +384,7 @@ class ZaloChannel:
             text += "\n\n" + t(lang, "zalo.photo_elsewhere")
         message_id = ""
         if photo is not None:
-            caption, text = _caption_split(text)
+            caption, text = caption_split(text, CAPTION_LIMIT)
             sent = await self._call("sendPhoto", chat_id=chat_ref, photo=photo, caption=caption)
             message_id = _message_id(sent)
         if text or not message_id:
