@@ -54,10 +54,12 @@ DEMO_MEETINGS = [
 ]
 
 HINT = """\
-Demo: gõ /start để đăng ký. Số điện thoại có trong danh sách: 0912 000 001 (Nguyễn Văn An, Chi bộ
-thôn Cầu Bâu). Số gõ tay cần bí thư duyệt: gõ :user bithu để làm bí thư, rồi :user demo để quay lại.
-Demo: type /start to register. A roster number: 0912 000 001. Typed numbers need the secretary's
-approval: type :user bithu to act as the secretary, then :user demo to come back."""
+Demo: gõ /start để đăng ký. Trong danh sách có: số 0912 000 001, họ tên Nguyễn Văn An (gõ số rồi gõ
+họ tên, có dấu hay không đều được). Số gõ tay cần bí thư duyệt: gõ :user bithu để làm bí thư, rồi
+:user demo để quay lại.
+Demo: type /start to register. On the roster: number 0912 000 001, name Nguyễn Văn An (type the
+number, then the name). Typed numbers need the secretary's approval: type :user bithu to act as
+the secretary, then :user demo to come back."""
 
 
 async def seed_history(session: AsyncSession, now: datetime) -> None:

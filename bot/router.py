@@ -164,7 +164,8 @@ class Router:
             if not actor.account.reachable:
                 actor.account.reachable = True  # they wrote to us, so they unblocked the bot
                 session.add(actor.account)
-            actor.member = await session.get(Member, actor.account.member_id)
+            if not actor.account.pending:  # a pending account sees and holds nothing yet
+                actor.member = await session.get(Member, actor.account.member_id)
             if actor.member is not None and actor.registered:
                 actor.grants = await queries.grants_of(session, member_id=actor.member.id or 0)
         stored = actor.account.language if actor.account else None

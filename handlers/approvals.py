@@ -1,7 +1,10 @@
-"""Secretaries (or the staff above a cell without one) approve or reject registrations.
+"""Approving registrations: a join request (someone not in the roster) or a typed phone number
+that matched a roster member.
 
-The button only names the application; who may decide is checked here against the actor's
-roles and the application's cell, so a forged or forwarded button achieves nothing.
+The button only names the application; who may decide is checked here, at the moment of the
+decision, against the identity rule (handlers/identity.py): a join, by those serving the cell;
+a typed number, by someone with authority over every role the matched member holds *now* —
+never the member themselves. A forged or forwarded button achieves nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.router import Router
-from handlers.membership import APPROVER_ROLES, apply_answers, approval_request, record_consent
-from storage import queries
+from handlers import identity
+from handlers.identity import Stake
+from handlers.membership import (
+    APPROVER_ROLES,
+    apply_answers,
+    approval_request,
+    link_account,
+    record_consent,
+)
+from handlers.registration import redeem_for_member, valid_invite
 from storage.models import (
     Application,
     ApplicationKind,
     ApplicationStatus,
-    ChannelAccount,
     Member,
     Unit,
 )
@@ -32,8 +42,7 @@ async def on_approval(ctx: Ctx, args: list[str]) -> None:
         ctx.reply(ctx.t("common.stale_button"))
         return
     application = await ctx.session.get(Application, int(args[0]))
-    cell = await ctx.session.get(Unit, application.cell_id) if application else None
-    if application is None or cell is None or not ctx.actor.can_act_on(cell, *APPROVER_ROLES):
+    if application is None or await stakes_if_allowed(ctx, application) is None:
         ctx.reply(ctx.t("common.not_allowed"))
         return
     if not await _decide(ctx, application, approved=args[1] == "y"):
@@ -43,6 +52,21 @@ async def on_approval(ctx: Ctx, args: list[str]) -> None:
         await _admit(ctx, application)
     else:
         await _refuse(ctx, application)
+
+
+async def stakes_if_allowed(ctx: Ctx, application: Application) -> list[Stake] | None:
+    """What deciding would hand over, or None when this actor may not decide."""
+    unit = await ctx.session.get(Unit, application.cell_id)
+    if unit is None or ctx.actor.member is None:
+        return None
+    if application.kind == ApplicationKind.join:
+        return [] if ctx.actor.can_act_on(unit, *APPROVER_ROLES) else None
+    member = await ctx.session.get(Member, application.member_id)
+    if member is None or member.id == ctx.actor.member.id:
+        return None
+    stakes = await identity.stakes_of(ctx.session, member)
+    mine = identity.grants_as_pairs(ctx.actor.grants)
+    return stakes if identity.may_approve(mine, stakes) else None
 
 
 async def _decide(ctx: Ctx, application: Application, *, approved: bool) -> bool:
@@ -74,21 +98,16 @@ async def _admit(ctx: Ctx, application: Application) -> None:
         if member is None:
             ctx.reply(ctx.t("appr.already_decided"))
             return
-    account = await queries.account_for(
-        ctx.session, channel=application.channel, user_ref=application.user_ref
+    _, told = await link_account(
+        ctx,
+        member,
+        channel=application.channel,
+        user_ref=application.user_ref,
+        chat_ref=application.chat_ref,
+        language=application.language,
+        verified=True,  # vouched for by someone with authority over all the member holds
     )
-    if account is None:
-        account = ChannelAccount(
-            channel=application.channel,
-            user_ref=application.user_ref,
-            chat_ref=application.chat_ref,
-            member_id=member.id or 0,
-            created_at=ctx.now,
-        )
-    account.member_id, account.pending, account.verified = member.id or 0, False, True
-    account.language = application.language
-    member.language = application.language
-    member.registered_at = ctx.now
+    member.registered_at = member.registered_at or ctx.now
     apply_answers(member, application.answers, ctx.now)
     consent_at = application.answers.get("consent_at")
     record_consent(
@@ -98,7 +117,8 @@ async def _admit(ctx: Ctx, application: Application) -> None:
         at=datetime.fromisoformat(consent_at) if consent_at else ctx.now,
         channel=application.channel,
     )
-    ctx.session.add_all([account, member])
+    ctx.session.add(member)
+    await ctx.session.flush()
     lang = application.language
     ctx.send_to_chat(
         application.channel,
@@ -108,16 +128,16 @@ async def _admit(ctx: Ctx, application: Application) -> None:
             [[ctx.button(t(lang, "menu.title_short"), "a:cmd:menu")]],
         ),
     )
+    invite = await valid_invite(ctx, application.answers.get("invite"))
+    if invite is not None:  # the invite's role, now that the person is who they said
+        chat = (application.channel, application.chat_ref, application.language)
+        await redeem_for_member(ctx, invite, member, chat=chat)
     ctx.reply(ctx.t("appr.done_approved", name=member.full_name or ""))
+    if told:
+        ctx.reply(ctx.t("appr.older_account_told", n=told))
 
 
 async def _refuse(ctx: Ctx, application: Application) -> None:
-    if application.kind == ApplicationKind.verify:
-        account = await queries.account_for(
-            ctx.session, channel=application.channel, user_ref=application.user_ref
-        )
-        if account is not None and account.pending:
-            await ctx.session.delete(account)
     name = application.full_name or ""
     application.full_name, application.phone, application.answers = None, None, {}
     ctx.session.add(application)
@@ -129,19 +149,23 @@ async def _refuse(ctx: Ctx, application: Application) -> None:
     ctx.reply(ctx.t("appr.done_rejected", name=name))
 
 
-async def pending_for(ctx: Ctx) -> list[Application]:
-    """Pending applications in the cells this actor may decide on."""
-    scopes = ctx.actor.scopes(*APPROVER_ROLES)
-    if not scopes:
+async def pending_for(ctx: Ctx) -> list[tuple[Application, Unit, list[Stake]]]:
+    """Pending applications this actor may decide on now, with what each would hand over."""
+    if not ctx.actor.scopes(*APPROVER_ROLES):
         return []
     stmt = (
         select(Application, Unit)
         .join(Unit, col(Unit.id) == Application.cell_id)
         .where(Application.status == ApplicationStatus.pending)
         .order_by(col(Application.id))
+        .limit(500)
     )
-    rows = (await ctx.session.exec(stmt)).all()
-    return [a for a, unit in rows if any(queries.within(unit.path, s.path) for s in scopes)]
+    found = []
+    for application, unit in (await ctx.session.exec(stmt)).all():
+        stakes = await stakes_if_allowed(ctx, application)
+        if stakes is not None:
+            found.append((application, unit, stakes))
+    return found
 
 
 async def cmd_approvals(ctx: Ctx, args: str) -> None:
@@ -149,10 +173,8 @@ async def cmd_approvals(ctx: Ctx, args: str) -> None:
     if not applications:
         ctx.reply(ctx.t("appr.none_pending"))
         return
-    for application in applications[:20]:
-        cell = await ctx.session.get(Unit, application.cell_id)
-        if cell is not None:
-            ctx.reply(approval_request(ctx, ctx.lang, application, cell))
+    for application, unit, stakes in applications[:20]:
+        ctx.reply(approval_request(ctx, ctx.lang, application, unit, stakes))
 
 
 def setup(router: Router) -> None:

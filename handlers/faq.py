@@ -138,13 +138,17 @@ def masked(text: str) -> str:
     return _DIGITS.sub("…", text)[:QUERY_TEXT_MAX]
 
 
-def record_query(ctx: Ctx, text: str, outcome: str, entry_id: str | None = None) -> FaqQuery:
+def record_query(ctx: Ctx, text: str, outcome: str, entry_id: str | None = None) -> FaqQuery | None:
+    """Keep the question for the gaps digest, only for people who consented (registered)."""
+    if not ctx.actor.registered or ctx.actor.member is None:
+        return None
     cleaned = masked(text)
     row = FaqQuery(
         text=cleaned,
         folded=fold(cleaned)[:QUERY_TEXT_MAX],
         outcome=outcome,
         entry_id=entry_id,
+        asker_id=ctx.actor.member.id,
         at=ctx.now,
     )
     ctx.session.add(row)
@@ -178,16 +182,18 @@ async def on_question(ctx: Ctx, text: str) -> None:
         entry = index.kb.get(decision.candidates[0].entry_id)
         query = record_query(ctx, text, "answered", entry.id)
         await ctx.session.flush()
-        ctx.reply(answer_view(ctx, entry, lang, query.id))
+        ctx.reply(answer_view(ctx, entry, lang, query.id if query else None))
         return
     if decision.decision == "suggest":
         query = record_query(ctx, text, "suggested")
         await ctx.session.flush()
         rows = [
-            [ctx.button(c.question[:60], f"a:faq:show:{c.entry_id}:{query.id}")]
+            [ctx.button(c.question[:60], f"a:faq:show:{c.entry_id}:{query.id if query else 0}")]
             for c in decision.candidates
         ]
-        rows.append([ctx.button(t(lang, "faq.none_of_these"), f"a:faq:nm:{query.id}")])
+        rows.append(
+            [ctx.button(t(lang, "faq.none_of_these"), f"a:faq:nm:{query.id if query else 0}")]
+        )
         ctx.reply(View(t(lang, "faq.suggest"), rows))
         return
     if not any(ch.isalpha() for ch in text):
@@ -195,7 +201,7 @@ async def on_question(ctx: Ctx, text: str) -> None:
         return
     query = record_query(ctx, text, "none")
     await ctx.session.flush()
-    offer_support(ctx, lang, query.id, key="faq.no_answer")
+    offer_support(ctx, lang, query.id if query else None, key="faq.no_answer")
 
 
 def offer_support(ctx: Ctx, lang: str, query_id: int | None, *, key: str) -> None:
@@ -207,7 +213,11 @@ def offer_support(ctx: Ctx, lang: str, query_id: int | None, *, key: str) -> Non
 
 
 async def _query(ctx: Ctx, raw: str) -> FaqQuery | None:
-    return await ctx.session.get(FaqQuery, int(raw)) if raw.isdigit() and raw != "0" else None
+    """The asker's own recorded question named by a button (anyone else's is ignored)."""
+    if not raw.isdigit() or raw == "0" or ctx.actor.member is None:
+        return None
+    query = await ctx.session.get(FaqQuery, int(raw))
+    return query if query is not None and query.asker_id == ctx.actor.member.id else None
 
 
 async def on_faq_action(ctx: Ctx, args: list[str]) -> None:

@@ -6,6 +6,7 @@ same rules (consent logged with its time, one account per messenger user) hold e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.phones import display_phone
+from handlers.identity import Stake
 from storage import queries
 from storage.models import (
     Application,
@@ -46,9 +48,13 @@ async def link_account(
     chat_ref: str,
     language: str,
     verified: bool,
-    pending: bool = False,
-) -> ChannelAccount:
-    """Attach a messenger identity to a member, replacing an older link of that identity."""
+) -> tuple[ChannelAccount, int]:
+    """Attach a messenger identity to a member, replacing an older link of that identity.
+
+    Returns the account and how many *other* accounts of the member on the same channel were
+    told about it: a member who suddenly has a second Telegram or Zalo account should know,
+    in case it is not them.
+    """
     account = await queries.account_for(ctx.session, channel=channel, user_ref=user_ref)
     if account is None:
         account = ChannelAccount(
@@ -62,12 +68,18 @@ async def link_account(
     account.chat_ref = chat_ref
     account.language = language
     account.verified = verified
-    account.pending = pending
+    account.pending = False
     account.reachable = True
     member.language = language
     ctx.session.add(account)
     ctx.session.add(member)
-    return account
+    told = 0
+    for other in await queries.accounts_of(ctx.session, member_id=member.id or 0):
+        if other.channel == channel and other.user_ref != user_ref:
+            lang = other.language or language
+            ctx.send_to_chat(other.channel, other.chat_ref, View(t(lang, "identity.relinked")))
+            told += 1
+    return account, told
 
 
 def record_consent(
@@ -124,14 +136,33 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
     return View(text=intro or t(lang, "menu.title"), choices=rows)
 
 
-def approval_request(ctx: Ctx, lang: str, application: Application, cell: Unit) -> View:
+def unit_label(unit: Unit) -> str:
+    """A unit's name with its parent's, so two cells both called "Chi bộ cơ quan xã" differ."""
+    parts = unit.path.split(queries.PATH_SEP)
+    return f"{unit.name} — {parts[-2]}" if len(parts) > 1 else unit.name
+
+
+def stakes_text(lang: str, stakes: Sequence[Stake]) -> str:
+    roles = [
+        f"{t(lang, f'role.{s.role.value}')} — {s.unit_path.split(queries.PATH_SEP)[-1]}"
+        for s in stakes
+        if s.role != Role.member
+    ]
+    return ", ".join(roles) or t(lang, "appr.plain_member")
+
+
+def approval_request(
+    ctx: Ctx, lang: str, application: Application, unit: Unit, stakes: Sequence[Stake]
+) -> View:
+    """What an approver sees: who, which number, and every role that approving would hand over."""
     key = "appr.request.join" if application.kind == ApplicationKind.join else "appr.request.verify"
     text = t(
         lang,
         key,
         name=application.full_name or "?",
-        cell=cell.name,
+        cell=unit_label(unit),
         phone=display_phone(application.phone) if application.phone else "—",
+        roles=stakes_text(lang, stakes),
     )
     buttons = [
         ctx.button(t(lang, "appr.approve"), f"a:appr:{application.id}:y"),

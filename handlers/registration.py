@@ -2,8 +2,10 @@
 three status questions → done.
 
 A member proven by Telegram's contact button and found in the roster is registered at once. A
-typed number (channels without a contact button) or someone not in the roster becomes an
-application that the cell's secretary approves. Declining consent stores nothing.
+typed number (channels without a contact button) proves nothing and reveals nothing: the person
+types their name, and a matching (phone, name) pair becomes a request to whoever has authority
+over everything that member holds (handlers/identity.py); a wrong pair counts towards a lock-out.
+Someone not in the roster applies to the cell they pick. Declining consent stores nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.router import ANYONE, Router
-from handlers import unitpicker
+from handlers import identity, unitpicker
 from handlers.membership import (
     apply_answers,
     approval_request,
@@ -29,6 +31,7 @@ from handlers.membership import (
     link_account,
     menu_view,
     record_consent,
+    unit_label,
 )
 from storage.models import (
     Application,
@@ -39,7 +42,7 @@ from storage.models import (
     Role,
     Unit,
 )
-from storage.queries import ensure_grant, grants_of, member_by_phone
+from storage.queries import ensure_grant, grants_of, member_by_phone, unit_by_path
 
 register = dialogs.flow("register")
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
@@ -159,19 +162,54 @@ async def on_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         return Retry("reg.phone.use_button")
     else:
         raw, verified = a.text or "", False
+        locked = await identity.locked_until(
+            ctx.session, channel=ctx.event.channel, user_ref=ctx.event.user_ref, now=ctx.now
+        )
+        if locked is not None:
+            return Retry("reg.phone.locked", {"until": local_time(ctx, locked)})
     try:
         phone = normalize_phone(raw)
     except PhoneError as exc:
         return Retry(f"reg.phone.{exc.reason}")
     s["phone"], s["verified"] = phone, verified
-    if verified:
-        ctx.reply(View(ctx.t("reg.phone.thanks"), remove_keyboard=True))
+    s.pop("member_id", None)
+    if not verified:
+        # A typed number proves nothing and reveals nothing: the person names themselves first.
+        return "claim_name"
+    ctx.reply(View(ctx.t("reg.phone.thanks"), remove_keyboard=True))
     member = await member_by_phone(ctx.session, phone=phone)
     if member is None:
-        s.pop("member_id", None)
         return "not_found"
     s["member_id"] = member.id
     return "confirm"
+
+
+def local_time(ctx: Ctx, at: datetime) -> str:
+    return at.astimezone(ctx.settings.tz).strftime("%H:%M %d/%m")
+
+
+@register.ask("claim_name")
+async def ask_claim_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return Prompt(ctx.t("reg.claim_name"), free_text=True)
+
+
+@register.answer("claim_name")
+async def on_claim_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    """Match (typed phone, typed name) against the roster without showing what is there."""
+    name = full_name(a.text)
+    if name is None:
+        return Retry("reg.name.invalid", {"max": MAX_NAME})
+    s["full_name"] = name
+    member = await member_by_phone(ctx.session, phone=s["phone"])
+    if member is not None and identity.same_person_name(name, member.full_name):
+        s["member_id"] = member.id
+        return "q_smartphone"
+    locked = await identity.record_failure(
+        ctx.session, channel=ctx.event.channel, user_ref=ctx.event.user_ref, now=ctx.now
+    )
+    if locked is not None:
+        ctx.reply(ctx.t("reg.phone.locked", until=local_time(ctx, locked)))
+    return "not_found"
 
 
 @register.ask("confirm")
@@ -202,7 +240,10 @@ async def ask_not_found(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @register.answer("not_found")
 async def on_not_found(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    return "phone" if a.value == "retry" else "name"
+    if a.value == "retry":
+        s.pop("full_name", None)
+        return "phone"
+    return await after_name(ctx, s) if s.get("full_name") else "name"
 
 
 # --- applicants: name and cell -------------------------------------------------------------------
@@ -219,8 +260,12 @@ async def on_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if name is None:
         return Retry("reg.name.invalid", {"max": MAX_NAME})
     s["full_name"] = name
-    invite = await valid_invite(ctx, s.get("invite"))
-    if invite is not None:
+    return await after_name(ctx, s)
+
+
+async def after_name(ctx: Ctx, s: dict[str, Any]) -> Next:
+    """Someone not in the roster: an invite places them, otherwise they pick their cell."""
+    if await valid_invite(ctx, s.get("invite")) is not None:
         return "q_smartphone"
     unitpicker.reset(s)
     return "cell"
@@ -282,15 +327,20 @@ async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if s.get("invite") and invite is None:
         ctx.reply(ctx.t("invite.invalid"))
     member = await ctx.session.get(Member, s["member_id"]) if s.get("member_id") else None
-    if member is not None and (s.get("verified") or invite is not None):
+    if member is not None and s.get("verified"):
         await _complete(ctx, s, member, invite)
     elif member is not None:
-        await _apply(ctx, s, ApplicationKind.verify, member.cell_id, member)
+        # A typed number matched: someone with authority over all this member holds must vouch.
+        # An invite proves the invited role only; it is redeemed on approval.
+        await _apply_verify(ctx, s, member, invite)
     elif invite is not None:
+        phone = s["phone"]
+        if not s.get("verified") and await member_by_phone(ctx.session, phone=phone):
+            phone = None  # an unproven number that is someone else's: never copied, never shown
         cell_id = invite.unit_id if invite.role in CELL_ROLES else None
         member = Member(
             full_name=s["full_name"],
-            phone=s["phone"],
+            phone=phone,
             cell_id=cell_id,
             source="invite",
             created_at=ctx.now,
@@ -299,20 +349,20 @@ async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         await ctx.session.flush()
         await _complete(ctx, s, member, invite)
     else:
-        await _apply(ctx, s, ApplicationKind.join, s["cell_id"], None)
+        await _apply_join(ctx, s, s["cell_id"])
     return None
 
 
 async def _complete(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite | None) -> None:
-    """Link the account now: the phone is proven, or an invite vouches for the person."""
-    account = await link_account(
+    """Link the account now: the channel proved the phone, or an invite vouches for a newcomer."""
+    account, _ = await link_account(
         ctx,
         member,
         channel=ctx.event.channel,
         user_ref=ctx.event.user_ref,
         chat_ref=ctx.event.chat_ref,
         language=ctx.lang,
-        verified=True,
+        verified=bool(s.get("verified")),
     )
     apply_answers(member, s.get("answers", {}), ctx.now)
     member.registered_at = member.registered_at or ctx.now
@@ -331,15 +381,25 @@ async def _complete(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite 
     ctx.reply(menu_view(ctx, intro=ctx.t("reg.done", name=member.full_name or "")))
 
 
-async def redeem_for_member(ctx: Ctx, invite: Invite, member: Member) -> bool:
-    """Use the invite once (a concurrent second use loses) and grant its role."""
+async def redeem_for_member(
+    ctx: Ctx, invite: Invite, member: Member, *, chat: tuple[str, str, str] | None = None
+) -> bool:
+    """Use the invite once (a concurrent second use loses) and grant its role. The outcome is
+    told in ``chat`` (channel, chat, language) when given, else in the current chat."""
+
+    def tell(key: str, **values: str) -> None:
+        if chat is None:
+            ctx.reply(ctx.t(key, **values))
+        else:
+            ctx.send_to_chat(chat[0], chat[1], View(t(chat[2], key, **values)))
+
     result = await ctx.session.exec(
         update(Invite)
         .where(col(Invite.id) == invite.id, col(Invite.used_at).is_(None))
         .values(used_at=ctx.now, used_by=member.id)
     )
     if result.rowcount != 1:
-        ctx.reply(ctx.t("invite.invalid"))
+        tell("invite.invalid")
         return False
     unit = await ctx.session.get(Unit, invite.unit_id)
     if invite.role == Role.member:
@@ -354,26 +414,20 @@ async def redeem_for_member(ctx: Ctx, invite: Invite, member: Member) -> bool:
             now=ctx.now,
             granted_by=invite.created_by,
         )
-    ctx.reply(
-        ctx.t(
-            "invite.granted",
-            role=ctx.t(f"role.{invite.role.value}"),
-            unit=unit.name if unit else "",
-        )
+    lang = chat[2] if chat else ctx.lang
+    tell(
+        "invite.granted", role=t(lang, f"role.{invite.role.value}"), unit=unit.name if unit else ""
     )
     return True
 
 
-async def _apply(
-    ctx: Ctx, s: dict[str, Any], kind: ApplicationKind, cell_id: int | None, member: Member | None
-) -> None:
-    """Ask the cell's secretary to approve: an unproven phone or someone not in the roster."""
-    cell = await ctx.session.get(Unit, cell_id) if cell_id else None
-    if cell is None:
-        ctx.reply(ctx.t("reg.no_cell_to_approve"))
-        return
+def _application(
+    ctx: Ctx, s: dict[str, Any], kind: ApplicationKind, unit_id: int, member: Member | None
+) -> Application:
     answers = dict(s.get("answers", {}))
     answers["consent_at"] = s["consent_at"]
+    if s.get("invite"):
+        answers["invite"] = s["invite"]
     application = Application(
         kind=kind,
         channel=ctx.event.channel,
@@ -382,30 +436,48 @@ async def _apply(
         language=ctx.lang,
         full_name=member.full_name if member else s.get("full_name"),
         phone=s.get("phone"),
-        cell_id=cell.id or 0,
+        cell_id=unit_id,
         member_id=member.id if member else None,
         answers=answers,
         created_at=ctx.now,
     )
     ctx.session.add(application)
+    return application
+
+
+async def _apply_verify(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite | None) -> None:
+    """Ask whoever has authority over every role this member holds; tell the applicant only
+    that a request went out (no name, no cell, no roles: the number proved nothing yet)."""
+    stakes = await identity.stakes_of(ctx.session, member)
+    approvers = await identity.approvers_for(ctx.session, member, stakes)
+    top = min(stakes, key=lambda st: st.unit_path.count(" / ")) if stakes else None
+    unit = await unit_by_path(ctx.session, path=top.unit_path) if top else None
+    if not approvers or unit is None:
+        ctx.reply(View(ctx.t("reg.no_approver"), remove_keyboard=True))
+        return
+    application = _application(ctx, s, ApplicationKind.verify, unit.id or 0, member)
     await ctx.session.flush()
-    if member is not None:
-        await link_account(
-            ctx,
-            member,
-            channel=ctx.event.channel,
-            user_ref=ctx.event.user_ref,
-            chat_ref=ctx.event.chat_ref,
-            language=ctx.lang,
-            verified=False,
-            pending=True,
-        )
-    approvers = await approvers_for(ctx, cell)
     for approver in approvers:
         await ctx.notify_member(
-            approver, lambda lang, a=application, c=cell: approval_request(ctx, lang, a, c)
+            approver,
+            lambda lang, a=application, u=unit: approval_request(ctx, lang, a, u, stakes),
         )
-    ctx.reply(View(ctx.t("reg.sent_for_approval", cell=cell.name), remove_keyboard=True))
+    ctx.reply(View(ctx.t("reg.sent_for_verification"), remove_keyboard=True))
+
+
+async def _apply_join(ctx: Ctx, s: dict[str, Any], cell_id: int | None) -> None:
+    """Someone not in the roster asks to join the cell they picked: its secretary decides."""
+    cell = await ctx.session.get(Unit, cell_id) if cell_id else None
+    if cell is None:
+        ctx.reply(ctx.t("reg.no_cell_to_approve"))
+        return
+    application = _application(ctx, s, ApplicationKind.join, cell.id or 0, None)
+    await ctx.session.flush()
+    for approver in await approvers_for(ctx, cell):
+        await ctx.notify_member(
+            approver, lambda lang, a=application, c=cell: approval_request(ctx, lang, a, c, [])
+        )
+    ctx.reply(View(ctx.t("reg.sent_for_approval", cell=unit_label(cell)), remove_keyboard=True))
 
 
 status_steps(register, finish_registration)

@@ -37,7 +37,9 @@ class FaqQuery(SQLModel, table=True):
     """A question the FAQ could not settle: unanswered, none of the suggestions, or not solved.
 
     Only the question text (with long digit runs such as phone numbers masked) and the outcome;
-    no member, chat or channel.
+    no chat or channel. ``asker_id`` is there only so that /forget can erase the member's own
+    questions; reports and digests never show it. People who have not consented (not
+    registered) are answered, but their questions are not stored at all.
     """
 
     __tablename__ = "faq_query"
@@ -47,4 +49,5 @@ class FaqQuery(SQLModel, table=True):
     folded: str = Field(max_length=500, index=True)
     outcome: str = Field(max_length=16)  # none | suggested | no_match | not_solved | solved
     entry_id: str | None = Field(default=None, max_length=32)
+    asker_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     at: datetime | None = utc_column(nullable=False, index=True)

@@ -330,6 +330,8 @@ class Broadcast(SQLModel, table=True):
     report_chat: str | None = Field(default=None, max_length=64)
     report_outbox_id: int | None = None  # the progress message that is edited as sending goes on
     report_done: bool = False
+    # Delivery counts by outbox status, kept when the sent rows are purged (outbox retention).
+    delivery_counts: dict[str, int] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime | None = utc_column(nullable=False)
 
 
@@ -381,7 +383,8 @@ class Ticket(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_ticket_status_created", "status", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    member_id: int = Field(foreign_key="member.id", index=True)
+    # None once the member used /forget: the ticket stays as an anonymous count.
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     cell_id: int = Field(foreign_key="unit.id", index=True)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     category: str = Field(max_length=16)
@@ -445,6 +448,22 @@ class TicketTopic(SQLModel, table=True):
     chat_ref: str = Field(max_length=64)
     thread_ref: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = utc_column(nullable=False)
+
+
+class IdentityAttempt(SQLModel, table=True):
+    """Failed tries to claim a roster identity by typing a phone number, per messenger user.
+
+    Only counts and times: the numbers tried are never stored. After ``FREE_TRIES`` failures
+    each further failure locks the account out for a wait that doubles (see handlers/identity).
+    """
+
+    __tablename__ = "identity_attempt"
+
+    channel: str = Field(max_length=16, primary_key=True)
+    user_ref: str = Field(max_length=64, primary_key=True)
+    failures: int = 0
+    locked_until: datetime | None = utc_column()
+    updated_at: datetime | None = utc_column(nullable=False)
 
 
 def utcnow() -> datetime:

@@ -40,7 +40,7 @@ def test_demo_registers_a_roster_member_and_secretary_approves(tmp_path: Path) -
         "1",
         "1",
         "0912 000 001",
-        "1",
+        "nguyen van an",
         "1",
         "1",
         "2",
@@ -55,8 +55,9 @@ def test_demo_registers_a_roster_member_and_secretary_approves(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Đồng chí có phải là Nguyễn Văn An, Chi bộ thôn Cầu Bâu không?" in out
-    assert "đăng ký bằng số 0912 000 001 (số tự gõ, chưa xác minh)" in out
+    assert "xin gõ họ và tên đầy đủ" in out
+    assert "nhận là Nguyễn Văn An (Chi bộ thôn Cầu Bâu — Xã Hợp Thành)" in out
+    assert "(gõ số 0912 000 001, chưa xác minh)" in out
     assert "Bí thư chi bộ đã duyệt. Chào đồng chí Nguyễn Văn An!" in out
     assert "Đã đăng nhập: Không" in out
     # every answer was complete before the next prompt was printed
@@ -77,7 +78,7 @@ def test_demo_report_ranks_the_communes_from_their_rollout_so_far(tmp_path: Path
 
 def test_demo_keeps_its_state_between_runs(tmp_path: Path) -> None:
     db = str(tmp_path / "demo.db")
-    first = ["/start", "1", "1", "0912 000 002", "1", "2", ":user bithu", "1", ":quit"]
+    first = ["/start", "1", "1", "0912 000 002", "Tran Thi Binh", "2", ":user bithu", "1", ":quit"]
     assert sotay("demo", "--db", db, stdin="\n".join(first) + "\n").returncode == 0
     again = sotay("demo", "--db", db, stdin="/me\n:quit\n")
     assert "Trần Thị Bình" in again.stdout

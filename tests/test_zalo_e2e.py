@@ -135,15 +135,17 @@ async def test_roster_member_registers_over_zalo_with_secretary_approval(bot: Bo
     phone = await member.next_message()
     assert "gõ số điện thoại" in phone["text"]  # no contact button on Zalo
     await member.send("0912 000 001")
+    ask_name = await member.next_message()
+    assert "họ và tên" in ask_name["text"] and "Nguyễn" not in ask_name["text"]  # nothing shown
+    await member.send("Nguyen Van An")
     confirm = await member.next_message()
-    assert "Nguyễn Văn An" in confirm["text"]
-    for label in ("Có", "Có", "Có", "Có"):  # it is me; smartphone; installed; activated
+    for label in ("Có", "Có", "Có"):  # smartphone; installed; activated
         await member.choose(confirm, label)
         confirm = await member.next_message()
-    assert "bí thư" in confirm["text"]  # sent for approval: a typed number is not proven
+    assert "người có thẩm quyền" in confirm["text"]  # sent for approval: typed is not proven
+    assert "Cầu Bâu" not in confirm["text"]
 
-    pending = await account_of(bot, "z1001")
-    assert pending is not None and pending.pending is True and pending.verified is False
+    assert await account_of(bot, "z1001") is None  # no account, no role until approved
     request = await secretary.next_message()
     assert "Nguyễn Văn An" in request["text"] and "1. ✓ Duyệt" in request["text"]
     await secretary.send("1")
@@ -176,7 +178,7 @@ async def test_stale_number_after_a_newer_prompt_is_refused_politely(bot: Bot) -
     assert "đã cũ" in refusal["text"]
     assert "gõ số điện thoại" in (await user.next_message())["text"]  # asked again, not lost
     await user.send("0912 000 001")
-    assert "Nguyễn Văn An" in (await user.next_message())["text"]
+    assert "họ và tên" in (await user.next_message())["text"]
 
 
 async def test_plain_text_that_is_no_choice_stays_text(bot: Bot) -> None:
