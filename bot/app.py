@@ -19,6 +19,7 @@ from bot.settings import Settings
 from handlers.broadcast import BroadcastReporter
 from handlers.faq import ensure_digest
 from handlers.meetings import ensure_monthly_nudge
+from handlers.privacy import ensure_purge
 from handlers.reports import ensure_weekly_report
 from storage.db import Database
 
@@ -89,6 +90,7 @@ class App:
             await ensure_monthly_nudge(session, self.settings, self.clock.now())
             await ensure_digest(session, self.settings, self.clock.now())
             await ensure_weekly_report(session, self.settings, self.clock.now())
+            await ensure_purge(session, self.clock.now())
         await self.scheduler.start()
 
     async def stop_background(self) -> None:

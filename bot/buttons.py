@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 
+from bot.secrecy import as_bytes, secret_matches
+
 MAX_DATA_BYTES = 64
 _SIG_CHARS = 8
 
@@ -20,7 +22,7 @@ class ButtonSigner:
         self._key = key
 
     def _sig(self, data: str) -> str:
-        digest = hmac.new(self._key, data.encode(), hashlib.sha256).digest()
+        digest = hmac.new(self._key, as_bytes(data), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode()[:_SIG_CHARS]
 
     def sign(self, data: str) -> str:
@@ -32,6 +34,6 @@ class ButtonSigner:
     def verify(self, signed: str) -> str | None:
         """The original data, or None when the signature does not match."""
         data, sep, sig = signed.rpartition("~")
-        if not sep or not hmac.compare_digest(sig, self._sig(data)):
-            return None
+        if not sep or not secret_matches(sig, self._sig(data)):
+            return None  # forged, corrupted, or odd bytes from a modified client: a stale button
         return data

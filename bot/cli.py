@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from bot.secrecy import RedactingFilter, redact, shown_url
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: `sotay --help` must not load the messengers
@@ -50,6 +51,8 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # tokens and the database password, masked
+        handler.addFilter(RedactingFilter())
     for noisy in ("httpx", "telegram", "apscheduler", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -63,7 +66,7 @@ async def _require_current_schema(settings: Settings) -> None:
         current = await schema_is_current(engine)
     except Exception as exc:  # noqa: BLE001 - any connection problem is reported in one line
         raise Fail(
-            f"cannot open the database {settings.database_url!r}: {type(exc).__name__}"
+            f"cannot open the database {shown_url(settings.database_url)!r}: {type(exc).__name__}"
         ) from None
     finally:
         await engine.dispose()
@@ -92,7 +95,13 @@ def db_upgrade() -> None:
     from storage.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:  # noqa: BLE001 - one sentence, the password masked
+        raise Fail(
+            f"cannot upgrade the database {shown_url(settings.database_url)!r}: "
+            f"{redact(str(exc)).splitlines()[0][:200]}"
+        ) from None
     click.echo("database schema is up to date")
 
 

@@ -112,6 +112,9 @@ class View:
     edit_of: int | None = None  # outbox id of an earlier message to edit instead of sending
     edit_ref: str | None = None  # filled by the dispatcher: the channel's id of that message
     upload: Upload | None = None  # send this file with the text as caption
+    # The last message to someone we keep nothing of (declined consent, /forget): the outbox
+    # row is deleted once it is delivered (or cannot be), so no row keeps their chat id.
+    last_word: bool = False
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"text": self.text}
@@ -121,6 +124,8 @@ class View:
             payload["request_contact"] = self.request_contact
         if self.remove_keyboard:
             payload["remove_keyboard"] = True
+        if self.last_word:
+            payload["last_word"] = True
         for key in ("thread_ref", "photo_ref", "edit_of"):
             if getattr(self, key) is not None:
                 payload[key] = getattr(self, key)
@@ -138,6 +143,7 @@ class View:
             request_contact=payload.get("request_contact"),
             remove_keyboard=payload.get("remove_keyboard", False),
             thread_ref=payload.get("thread_ref"),
+            last_word=payload.get("last_word", False),
             photo_ref=payload.get("photo_ref"),
             edit_of=payload.get("edit_of"),
             upload=Upload.from_payload(payload["upload"]) if payload.get("upload") else None,

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -232,6 +232,16 @@ class Dispatcher:
             return True
         except (Transient, SendError, OSError) as exc:
             return await self._transient(row, exc)
+        except Exception as exc:  # noqa: BLE001 - not the channel's doing (e.g. a malformed chat id)
+            log.warning(
+                "outbox.send_error id=%s channel=%s error=%s",
+                row.id,
+                row.channel,
+                type(exc).__name__,
+            )
+            return await self._transient(
+                row, exc
+            )  # counted: failed after its attempts, not forever
         await self._finish(row, OutboxStatus.sent, external_id=external_id)
         return True
 
@@ -263,6 +273,9 @@ class Dispatcher:
         error: str | None = None,
     ) -> None:
         async with self._db.session() as session:
+            if row.payload.get("last_word"):  # to someone we keep nothing of: gone once done
+                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+                return
             await session.exec(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == row.id)
@@ -316,6 +329,8 @@ class Dispatcher:
                 .where(OutboxMessage.status == OutboxStatus.pending)
                 .values(status=OutboxStatus.blocked, lease_until=None, last_error="blocked")
             )
+            if row.payload.get("last_word"):
+                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
             await session.exec(
                 update(ChannelAccount)
                 .where(ChannelAccount.channel == row.channel)

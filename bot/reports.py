@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, text
+from sqlalchemy import and_, case, exists, func, select, text
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,7 +36,7 @@ from storage.models import (
     TicketStatus,
     Unit,
 )
-from storage.queries import PATH_SEP
+from storage.queries import PATH_SEP, in_subtree
 
 WINDOW_DAYS = 30
 TARGET = 0.80  # the province's goal: more than 80% of cells use the handbook in their meetings
@@ -123,10 +123,7 @@ def worst_first(figures: Figures) -> tuple[Any, ...]:
 
 def _under(path_column: Any, scope_path: str) -> Any:
     """The unit at ``scope_path`` and everything below it (LIKE escaped: names may hold % or _)."""
-    return or_(
-        path_column == scope_path,
-        col(path_column).startswith(scope_path + PATH_SEP, autoescape=True),
-    )
+    return in_subtree(path_column, scope_path)
 
 
 def _flag(condition: Any) -> Any:

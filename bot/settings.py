@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.secrecy import remember, url_password
+
 _DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     web_port: int = Field(default=8080, ge=1, le=65535)
+    web_host: str = "127.0.0.1"  # behind a reverse proxy; 0.0.0.0 to listen on every address
+    outbox_retention: str = "30d"  # sent messages are purged after this (counts are kept)
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: str = "vi"
     secret_key: str | None = None
@@ -141,6 +145,22 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret(cls, value: str | None) -> str | None:
+        if value and len(value) < 16:
+            raise ValueError("must have at least 16 characters")
+        if value and not all(ch.isalnum() or ch in "_-" for ch in value):
+            raise ValueError("may hold only letters, digits, _ and - (Telegram's rule)")
+        return value or None
+
+    @field_validator("outbox_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(days=1):
+            raise ValueError("must be at least 1d (delivery reports need the recent rows)")
+        return value
+
     @field_validator("zalo_webhook_secret")
     @classmethod
     def _zalo_secret(cls, value: str | None) -> str | None:
@@ -168,6 +188,10 @@ class Settings(BaseSettings):
         return sorted((parse_duration(p) for p in self.reminder_offsets.split(",")), reverse=True)
 
     @property
+    def outbox_retention_delta(self) -> timedelta:
+        return parse_duration(self.outbox_retention)
+
+    @property
     def invite_ttl_delta(self) -> timedelta:
         return parse_duration(self.invite_ttl)
 
@@ -193,9 +217,18 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Load settings, turning validation errors into one readable sentence."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "SOTAY_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
         message = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"Setting {name} is invalid: {message}.") from None
+    remember(
+        url_password(settings.database_url),
+        settings.telegram_token,
+        settings.zalo_token,
+        settings.webhook_secret,
+        settings.zalo_webhook_secret,
+        settings.secret_key,
+    )
+    return settings

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
-
-from sqlalchemy import delete
-from sqlmodel import col, select
 
 from bot import dialogs
 from bot.context import Ctx
-from bot.core import View
+from bot.core import Choice, Upload, View
 from bot.dialogs import Answer, Next, Option, Prompt
 from bot.phones import display_phone
 from bot.router import ANYONE, REGISTERED, Router
+from handlers import privacy
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
 from handlers.registration import status_steps
-from handlers.support_core import forget_tickets, release_claims
-from storage import queries
-from storage.models import (
-    Application,
-    ChannelAccount,
-    ConsentRecord,
-    Dialog,
-    Member,
-    MemberStatus,
-    OutboxMessage,
-    PendingChoices,
-    Role,
-    RoleGrant,
-    Unit,
-)
+from storage.models import Role
 
 status_flow = dialogs.flow("status")
 lang_flow = dialogs.flow("lang")
@@ -53,29 +39,79 @@ async def cmd_help(ctx: Ctx, args: str) -> None:
 
 
 async def cmd_privacy(ctx: Ctx, args: str) -> None:
-    ctx.reply(ctx.t("privacy.text", version=CONSENT_VERSION))
+    days = ctx.settings.outbox_retention_delta.days
+    ctx.reply(ctx.t("privacy.text", version=CONSENT_VERSION, retention=days))
 
 
 async def cmd_me(ctx: Ctx, args: str) -> None:
+    """Everything stored about the member, in words; the same as a JSON file where possible."""
     member = ctx.actor.member
     assert member is not None
-    cell = await ctx.session.get(Unit, member.cell_id) if member.cell_id else None
-    roles = [f"{ctx.t(f'role.{g.role.value}')} — {u.name}" for g, u in ctx.actor.grants]
-    accounts = await queries.accounts_of(ctx.session, member_id=member.id or 0)
-    ctx.reply(
+    data = await privacy.stored_about(ctx.session, member)
+    ctx.reply(View(me_text(ctx, data), me_buttons(ctx)))
+
+
+def me_text(ctx: Ctx, data: dict[str, Any]) -> str:
+    person = data["member"]
+    roles = [ctx.t("role." + r["role"]) + " — " + r["unit"] for r in data["roles"]]
+    replies = [
         ctx.t(
-            "me.text",
-            name=member.full_name or "—",
-            phone=display_phone(member.phone) if member.phone else "—",
-            cell=cell.path if cell else "—",
-            roles=", ".join(roles) or "—",
-            smartphone=_yes_no_unknown(ctx, member.has_smartphone),
-            installed=_yes_no_unknown(ctx, member.app_installed),
-            activated=_yes_no_unknown(ctx, member.app_activated),
-            channels=", ".join(sorted({a.channel for a in accounts})) or "—",
-            language=ctx.lang,
+            "me.reply_line",
+            when=_local(ctx, r["meeting"]),
+            answer=ctx.t(f"me.answer.{r['answer']}"),
+            reason=r["reason"] or "—",
         )
+        for r in data["meeting_replies"][-5:]
+    ]
+    present = sum(1 for a in data["attendance"] if a["present"])
+    tickets = [
+        ctx.t("me.ticket_line", id=tk["id"], status=ctx.t(f"sup.status.{tk['status']}"))
+        for tk in data["tickets"][-5:]
+    ]
+    consent = data["consent"][-1] if data["consent"] else None
+    return ctx.t(
+        "me.text",
+        name=person["full_name"] or "—",
+        phone=display_phone(person["phone"]) if person["phone"] else "—",
+        cell=person["cell"] or "—",
+        roles=", ".join(roles) or ctx.t("me.no_role"),
+        smartphone=_yes_no_unknown(ctx, person["has_smartphone"]),
+        installed=_yes_no_unknown(ctx, person["app_installed"]),
+        activated=_yes_no_unknown(ctx, person["app_activated"]),
+        channels=", ".join(sorted({a["channel"] for a in data["accounts"]})) or "—",
+        language=ctx.t(f"me.language.{ctx.lang}"),
+        replies="\n".join(replies) or "—",
+        attendance=ctx.t("me.attendance", present=present, total=len(data["attendance"])),
+        tickets="\n".join(tickets) or "—",
+        questions=len(data["faq_questions"]),
+        consent=ctx.t("me.consent", at=_local(ctx, consent["at"]), version=consent["version"])
+        if consent
+        else "—",
     )
+
+
+def me_buttons(ctx: Ctx) -> list[list[Choice]]:
+    if not ctx.can_upload:
+        return []
+    return [[ctx.button(ctx.t("me.download"), "a:me:json")]]
+
+
+def _local(ctx: Ctx, iso: str | None) -> str:
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone(ctx.settings.tz).strftime("%H:%M %d/%m/%Y")
+
+
+async def on_me_action(ctx: Ctx, args: list[str]) -> None:
+    """The /me data as a JSON file (channels that can carry files)."""
+    member = ctx.actor.member
+    if args != ["json"] or member is None or not ctx.can_upload:
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    data = await privacy.stored_about(ctx.session, member)
+    body = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+    upload = Upload("du-lieu-cua-toi.json", "document", body)
+    ctx.reply(View(ctx.t("me.file_caption"), upload=upload))
 
 
 def _yes_no_unknown(ctx: Ctx, value: bool | None) -> str:
@@ -157,58 +193,16 @@ async def on_forget(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         ctx.reply(ctx.t("forget.kept"))
         return None
     member = ctx.actor.member
-    if member is not None:
-        await forget_member(ctx, member)
-    ctx.reply(View(ctx.t("forget.done"), remove_keyboard=True))
+    if member is None:
+        return None
+    receipt = await privacy.forget_member(ctx, member)
+    lines = [ctx.t("forget.done")]
+    if receipt.tickets_withdrawn:
+        lines.append(ctx.t("forget.tickets_withdrawn", n=receipt.tickets_withdrawn))
+    if receipt.not_recallable:
+        lines.append(ctx.t("forget.not_recallable", n=receipt.not_recallable))
+    ctx.reply(View("\n".join(lines), remove_keyboard=True, last_word=True))
     return None
-
-
-async def forget_member(ctx: Ctx, member: Member) -> None:
-    """Erase what identifies the member; keep only the anonymous status counts."""
-    stmt = select(ChannelAccount).where(ChannelAccount.member_id == member.id)
-    accounts = list((await ctx.session.exec(stmt)).all())
-    for account in accounts:
-        await ctx.session.exec(
-            delete(OutboxMessage).where(
-                OutboxMessage.channel == account.channel, OutboxMessage.chat_ref == account.chat_ref
-            )
-        )
-        await ctx.session.exec(
-            delete(Dialog).where(
-                Dialog.channel == account.channel, Dialog.user_ref == account.user_ref
-            )
-        )
-        await ctx.session.exec(
-            delete(Application).where(
-                Application.channel == account.channel, Application.user_ref == account.user_ref
-            )
-        )
-        await ctx.session.exec(
-            delete(PendingChoices).where(
-                PendingChoices.channel == account.channel,
-                PendingChoices.chat_ref == account.chat_ref,
-            )
-        )
-    await ctx.session.exec(delete(OutboxMessage).where(col(OutboxMessage.member_id) == member.id))
-    await ctx.session.exec(delete(ChannelAccount).where(col(ChannelAccount.member_id) == member.id))
-    await ctx.session.exec(delete(RoleGrant).where(col(RoleGrant.member_id) == member.id))
-    await release_claims(ctx, member.id or 0)  # staff who leave: their tickets go back to the queue
-    await forget_tickets(ctx.session, member.id or 0)  # what they wrote in tickets
-    await ctx.session.exec(delete(ConsentRecord).where(col(ConsentRecord.member_id) == member.id))
-    ctx.session.add(
-        ConsentRecord(
-            member_id=None,
-            action="withdrawn",
-            text_version=CONSENT_VERSION,
-            channel=ctx.event.channel,
-            at=ctx.now,
-        )
-    )
-    member.full_name = member.phone = member.member_code = member.language = None
-    member.status = MemberStatus.forgotten
-    ctx.session.add(member)
-    ctx.actor.account = ctx.actor.member = None
-    ctx.actor.grants = []
 
 
 def setup(router: Router) -> None:
@@ -219,3 +213,4 @@ def setup(router: Router) -> None:
     router.command("status", requires=REGISTERED)(cmd_status)
     router.command("lang", requires=ANYONE)(cmd_lang)
     router.command("forget", requires=REGISTERED)(cmd_forget)
+    router.action("me", requires=REGISTERED)(on_me_action)

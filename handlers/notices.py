@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
 from bot import dialogs
 from bot.context import Ctx
@@ -18,7 +18,7 @@ from bot.router import Router
 from handlers import unitpicker
 from handlers.broadcast import send_broadcast
 from storage.models import Member, MemberStatus, Role, RoleGrant, Unit
-from storage.queries import PATH_SEP
+from storage.queries import in_subtree
 
 SECRETARIES = (Role.secretary, Role.deputy)
 SENDERS = (Role.secretary, Role.deputy, Role.staff, Role.admin)
@@ -28,7 +28,7 @@ notice_flow = dialogs.flow("notice")
 
 
 async def recipients(ctx: Ctx, unit: Unit, audience: str) -> list[Member]:
-    inside = or_(Unit.path == unit.path, col(Unit.path).startswith(unit.path + PATH_SEP))
+    inside = in_subtree(Unit.path, unit.path)
     if audience == "secretaries":
         stmt = (
             select(Member)

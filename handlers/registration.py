@@ -23,7 +23,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.router import ANYONE, Router
-from handlers import identity, unitpicker
+from handlers import identity, privacy, unitpicker
 from handlers.membership import (
     apply_answers,
     approval_request,
@@ -134,7 +134,8 @@ async def ask_consent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 @register.answer("consent")
 async def on_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if a.value == "decline":
-        ctx.reply(View(ctx.t("reg.declined"), remove_keyboard=True))
+        await privacy.leave_no_trace(ctx)
+        ctx.reply(View(ctx.t("reg.declined"), remove_keyboard=True, last_word=True))
         return None
     s["consent_at"] = ctx.now.isoformat()
     return "phone"

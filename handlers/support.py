@@ -637,10 +637,7 @@ async def cmd_queue(ctx: Ctx, args: str) -> None:
     if not scopes:
         ctx.reply(View(ctx.t("common.not_allowed"), thread_ref=thread))
         return
-    inside = [
-        or_(Unit.path == s.path, col(Unit.path).startswith(s.path + queries.PATH_SEP))
-        for s in scopes
-    ]
+    inside = [queries.in_subtree(Unit.path, s.path) for s in scopes]
     stmt = (
         select(Ticket, Unit)
         .join(Unit, col(Unit.id) == Ticket.cell_id)

@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -113,12 +113,7 @@ async def tickets_report(
                     raise AdminError(f"no unit named '{unit_path}'")
             stmt = select(Ticket, Unit).join(Unit, col(Unit.id) == Ticket.cell_id)
             if scope is not None:
-                stmt = stmt.where(
-                    or_(
-                        Unit.path == scope.path,
-                        col(Unit.path).startswith(scope.path + queries.PATH_SEP),
-                    )
-                )
+                stmt = stmt.where(queries.in_subtree(Unit.path, scope.path))
             rows = list((await session.exec(stmt.order_by(col(Ticket.id)))).all())
             units = {u.id: u for u in (await session.exec(select(Unit))).all()}
             member_ids = [ticket.member_id for ticket, _ in rows if ticket.db_correction]

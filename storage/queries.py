@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,6 +17,18 @@ PATH_SEP = " / "
 def within(path: str, scope: str) -> bool:
     """True when the unit at ``path`` is ``scope`` itself or lies below it."""
     return path == scope or path.startswith(scope + PATH_SEP)
+
+
+def in_subtree(path_column: Any, scope_path: str) -> Any:
+    """SQL for "the unit at ``path_column`` is ``scope_path`` or lies below it".
+
+    The one way every query scopes by unit: the prefix is matched literally (LIKE wildcards
+    escaped), so a unit whose name holds ``_`` or ``%`` never widens anyone's scope.
+    """
+    return or_(
+        path_column == scope_path,
+        col(path_column).startswith(scope_path + PATH_SEP, autoescape=True),
+    )
 
 
 async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
@@ -101,9 +114,7 @@ async def search_units(
     for word in folded_query.split():
         stmt = stmt.where(col(Unit.folded_name).contains(word))
     if under_path:
-        stmt = stmt.where(
-            or_(Unit.path == under_path, col(Unit.path).startswith(under_path + PATH_SEP))
-        )
+        stmt = stmt.where(in_subtree(Unit.path, under_path))
     return (await session.exec(stmt.order_by(Unit.depth, Unit.name).limit(limit))).all()
 
 

@@ -252,12 +252,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SECRET = "s3cret-webhook-token_0123456789"
+
+
 async def test_webhook_refuses_wrong_secret_and_accepts_right_one(
     fake: FakeTelegram, database_url: str, clock: ShiftedClock, free_port: int
 ) -> None:
     url = f"http://127.0.0.1:{free_port}/telegram"
     settings = telegram_settings(
-        database_url, fake.root, webhook_url=url, webhook_secret="s3cret", web_port=free_port
+        database_url, fake.root, webhook_url=url, webhook_secret=SECRET, web_port=free_port
     )
     app, channel = await start_bot(settings, clock)
     try:
@@ -277,6 +280,23 @@ async def test_webhook_refuses_wrong_secret_and_accepts_right_one(
                 assert response.status == 403
             async with http.post(url, json=body, headers={WEBHOOK_HEADER: "wrong"}) as response:
                 assert response.status == 403
+            for forged in ("sécret-ñ-ü-" + SECRET, "đồng chí"):  # non-ASCII: 403, never a 500
+                headers = {WEBHOOK_HEADER: forged}
+                async with http.post(url, json=body, headers=headers) as response:
+                    assert response.status == 403
+            right = {WEBHOOK_HEADER: SECRET}
+            malformed = [
+                {**body, "message": {**body["message"], "chat": {"id": "abc", "type": "private"}}},
+                {**body, "update_id": "1"},
+                {**body, "message": {**body["message"], "from": {"id": [1]}}},
+                {"update_id": 2, "callback_query": {"id": "q", "data": "x"}},
+                [1, 2, 3],
+            ]
+            for update in malformed:  # refused before any handler sees it
+                async with http.post(url, json=update, headers=right) as response:
+                    assert response.status == 400
+            async with http.post(url, data=b"{not json", headers=right) as response:
+                assert response.status == 400
         user = fake.user(1010, language_code="vi")
         await user.send("/help")
         assert "/menu" in (await user.next_message())["text"]

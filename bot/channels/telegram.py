@@ -8,7 +8,6 @@ blocked, 400 → rejected, network → retry).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHand
 from bot.channels.base import Blocked, Rejected, RetryLater, Transient
 from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
+from bot.secrecy import secret_matches
 from bot.settings import Settings
 
 # Opt in to PTB's future behaviour: RetryAfter.retry_after as a timedelta (no deprecation noise).
@@ -79,6 +79,30 @@ def to_inbound(update: Update) -> Inbound | None:
     if text is not None or attachment is not None:
         return Inbound(**base, text=clean_text(text) if text else None, attachment=attachment)
     return None if in_group else Inbound(**base, unsupported=True)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def well_formed(data: object) -> bool:
+    """The ids a handler relies on are integers, as the Bot API sends them: anything else is a
+    forged or broken update and is refused before it reaches the router (HTTP 400)."""
+    if not isinstance(data, dict) or not _is_id(data.get("update_id")):
+        return False
+    query = data.get("callback_query")
+    if query is not None:
+        sender = query.get("from") if isinstance(query, dict) else None
+        return isinstance(sender, dict) and _is_id(sender.get("id"))
+    message = data.get("message")
+    if message is None:
+        return True  # other kinds of update are ignored
+    if not isinstance(message, dict) or not _is_id(message.get("message_id")):
+        return False
+    chat, sender = message.get("chat"), message.get("from")
+    if not isinstance(chat, dict) or not _is_id(chat.get("id")):
+        return False
+    return sender is None or (isinstance(sender, dict) and _is_id(sender.get("id")))
 
 
 def _attachment(message: Message) -> Attachment | None:
@@ -217,14 +241,16 @@ class TelegramChannel:
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """Refuse anything without our secret; process before answering so nothing is lost."""
-        secret = request.headers.get(WEBHOOK_HEADER, "")
-        if not hmac.compare_digest(secret, self._settings.webhook_secret or ""):
+        if not secret_matches(request.headers.get(WEBHOOK_HEADER), self._settings.webhook_secret):
             log.warning("telegram.webhook_refused")
             return web.Response(status=403, text="forbidden")
         try:
             data = await request.json()
+            if not well_formed(data):
+                raise ValueError("malformed update")
             update = Update.de_json(data, self.ptb.bot)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("telegram.webhook_bad_update")
             return web.Response(status=400, text="bad update")
         await self.process(update)
         return web.Response(text="ok")
@@ -232,7 +258,7 @@ class TelegramChannel:
     async def _start_webhook(self) -> None:
         self._runner = web.AppRunner(self.webhook_app())
         await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self._settings.web_port).start()  # noqa: S104
+        await web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port).start()
         await self.ptb.bot.set_webhook(
             url=self._settings.webhook_url or "",
             secret_token=self._settings.webhook_secret,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from bot.channels.base import Blocked, Rejected, RetryLater, SendError, Transien
 from bot.clock import Clock
 from bot.core import Attachment, Choice, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import t
+from bot.secrecy import secret_matches
 from bot.settings import Settings
 from bot.textfold import fold
 from storage.db import Database
@@ -339,13 +339,13 @@ class ZaloChannel:
     async def _serve_webhook(self) -> None:
         self._runner = web.AppRunner(self.webhook_app())
         await self._runner.setup()
-        await web.TCPSite(self._runner, "0.0.0.0", self._settings.web_port).start()  # noqa: S104
+        await web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port).start()
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """Refuse anything without our secret; process before answering so nothing is lost."""
-        secret = request.headers.get(WEBHOOK_HEADER, "").encode()
-        expected = (self._settings.zalo_webhook_secret or "").encode()
-        if not expected or not hmac.compare_digest(secret, expected):
+        if not secret_matches(
+            request.headers.get(WEBHOOK_HEADER), self._settings.zalo_webhook_secret
+        ):
             log.warning("zalo.webhook_refused")
             return web.Response(status=403, text="forbidden")
         try:
