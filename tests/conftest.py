@@ -137,7 +137,7 @@ class Chat:
             channel=self.recorder.name,
             user_ref=self.user,
             chat_ref=self.user,
-            key=f"{self.user}-{next(_counter)}",
+            key=f"k{next(_counter)}",  # like an update id: never the user's id
             language_hint=self.lang_hint,
             **kw,
         )  # type: ignore[arg-type]
