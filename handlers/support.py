@@ -22,10 +22,12 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 
 from bot import dialogs
+from bot.channels.base import GroupDirectory, GroupPeople
 from bot.context import Ctx
 from bot.core import Attachment, View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
+from bot.phones import display_phone
 from bot.router import REGISTERED, Router
 from bot.textfold import fold
 from handlers import support_core as core
@@ -478,7 +480,23 @@ def _say(ctx: Ctx, where: Chat, view: View | str) -> None:
 
 
 async def _view(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
-    _say(ctx, where, await core.card_view(ctx, ticket, ctx.lang, full=True))
+    _say(ctx, where, await core.card_view(ctx, ticket, ctx.lang, full=True, group=where.group))
+
+
+async def _phone(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
+    """The member's phone, on demand, only to the staff member who asked, in private."""
+    member = await ctx.session.get(Member, ticket.member_id) if ticket.member_id else None
+    phone = display_phone(member.phone) if member and member.phone else "—"
+    text = ctx.t("sup.staff.phone", id=ticket.id, phone=phone)
+    if not where.group:
+        _say(ctx, where, text)
+        return
+    if await ctx.notify_member(
+        _me(ctx), lambda lang: View(t(lang, "sup.staff.phone", id=ticket.id, phone=phone))
+    ):
+        _say(ctx, where, ctx.t("sup.staff.phone_sent"))
+    else:
+        _say(ctx, where, ctx.t("sup.staff.phone_no_chat"))
 
 
 async def _claim(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
@@ -594,6 +612,7 @@ async def _down(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
 
 STAFF_VERBS: dict[str, Callable[[Ctx, Ticket, Chat, list[str]], Awaitable[None]]] = {
     "view": _view,
+    "phone": _phone,
     "claim": _claim,
     "reply": _reply,
     "faq": _faq,
@@ -688,6 +707,42 @@ async def cmd_bindgroup(ctx: Ctx, args: str) -> None:
         ctx.reply(ctx.t(key, units=names))
         return
     unit = candidates[0]
+    people = await group_people(ctx)
+    if people is None or people.count is None:
+        who = ctx.t("sup.group.people_unknown")
+    else:
+        names = ", ".join(people.named[:10]) or "—"
+        who = ctx.t("sup.group.people", n=people.count, admins=names)
+    buttons = [
+        ctx.button(ctx.t("sup.group.bind_yes"), f"a:grp:bind:{unit.id}"),
+        ctx.button(ctx.t("sup.group.bind_no"), "a:grp:no"),
+    ]
+    ctx.reply(View(ctx.t("sup.group.confirm", unit=unit.name, people=who), [buttons]))
+
+
+async def group_people(ctx: Ctx) -> GroupPeople | None:
+    """Who is in this group, where the channel can tell (the binder must know who will read)."""
+    channel = ctx.services.channels.get(ctx.event.channel)
+    if channel is None or not hasattr(channel, "group_people"):
+        return None
+    directory: GroupDirectory = channel
+    return await directory.group_people(ctx.event.chat_ref)
+
+
+async def on_group_action(ctx: Ctx, args: list[str]) -> None:
+    """``a:grp:bind:<unit>`` confirms a binding; checked again here, in this very group."""
+    if args == ["no"]:
+        ctx.reply(ctx.t("sup.group.bind_cancelled"))
+        return
+    unit = None
+    if len(args) == 2 and args[0] == "bind" and args[1].isdigit():
+        unit = await ctx.session.get(Unit, int(args[1]))
+    in_group = (
+        ctx.event.in_group or ctx.event.chat_ref != ctx.event.user_ref
+    )  # presses carry no flag
+    if not in_group or unit is None or not ctx.actor.can_act_on(unit, *STAFF_ROLES):
+        ctx.reply(ctx.t("common.not_allowed"))
+        return
     event = ctx.event
     for stale in (
         await core.group_for_chat(ctx.session, event.channel, event.chat_ref),
@@ -795,4 +850,5 @@ def setup(router: Router) -> None:
     router.action("sup", requires=REGISTERED)(member_action)
     router.group_command("bindgroup", requires=STAFF_ROLES)(cmd_bindgroup)
     router.group_command("unbindgroup", requires=STAFF_ROLES)(cmd_unbindgroup)
+    router.action("grp", requires=STAFF_ROLES)(on_group_action)
     router.group_command("queue", requires=QUEUE_ROLES)(cmd_queue)

@@ -75,7 +75,7 @@ CATEGORIES = (
 STAFF_ROLES = (Role.staff, Role.admin)
 HELPER_ROLES = (Role.secretary, Role.deputy)
 QUEUE_ROLES = STAFF_ROLES + HELPER_ROLES
-VERBS = ("view", "claim", "reply", "faq", "db", "done", "up", "down")
+VERBS = ("view", "phone", "claim", "reply", "faq", "db", "done", "up", "down")
 HELPER_VERBS = frozenset({"view", "reply", "faq"})
 ACTIVE = (TicketStatus.open, TicketStatus.claimed)
 ALLOWED_MIME = frozenset({"image/png", "image/jpeg", "application/pdf"})
@@ -331,7 +331,18 @@ def status_text(lang: str, ticket: Ticket, claimer: Member | None) -> str:
     return t(lang, f"sup.status.{ticket.status.value}")
 
 
-def staff_buttons(ctx: Ctx, ticket: Ticket, lang: str) -> list[list[Choice]]:
+def staff_buttons(
+    ctx: Ctx, ticket: Ticket, lang: str, *, group: bool = False
+) -> list[list[Choice]]:
+    def button(key: str, verb: str) -> Choice:
+        return ctx.button(t(lang, key), f"a:tk:{ticket.id}:{verb}")
+
+    if group and ticket.status != TicketStatus.closed:
+        return [*_staff_buttons(ctx, ticket, lang), [button("sup.btn.phone", "phone")]]
+    return _staff_buttons(ctx, ticket, lang)
+
+
+def _staff_buttons(ctx: Ctx, ticket: Ticket, lang: str) -> list[list[Choice]]:
     def button(key: str, verb: str) -> Choice:
         return ctx.button(t(lang, key), f"a:tk:{ticket.id}:{verb}")
 
@@ -351,11 +362,18 @@ def staff_buttons(ctx: Ctx, ticket: Ticket, lang: str) -> list[list[Choice]]:
 
 
 async def card_view(
-    ctx: Ctx, ticket: Ticket, lang: str, *, note: Note = None, full: bool = False
+    ctx: Ctx,
+    ticket: Ticket,
+    lang: str,
+    *,
+    note: Note = None,
+    full: bool = False,
+    group: bool = False,
 ) -> View:
-    """What staff see of a ticket: who, where, state, history, and the actions."""
+    """What staff see of a ticket: who, where, state, history, and the actions. In a group the
+    phone number stays off the card: a staff member gets it privately with one tap."""
     session = ctx.session
-    member = await session.get(Member, ticket.member_id)
+    member = await session.get(Member, ticket.member_id) if ticket.member_id else None
     cell = await session.get(Unit, ticket.cell_id)
     unit = await session.get(Unit, ticket.unit_id)
     parent = await session.get(Unit, cell.parent_id) if cell and cell.parent_id else None
@@ -370,7 +388,9 @@ async def card_view(
             "sup.card.member",
             name=(member.full_name if member else None) or "—",
             code=(member.member_code if member else None) or "—",
-            phone=display_phone(member.phone) if member and member.phone else "—",
+            phone=t(lang, "sup.card.phone_on_demand")
+            if group
+            else (display_phone(member.phone) if member and member.phone else "—"),
         )
     )
     lines.append(
@@ -402,7 +422,7 @@ async def card_view(
         lines.append(t(lang, "sup.card.earlier", n=len(entries) - len(shown)))
     limit = 1000 if full else SNIPPET
     lines.extend(history_line(ctx.settings, lang, entry, limit) for entry in shown)
-    return View("\n".join(lines), staff_buttons(ctx, ticket, lang))
+    return View("\n".join(lines), staff_buttons(ctx, ticket, lang, group=group))
 
 
 # --- who hears about a ticket ---------------------------------------------------------------------
@@ -517,7 +537,7 @@ async def announce(ctx: Ctx, ticket: Ticket, note: Note = None) -> int:
     """Send the ticket's card to the staff now responsible; returns how many chats got it."""
     chats = await staff_chats(ctx, ticket, open_topic=note if note else True)
     for chat in chats:
-        view = await card_view(ctx, ticket, chat.lang, note=note)
+        view = await card_view(ctx, ticket, chat.lang, note=note, group=chat.group)
         await post(ctx, ticket, chat, view, audience="staff", kind="card")
     return len(chats)
 
@@ -561,7 +581,8 @@ async def refresh_cards(ctx: Ctx, ticket: Ticket) -> None:
     for card in (await ctx.session.exec(stmt)).all():
         newest[(card.channel, card.chat_ref)] = card
     for card in newest.values():
-        view = await card_view(ctx, ticket, card.lang)
+        in_group = await group_for_chat(ctx.session, card.channel, card.chat_ref) is not None
+        view = await card_view(ctx, ticket, card.lang, group=in_group)
         view.edit_of = card.outbox_id
         ctx.services.outbox.add(
             ctx.session, channel=card.channel, chat_ref=card.chat_ref, view=view
@@ -1019,7 +1040,7 @@ async def on_topic(ctx: Ctx, work: DueJob) -> str:
     topic.thread_ref = str(thread)
     ctx.session.add(topic)
     chat = Chat(group.channel, group.chat_ref, topic.thread_ref, lang, True)
-    view = await card_view(ctx, ticket, lang, note=note)
+    view = await card_view(ctx, ticket, lang, note=note, group=True)
     await post(ctx, ticket, chat, view, audience="staff", kind="card")
     log.info("ticket.topic id=%s group=%s", ticket.id, group.id)
     return "topic created"

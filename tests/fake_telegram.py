@@ -1079,6 +1079,8 @@ class FakeGroup(FakeChat):
         self.username = username
         self.type = "supergroup" if str(chat_id).startswith("-100") else "group"
         self.topics: dict[int, str] = {}
+        self.members: dict[int, FakeUser] = {}  # who wrote here (or was added with ``join``)
+        self.admins: list[int] = []  # user ids; the first is the creator
         if is_forum and self.type != "supergroup":
             raise ValueError("only supergroups (id -100...) can be forums")
 
@@ -1092,6 +1094,12 @@ class FakeGroup(FakeChat):
                 "is_forum": True if self.is_forum else None,
             }
         )
+
+    def join(self, user: FakeUser, *, admin: bool = False) -> None:
+        """Add a member (an administrator when ``admin``), as a group owner would."""
+        self.members[user.id] = user
+        if admin and user.id not in self.admins:
+            self.admins.append(user.id)
 
     def add_topic(self, name: str) -> int:
         """Create a forum topic as a user would; returns its message_thread_id."""
@@ -1200,6 +1208,8 @@ class FakeTelegram:
                 "sendDocument",
                 "createForumTopic",
                 "getChat",
+                "getChatMemberCount",
+                "getChatAdministrators",
             )
         }
 
@@ -1445,6 +1455,8 @@ class FakeTelegram:
         not queued; it comes back as ``{"update_id": None, "message": ...}``.
         """
         user.seen = True
+        if isinstance(chat, FakeGroup):
+            chat.members.setdefault(user.id, user)
         reply_id = self.find_record(reply_to)["message_id"] if reply_to else None
         if thread_id is not None and isinstance(chat, FakeGroup) and thread_id not in chat.topics:
             raise ValueError(f"group {chat.id} has no topic {thread_id}")
@@ -2063,6 +2075,46 @@ class FakeTelegram:
             "name": name,
             "icon_color": params.get_int("icon_color") or 7322096,
         }
+
+    def _group(self, params: Params) -> FakeGroup:
+        chat = self._resolve_chat(params)
+        if not isinstance(chat, FakeGroup):
+            raise bad_request("chat not found")
+        return chat
+
+    async def _api_getChatMemberCount(self, params: Params) -> int:
+        """Members and the bot (Bot API: getChatMemberCount)."""
+        return len(self._group(params).members) + 1
+
+    async def _api_getChatAdministrators(self, params: Params) -> list[JSON]:
+        """ChatMemberOwner for the first administrator, ChatMemberAdministrator for the others
+        (Bot API: getChatAdministrators; bots other than us are left out, as for privacy)."""
+        group = self._group(params)
+        found: list[JSON] = []
+        for index, user_id in enumerate(group.admins):
+            user = group.members[user_id].api_user()
+            if index == 0:
+                found.append({"status": "creator", "user": user, "is_anonymous": False})
+                continue
+            rights = dict.fromkeys(
+                (
+                    "can_be_edited",
+                    "is_anonymous",
+                    "can_manage_chat",
+                    "can_delete_messages",
+                    "can_manage_video_chats",
+                    "can_restrict_members",
+                    "can_promote_members",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_post_stories",
+                    "can_edit_stories",
+                    "can_delete_stories",
+                ),
+                False,
+            )
+            found.append({"status": "administrator", "user": user, **rights})
+        return found
 
     async def _api_getChat(self, params: Params) -> JSON:
         chat = self._resolve_chat(params)

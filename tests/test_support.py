@@ -926,11 +926,19 @@ async def in_group(world: World, chat: Chat, **kw: object) -> list[View]:
     return world.recorder.sent.get(GROUP, [])
 
 
+async def bind_group(world: World, chat: Chat, text: str = "/bindgroup") -> list[View]:
+    """/bindgroup, read the warning, confirm."""
+    confirm = (await in_group(world, chat, text=text))[-1]
+    assert "Mọi người trong nhóm sẽ thấy" in confirm.text and "số điện thoại" in confirm.text
+    data = next(c.data for row in confirm.choices for c in row if c.label == "✓ Gắn nhóm này")
+    return await in_group(world, chat, choice=data)
+
+
 async def test_staff_group_gets_one_topic_per_ticket_and_relays_answers(world: World) -> None:
     world, recorder = await topic_world(world)
     an = await link(world, "an", AN)
     staff = world.chat("canbo")
-    sent = await in_group(world, staff, text="/bindgroup")
+    sent = await bind_group(world, staff)
     assert "Xã Hợp Thành" in sent[-1].text
     [group] = await rows(world, StaffGroup)
     assert group.chat_ref == GROUP and group.forum
@@ -941,6 +949,13 @@ async def test_staff_group_gets_one_topic_per_ticket_and_relays_answers(world: W
     assert recorder.topics[GROUP] == ["#1 · Tài khoản, kích hoạt, mã OTP · Chi bộ thôn Cầu Bâu"]
     card = recorder.sent[GROUP][-1]
     assert card.thread_ref == "501" and "Nguyễn Văn An" in card.text
+    assert "0912" not in card.text  # the phone only on demand, privately
+    phone = next(c.data for row in card.choices for c in row if "Số điện thoại" in c.label)
+    sent = await in_group(world, staff, choice=phone, thread_ref="501")
+    assert "0912" not in sent[-1].text and "riêng" in sent[-1].text
+    assert "0912 000 001" in recorder.sent["canbo"][-1].text  # in their private chat
+    sent = await in_group(world, await link(world, "binh0", BINH), choice=phone, thread_ref="501")
+    assert "0912" not in texts(sent) and "không có quyền" in sent[-1].text
     await an.say("Thêm: máy em là Android")  # before anyone answers: asked once, then relayed
     await an.press("Viết thêm vào yêu cầu #1")
     assert recorder.sent[GROUP][-1].thread_ref == "501"
@@ -964,7 +979,7 @@ async def test_topic_creation_is_retried_after_a_network_error(world: World) -> 
     world, recorder = await topic_world(world)
     recorder.failures = 1
     an = await link(world, "an", AN)
-    await in_group(world, world.chat("canbo"), text="/bindgroup")
+    await bind_group(world, world.chat("canbo"))
     await report(an, text="Gửi trước khi mạng hỏng")
     await world.app.scheduler.tick()
     assert recorder.topics == {}
@@ -985,7 +1000,7 @@ async def test_group_that_is_not_a_forum_gets_tickets_in_the_group(world: World)
     world, recorder = await topic_world(world, refuse=True)
     an = await link(world, "an", AN)
     staff = world.chat("canbo")
-    await in_group(world, staff, text="/bindgroup")
+    await bind_group(world, staff)
     await report(an)
     await world.app.scheduler.tick()
     await world.app.dispatcher.run_once()
@@ -1005,7 +1020,7 @@ async def test_group_button_press_answers_in_the_topic(world: World) -> None:
     world, recorder = await topic_world(world)
     an = await link(world, "an", AN)
     staff = world.chat("canbo")
-    await in_group(world, staff, text="/bindgroup")
+    await bind_group(world, staff)
     await report(an)
     await world.app.scheduler.tick()
     await world.app.dispatcher.run_once()
@@ -1023,8 +1038,19 @@ async def test_bindgroup_needs_staff_and_unbind_returns_to_private_chats(world: 
     member = await link(world, "an", AN)
     sent = await in_group(world, member, text="/bindgroup")
     assert NOT_ALLOWED in sent[-1].text and await rows(world, StaffGroup) == []
+    async with world.app.db.reader() as session:
+        commune = await queries.unit_by_path(session, path="Tỉnh Tuyên Quang / Xã Hợp Thành")
+        other = await queries.unit_by_path(session, path="Tỉnh Tuyên Quang / Xã Kháng Nhật")
+    assert commune is not None and other is not None
+    forged = world.app.services.signer.sign(f"a:grp:bind:{commune.id}")
+    for chat in (member, world.chat("bithu")):  # a member, a secretary: no binding by button
+        sent = await in_group(world, chat, choice=forged)
+        assert NOT_ALLOWED in sent[-1].text
+    elsewhere = world.app.services.signer.sign(f"a:grp:bind:{other.id}")
+    sent = await in_group(world, world.chat("canbo"), choice=elsewhere)  # not a unit he serves
+    assert NOT_ALLOWED in sent[-1].text and await rows(world, StaffGroup) == []
     staff = world.chat("canbo")
-    await in_group(world, staff, text="/bindgroup")
+    await bind_group(world, staff)
     sent = await in_group(world, staff, text="/unbindgroup")
     assert "thôi nhận" in sent[-1].text and await rows(world, StaffGroup) == []
     await report(member)
@@ -1034,7 +1060,7 @@ async def test_bindgroup_needs_staff_and_unbind_returns_to_private_chats(world: 
 async def test_admin_of_several_units_names_the_unit_to_bind(world: World) -> None:
     world, recorder = await topic_world(world)
     admin = world.chat("admin")
-    sent = await in_group(world, admin, text="/bindgroup kháng nhật")
+    sent = await bind_group(world, admin, "/bindgroup kháng nhật")
     assert "Xã Kháng Nhật" in sent[-1].text
     [group] = await rows(world, StaffGroup)
     assert group.unit_id == (await unit(world, OTHER_COMMUNE)).id

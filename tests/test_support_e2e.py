@@ -193,7 +193,11 @@ async def test_ticket_through_a_staff_group_topic_and_back_with_a_restart(bot: B
     staff = server.user(STAFF, first_name="Thắng", language_code="vi")
     member = server.user(MEMBER, first_name="An", language_code="vi")
     group = server.group(-1001234, "Ban xây dựng Đảng xã Hợp Thành", is_forum=True)
+    group.join(staff, admin=True)
     await staff.send_in(group, "/bindgroup")
+    confirm = await group.next_message()  # who will read the cards, before anything is bound
+    assert "2 thành viên" in confirm["text"] and "quản trị: Thắng" in confirm["text"]
+    await staff.press(confirm, "✓ Gắn nhóm này")
     assert "Xã Hợp Thành" in (await group.next_message())["text"]
 
     created = await report(member, "OTP không bao giờ về máy")
@@ -203,6 +207,7 @@ async def test_ticket_through_a_staff_group_topic_and_back_with_a_restart(bot: B
     assert title.startswith("#1 · Tài khoản") and "Nguyễn Văn An" not in title
     assert card["message_thread_id"] == thread
     assert "Nguyễn Văn An" in card["text"] and "Chi bộ thôn Cầu Bâu" in card["text"]
+    assert "0912" not in card["text"]  # phones only privately, on demand
     assert "OTP không bao giờ về máy" in card["text"]
     assert staff.drain() == []  # the group replaces private chats for this unit
 

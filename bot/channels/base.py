@@ -6,6 +6,7 @@ retry, wait or give up the same way for Telegram, Zalo and the terminal.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bot.core import View
@@ -49,3 +50,18 @@ class TopicChannel(Protocol):
     """Channels with forum topics in groups (Telegram): one topic per support ticket."""
 
     async def create_topic(self, chat_ref: str, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class GroupPeople:
+    """Who is in a group, as far as the channel lets a bot see: the member count and the names
+    it can list (Telegram lists only administrators to a bot)."""
+
+    count: int | None
+    named: list[str] = field(default_factory=list)
+
+
+class GroupDirectory(Protocol):
+    """Channels that can say who is in a group (Telegram): shown before a staff group is bound."""
+
+    async def group_people(self, chat_ref: str) -> GroupPeople: ...

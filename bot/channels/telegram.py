@@ -29,7 +29,7 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from bot.channels.base import Blocked, Rejected, RetryLater, Transient
+from bot.channels.base import Blocked, GroupPeople, Rejected, RetryLater, Transient
 from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.secrecy import secret_matches
@@ -330,6 +330,16 @@ class TelegramChannel:
             if "not modified" not in exc.message.lower():
                 raise
         return view.edit_ref or ""
+
+    async def group_people(self, chat_ref: str) -> GroupPeople:
+        """Member count and administrators: all a bot may learn of a group's members."""
+        try:
+            count = await self.ptb.bot.get_chat_member_count(chat_id=int(chat_ref))
+            admins = await self.ptb.bot.get_chat_administrators(chat_id=int(chat_ref))
+        except (TelegramError, ValueError):
+            log.info("telegram.group_people_failed")
+            return GroupPeople(None, [])
+        return GroupPeople(count, [a.user.full_name for a in admins if not a.user.is_bot])
 
     async def create_topic(self, chat_ref: str, name: str) -> str:
         try:
