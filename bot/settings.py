@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     def _telegram_secret(cls, value: str | None) -> str | None:
         if value and len(value) < 16:
             raise ValueError("must have at least 16 characters")
-        if value and not all(ch.isalnum() or ch in "_-" for ch in value):
+        if value and not all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in value):
             raise ValueError("may hold only letters, digits, _ and - (Telegram's rule)")
         return value or None
 

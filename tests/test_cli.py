@@ -237,3 +237,27 @@ async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) 
         await server.stop()
     assert process.returncode == 0, err.decode()
     assert "501" not in err.decode() and "/start" not in err.decode()  # logs carry no user data
+
+
+def test_database_password_never_shows_in_errors(tmp_path: Path) -> None:
+    env = {"SOTAY_DATABASE_URL": "postgresql://sotay:Hu7-very-secret-pw@127.0.0.1:1/nowhere"}
+    for args in (("db", "upgrade"), ("run",)):
+        result = sotay(*args, env={**env, "SOTAY_TELEGRAM_TOKEN": "1:x"}, cwd=tmp_path)
+        assert result.returncode != 0
+        assert "Hu7-very-secret-pw" not in result.stdout + result.stderr
+        assert "***" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SOTAY_WEBHOOK_SECRET": "too-short"}, "at least 16 characters"),
+        ({"SOTAY_WEBHOOK_SECRET": "long-enough-but-ünicode"}, "letters, digits"),
+        ({"SOTAY_OUTBOX_RETENTION": "2h"}, "SOTAY_OUTBOX_RETENTION is invalid"),
+    ],
+)
+def test_secret_and_retention_settings_are_checked(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = sotay("run", env={"SOTAY_TELEGRAM_TOKEN": "1:x", **env}, cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr

@@ -122,3 +122,32 @@ async def test_blocked_stops_the_chat_and_rejected_fails_alone(db: Database) -> 
         ("bad", "failed", 1),
         ("good", "sent", 1),
     ]
+
+
+class Broken(Scripted):
+    """A channel whose send fails for a reason that is not the channel's (a malformed chat id
+    from a broken update makes ``int(chat_ref)`` raise ValueError)."""
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        return str(int(chat_ref))
+
+
+async def test_a_send_that_fails_for_any_other_reason_is_given_up_after_its_attempts(
+    db: Database,
+) -> None:
+    clock, channel = FakeClock(), Broken()
+    dispatcher = Dispatcher(db, {"s": channel}, clock, max_attempts=3)
+    await queue(db, clock, ("not-a-number", "1"), ("42", "ok"))
+    for _ in range(5):
+        await dispatcher.run_once()
+        clock.advance(timedelta(minutes=5))
+    assert await statuses(db) == [("1", "failed", 3), ("ok", "sent", 1)]
+
+
+async def test_last_word_rows_leave_no_trace_once_delivered(db: Database) -> None:
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    async with db.session() as session:
+        Outbox(clock).add(session, channel="s", chat_ref="x", view=View("bye", last_word=True))
+    await dispatcher.run_once()
+    assert channel.sent == [("x", "bye")] and await statuses(db) == []
