@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
+import aiohttp.web
 import pytest
 import pytest_asyncio
 from sqlmodel import select
@@ -440,3 +441,84 @@ async def test_webhook_refuses_wrong_secret_and_accepts_wrapped_and_flat_bodies(
         await app.stop_background()
         await channel.stop()
         await app.close()
+
+
+async def test_invite_plus_a_staff_members_number_gets_nothing_until_admin_approves(
+    bot: Bot,
+) -> None:
+    """Attack (before this fix): any invite + a commune staff member's number = their role."""
+    from handlers.admin import create_invite
+    from storage.models import Role, RoleGrant
+
+    async with bot.app.db.session() as session:
+        cell = (await session.exec(select(Unit).where(Unit.path == CELL))).one()
+        invite = await create_invite(
+            session,
+            role=Role.member,
+            unit=cell,
+            created_by=None,
+            ttl=timedelta(days=1),
+            now=bot.clock.now(),
+        )
+        code = invite.code
+    secretary = bot.server.user(SECRETARY, "Hoa")
+    admin = bot.server.user("admin", "Thu")
+    attacker = bot.server.user("z6666", "X")
+    await attacker.send(f"/start {code}")
+    await attacker.choose(await attacker.next_message(), "Tiếng Việt")
+    await attacker.choose(await attacker.next_message(), "Đồng ý")
+    await attacker.next_message()  # the phone prompt
+    await attacker.send("0912 000 090")  # Phan Văn Thắng, staff of Xã Hợp Thành
+    asked = await attacker.next_message()
+    assert "Phan" not in asked["text"] and "Hợp Thành" not in asked["text"]
+    await attacker.send("phan van thang")
+    await attacker.choose(await attacker.next_message(), "Không")  # no smartphone
+    sent = await attacker.next_message()
+    assert "người có thẩm quyền" in sent["text"]
+    assert await account_of(bot, "z6666") is None  # no account, no role, no /queue
+    await attacker.send("/queue")
+    assert "chưa đăng ký" in (await attacker.next_message())["text"]
+    request = await admin.next_message()  # only someone above the commune is asked
+    assert "cán bộ hỗ trợ — Xã Hợp Thành" in request["text"]
+    assert secretary.drain() == []  # the cell secretary is not asked, and cannot decide
+    await admin.send("1")  # ✓ Duyệt
+    assert "Đã duyệt" in (await admin.next_message())["text"]
+    account = await account_of(bot, "z6666")
+    assert account is not None
+    async with bot.app.db.reader() as session:
+        roles = (
+            await session.exec(select(RoleGrant).where(RoleGrant.member_id == account.member_id))
+        ).all()
+    assert [g.role for g in roles] == [Role.staff]  # the invite's member role was not needed
+
+
+async def test_webhook_secret_with_odd_bytes_is_a_403(
+    fake: FakeZalo, database_url: str, clock: ShiftedClock
+) -> None:  # noqa: E501
+    port = _free_port()
+    settings = zalo_settings(
+        database_url,
+        fake.root,
+        zalo_webhook_url=f"https://example.vn:{port}/zalo",
+        zalo_webhook_secret="s3cret-token",
+        web_port=port,
+    )
+    channel = ZaloChannel(settings, lambda event: None, Database(settings.database_url))  # type: ignore[arg-type, return-value]
+    runner = aiohttp.web.AppRunner(channel.webhook_app())
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for forged in ("sécret-tökén", "đồng chí"):
+                async with http.post(
+                    f"http://127.0.0.1:{port}/zalo", json={}, headers={WEBHOOK_HEADER: forged}
+                ) as response:
+                    assert response.status == 403
+    finally:
+        await runner.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
