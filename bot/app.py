@@ -12,7 +12,7 @@ from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.context import Services
 from bot.outbox import Dispatcher, Outbox
-from bot.ratelimit import Limits, RateLimiter
+from bot.ratelimit import RateLimiter
 from bot.router import Router
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -24,24 +24,6 @@ from handlers.reports import ensure_weekly_report
 from storage.db import Database
 
 log = logging.getLogger("sotay.app")
-
-
-def telegram_limits(settings: Settings) -> Limits:
-    return Limits(
-        overall_per_second=settings.telegram_overall_rate,
-        chat_burst=settings.telegram_chat_burst,
-        chat_per_second=settings.telegram_chat_rate,
-        group_per_minute=settings.telegram_group_per_minute,
-    )
-
-
-def zalo_limits(settings: Settings) -> Limits:
-    """Zalo's limits (see the settings for why the defaults are low); no groups are served."""
-    return Limits(
-        overall_per_second=settings.zalo_overall_rate,
-        chat_burst=settings.zalo_chat_burst,
-        chat_per_second=settings.zalo_chat_rate,
-    )
 
 
 class App:
@@ -65,10 +47,6 @@ class App:
             self.channels,
             self.clock,
             max_attempts=settings.outbox_max_attempts,
-            limiters={
-                "telegram": RateLimiter(telegram_limits(settings)),
-                "zalo": RateLimiter(zalo_limits(settings)),
-            },
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress
@@ -78,7 +56,11 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
 
     def add_channel(self, channel: Channel) -> None:
+        """Register a channel: its sends are paced by the limits it declares."""
         self.channels[channel.name] = channel
+        limits = channel.capabilities.limits
+        if limits is not None:
+            self.dispatcher.add_limiter(channel.name, RateLimiter(limits))
 
     def start_dispatcher(self) -> None:
         self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(), name="dispatcher"))

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.buttons import ButtonSigner
+from bot.channels.base import NO_CAPABILITIES, Capabilities
 from bot.clock import Clock
 from bot.core import Choice, Inbound, View
 from bot.i18n import pick_language, t
@@ -28,14 +29,14 @@ class Services:
     outbox: Outbox
     signer: ButtonSigner
     bot_username: str | None = None
-    contact_button_channels: frozenset[str] = frozenset({"telegram"})
-    # Channels that cannot carry a file we made (Zalo's sendPhoto takes only a URL) or edit a
-    # sent message: handlers offer another way or send a fresh message instead.
-    no_upload_channels: frozenset[str] = frozenset({"zalo"})
-    no_edit_channels: frozenset[str] = frozenset({"zalo"})
-    # The app's channels by name, for the few things that are not a message (creating a forum
-    # topic for a support ticket). Handlers still send only through the outbox.
+    # The app's channels by name: for what they can do (``caps``) and the few things that are
+    # not a message (creating a forum topic). Handlers still send only through the outbox.
     channels: dict[str, Any] = field(default_factory=dict)
+
+    def caps(self, channel: str) -> Capabilities:
+        """What ``channel`` can do; an unknown one (timed work's "system") can do nothing."""
+        found = self.channels.get(channel)
+        return found.capabilities if found is not None else NO_CAPABILITIES
 
 
 @dataclass
@@ -78,12 +79,17 @@ class Ctx:
         return self.services.settings
 
     @property
+    def caps(self) -> Capabilities:
+        """What the channel of this event can do (buttons, edits, files, contact proof)."""
+        return self.services.caps(self.event.channel)
+
+    @property
     def has_contact_button(self) -> bool:
-        return self.event.channel in self.services.contact_button_channels
+        return self.caps.contact
 
     @property
     def can_upload(self) -> bool:
-        return self.event.channel not in self.services.no_upload_channels
+        return self.caps.uploads
 
     def t(self, key: str, /, **values: object) -> str:
         return t(self.lang, key, **values)

@@ -87,6 +87,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._paused_until: dict[str, datetime] = {}
 
+    def add_limiter(self, channel: str, limiter: RateLimiter) -> None:
+        self._limiters[channel] = limiter
+
     def wake(self) -> None:
         self._wake.set()
 

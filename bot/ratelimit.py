@@ -45,6 +45,8 @@ class Limits:
     chat_burst: float = 3.0
     chat_per_second: float = 1.0
     group_per_minute: float = 20.0
+    # Which chat references are groups (paced per group); the channel knows its own id scheme.
+    is_group: Callable[[str], bool] = field(default=lambda _ref: False, compare=False)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class RateLimiter:
     def _chat_bucket(self, chat_ref: str) -> Bucket:
         bucket = self._chats.get(chat_ref)
         if bucket is None:
-            if chat_ref.startswith("-"):  # Telegram groups have negative ids
+            if self.limits.is_group(chat_ref):
                 per_second = self.limits.group_per_minute / 60
                 bucket = Bucket(self.limits.group_per_minute, per_second)
             else:

@@ -144,7 +144,7 @@ class BroadcastReporter:
                 return
             # Where a message cannot be edited (Zalo) each update would be one more message:
             # the sender gets only the final report there.
-            editable = row.report_channel not in self._services.no_edit_channels
+            editable = self._services.caps(row.report_channel or "").edits
             if not done and not editable:
                 return
             self._last[broadcast_id] = now

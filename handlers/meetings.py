@@ -49,7 +49,6 @@ SECRETARIES = (Role.secretary, Role.deputy)
 AGENDA_MAX = 1500
 PLACE_MAX = 200
 REASON_MAX = 300
-BUTTON_CHANNELS = frozenset({"telegram", "rec"})
 create_flow = dialogs.flow("meeting")
 absence_flow = dialogs.flow("absence")
 attendance_flow = dialogs.flow("attendance")
@@ -179,7 +178,7 @@ def _today(ctx: Ctx) -> date:
 
 @create_flow.ask("date")
 async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-    if ctx.event.channel not in BUTTON_CHANNELS:
+    if not ctx.caps.buttons:  # a month of numbered days is no way to pick a date
         return Prompt(ctx.t("mt.ask.date_typed"), free_text=True)
     today = _today(ctx)
     year, month = map(int, s.get("cal", f"{today.year}-{today.month}").split("-"))

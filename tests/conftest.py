@@ -8,6 +8,7 @@ Set SOTAY_TEST_BACKENDS=sqlite (or postgresql) to run one backend only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import shutil
@@ -21,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from bot.app import App
-from bot.channels.base import Blocked, RetryLater
+from bot.channels.base import Blocked, Capabilities, RetryLater
 from bot.clock import FakeClock
 from bot.core import Contact, Inbound, View
 from bot.settings import Settings, load_settings
@@ -112,6 +113,14 @@ class Recorder:
     blocked: set[str] = field(default_factory=set)
     held: set[str] = field(default_factory=set)  # chats whose messages stay queued (slow network)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every delivery
+    # Like Telegram: buttons, edits, files and a contact button (tests turn contact off to act
+    # as a channel where people type their number).
+    capabilities: Capabilities = field(
+        default_factory=lambda: Capabilities(buttons=True, edits=True, uploads=True, contact=True)
+    )
+
+    def typed_phones_only(self) -> None:
+        self.capabilities = dataclasses.replace(self.capabilities, contact=False)
 
     async def send(self, chat_ref: str, view: View) -> str:
         if chat_ref in self.blocked:
@@ -203,7 +212,6 @@ async def world(settings: Settings, clock: FakeClock) -> AsyncIterator[World]:
     app = App(settings, clock=clock)
     recorder = Recorder()
     app.add_channel(recorder)
-    app.services.contact_button_channels = frozenset({"rec"})
     await seed(app)
     yield World(app, recorder, clock)
     await app.close()

@@ -129,7 +129,7 @@ async def roles_of_account(world: World, user_ref: str) -> set[tuple[Role, str]]
 async def test_typed_number_links_only_with_approval_by_authority_over_every_role(
     world: World, person: tuple[str, str], approver: str, linked: set[tuple[Role, str]] | None
 ) -> None:
-    world.app.services.contact_button_channels = frozenset()  # typed numbers only
+    world.recorder.typed_phones_only()  # typed numbers only
     applicant = world.chat("claimant")
     await claim(applicant, *person)
     assert await roles_of_account(world, "claimant") is None  # nothing before approval
@@ -145,7 +145,7 @@ async def test_typed_number_links_only_with_approval_by_authority_over_every_rol
 async def test_the_request_goes_to_the_right_people_and_names_the_roles_at_stake(
     world: World,
 ) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     for user in ("bithu", "canbo", "admin"):
         world.chat(user).new()  # what they had before
     await claim(world.chat("claimant"), *THANG)
@@ -162,7 +162,7 @@ async def test_the_request_goes_to_the_right_people_and_names_the_roles_at_stake
 
 async def test_invite_proves_its_role_only_and_never_the_typed_number(world: World) -> None:
     """Before: any invite + a staff member's number = that staff member's roles at once."""
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     secretary = world.chat("bithu")
     await secretary.say("/invite")
     await secretary.press("đảng viên")
@@ -181,7 +181,7 @@ async def test_invite_proves_its_role_only_and_never_the_typed_number(world: Wor
 async def test_an_invite_with_a_number_that_is_someone_elses_never_copies_it(
     world: World,
 ) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     secretary = world.chat("bithu")
     await secretary.say("/invite")
     await secretary.press("đảng viên")
@@ -203,7 +203,7 @@ async def test_an_invite_with_a_number_that_is_someone_elses_never_copies_it(
 
 
 async def test_typing_numbers_reveals_nothing_and_is_throttled(world: World) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     prober = world.chat("prober")
     await prober.say("/start")
     await prober.press("Tiếng Việt")
@@ -236,7 +236,7 @@ async def test_typing_numbers_reveals_nothing_and_is_throttled(world: World) -> 
 
 
 async def test_a_second_account_of_the_same_member_is_told_to_the_first(world: World) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     first = world.chat("first-account")
     await claim(first, *AN)
     [application] = await rows(world, Application)
@@ -254,7 +254,7 @@ async def test_a_second_account_of_the_same_member_is_told_to_the_first(world: W
 
 
 async def test_a_pending_applicant_sees_nobody_elses_data(world: World) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     applicant = world.chat("waiting")
     await claim(applicant, *HOA)
     for command in ("/me", "/approvals", "/report", "/queue", "/meetings", "/menu"):

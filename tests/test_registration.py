@@ -107,7 +107,7 @@ async def test_someone_elses_contact_is_refused(world: World) -> None:
     ],
 )
 async def test_typed_phone_problems_reprompt(world: World, typed: str, reply: str) -> None:
-    world.app.services.contact_button_channels = frozenset()  # a channel without contact button
+    world.recorder.typed_phones_only()  # a channel without contact button
     chat = world.chat("u4")
     await chat.say("/start")
     await chat.press("Tiếng Việt")
@@ -129,7 +129,7 @@ async def test_typing_a_number_where_a_contact_button_exists_is_refused(world: W
 
 
 async def test_typed_phone_needs_secretary_approval(world: World) -> None:
-    world.app.services.contact_button_channels = frozenset()
+    world.recorder.typed_phones_only()
     chat = world.chat("u6")
     await chat.say("/start")
     await chat.press("Tiếng Việt")
@@ -276,7 +276,6 @@ async def test_restart_mid_dialog_resumes_at_same_step(world: World) -> None:
     await world.app.close()
     fresh = App(world.app.settings, clock=world.clock)
     fresh.add_channel(world.recorder)
-    fresh.services.contact_button_channels = frozenset({"rec"})
     world.app = fresh
     chat.app = fresh
     views = await chat.press("Đồng ý")

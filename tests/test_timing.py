@@ -44,6 +44,24 @@ def test_chat_rate_allows_a_short_burst_then_one_per_second() -> None:
     assert limiter.chat_wait("-100") == 0  # groups have their own bucket
 
 
+def test_groups_are_paced_per_minute_where_the_channel_says_what_a_group_is() -> None:
+    from bot.channels.telegram import telegram_limits
+    from bot.settings import load_settings
+
+    clock = Manual()
+    limits = telegram_limits(load_settings(telegram_group_per_minute=20, _env_file=None))
+    limiter = RateLimiter(limits, clock=clock)
+    for _ in range(20):
+        assert limiter.chat_wait("-1001") == 0
+        limiter.reserve("-1001")
+    assert limiter.chat_wait("-1001") == pytest.approx(3.0)  # then one every 3 s
+    assert limiter.chat_wait("1001") == 0  # a private chat is not a group
+    plain = RateLimiter(Limits(chat_burst=3, chat_per_second=1), clock=clock)
+    for _ in range(3):
+        plain.reserve("-5")
+    assert plain.chat_wait("-5") == pytest.approx(1.0)  # no groups on this channel
+
+
 def test_a_429_right_after_another_message_is_the_chats_own_limit() -> None:
     clock = Manual()
     limiter = RateLimiter(clock=clock)

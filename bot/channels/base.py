@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bot.core import View
+from bot.ratelimit import Limits
 
 
 class SendError(Exception):
@@ -37,9 +38,26 @@ class Rejected(SendError):
     """The message itself was refused (bad request): retrying cannot help."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel can do. Handlers and the dispatcher ask this; none of them names a
+    channel, so a new channel is one module that fills this in."""
+
+    buttons: bool = False  # choices as tappable buttons (else numbered lines to answer)
+    edits: bool = False  # a sent message can be edited (progress reports)
+    uploads: bool = False  # a file we made can be sent (charts, exports, /me as JSON)
+    contact: bool = False  # the channel proves the sender's own phone (Telegram's contact)
+    text_limit: int = 4096
+    limits: Limits | None = None  # send rates (per chat, per group, overall); None: unlimited
+
+
+NO_CAPABILITIES = Capabilities()  # a channel we do not know (e.g. "system" for timed work)
+
+
 class Channel(Protocol):
     name: str
     text_limit: int
+    capabilities: Capabilities
 
     async def send(self, chat_ref: str, view: View) -> str:
         """Deliver one message (or edit ``view.edit_ref``); return the channel's message id."""

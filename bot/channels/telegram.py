@@ -29,9 +29,17 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from bot.channels.base import Blocked, GroupPeople, Rejected, RetryLater, Transient
+from bot.channels.base import (
+    Blocked,
+    Capabilities,
+    GroupPeople,
+    Rejected,
+    RetryLater,
+    Transient,
+)
 from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
+from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
 
@@ -40,6 +48,27 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 log = logging.getLogger("sotay.telegram")
 WEBHOOK_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 CAPTION_LIMIT = 1024
+
+
+def telegram_limits(settings: Settings) -> Limits:
+    return Limits(
+        overall_per_second=settings.telegram_overall_rate,
+        chat_burst=settings.telegram_chat_burst,
+        chat_per_second=settings.telegram_chat_rate,
+        group_per_minute=settings.telegram_group_per_minute,
+        is_group=lambda ref: ref.startswith("-"),  # groups have negative ids
+    )
+
+
+def telegram_capabilities(settings: Settings) -> Capabilities:
+    return Capabilities(
+        buttons=True,
+        edits=True,
+        uploads=True,
+        contact=True,
+        text_limit=4096,
+        limits=telegram_limits(settings),
+    )
 
 
 def to_inbound(update: Update) -> Inbound | None:
@@ -151,6 +180,7 @@ class TelegramChannel:
     def __init__(self, settings: Settings, handle) -> None:  # handle: async (Inbound) -> bool
         self._settings = settings
         self._handle = handle
+        self.capabilities = telegram_capabilities(settings)
         root = settings.telegram_api_url.rstrip("/")
         builder: ApplicationBuilder = (
             Application.builder()

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from bot.channels.base import RetryLater
+from bot.channels.base import Capabilities, RetryLater
 from bot.core import Inbound, Upload, View, clean_text
 from bot.textfold import fold
 
@@ -26,6 +26,8 @@ _ids = itertools.count(1)
 class TerminalChannel:
     name = "terminal"
     text_limit = 4096
+    # Numbered choices like Zalo; files are written to a folder and their path printed.
+    capabilities = Capabilities(buttons=False, edits=True, uploads=True, text_limit=4096)
 
     def __init__(self, user: str, out: TextIO | None = None, files_dir: Path | None = None) -> None:
         self.user = user

@@ -26,10 +26,18 @@ from urllib.parse import urlparse
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from bot.channels.base import Blocked, Rejected, RetryLater, SendError, Transient
+from bot.channels.base import (
+    Blocked,
+    Capabilities,
+    Rejected,
+    RetryLater,
+    SendError,
+    Transient,
+)
 from bot.clock import Clock
 from bot.core import Attachment, Choice, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import t
+from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
 from bot.textfold import fold
@@ -198,6 +206,18 @@ class ZaloChannel:
     ) -> None:
         self._settings = settings
         self._handle = handle
+        self.capabilities = Capabilities(
+            buttons=False,  # numbered lines, answered with the number or the label
+            edits=False,
+            uploads=False,  # sendPhoto takes only a URL: our files cannot travel
+            contact=False,  # a bot of a personal account cannot see phones
+            text_limit=TEXT_LIMIT,
+            limits=Limits(
+                overall_per_second=settings.zalo_overall_rate,
+                chat_burst=settings.zalo_chat_burst,
+                chat_per_second=settings.zalo_chat_rate,
+            ),
+        )
         self._db = db
         self._clock = clock or Clock()
         self._poll_timeout = poll_timeout
