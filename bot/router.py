@@ -14,6 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +30,17 @@ log = logging.getLogger("sotay.router")
 
 CommandFn = Callable[[Ctx, str], Awaitable[None]]
 ActionFn = Callable[[Ctx, list[str]], Awaitable[None]]
-FallbackFn = Callable[[Ctx, str], Awaitable[None]]
+TextFn = Callable[[Ctx, str], Awaitable[bool]]  # True: handled; False: the next stage's turn
+GroupFn = Callable[[Ctx], Awaitable[bool]]
+
+
+class TextStage(IntEnum):
+    """The free-text pipeline, in this order: text outside any dialog, button or command goes to
+    each stage until one takes it. A feature registers its stage with ``Router.free_text``."""
+
+    TICKETS = 30  # a reply to a message about a ticket, or text while a ticket is open
+    QUESTIONS = 90  # everything else is a question: the FAQ answers (it always takes the text)
+
 
 ANYONE: tuple[Role, ...] = ()
 REGISTERED: tuple[Role, ...] = (Role.member,)
@@ -78,9 +89,9 @@ class Router:
         self.services = services
         self.commands: dict[str, Command] = {}
         self.actions: dict[str, Action] = {}
-        self.fallback: FallbackFn | None = None
+        self.text_stages: list[tuple[TextStage, TextFn]] = []
         self.group_commands: dict[str, Command] = {}
-        self.group_handler: Callable[[Ctx], Awaitable[None]] | None = None
+        self.group_stages: list[tuple[TextStage, GroupFn]] = []
         self.after_commit: list[Callable[[], None]] = []
         self.on_scheduled: Callable[[], Awaitable[None]] | None = None
         self._locks = UserLocks()
@@ -101,6 +112,26 @@ class Router:
 
         def register(fn: CommandFn) -> CommandFn:
             self.group_commands[name] = Command(name, fn, requires, published=False)
+            return fn
+
+        return register
+
+    def free_text(self, stage: TextStage) -> Callable[[TextFn], TextFn]:
+        """Register a stage of the free-text pipeline (one per stage)."""
+
+        def register(fn: TextFn) -> TextFn:
+            if any(existing == stage for existing, _ in self.text_stages):
+                raise ValueError(f"free-text stage {stage.name} is taken")
+            self.text_stages = sorted([*self.text_stages, (stage, fn)], key=lambda s: s[0])
+            return fn
+
+        return register
+
+    def group_text(self, stage: TextStage) -> Callable[[GroupFn], GroupFn]:
+        """Register a stage for plain messages in group chats (staff groups)."""
+
+        def register(fn: GroupFn) -> GroupFn:
+            self.group_stages = sorted([*self.group_stages, (stage, fn)], key=lambda s: s[0])
             return fn
 
         return register
@@ -201,11 +232,13 @@ class Router:
             await dialogs.answer(ctx, dialog, answer)
         elif event.contact is not None:
             ctx.reply(ctx.t("common.contact_without_dialog"))
-        elif (event.text or event.attachment is not None) and self.fallback is not None:
+        elif event.text or event.attachment is not None:
             # A photo without caption goes there too: it may belong to an open support ticket.
-            await self.fallback(ctx, event.text or "")
-        elif event.attachment is not None:
-            ctx.reply(ctx.t("common.attachment_outside_dialog"))
+            for _stage, handler in self.text_stages:
+                if await handler(ctx, event.text or ""):
+                    return
+            key = "common.attachment_outside_dialog" if event.attachment else "common.unsupported"
+            ctx.reply(ctx.t(key))
         else:
             ctx.reply(ctx.t("common.unsupported"))
 
@@ -222,8 +255,9 @@ class Router:
             elif spec is not None:
                 self.refuse(ctx, spec.requires)
             return
-        if self.group_handler is not None:
-            await self.group_handler(ctx)
+        for _stage, handler in self.group_stages:
+            if await handler(ctx):
+                return
 
     def allowed(self, ctx: Ctx, requires: tuple[Role, ...]) -> bool:
         if not requires:

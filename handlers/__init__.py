@@ -16,7 +16,7 @@ def setup(router: Router) -> None:
         notices,
         registration,
         reports,
-        support,  # wraps router.fallback and group_handler: keep it last
+        support,
     )
 
     for module in (

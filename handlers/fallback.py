@@ -1,18 +1,19 @@
-"""Free text outside any dialog is a question: the FAQ answers it (see handlers/faq.py)."""
+"""The last stage of the free-text pipeline: anything else typed is a question for the FAQ."""
 
 from __future__ import annotations
 
 from bot.context import Ctx
-from bot.router import Router
+from bot.router import Router, TextStage
 from handlers.faq import on_question
 
 
-async def on_free_text(ctx: Ctx, text: str) -> None:
+async def on_free_text(ctx: Ctx, text: str) -> bool:
     if not text.strip() and ctx.event.attachment is not None:
         ctx.reply(ctx.t("common.attachment_outside_dialog"))
-        return
+        return True
     await on_question(ctx, text)
+    return True
 
 
 def setup(router: Router) -> None:
-    router.fallback = on_free_text
+    router.free_text(TextStage.QUESTIONS)(on_free_text)

@@ -266,15 +266,9 @@ async def hand_to_support(ctx: Ctx, query: FaqQuery | None) -> None:
     if not ctx.actor.registered:
         ctx.reply(ctx.t("faq.register_for_support"))
         return
-    starter = SUPPORT_STARTER.get("start")
-    if starter is None:
-        ctx.reply(ctx.t("faq.recorded"))
-        return
-    await starter(ctx, query.text if query else None)
+    from handlers.support import start_report  # support builds on the FAQ, not the reverse
 
-
-# Set by the support module: async (ctx, question_text | None) -> None.
-SUPPORT_STARTER: dict[str, Any] = {}
+    await start_report(ctx, text=query.text if query else None)
 
 
 # --- browsing: /faq -------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ staff answers arrive in their chat; they can reply, close and rate; /tickets lis
 Staff: cards with buttons ``a:tk:<id>:<verb>`` in private chats or in a forum topic of the unit's
 staff group (bound with /bindgroup in the group); /queue lists open tickets, oldest first.
 
-This module wraps ``router.fallback`` and ``router.group_handler`` (keeping the previous ones for
-everything that is not about a ticket), so it must be set up after the modules that set them.
-The rules and the moves of a ticket live in ``handlers.support_core``.
+This module takes the TICKETS stage of the router's free-text and group pipelines: text about a
+ticket is taken here, before the FAQ (TextStage.QUESTIONS) sees anything. The FAQ hands an
+unsolved question over by calling ``start_report``. The rules and the moves of a ticket live in
+``handlers.support_core``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from bot.core import Attachment, View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.phones import display_phone
-from bot.router import REGISTERED, Router
+from bot.router import REGISTERED, Router, TextStage
 from bot.textfold import fold
+from handlers import faq
 from handlers import support_core as core
 from handlers.support_core import (
     ACTIVE,
@@ -48,8 +50,6 @@ support_flow = dialogs.flow("support")
 reply_flow = dialogs.flow("sup_reply")
 comment_flow = dialogs.flow("sup_comment")
 
-FallbackFn = Callable[[Ctx, str], Awaitable[None]]
-GroupFn = Callable[[Ctx], Awaitable[None]]
 MAX_FAQ_ID = 36  # an FAQ entry id must fit in a button's 64 bytes with the ticket id
 QUEUE_SHOWN = 20
 
@@ -226,18 +226,18 @@ async def _add(ctx: Ctx, s: dict[str, Any], text: str, attachment: Attachment | 
 # --- member: free text while a ticket is open -----------------------------------------------------
 
 
-async def on_free_text(ctx: Ctx, text: str, previous: FallbackFn | None) -> None:
-    """Free text outside a dialog: to a ticket when it is about one, else the previous fallback."""
+async def on_free_text(ctx: Ctx, text: str) -> bool:
+    """Free text outside a dialog (stage TICKETS): taken when it is about a ticket."""
     member = ctx.actor.member
-    if ctx.actor.registered and member is not None:
-        if await _reply_to_ticket(ctx, text):
-            return
-        active = await core.active_tickets(ctx.session, member.id or 0)
-        if active:
-            await _to_open_ticket(ctx, active, text)
-            return
-    if previous is not None:
-        await previous(ctx, text)
+    if not ctx.actor.registered or member is None:
+        return False
+    if await _reply_to_ticket(ctx, text):
+        return True
+    active = await core.active_tickets(ctx.session, member.id or 0)
+    if active:
+        await _to_open_ticket(ctx, active, text)
+        return True
+    return False
 
 
 async def _reply_to_ticket(ctx: Ctx, text: str) -> bool:
@@ -294,7 +294,7 @@ async def _to_open_ticket(ctx: Ctx, active: list[Ticket], text: str) -> None:
 # --- member: buttons ------------------------------------------------------------------------------
 
 
-async def on_member_action(ctx: Ctx, args: list[str], previous: FallbackFn | None) -> None:
+async def on_member_action(ctx: Ctx, args: list[str]) -> None:
     """``a:sup:<ticket>:<verb>[:<arg>]``: only the ticket's own member may press these."""
     if len(args) < 2 or not args[0].isdigit():
         ctx.reply(ctx.t("common.stale_button"))
@@ -307,7 +307,7 @@ async def on_member_action(ctx: Ctx, args: list[str], previous: FallbackFn | Non
         return
     verb, rest = args[1], args[2:]
     if verb in ("add", "new", "faq"):
-        await _draft_choice(ctx, ticket, verb, rest, previous)
+        await _draft_choice(ctx, ticket, verb, rest)
     elif verb in ("solved", "close"):
         if await core.close(ctx, ticket, by_member=True):
             await core.tell_staff(
@@ -345,9 +345,7 @@ async def on_member_action(ctx: Ctx, args: list[str], previous: FallbackFn | Non
         ctx.reply(ctx.t("common.stale_button"))
 
 
-async def _draft_choice(
-    ctx: Ctx, ticket: Ticket, verb: str, rest: list[str], previous: FallbackFn | None
-) -> None:
+async def _draft_choice(ctx: Ctx, ticket: Ticket, verb: str, rest: list[str]) -> None:
     draft = (
         await ctx.session.get(TicketMessage, int(rest[0])) if rest and rest[0].isdigit() else None
     )
@@ -378,8 +376,8 @@ async def _draft_choice(
             "attachment": asdict(attachment) if attachment else None,
         }
         await dialogs.start(ctx, "support", "category", data)
-    elif previous is not None:
-        await previous(ctx, text)
+    else:  # "not about a ticket": a question for the assistant after all
+        await faq.on_question(ctx, text)
 
 
 def _rating_view(ctx: Ctx, ticket: Ticket) -> View:
@@ -778,9 +776,9 @@ async def cmd_unbindgroup(ctx: Ctx, args: str) -> None:
     ctx.reply(ctx.t("sup.group.unbound", unit=unit.name))
 
 
-async def on_group_message(ctx: Ctx, previous: GroupFn | None) -> None:
+async def on_group_message(ctx: Ctx) -> bool:
     """A message in a staff group: written in a ticket's topic, or a reply to a ticket message,
-    it is the answer to relay. Anything else belongs to whoever handled groups before."""
+    it is the answer to relay. Anything else is chatter, not ours (False)."""
     event = ctx.event
     group = await core.group_for_chat(ctx.session, event.channel, event.chat_ref)
     ticket = None
@@ -794,60 +792,31 @@ async def on_group_message(ctx: Ctx, previous: GroupFn | None) -> None:
         )
         ticket = found[0] if found and found[1] == "staff" else None
     if ticket is None:
-        if previous is not None:
-            await previous(ctx)
-        return
+        return False
     where = Chat(event.channel, event.chat_ref, event.thread_ref, ctx.lang, True)
     cell = await ctx.session.get(Unit, ticket.cell_id)
     if cell is None or not core.may(ctx.actor, "reply", cell):
         log.info("ticket.group_not_relayed id=%s", ticket.id)
         _say(ctx, where, ctx.t("sup.group.not_relayed", id=ticket.id))
-        return
+        return True
     key, values = core.attachment_problem(ctx.settings, event.attachment)
     if key:
         _say(ctx, where, ctx.t(key, **values))
-        return
+        return True
     await core.staff_answer(
         ctx, ticket, text=event.text or "", attachment=event.attachment, where=where
     )
-
-
-def _offer_to_faq() -> None:
-    """Let the FAQ hand an unsolved question on as a ticket (its «to staff» button)."""
-    try:
-        from handlers import faq
-    except ImportError:  # pragma: no cover - the FAQ module is optional
-        return
-    starter = getattr(faq, "SUPPORT_STARTER", None)
-    if isinstance(starter, dict):
-
-        async def start(ctx: Ctx, question: str | None) -> None:
-            await start_report(ctx, text=question)
-
-        starter["start"] = start
+    return True
 
 
 def setup(router: Router) -> None:
-    previous_fallback = router.fallback
-    previous_group = router.group_handler
-
-    async def fallback(ctx: Ctx, text: str) -> None:
-        await on_free_text(ctx, text, previous_fallback)
-
-    async def group_handler(ctx: Ctx) -> None:
-        await on_group_message(ctx, previous_group)
-
-    async def member_action(ctx: Ctx, args: list[str]) -> None:
-        await on_member_action(ctx, args, previous_fallback)
-
-    router.fallback = fallback
-    router.group_handler = group_handler
-    _offer_to_faq()
+    router.free_text(TextStage.TICKETS)(on_free_text)
+    router.group_text(TextStage.TICKETS)(on_group_message)
     router.command("support", requires=REGISTERED)(cmd_support)
     router.command("tickets", requires=REGISTERED)(cmd_tickets)
     router.command("queue", requires=QUEUE_ROLES)(cmd_queue)
     router.action("tk", requires=REGISTERED)(on_ticket_action)
-    router.action("sup", requires=REGISTERED)(member_action)
+    router.action("sup", requires=REGISTERED)(on_member_action)
     router.group_command("bindgroup", requires=STAFF_ROLES)(cmd_bindgroup)
     router.group_command("unbindgroup", requires=STAFF_ROLES)(cmd_unbindgroup)
     router.action("grp", requires=STAFF_ROLES)(on_group_action)

@@ -383,9 +383,6 @@ async def test_member_reply_to_an_answer_goes_to_its_ticket(world: World) -> Non
 
 
 async def test_an_unsolved_faq_question_becomes_a_ticket_with_its_text(world: World) -> None:
-    faq = pytest.importorskip("handlers.faq")
-    if "start" not in getattr(faq, "SUPPORT_STARTER", {}):
-        pytest.skip("the FAQ module offers no hand-over to support")
     from bot.i18n import t
 
     an = await link(world, "an", AN)
