@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `sotay --help` must not load t
     from bot.app import App
     from bot.channels.telegram import TelegramChannel
     from bot.channels.zalo import ZaloChannel
+    from bot.web import WebServer
 
 T = TypeVar("T")
 
@@ -124,11 +125,13 @@ def run() -> None:
     _run(_serve(settings))
 
 
-async def _start_telegram(app: App, telegram: TelegramChannel, settings: Settings) -> None:
+async def _start_telegram(
+    app: App, telegram: TelegramChannel, settings: Settings, web_server: WebServer
+) -> None:
     from telegram.error import InvalidToken, NetworkError
 
     try:
-        await telegram.start()
+        await telegram.start(web_server)
     except InvalidToken:
         raise Fail("Telegram refused SOTAY_TELEGRAM_TOKEN (invalid token).") from None
     except NetworkError as exc:
@@ -138,13 +141,13 @@ async def _start_telegram(app: App, telegram: TelegramChannel, settings: Setting
     app.services.bot_username = telegram.username
 
 
-async def _start_zalo(zalo: ZaloChannel, settings: Settings, *, serve_webhook: bool) -> None:
+async def _start_zalo(zalo: ZaloChannel, settings: Settings, web_server: WebServer) -> None:
     from aiohttp import ClientError
 
     from bot.channels.zalo import ZaloApiError
 
     try:
-        await zalo.start(serve_webhook=serve_webhook)
+        await zalo.start(web_server)
     except ZaloApiError as exc:
         if exc.code in (401, 403, 404):
             raise Fail("Zalo refused SOTAY_ZALO_TOKEN (invalid token).") from None
@@ -159,6 +162,7 @@ async def _serve(settings: Settings) -> None:
     from bot.app import App
     from bot.channels.telegram import TelegramChannel
     from bot.channels.zalo import ZaloChannel
+    from bot.web import WebServer
 
     await _require_current_schema(settings)
     app = App(settings)
@@ -168,23 +172,27 @@ async def _serve(settings: Settings) -> None:
         if settings.zalo_token
         else None
     )
-    # Both on webhooks: one web server, one port; Telegram's serves Zalo's route too.
-    share_port = bool(telegram and zalo and settings.webhook_url and settings.zalo_webhook_url)
-    if share_port and telegram is not None and zalo is not None:
-        telegram.extra_routes.append(zalo.add_routes)
+    # One web server for the process: every channel on a webhook mounts its route on it.
+    web_server = WebServer(settings)
+    for channel in (telegram, zalo):
+        if channel is not None and channel.webhook_mode:
+            web_server.mount(channel.add_routes)
     started: list[TelegramChannel | ZaloChannel] = []
     try:
+        if web_server.mounted:
+            await web_server.start()
         if telegram is not None:
             app.add_channel(telegram)
-            await _start_telegram(app, telegram, settings)
+            await _start_telegram(app, telegram, settings, web_server)
             started.append(telegram)
         if zalo is not None:
             app.add_channel(zalo)
-            await _start_zalo(zalo, settings, serve_webhook=not share_port)
+            await _start_zalo(zalo, settings, web_server)
             started.append(zalo)
     except BaseException:
         for channel in reversed(started):
             await channel.stop()
+        await web_server.stop()
         await app.close()
         raise
     await app.start_background()
@@ -198,6 +206,7 @@ async def _serve(settings: Settings) -> None:
     await app.stop_background()  # no more sends or timed work while the channels close
     for channel in reversed(started):
         await channel.stop()
+    await web_server.stop()
     await app.close()
     log.info("run.stopped")
 

@@ -261,3 +261,63 @@ def test_secret_and_retention_settings_are_checked(
 ) -> None:
     result = sotay("run", env={"SOTAY_TELEGRAM_TOKEN": "1:x", **env}, cwd=tmp_path)
     assert result.returncode != 0 and message in result.stderr
+
+
+async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path: Path) -> None:
+    """`sotay run` with both channels on webhooks: one address and port, a route for each."""
+    import socket
+
+    import aiohttp
+
+    from tests.fake_zalo import FakeZalo
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    telegram = FakeTelegram(token="42:RUN", per_chat_rate=(20, 0.05))
+    zalo = FakeZalo(token="zalo-run")
+    await telegram.start()
+    await zalo.start()
+    env = {
+        **os.environ,
+        "SOTAY_DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
+        "SOTAY_TELEGRAM_TOKEN": "42:RUN",
+        "SOTAY_TELEGRAM_API_URL": telegram.root,
+        "SOTAY_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
+        "SOTAY_WEBHOOK_SECRET": "telegram-secret-0123456789",
+        "SOTAY_ZALO_TOKEN": "zalo-run",
+        "SOTAY_ZALO_API_URL": zalo.root,
+        "SOTAY_ZALO_WEBHOOK_URL": f"http://127.0.0.1:{port}/zalo",
+        "SOTAY_ZALO_WEBHOOK_SECRET": "zalo-secret-0123",
+        "SOTAY_WEB_PORT": str(port),
+        "SOTAY_SECRET_KEY": "k",
+    }
+    upgrade = await asyncio.create_subprocess_exec(
+        *SOTAY, "db", "upgrade", env=env, stdout=subprocess.DEVNULL
+    )
+    assert await upgrade.wait() == 0
+    process = await asyncio.create_subprocess_exec(
+        *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    try:
+        await telegram.wait_for(lambda: telegram.webhook_url is not None, timeout=30)
+        await zalo.wait_for(lambda: zalo.webhook_url is not None, timeout=30)
+        assert zalo.webhook_url == f"http://127.0.0.1:{port}/zalo"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            for path in ("/telegram", "/zalo"):  # both routes, both refuse a missing secret
+                async with http.post(f"http://127.0.0.1:{port}{path}", json={}) as response:
+                    assert response.status == 403
+        member = telegram.user(501, language_code="en")
+        await member.send("/start")
+        assert "Please choose a language" in (await member.next_message(timeout=30))["text"]
+        other = zalo.user("z501")
+        await other.send("/start")
+        assert "Xin chọn ngôn ngữ" in (await other.next_message(timeout=30))["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        await telegram.stop()
+        await zalo.stop()
+    assert process.returncode == 0, err.decode()

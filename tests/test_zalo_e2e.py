@@ -21,6 +21,7 @@ from bot.clock import ShiftedClock
 from bot.core import Upload, View
 from bot.demo import seed_demo
 from bot.settings import Settings, load_settings
+from bot.web import serve_alone
 from storage.db import Database
 from storage.models import (
     ChannelAccount,
@@ -504,9 +505,7 @@ async def test_webhook_secret_with_odd_bytes_is_a_403(
         web_port=port,
     )
     channel = ZaloChannel(settings, lambda event: None, Database(settings.database_url))  # type: ignore[arg-type, return-value]
-    runner = aiohttp.web.AppRunner(channel.webhook_app())
-    await runner.setup()
-    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    server = await serve_alone(settings, channel.add_routes)
     try:
         async with aiohttp.ClientSession() as http:
             for forged in ("sécret-tökén", "đồng chí"):
@@ -515,7 +514,7 @@ async def test_webhook_secret_with_odd_bytes_is_a_403(
                 ) as response:
                     assert response.status == 403
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
 def _free_port() -> int:

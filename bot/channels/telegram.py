@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -42,6 +41,7 @@ from bot.i18n import LANGUAGES, t
 from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
+from bot.web import WebServer, serve_alone
 
 # Opt in to PTB's future behaviour: RetryAfter.retry_after as a timedelta (no deprecation noise).
 os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -169,10 +169,6 @@ def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
 class TelegramChannel:
     name = "telegram"
     text_limit = 4096
@@ -193,19 +189,26 @@ class TelegramChannel:
             builder = builder.updater(None)
         self.ptb = builder.build()
         self.ptb.add_handler(TypeHandler(Update, self._on_update))
-        self._runner: web.AppRunner | None = None
-        # Other channels' webhook routes served on the same port (Zalo, when both use webhooks).
-        self.extra_routes: list[Callable[[web.Application], None]] = []
+        self._own_web: WebServer | None = None  # when started without the process's server
 
     @property
     def username(self) -> str | None:
         return self.ptb.bot.username if self.ptb.bot._bot_user else None  # noqa: SLF001
 
-    async def start(self) -> None:
+    @property
+    def webhook_mode(self) -> bool:
+        return bool(self._settings.webhook_url)
+
+    async def start(self, web_server: WebServer | None = None) -> None:
+        """Poll, or register the webhook. In webhook mode the route is served by
+        ``web_server`` (mounted there by the caller with ``add_routes``) or by a server of its own.
+        """
         await self.ptb.initialize()
         await self.publish_commands()
         if self._settings.webhook_url:
-            await self._start_webhook()
+            if web_server is None:
+                self._own_web = await serve_alone(self._settings, self.add_routes)
+            await self._set_webhook()
         else:
             await self.ptb.bot.delete_webhook()
             assert self.ptb.updater is not None
@@ -218,8 +221,9 @@ class TelegramChannel:
             await self.ptb.updater.stop()
         if self.ptb.running:
             await self.ptb.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._own_web is not None:
+            await self._own_web.stop()
+            self._own_web = None
         await self.ptb.shutdown()
 
     async def publish_commands(self) -> None:
@@ -260,14 +264,10 @@ class TelegramChannel:
         if event is not None:
             await self._handle(event)
 
-    def webhook_app(self) -> web.Application:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Our webhook route, on the process's web server."""
         path = urlparse(self._settings.webhook_url or "").path or "/telegram"
         app.router.add_post(path, self._webhook)
-        app.router.add_get("/healthz", _healthz)
-        for add_routes in self.extra_routes:
-            add_routes(app)
-        return app
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """Refuse anything without our secret; process before answering so nothing is lost."""
@@ -285,10 +285,7 @@ class TelegramChannel:
         await self.process(update)
         return web.Response(text="ok")
 
-    async def _start_webhook(self) -> None:
-        self._runner = web.AppRunner(self.webhook_app())
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port).start()
+    async def _set_webhook(self) -> None:
         await self.ptb.bot.set_webhook(
             url=self._settings.webhook_url or "",
             secret_token=self._settings.webhook_secret,

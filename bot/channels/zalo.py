@@ -41,6 +41,7 @@ from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
 from bot.textfold import fold
+from bot.web import WebServer, serve_alone
 from storage.db import Database
 from storage.models import PendingChoices
 
@@ -187,10 +188,6 @@ def _retry_after(body: Any, header: str | None) -> float | None:
     return None
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
 class ZaloChannel:
     name = CHANNEL
     text_limit = TEXT_LIMIT
@@ -225,23 +222,24 @@ class ZaloChannel:
         self._base = f"{root}/bot{settings.zalo_token or ''}"
         self._http: ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
+        self._own_web: WebServer | None = None  # when started without the process's server
         self.bot_name: str | None = None
 
     @property
     def webhook_mode(self) -> bool:
         return bool(self._settings.zalo_webhook_url)
 
-    async def start(self, *, serve_webhook: bool = True) -> None:
-        """Check the token (getMe), then poll or register the webhook. With ``serve_webhook``
-        False the caller serves our route on its own web server (see ``add_routes``)."""
+    async def start(self, web_server: WebServer | None = None) -> None:
+        """Check the token (getMe), then poll or register the webhook. In webhook mode the route
+        is served by ``web_server`` (mounted there by the caller with ``add_routes``) or by a
+        server of its own."""
         self._http = ClientSession()
         try:
             me = await self._call("getMe")
             self.bot_name = (me or {}).get("account_name") or (me or {}).get("name")
             if self.webhook_mode:
-                if serve_webhook:
-                    await self._serve_webhook()
+                if web_server is None:
+                    self._own_web = await serve_alone(self._settings, self.add_routes)
                 await self._call(
                     "setWebhook",
                     url=self._settings.zalo_webhook_url or "",
@@ -261,9 +259,9 @@ class ZaloChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._own_web is not None:
+            await self._own_web.stop()
+            self._own_web = None
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -346,20 +344,9 @@ class ZaloChannel:
         return dataclasses.replace(inbound, text=None, choice=data)
 
     def add_routes(self, app: web.Application) -> None:
-        """Mount the webhook on a web server (ours, or Telegram's when both use webhooks)."""
+        """Our webhook route, on the process's web server."""
         path = urlparse(self._settings.zalo_webhook_url or "").path or "/zalo"
         app.router.add_post(path, self._webhook)
-
-    def webhook_app(self) -> web.Application:
-        app = web.Application()
-        self.add_routes(app)
-        app.router.add_get("/healthz", _healthz)
-        return app
-
-    async def _serve_webhook(self) -> None:
-        self._runner = web.AppRunner(self.webhook_app())
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port).start()
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """Refuse anything without our secret; process before answering so nothing is lost."""

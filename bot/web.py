@@ -1,0 +1,49 @@
+"""The one web server of a process. Every webhook channel mounts its route here (and the
+dashboard will), so a process listens on one address and port whatever it serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bot.settings import Settings
+
+AddRoutes = Callable[[web.Application], None]
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+class WebServer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._app = web.Application()
+        self._app.router.add_get("/healthz", _healthz)
+        self._runner: web.AppRunner | None = None
+        self.mounted = 0
+
+    def mount(self, add_routes: AddRoutes) -> None:
+        """Add a feature's routes; only before ``start``."""
+        add_routes(self._app)
+        self.mounted += 1
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None)  # paths carry no personal data,
+        await self._runner.setup()  # but access logs would keep client addresses for nothing
+        site = web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def serve_alone(settings: Settings, add_routes: AddRoutes) -> WebServer:
+    """A server for one channel started on its own (tests, a single-channel process)."""
+    server = WebServer(settings)
+    server.mount(add_routes)
+    await server.start()
+    return server
