@@ -14,13 +14,10 @@ from bot.context import Services
 from bot.outbox import Dispatcher, Outbox
 from bot.ratelimit import RateLimiter
 from bot.router import Router
-from bot.scheduler import Scheduler
+from bot.scheduler import Scheduler, ensure_recurring
 from bot.settings import Settings
 from handlers.broadcast import BroadcastReporter
 from handlers.faq import ensure_digest
-from handlers.meetings import ensure_monthly_nudge
-from handlers.privacy import ensure_purge
-from handlers.reports import ensure_weekly_report
 from storage.db import Database
 
 log = logging.getLogger("sotay.app")
@@ -69,10 +66,8 @@ class App:
         """The dispatcher and the scheduler: what a serving process runs besides its channels."""
         self.start_dispatcher()
         async with self.db.session() as session:
-            await ensure_monthly_nudge(session, self.settings, self.clock.now())
             await ensure_digest(session, self.settings, self.clock.now())
-            await ensure_weekly_report(session, self.settings, self.clock.now())
-            await ensure_purge(session, self.clock.now())
+            await ensure_recurring(session, self.settings, self.clock.now())
         await self.scheduler.start()
 
     async def stop_background(self) -> None:

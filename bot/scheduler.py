@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -30,7 +31,9 @@ from storage.models import DueJob, JobStatus, ProcessedEvent
 log = logging.getLogger("sotay.scheduler")
 
 JobFn = Callable[[Ctx, DueJob], Awaitable[str | None]]  # returns a note, or None
+TriggerFor = Callable[[Any], BaseTrigger]  # settings -> when a recurring job fires
 HANDLERS: dict[str, JobFn] = {}
+RECURRING: dict[str, TriggerFor] = {}
 TIMER_ID = "sotay-due-work"
 PROCESSED_EVENTS_KEPT = timedelta(days=7)
 LOOK_EVERY_SECONDS = 30.0
@@ -46,6 +49,48 @@ def job(kind: str) -> Callable[[JobFn], JobFn]:
         return fn
 
     return register
+
+
+def recurring(kind: str, trigger: TriggerFor) -> Callable[[JobFn], JobFn]:
+    """Register a job that runs on a calendar (an APScheduler trigger built from the settings,
+    e.g. ``CronTrigger(day_of_week="mon", hour=8)``). One pending row per kind is kept: armed at
+    start-up and again after every tick, so a run that fails or is skipped never ends the series.
+    The job itself never schedules its successor."""
+
+    def register(fn: JobFn) -> JobFn:
+        HANDLERS[kind] = fn
+        RECURRING[kind] = trigger
+        return fn
+
+    return register
+
+
+def next_fire(trigger: BaseTrigger, after: datetime) -> datetime:
+    """The trigger's first fire time strictly after ``after``, in UTC."""
+    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    if fire is None:
+        raise ValueError("the trigger never fires again")
+    return fire.astimezone(UTC)
+
+
+async def ensure_recurring(session: AsyncSession, settings: Any, now: datetime) -> int:
+    """Give every recurring kind without a pending row its next run; return how many were armed.
+
+    A pending row of the kind (the next run, or a run held back for quiet hours) is enough."""
+    if not RECURRING:
+        return 0
+    stmt = select(DueJob.kind).where(
+        col(DueJob.kind).in_(list(RECURRING)), DueJob.status == JobStatus.pending
+    )
+    armed = set((await session.exec(stmt)).all())
+    added = 0
+    for kind, trigger_for in RECURRING.items():
+        if kind in armed:
+            continue
+        due = next_fire(trigger_for(settings), now)
+        schedule(session, kind=kind, due_at=due, now=now, dedupe_key=f"{kind}:{due:%Y-%m-%dT%H:%M}")
+        added += 1
+    return added
 
 
 def schedule(
@@ -202,9 +247,20 @@ class Scheduler:
                     await self._run_one(work_id)
                 handled += len(batch)
                 self._wake_dispatcher()
+            if handled:
+                await self.ensure_recurring()
             self._armed_for = None
             await self.rearm()
             return handled
+
+    async def ensure_recurring(self) -> None:
+        """Arm the next run of every recurring job that has none (two workers may race: the
+        dedupe key lets only one row in)."""
+        try:
+            async with self._db.session() as session:
+                await ensure_recurring(session, self._services.settings, self.clock.now())
+        except IntegrityError:
+            log.info("scheduler.recurring_already_armed")
 
     async def _claim(self, limit: int) -> list[int]:
         async with self._db.reader() as session:

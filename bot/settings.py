@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     meeting_copy_to_staff: bool = False
     ticket_sla: str = "4h"  # working time before an unclaimed ticket escalates
     working_hours: str = "Mon-Fri 07:30-11:30,13:30-17:00"  # or "24/7"
-    holidays: str = ""  # comma list of YYYY-MM-DD
+    holidays: str = ""  # local extra days off: comma list of YYYY-MM-DD
+    public_holidays: str = "VN"  # python-holidays country code; "" for none
     tickets_per_day: int = Field(default=5, ge=1)
     max_attachment_mb: int = Field(default=10, ge=1)
 
@@ -133,6 +134,14 @@ class Settings(BaseSettings):
 
         parse_holidays(value)
         return value
+
+    @field_validator("public_holidays")
+    @classmethod
+    def _public_holidays(cls, value: str) -> str:
+        from bot.workhours import public_calendar
+
+        public_calendar(value)
+        return value.strip().upper()
 
     @field_validator("database_url")
     @classmethod

@@ -2,8 +2,10 @@
 
 ``SOTAY_WORKING_HOURS`` is ``24/7`` (always) or groups separated by ``;``, each ``DAYS SPANS``:
 DAYS is ``Mon-Fri``, ``Mon,Wed,Fri`` or ``Sat``; SPANS is ``07:30-11:30,13:30-17:00`` (local time,
-``SOTAY_TIMEZONE``). ``SOTAY_HOLIDAYS`` is a comma list of ``YYYY-MM-DD`` days with no working
-time (ignored under ``24/7``). A deadline of "4 working hours" after Friday 16:00 therefore
+``SOTAY_TIMEZONE``). Public holidays come from python-holidays for ``SOTAY_PUBLIC_HOLIDAYS``
+(default ``VN``: it knows the lunar Tết of every year, and the substituted days off);
+``SOTAY_HOLIDAYS`` adds local days off as a comma list of ``YYYY-MM-DD``. Both are ignored under
+``24/7``. A deadline of "4 working hours" after Friday 16:00 therefore
 falls on Monday morning, and lunch breaks do not count.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+import holidays as public_holidays
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALWAYS = "24/7"
@@ -82,6 +86,16 @@ def parse_holidays(text: str) -> frozenset[date]:
     return frozenset(days)
 
 
+def public_calendar(country: str) -> public_holidays.HolidayBase | None:
+    """The public holidays of ``country`` (ISO code; empty: none), computed year by year."""
+    if not country.strip():
+        return None
+    try:
+        return public_holidays.country_holidays(country.strip().upper())
+    except NotImplementedError:
+        raise WorkHoursError(f"no public holiday calendar is known for '{country}'") from None
+
+
 @dataclass(frozen=True)
 class WorkCalendar:
     """Working windows per weekday (``None``: always working) in the local time zone."""
@@ -89,11 +103,15 @@ class WorkCalendar:
     week: dict[int, tuple[Span, ...]] | None
     holidays: frozenset[date]
     tz: tzinfo
+    public: public_holidays.HolidayBase | None = None
 
     @classmethod
-    def parse(cls, spec: str, holidays: str = "", tz: tzinfo = UTC) -> WorkCalendar:
+    def parse(
+        cls, spec: str, holidays: str = "", tz: tzinfo = UTC, country: str = ""
+    ) -> WorkCalendar:
+        public = public_calendar(country)
         if spec.strip().lower() == ALWAYS:
-            return cls(None, parse_holidays(holidays), tz)
+            return cls(None, parse_holidays(holidays), tz, public)
         week: dict[int, tuple[Span, ...]] = {}
         for group in spec.split(";"):
             group = group.strip()
@@ -109,7 +127,10 @@ class WorkCalendar:
                 week[day] = spans
         if not week:
             raise WorkHoursError(f"'{spec}' has no working time; use 24/7 for always")
-        return cls(week, parse_holidays(holidays), tz)
+        return cls(week, parse_holidays(holidays), tz, public)
+
+    def is_holiday(self, day: date) -> bool:
+        return day in self.holidays or (self.public is not None and day in self.public)
 
     @property
     def always(self) -> bool:
@@ -120,7 +141,7 @@ class WorkCalendar:
         if self.week is None:
             start = datetime.combine(day, time(0), tzinfo=self.tz)
             return [(start, start + timedelta(days=1))]
-        if day in self.holidays:
+        if self.is_holiday(day):
             return []
         result = []
         for start, end in self.week.get(day.weekday(), ()):

@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
@@ -29,7 +30,6 @@ from storage.models import (
     Attendance,
     Broadcast,
     DueJob,
-    JobStatus,
     Meeting,
     MeetingKind,
     MeetingReply,
@@ -1070,28 +1070,9 @@ def defer_for_quiet_hours(ctx: Ctx, work: DueJob) -> bool:
 # --- the monthly nudge ----------------------------------------------------------------------------
 
 
-def next_nudge_at(ctx_settings: Any, after: datetime) -> datetime:
-    """09:00 local on the configured day of the month, after ``after``."""
-    tz = ctx_settings.tz
-    here = after.astimezone(tz)
-    candidate = datetime(here.year, here.month, ctx_settings.nudge_day, 9, 0, tzinfo=tz)
-    if candidate <= here:
-        year, month = (here.year + 1, 1) if here.month == 12 else (here.year, here.month + 1)
-        candidate = datetime(year, month, ctx_settings.nudge_day, 9, 0, tzinfo=tz)
-    return candidate.astimezone(UTC)
-
-
-async def ensure_monthly_nudge(session: Any, settings: Any, now: datetime) -> None:
-    """Keep exactly one pending monthly nudge (called at start-up and after each nudge)."""
-    stmt = select(DueJob.id).where(
-        DueJob.kind == "monthly_nudge", DueJob.status == JobStatus.pending
-    )
-    if (await session.exec(stmt)).first() is not None:
-        return
-    due = next_nudge_at(settings, now)
-    scheduler.schedule(
-        session, kind="monthly_nudge", due_at=due, now=now, dedupe_key=f"nudge:{due:%Y-%m}"
-    )
+def nudge_trigger(settings: Any) -> CronTrigger:
+    """09:00 local on the configured day of every month (SOTAY_NUDGE_DAY)."""
+    return CronTrigger(day=settings.nudge_day, hour=9, minute=0, timezone=settings.tz)
 
 
 def _month_after(day: date) -> tuple[date, date]:
@@ -1100,7 +1081,7 @@ def _month_after(day: date) -> tuple[date, date]:
     return first, last
 
 
-@scheduler.job("monthly_nudge")
+@scheduler.recurring("monthly_nudge", nudge_trigger)
 async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> str | None:
     if defer_for_quiet_hours(ctx, work):
         return "deferred: quiet hours"
@@ -1143,10 +1124,6 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> str | None:
                 ),
             )
             nudged += 1
-    due = next_nudge_at(ctx.settings, ctx.now + timedelta(days=1))
-    scheduler.schedule(
-        ctx.session, kind="monthly_nudge", due_at=due, now=ctx.now, dedupe_key=f"nudge:{due:%Y-%m}"
-    )
     return f"nudged {nudged}"
 
 

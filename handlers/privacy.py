@@ -14,9 +14,10 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,7 +46,6 @@ from storage.models import (
     DueJob,
     IdentityAttempt,
     Invite,
-    JobStatus,
     Meeting,
     MeetingReply,
     Member,
@@ -65,7 +65,6 @@ log = logging.getLogger("sotay.privacy")
 REDACTED = "[…]"
 MIN_REDACTED_TEXT = 4  # shorter texts ("ốm") identify nobody and would mangle other messages
 PURGE_KIND = "outbox_purge"
-PURGE_EVERY = timedelta(days=1)
 
 
 @dataclass
@@ -389,11 +388,9 @@ async def stored_about(session: AsyncSession, member: Member) -> dict[str, Any]:
 # --- retention ------------------------------------------------------------------------------------
 
 
-async def ensure_purge(session: AsyncSession, now: datetime) -> None:
-    """Keep one pending purge (called at start-up; the job re-arms itself daily)."""
-    stmt = select(DueJob.id).where(DueJob.kind == PURGE_KIND, DueJob.status == JobStatus.pending)
-    if (await session.exec(stmt)).first() is None:
-        scheduler.schedule(session, kind=PURGE_KIND, due_at=now + PURGE_EVERY, now=now)
+def purge_trigger(settings: Any) -> CronTrigger:
+    """03:30 local every day, when nobody is waiting for a message."""
+    return CronTrigger(hour=3, minute=30, timezone=settings.tz)
 
 
 async def purge_outbox(session: AsyncSession, *, before: datetime) -> int:
@@ -418,8 +415,7 @@ async def purge_outbox(session: AsyncSession, *, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-@scheduler.job(PURGE_KIND)
+@scheduler.recurring(PURGE_KIND, purge_trigger)
 async def purge_job(ctx: Ctx, work: DueJob) -> str:
     purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention_delta)
-    scheduler.schedule(ctx.session, kind=PURGE_KIND, due_at=ctx.now + PURGE_EVERY, now=ctx.now)
     return f"purged {purged}"

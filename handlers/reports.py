@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,7 +33,6 @@ from storage import queries
 from storage.db import Database
 from storage.models import (
     DueJob,
-    JobStatus,
     Member,
     MemberStatus,
     OutboxMessage,
@@ -266,28 +266,9 @@ async def nudge_laggards(ctx: Ctx, unit: Unit) -> None:
 # --- the weekly digest to administrators ----------------------------------------------------------
 
 
-def next_weekly_at(settings: Any, after: datetime) -> datetime:
-    """08:00 local on the first Monday strictly after ``after``."""
-    here = after.astimezone(settings.tz)
-    day = here.date() + timedelta(days=(0 - here.weekday()) % 7)
-    candidate = datetime(day.year, day.month, day.day, 8, 0, tzinfo=settings.tz)
-    if candidate <= here:
-        candidate += timedelta(days=7)
-    return candidate.astimezone(UTC)
-
-
-def _arm_weekly(session: AsyncSession, settings: Any, now: datetime) -> None:
-    due = next_weekly_at(settings, now)
-    scheduler.schedule(
-        session, kind=WEEKLY_KIND, due_at=due, now=now, dedupe_key=f"rpweekly:{due:%Y-%m-%d}"
-    )
-
-
-async def ensure_weekly_report(session: AsyncSession, settings: Any, now: datetime) -> None:
-    """Keep exactly one pending weekly digest (called at start-up; the job re-arms itself)."""
-    stmt = select(DueJob.id).where(DueJob.kind == WEEKLY_KIND, DueJob.status == JobStatus.pending)
-    if (await session.exec(stmt)).first() is None:
-        _arm_weekly(session, settings, now)
+def weekly_trigger(settings: Any) -> CronTrigger:
+    """08:00 local every Monday."""
+    return CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=settings.tz)
 
 
 async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
@@ -305,11 +286,10 @@ async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
     return found
 
 
-@scheduler.job(WEEKLY_KIND)
+@scheduler.recurring(WEEKLY_KIND, weekly_trigger)
 async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
     """Every Monday 08:00: each admin gets their unit's report, worst units first. Missed by more
     than a day (the bot was down), it is skipped on purpose: next Monday's is fresher."""
-    _arm_weekly(ctx.session, ctx.settings, ctx.now)
     late = ctx.now - work.due_at  # type: ignore[operator]
     if late > WEEKLY_LATE_LIMIT:
         return f"skip: {int(late.total_seconds() // 3600)}h late"

@@ -105,14 +105,16 @@ def may(actor: Actor, verb: str, cell: Unit) -> bool:
 
 
 @cache
-def _calendar(spec: str, holidays: str, timezone: str) -> WorkCalendar:
+def _calendar(spec: str, holidays: str, timezone: str, country: str) -> WorkCalendar:
     from zoneinfo import ZoneInfo
 
-    return WorkCalendar.parse(spec, holidays, ZoneInfo(timezone))
+    return WorkCalendar.parse(spec, holidays, ZoneInfo(timezone), country)
 
 
 def calendar(settings: Settings) -> WorkCalendar:
-    return _calendar(settings.working_hours, settings.holidays, settings.timezone)
+    return _calendar(
+        settings.working_hours, settings.holidays, settings.timezone, settings.public_holidays
+    )
 
 
 def sla_deadline(settings: Settings, start: datetime) -> datetime:

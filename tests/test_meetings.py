@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from storage.models import (
     Attendance,
@@ -121,7 +121,12 @@ async def test_full_meeting_lifecycle(world: World) -> None:
     views = await an.press("✓ Tham dự")
     assert "đã hủy" in views[-1].text
     world.clock.advance(timedelta(days=2))
-    assert await world.app.scheduler.tick() == 0  # cancelled: no reminders left
+    await world.app.scheduler.tick()
+    await world.app.dispatcher.run_once()
+    assert an.new() == []  # cancelled: no reminder reaches the member
+    replanned = {j.id for j in jobs}
+    after = await all_rows(world, DueJob, col(DueJob.id).in_(replanned))
+    assert [j.status for j in after] == [JobStatus.cancelled, JobStatus.cancelled]
 
 
 async def test_member_sees_meetings_and_changes_answer(world: World) -> None:
@@ -315,13 +320,13 @@ async def test_attendance_and_three_unexcused_absences_warn_the_secretary(world:
 
 async def test_monthly_nudge_for_cells_without_next_months_meeting(world: World) -> None:
     from bot.context import Ctx  # noqa: F401
-    from handlers.meetings import ensure_monthly_nudge
+    from bot.scheduler import ensure_recurring
 
     secretary = world.chat("bithu")
     await secretary.say("/help")
     secretary.new()
     async with world.app.db.session() as session:
-        await ensure_monthly_nudge(session, world.app.settings, world.clock.now())
+        await ensure_recurring(session, world.app.settings, world.clock.now())
     [job] = await all_rows(world, DueJob, DueJob.kind == "monthly_nudge")
     assert job.due_at.day == 20 and job.due_at.hour == 2  # 09:00 in Hà Nội
     world.clock.advance(job.due_at - world.clock.now())

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlmodel import SQLModel, select, text
 
 from bot.phones import display_phone
-from handlers.privacy import ensure_purge
+from bot.scheduler import ensure_recurring
 from storage.models import Broadcast, OutboxMessage, OutboxStatus
 from tests.conftest import Chat, World
 from tests.test_meetings import create_meeting
@@ -142,7 +142,7 @@ async def test_sent_messages_are_purged_after_retention_and_counts_kept(world: W
         [broadcast] = (await session.exec(select(Broadcast))).all()
     assert sent and all(row.status != OutboxStatus.pending for row in sent)
     async with world.app.db.session() as session:
-        await ensure_purge(session, world.clock.now())
+        await ensure_recurring(session, world.app.settings, world.clock.now())
     world.clock.advance(timedelta(days=29))
     await world.app.scheduler.tick()
     ids = {row.id for row in sent}

@@ -50,6 +50,23 @@ def test_holidays_are_skipped() -> None:
     assert not calendar.is_working(at(2, 9)) and calendar.is_working(at(4, 9))
 
 
+def test_tet_comes_from_the_public_calendar_and_local_days_are_added() -> None:
+    """Tết 2027 (lunar new year, 6 February) is known without anyone typing it in."""
+    calendar = WorkCalendar.parse(OFFICE, "2027-02-11", VN, country="VN")
+    friday_before = datetime(2027, 2, 5, 16, 0, tzinfo=VN)  # Lunar New Year's Eve: a day off
+    assert calendar.is_holiday(friday_before.date())
+    due = calendar.add(datetime(2027, 2, 3, 16, 0, tzinfo=VN), timedelta(hours=4))
+    # Wed 3 Feb 16:00 + 1 h, then Thu 4 (29 Tết) .. Wed 10 off, Thu 11 a local day off: Fri 12
+    assert due == datetime(2027, 2, 12, 10, 30, tzinfo=VN)
+    without = WorkCalendar.parse(OFFICE, tz=VN)
+    assert not without.is_holiday(friday_before.date())
+
+
+def test_a_country_without_a_calendar_is_explained() -> None:
+    with pytest.raises(WorkHoursError, match="no public holiday calendar"):
+        WorkCalendar.parse(OFFICE, tz=VN, country="XX")
+
+
 def test_always_open() -> None:
     calendar = WorkCalendar.parse("24/7", "2026-12-02", VN)
     start = at(5, 23)  # Saturday night
