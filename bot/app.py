@@ -44,6 +44,7 @@ class App:
             self.channels,
             self.clock,
             max_attempts=settings.outbox_max_attempts,
+            lease=settings.outbox_lease_delta,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress

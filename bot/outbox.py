@@ -75,8 +75,10 @@ class Dispatcher:
         concurrency: int = 16,
         batch: int = 200,
         limiters: dict[str, RateLimiter] | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self._db = db
+        self._lease = lease
         self._limiters = limiters or {}
         self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
         self._channels = channels
@@ -172,7 +174,7 @@ class Dispatcher:
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id).in_(ids), OutboxMessage.status == OutboxStatus.pending)
                 .where(free)
-                .values(lease_until=now + LEASE, lease_owner=token)
+                .values(lease_until=now + self._lease, lease_owner=token)
             )
             mine = select(OutboxMessage).where(OutboxMessage.lease_owner == token)
             return (await session.exec(mine.order_by(col(OutboxMessage.id)))).all()

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     web_port: int = Field(default=8080, ge=1, le=65535)
     web_host: str = "127.0.0.1"  # behind a reverse proxy; 0.0.0.0 to listen on every address
+    # How long a sender holds the messages it took; after a crash the next process re-sends
+    # them once this has passed (longer than one batch takes to send, or a slow sender and a
+    # second worker could both send a message).
+    outbox_lease: str = "60s"
     outbox_retention: str = "30d"  # sent messages are purged after this (counts are kept)
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: str = "vi"
@@ -170,6 +174,13 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1d (delivery reports need the recent rows)")
         return value
 
+    @field_validator("outbox_lease")
+    @classmethod
+    def _lease(cls, value: str) -> str:
+        if not timedelta(seconds=5) <= parse_duration(value) <= timedelta(minutes=30):
+            raise ValueError("must be between 5s and 30m")
+        return value
+
     @field_validator("zalo_webhook_secret")
     @classmethod
     def _zalo_secret(cls, value: str | None) -> str | None:
@@ -195,6 +206,10 @@ class Settings(BaseSettings):
     @property
     def reminder_deltas(self) -> list[timedelta]:
         return sorted((parse_duration(p) for p in self.reminder_offsets.split(",")), reverse=True)
+
+    @property
+    def outbox_lease_delta(self) -> timedelta:
+        return parse_duration(self.outbox_lease)
 
     @property
     def outbox_retention_delta(self) -> timedelta:

@@ -35,6 +35,27 @@ BACKENDS = [b for b in os.environ.get("SOTAY_TEST_BACKENDS", "sqlite,postgresql"
 _counter = itertools.count()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "engine_neutral: the behaviour does not depend on the database engine (input checks, "
+        "permission decisions); it runs on SQLite only, the PostgreSQL leg keeps the rest",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the PostgreSQL run of engine-neutral tests (reported as deselected, with a count)."""
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        neutral = item.get_closest_marker("engine_neutral") is not None
+        (dropped if on_postgres and neutral else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def postgres_available() -> bool:
     try:
         with socket.create_connection((PG_HOST, PG_PORT), timeout=1):

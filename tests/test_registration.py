@@ -98,6 +98,7 @@ async def test_someone_elses_contact_is_refused(world: World) -> None:
     assert await rows(world, ChannelAccount, ChannelAccount.user_ref == "u3") == []
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize(
     ("typed", "reply"),
     [
@@ -242,6 +243,7 @@ async def test_text_where_a_choice_is_expected_reprompts(world: World) -> None:
     assert "agree" in views[-1].text.lower()
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize("step_presses", [0, 1, 2, 3])
 async def test_cancel_at_any_step_saves_nothing(world: World, step_presses: int) -> None:
     chat = world.chat(f"c{step_presses}")
@@ -313,6 +315,7 @@ async def test_two_updates_of_one_user_at_once_are_serialised(world: World) -> N
     assert dialog.step == "phone"
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize(
     "text",
     ["x" * 5000, "\u200b\u200f/start", "Nguye\u0302\u0303n", "🙂🙂🙂", "\u202eabc"],

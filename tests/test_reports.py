@@ -507,6 +507,7 @@ async def test_cli_command_prints_the_report_and_fails_in_one_line(
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,  # a scratch folder: no developer .env or sotay.db is read
         )
         out, err = await proc.communicate()
         return proc.returncode or 0, out.decode(), err.decode()

@@ -1,18 +1,16 @@
 """Roster import: the CSV rules, the upsert, the report, and the ``sotay roster import`` command.
 
 Every database test runs on SQLite and on PostgreSQL (``db_url``): the import writes with bulk
-statements whose behaviour differs between the two drivers. The PostgreSQL databases carry this
-process's id, so concurrent test runs on one server never drop each other's databases.
+statements whose behaviour differs between the two drivers. Checks of the file itself (encoding,
+columns, empty paths) are engine-neutral and run on SQLite only.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import sqlite3
 import subprocess
 import unicodedata
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,49 +37,11 @@ CELL = "Tỉnh Hà Giang / Xã Lũng Cú / Chi bộ thôn Lô Lô Chải"
 # What Excel's plain "CSV" gives on Vietnamese Windows: cp1258, tone marks as combining characters.
 CP1258 = "full_name,phone,unit_path\nNguy\u00ea\u0303n V\u0103n An,,Xa\u0303 A\n"
 
-PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/{}"
-BACKENDS = [b for b in os.environ.get("SOTAY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
-_databases = itertools.count()
 
-
-def psql(sql: str) -> None:
-    subprocess.run(
-        ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture(scope="module")
-def pg_template() -> Iterator[str]:
-    """A migrated PostgreSQL database that each test's database is copied from."""
-    try:
-        psql("SELECT 1")
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot connect to PostgreSQL on 127.0.0.1:5432 with psql ({exc})")
-    name = f"sotay_roster_tpl_{os.getpid()}"
-    psql(f"DROP DATABASE IF EXISTS {name}")
-    psql(f"CREATE DATABASE {name}")
-    upgrade(PG_URL.format(name))
-    yield name
-    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for one test (sync: ``upgrade`` runs its own event loop)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'roster.db'}"
-        upgrade(url)
-        yield url
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"sotay_roster_{os.getpid()}_{next(_databases)}"
-    psql(f"DROP DATABASE IF EXISTS {name}")
-    psql(f"CREATE DATABASE {name} TEMPLATE {template}")
-    yield PG_URL.format(name)
-    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """The shared per-test database (tests/conftest.py): SQLite, and PostgreSQL when running."""
+    return database_url
 
 
 async def run(url: str, text: str, *, dry_run: bool = False) -> RosterReport:
@@ -248,6 +208,7 @@ async def test_bad_rows_are_reported_by_line_and_good_rows_import(db_url: str) -
     assert "line 4: phone '123' is not a Vietnamese number" in rendered.splitlines()
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize(
     "path",
     ["", "  /  ", "Tỉnh Hà Giang / / Chi bộ", "Tỉnh Hà Giang / Xã Lũng Cú /", "/Tỉnh Hà Giang"],
@@ -392,6 +353,7 @@ async def test_import_uses_batched_statements(db_url: str) -> None:
     assert len(statements) < 25, statements[:30]
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -214,6 +214,7 @@ async def test_short_or_empty_description_reprompts_and_keeps_category(world: Wo
     assert await rows(world, Ticket) == []
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize(
     ("attachment", "reply"),
     [
@@ -877,6 +878,7 @@ async def attempt(table: Table, action: str) -> tuple[bool, str]:
     return True, said
 
 
+@pytest.mark.engine_neutral
 @pytest.mark.parametrize("relation", list(RELATIONS))
 @pytest.mark.parametrize("role", ["member", "secretary", "staff", "admin"])
 async def test_authorization_table(world: World, role: str, relation: str) -> None:

@@ -9,25 +9,23 @@ tree; the answer reaches the member; and a restart in between loses nothing. The
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 import pytest_asyncio
 from sqlmodel import select
 
-from bot.app import App
-from bot.channels.telegram import TelegramChannel
 from bot.clock import ShiftedClock
 from bot.demo import seed_demo
 from bot.phones import normalize_phone
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from handlers.roster import import_roster_text
 from storage import queries
-from storage.models import ChannelAccount, Role, RoleGrant, Ticket, TicketStatus
+from storage.models import ChannelAccount, Role, RoleGrant, TicketStatus
 from tests.fake_telegram import FakeTelegram, FakeUser, button_texts
+from tests.harness import TELEGRAM_TOKEN, Bot, telegram_settings
 
-TOKEN = "123:TEST"
+TOKEN = TELEGRAM_TOKEN
 SECRETARY, STAFF, ADMIN = 9001, 9002, 9003
 MEMBER = 1001  # Nguyễn Văn An, Chi bộ thôn Cầu Bâu, Xã Hợp Thành
 DISTRICT = "Tỉnh Tuyên Quang / Huyện Lâm Bình"
@@ -37,42 +35,6 @@ MT002,Lục Văn Sáng,0977000002,{DISTRICT} / Xã Thượng Lâm / Chi bộ cơ
 MT003,Hoàng Thị Lý,0977000003,{DISTRICT} / Chi bộ cơ quan huyện,có
 """
 PAO, COMMUNE_STAFF, DISTRICT_STAFF = 2001, 2002, 2003
-
-
-@dataclass
-class Bot:
-    server: FakeTelegram
-    app: App
-    channel: TelegramChannel
-    settings: Settings
-    clock: ShiftedClock
-
-    async def stop(self) -> None:
-        await self.channel.stop()
-        await self.app.close()
-
-    async def start(self) -> None:
-        self.app = App(self.settings, clock=self.clock)
-        self.channel = TelegramChannel(self.settings, self.app.router.handle)
-        self.app.add_channel(self.channel)
-        await self.channel.start()
-        await self.app.start_background()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
-
-    async def ticket(self, ticket_id: int = 1) -> Ticket:
-        async with self.app.db.reader() as session:
-            found = await session.get(Ticket, ticket_id)
-        assert found is not None
-        return found
-
-    async def past_deadline(self, ticket_id: int = 1) -> None:
-        """Move the clock just past the ticket's SLA deadline."""
-        due = (await self.ticket(ticket_id)).sla_due_at
-        assert due is not None
-        self.clock.advance(due - self.clock.now() + timedelta(minutes=1))
 
 
 @pytest.fixture
@@ -142,19 +104,12 @@ async def mountain_tree(settings: Settings) -> None:
 
 @pytest_asyncio.fixture
 async def bot(fake: FakeTelegram, database_url: str, clock: ShiftedClock) -> AsyncIterator[Bot]:
-    settings = load_settings(
-        database_url=database_url,
-        telegram_token=TOKEN,
-        telegram_api_url=fake.root,
-        secret_key="test-secret",
-        _env_file=None,
-    )
+    settings = telegram_settings(database_url, fake.root)
     refs = {"bithu": str(SECRETARY), "canbo": str(STAFF), "admin": str(ADMIN)}
     await seed_demo(settings, channel="telegram", refs=refs)
     await link(settings, MEMBER, "0912000001")
     await mountain_tree(settings)
-    running = Bot(fake, None, None, settings, clock)  # type: ignore[arg-type]
-    await running.start()
+    running = await Bot.launch(fake, settings, clock)
     yield running
     await running.stop()
 

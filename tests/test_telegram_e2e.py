@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -15,51 +14,18 @@ from bot.app import App
 from bot.channels.telegram import WEBHOOK_HEADER, TelegramChannel
 from bot.clock import ShiftedClock
 from bot.demo import seed_demo
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from storage.models import ChannelAccount, Member
 from tests.fake_telegram import FakeTelegram, button_texts, reply_keyboard
+from tests.harness import TELEGRAM_TOKEN, Bot, start_app, telegram_channel, telegram_settings
 
-TOKEN = "123:TEST"
+TOKEN = TELEGRAM_TOKEN
 SECRETARY_ID = 9001
 AN_PHONE = "+84912000001"
 
 
-@dataclass
-class Bot:
-    server: FakeTelegram
-    app: App
-    channel: TelegramChannel
-    settings: Settings
-    clock: ShiftedClock
-
-    async def stop(self) -> None:
-        await self.channel.stop()
-        await self.app.close()
-
-    async def restart(self) -> None:
-        await self.stop()
-        self.app, self.channel = await start_bot(self.settings, self.clock)
-
-
 async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, TelegramChannel]:
-    app = App(settings, clock=clock)
-    channel = TelegramChannel(settings, app.router.handle)
-    app.add_channel(channel)
-    await channel.start()
-    app.services.bot_username = channel.username
-    await app.start_background()
-    return app, channel
-
-
-def telegram_settings(database_url: str, root: str, **extra: object) -> Settings:
-    return load_settings(
-        database_url=database_url,
-        telegram_token=TOKEN,
-        telegram_api_url=root,
-        secret_key="test-secret",
-        _env_file=None,
-        **extra,
-    )
+    return await start_app(settings, clock, telegram_channel)
 
 
 @pytest.fixture
@@ -81,8 +47,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 async def bot(fake: FakeTelegram, database_url: str, clock: ShiftedClock) -> AsyncIterator[Bot]:
     settings = telegram_settings(database_url, fake.root)
     await seed_demo(settings, channel="telegram", refs={"bithu": str(SECRETARY_ID)})
-    app, channel = await start_bot(settings, clock)
-    running = Bot(fake, app, channel, settings, clock)
+    running = await Bot.launch(fake, settings, clock)
     yield running
     await running.stop()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import aiohttp
@@ -20,7 +19,7 @@ from bot.channels.zalo import WEBHOOK_HEADER, ZaloChannel
 from bot.clock import ShiftedClock
 from bot.core import Upload, View
 from bot.demo import seed_demo
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.web import serve_alone
 from storage.db import Database
 from storage.models import (
@@ -33,52 +32,16 @@ from storage.models import (
     Unit,
 )
 from tests.fake_zalo import FakeZalo, FakeZaloUser, numbered_choices
+from tests.harness import ZALO_TOKEN, Bot, start_app, zalo_channel, zalo_settings
 
-TOKEN = "zalo-bot-token"
+TOKEN = ZALO_TOKEN
 SECRETARY = "z9001"
 AN_PHONE = "+84912000001"
 CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
 
 
-@dataclass
-class Bot:
-    server: FakeZalo
-    app: App
-    channel: ZaloChannel
-    settings: Settings
-    clock: ShiftedClock
-
-    async def stop(self) -> None:
-        await self.app.stop_background()
-        await self.channel.stop()
-        await self.app.close()
-
-    async def restart(self) -> None:
-        await self.stop()
-        self.app, self.channel = await start_bot(self.settings, self.clock)
-
-
 async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, ZaloChannel]:
-    app = App(settings, clock=clock)
-    channel = ZaloChannel(settings, app.router.handle, app.db, clock=clock, poll_timeout=5)
-    app.add_channel(channel)
-    await channel.start()
-    await app.start_background()
-    return app, channel
-
-
-def zalo_settings(database_url: str, root: str, **extra: object) -> Settings:
-    """A generous per-chat pace so dialogs are not slowed to 1 message/s in tests."""
-    return load_settings(
-        database_url=database_url,
-        zalo_token=TOKEN,
-        zalo_api_url=root,
-        secret_key="test-secret",
-        zalo_chat_rate=50,
-        zalo_chat_burst=20,
-        _env_file=None,
-        **extra,
-    )
+    return await start_app(settings, clock, zalo_channel)
 
 
 @pytest.fixture
@@ -99,8 +62,7 @@ async def fake() -> AsyncIterator[FakeZalo]:
 async def bot(fake: FakeZalo, database_url: str, clock: ShiftedClock) -> AsyncIterator[Bot]:
     settings = zalo_settings(database_url, fake.root)
     await seed_demo(settings, channel="zalo", refs={"bithu": SECRETARY})
-    app, channel = await start_bot(settings, clock)
-    running = Bot(fake, app, channel, settings, clock)
+    running = await Bot.launch(fake, settings, clock, zalo_channel)
     yield running
     await running.stop()
 
@@ -339,7 +301,7 @@ async def test_meeting_notice_reaches_zalo_members_and_numbered_replies_record_a
     await seed_demo(settings, channel="zalo", refs={"bithu": SECRETARY})
     members = await link_zalo_members(settings, fake)
     app, channel = await start_bot(settings, clock)
-    running = Bot(fake, app, channel, settings, clock)
+    running = Bot(fake, app, channel, settings, clock, zalo_channel)
     try:
         secretary = fake.user(SECRETARY)
         await secretary.send("/meeting")
