@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,7 +26,7 @@ from bot.faq.text import detect_language
 from bot.i18n import t
 from bot.router import ANYONE, Router
 from bot.textfold import fold
-from storage.faq_models import FaqEntryRow, FaqQuery, FaqTopicRow
+from storage.faq_models import FaqEntryRow, FaqQuery, FaqState, FaqTopicRow
 from storage.models import DueJob, JobStatus, Member, Role, RoleGrant
 
 _DIGITS = re.compile(r"\d[\d .\-]{5,}\d")
@@ -105,28 +105,52 @@ async def import_kb(
             if entry_id not in keep:
                 await session.delete(row)
                 removed += 1
+    await session.flush()
+    await bump_version(session)
     return ImportResult(len(kb.topics), created, updated, unchanged, removed)
 
 
+async def kb_version(session: AsyncSession) -> int:
+    """The knowledge base's version counter (0 before the first import)."""
+    version = (await session.exec(select(FaqState.version).where(FaqState.id == 1))).first()
+    return int(version or 0)
+
+
+async def bump_version(session: AsyncSession) -> None:
+    """Mark the knowledge base changed, so every process rebuilds its index on the next question.
+
+    Called by every writer (import, /faqedit, gap review) in the same transaction as the change.
+    An atomic ``version + 1`` keeps two concurrent writers from losing a bump.
+    """
+    result = await session.exec(  # type: ignore[call-overload]
+        update(FaqState).where(col(FaqState.id) == 1).values(version=col(FaqState.version) + 1)
+    )
+    if result.rowcount == 0:
+        session.add(FaqState(id=1, version=1))
+    await session.flush()
+
+
 class FaqService:
-    """The index over the current entries, rebuilt when they change."""
+    """The index over the current entries, rebuilt when the knowledge base's version changes."""
 
     def __init__(self) -> None:
-        self._stamp: tuple[int, int] | None = None
+        self._version: int | None = None
         self._index: FaqIndex | None = None
 
     async def index(self, session: AsyncSession, now: datetime) -> FaqIndex:
-        stmt = select(func.count(), func.sum(FaqEntryRow.revision))
-        stamp_row = (await session.exec(stmt)).one()
-        stamp = (int(stamp_row[0]), int(stamp_row[1] or 0))
-        if stamp[0] == 0:  # first use: the shipped knowledge base
-            await import_kb(session, load_kb(DEFAULT_KB_PATH), now=now)
-            await session.flush()
+        version = await kb_version(session)
+        if version == 0:  # first use: the shipped knowledge base
+            count = (await session.exec(select(func.count()).select_from(FaqEntryRow))).one()
+            if not count:
+                await import_kb(session, load_kb(DEFAULT_KB_PATH), now=now)
+            else:  # entries from before the counter existed
+                await bump_version(session)
             return await self.index(session, now)
-        if self._index is None or stamp != self._stamp:
+        if self._index is None or version != self._version:
             kb = await load_from_db(session)
-            assert kb is not None
-            self._index, self._stamp = FaqIndex.build(kb), stamp
+            if kb is None:  # every entry deleted: fall back to the shipped base
+                kb = load_kb(DEFAULT_KB_PATH)
+            self._index, self._version = FaqIndex.build(kb), version
         return self._index
 
 
@@ -372,6 +396,7 @@ async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         return None
     if a.value == "delete":
         await ctx.session.delete(row)
+        await bump_version(ctx.session)
         ctx.reply(ctx.t("faqedit.deleted", id=row.id))
         return None
     s["field"] = a.value
@@ -398,6 +423,7 @@ async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         row.answer = {**row.answer, lang: text}
     row.updated_at, row.revision = ctx.now, row.revision + 1
     ctx.session.add(row)
+    await bump_version(ctx.session)
     ctx.reply(ctx.t("faqedit.saved", id=row.id))
     return None
 
@@ -448,6 +474,7 @@ async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
             updated_at=ctx.now,
         )
     )
+    await bump_version(ctx.session)
     ctx.reply(ctx.t("faqedit.saved", id=entry_id))
     return None
 
