@@ -86,5 +86,7 @@ def test_out_of_scope_sets_are_big_enough_and_new() -> None:
     assert sum(q.expected == NONE for q in final) >= 60
     assert len(oos) >= 60 and {q.expected for q in oos} == {NONE}
     assert sum(q.expected != NONE for q in final) >= 60
+    ids = {entry.id for entry in load_kb(DEFAULT_KB_PATH).entries}
+    assert {q.expected for q in final} <= ids | {NONE}
     earlier = {fold(q.text) for name in SPLITS if name != "final3" for q in load_questions(name)}
     assert [q.text for q in final if fold(q.text) in earlier] == []
