@@ -1,7 +1,7 @@
 """Evaluate the FAQ matcher against a plain fuzzy baseline on the labelled questions.
 
 Run from the project root: ``.venv/bin/python -m bench.faq_eval.run [--split SPLIT]`` (test by
-default; dev, dev2, fresh, fresh2, oos; final3 is sealed: run it once). It tunes nothing: our
+default; dev, dev2, fresh, fresh2, oos, final3; final4 is sealed: run it once). It tunes nothing:
 matcher runs with its defaults, the
 baseline with ``BASELINE_POLICY``; both were chosen on the tuning splits by
 ``bench.faq_eval.tune``. Prints Markdown tables for docs/benchmarks.md.
