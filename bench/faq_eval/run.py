@@ -88,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     def plain(text: str) -> Outcome:
         return BASELINE_POLICY.apply(baseline.rank(text))
 
-    ungated = FaqIndex.build(kb, params=MatchParams(max_missing=float("inf")))
+    ungated = FaqIndex.build(  # the matcher before issue 16: its thresholds, no coverage gate
+        kb, answer_threshold=0.34, margin=0.04, params=MatchParams(max_missing=float("inf"))
+    )
 
     def before(text: str) -> Outcome:
         decision = ungated.ask(text)
