@@ -509,19 +509,21 @@ def faq_ask(question: str, as_json: bool) -> None:
 @faq.command("gaps")
 @click.option("--days", type=int, default=None, help="Only the last N days.")
 def faq_gaps(days: int | None) -> None:
-    """Questions the FAQ could not settle, most frequent first (no identities are kept)."""
+    """Unanswered questions grouped by topic, most asked first (no identities are kept)."""
     from datetime import timedelta
 
     from bot.clock import Clock
-    from handlers.faq import gaps
+    from handlers.faq_gaps import gap_clusters
 
     settings = _settings()
     since = Clock().now() - timedelta(days=days) if days else None
-    rows = _run(_with_session(settings, lambda s: gaps(s, since=since)))
-    if not rows:
+    clusters = _run(_with_session(settings, lambda s: gap_clusters(s, since=since)))
+    if not clusters:
         click.echo("no unanswered questions")
-    for _folded, count, text in rows:
-        click.echo(f"{count:5d}  {text}")
+    for c in clusters:
+        click.echo(
+            f"{c.count:5d}  {c.text}  ({c.variants} phrasing(s); turn into an entry: /faqgaps)"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

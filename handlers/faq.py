@@ -325,22 +325,7 @@ def show_topic(ctx: Ctx, kb: KnowledgeBase, topic_id: str) -> None:
 # --- gaps -----------------------------------------------------------------------------------------
 
 UNSETTLED = ("none", "no_match", "not_solved")
-
-
-async def gaps(
-    session: AsyncSession, *, since: datetime | None = None, limit: int = 50
-) -> list[tuple[str, int, str]]:
-    """Unsettled questions grouped by their folded text, most frequent first."""
-    stmt = (
-        select(FaqQuery.folded, func.count(), func.min(FaqQuery.text))
-        .where(col(FaqQuery.outcome).in_(UNSETTLED))
-        .group_by(FaqQuery.folded)
-        .order_by(func.count().desc(), FaqQuery.folded)
-        .limit(limit)
-    )
-    if since is not None:
-        stmt = stmt.where(col(FaqQuery.at) >= since)
-    return [(folded, count, text) for folded, count, text in (await session.exec(stmt)).all()]
+"""Outcomes that leave a question in the gaps; /faqgaps settles them as "added" or "dismissed"."""
 
 
 # --- administrators edit entries in the chat ------------------------------------------------------
@@ -349,7 +334,18 @@ edit_flow = dialogs.flow("faqedit")
 NEW = "__new__"
 
 
+def may_edit_base(ctx: Ctx) -> bool:
+    """An administrator of the root of the tree: the base is shared by every unit.
+
+    Checked by every step that writes, not only by the command, so a dialog left open by
+    someone who has since lost the role changes nothing."""
+    return any(unit.depth == 0 for unit in ctx.actor.scopes(Role.admin))
+
+
 async def cmd_faqedit(ctx: Ctx, args: str) -> None:
+    if not may_edit_base(ctx):
+        ctx.reply(ctx.t("faqgaps.not_allowed"))
+        return
     await dialogs.start(ctx, "faqedit", "pick", {"lang": ctx.lang})
 
 
@@ -391,7 +387,7 @@ async def ask_field(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 @edit_flow.answer("field")
 async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     row = await ctx.session.get(FaqEntryRow, s["entry"])
-    if row is None:
+    if row is None or not may_edit_base(ctx):
         ctx.reply(ctx.t("common.stale_button"))
         return None
     if a.value == "delete":
@@ -414,7 +410,8 @@ async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if not 3 <= len(text) <= 1500:
         return Retry("faqedit.length")
     row = await ctx.session.get(FaqEntryRow, s["entry"])
-    if row is None:
+    if row is None or not may_edit_base(ctx):
+        ctx.reply(ctx.t("common.stale_button"))
         return None
     kind, lang = s["field"].split("_")
     if kind == "q":
@@ -458,6 +455,9 @@ def _text_step(name: str, key: str, next_step: str | None) -> None:
 
 
 async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
+    if not may_edit_base(ctx):
+        ctx.reply(ctx.t("common.stale_button"))
+        return None
     base = re.sub(r"[^a-z0-9]+", "_", fold(s["new_q_en"]))[:24].strip("_") or "entry"
     entry_id, n = base, 1
     while await ctx.session.get(FaqEntryRow, entry_id) is not None:
@@ -475,6 +475,9 @@ async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
         )
     )
     await bump_version(ctx.session)
+    from handlers.faq_gaps import settle_into_new_entry  # gaps builds on this module
+
+    await settle_into_new_entry(ctx, s, entry_id)
     ctx.reply(ctx.t("faqedit.saved", id=entry_id))
     return None
 
@@ -506,7 +509,10 @@ async def ensure_digest(session: AsyncSession, settings: Any, now: datetime) -> 
 
 @scheduler.job("faq_digest")
 async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
-    rows = await gaps(ctx.session, since=work.due_at - timedelta(days=31), limit=10)  # type: ignore[operator]
+    from handlers.faq_gaps import gap_clusters  # gaps builds on this module
+
+    since = work.due_at - timedelta(days=31)  # type: ignore[operator]
+    rows = (await gap_clusters(ctx.session, since=since))[:10]
     admins = (
         await ctx.session.exec(
             select(Member)
@@ -515,7 +521,7 @@ async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
             .distinct()
         )
     ).all()
-    lines = "\n".join(f"{count} × {text}" for _f, count, text in rows)
+    lines = "\n".join(f"{c.count} × {c.text}" for c in rows)
     for admin in admins:
         await ctx.notify_member(
             admin,
@@ -534,3 +540,6 @@ def setup(router: Router) -> None:
     router.command("faq", requires=ANYONE)(cmd_faq)
     router.command("faqedit", requires=(Role.admin,))(cmd_faqedit)
     router.action("faq", requires=ANYONE)(on_faq_action)
+    from handlers import faq_gaps  # the gap review builds on this module
+
+    faq_gaps.setup(router)
