@@ -458,6 +458,25 @@ def faq_export(output: Path | None) -> None:
         click.echo(text, nl=False)
 
 
+SHIPPED_BASE_NOTE = (
+    "note: the database is not set up (run `sotay db upgrade`), "
+    "so this answer comes from the shipped knowledge base."
+)
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    """True for a SQLite URL whose file does not exist (opening it would create an empty one)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and name not in ("", ":memory:")
+        and not Path(name).exists()
+    )
+
+
 @faq.command("ask")
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: decision and candidates.")
@@ -469,7 +488,15 @@ def faq_ask(question: str, as_json: bool) -> None:
     from handlers.faq import SERVICE
 
     settings = _settings()
-    index = _run(_with_session(settings, lambda s: SERVICE.index(s, Clock().now())))
+    try:
+        if _sqlite_file_missing(settings.database_url):  # do not leave an empty file behind
+            raise Fail("no database yet")
+        index = _run(_with_session(settings, lambda s: SERVICE.index(s, Clock().now())))
+    except Fail:
+        from bot.faq import DEFAULT_KB_PATH, FaqIndex, load_kb
+
+        click.echo(SHIPPED_BASE_NOTE, err=True)
+        index = FaqIndex.build(load_kb(DEFAULT_KB_PATH))
     decision = index.ask(question)
     if as_json:
         click.echo(json.dumps(decision.to_json(), ensure_ascii=False))
@@ -482,19 +509,21 @@ def faq_ask(question: str, as_json: bool) -> None:
 @faq.command("gaps")
 @click.option("--days", type=int, default=None, help="Only the last N days.")
 def faq_gaps(days: int | None) -> None:
-    """Questions the FAQ could not settle, most frequent first (no identities are kept)."""
+    """Unanswered questions grouped by topic, most asked first (no identities are kept)."""
     from datetime import timedelta
 
     from bot.clock import Clock
-    from handlers.faq import gaps
+    from handlers.faq_gaps import gap_clusters
 
     settings = _settings()
     since = Clock().now() - timedelta(days=days) if days else None
-    rows = _run(_with_session(settings, lambda s: gaps(s, since=since)))
-    if not rows:
+    clusters = _run(_with_session(settings, lambda s: gap_clusters(s, since=since)))
+    if not clusters:
         click.echo("no unanswered questions")
-    for _folded, count, text in rows:
-        click.echo(f"{count:5d}  {text}")
+    for c in clusters:
+        click.echo(
+            f"{c.count:5d}  {c.text}  ({c.variants} phrasing(s); turn into an entry: /faqgaps)"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,7 +26,7 @@ from bot.faq.text import detect_language
 from bot.i18n import t
 from bot.router import ANYONE, Router
 from bot.textfold import fold
-from storage.faq_models import FaqEntryRow, FaqQuery, FaqTopicRow
+from storage.faq_models import FaqEntryRow, FaqQuery, FaqState, FaqTopicRow
 from storage.models import DueJob, JobStatus, Member, Role, RoleGrant
 
 _DIGITS = re.compile(r"\d[\d .\-]{5,}\d")
@@ -105,28 +105,52 @@ async def import_kb(
             if entry_id not in keep:
                 await session.delete(row)
                 removed += 1
+    await session.flush()
+    await bump_version(session)
     return ImportResult(len(kb.topics), created, updated, unchanged, removed)
 
 
+async def kb_version(session: AsyncSession) -> int:
+    """The knowledge base's version counter (0 before the first import)."""
+    version = (await session.exec(select(FaqState.version).where(FaqState.id == 1))).first()
+    return int(version or 0)
+
+
+async def bump_version(session: AsyncSession) -> None:
+    """Mark the knowledge base changed, so every process rebuilds its index on the next question.
+
+    Called by every writer (import, /faqedit, gap review) in the same transaction as the change.
+    An atomic ``version + 1`` keeps two concurrent writers from losing a bump.
+    """
+    result = await session.exec(  # type: ignore[call-overload]
+        update(FaqState).where(col(FaqState.id) == 1).values(version=col(FaqState.version) + 1)
+    )
+    if result.rowcount == 0:
+        session.add(FaqState(id=1, version=1))
+    await session.flush()
+
+
 class FaqService:
-    """The index over the current entries, rebuilt when they change."""
+    """The index over the current entries, rebuilt when the knowledge base's version changes."""
 
     def __init__(self) -> None:
-        self._stamp: tuple[int, int] | None = None
+        self._version: int | None = None
         self._index: FaqIndex | None = None
 
     async def index(self, session: AsyncSession, now: datetime) -> FaqIndex:
-        stmt = select(func.count(), func.sum(FaqEntryRow.revision))
-        stamp_row = (await session.exec(stmt)).one()
-        stamp = (int(stamp_row[0]), int(stamp_row[1] or 0))
-        if stamp[0] == 0:  # first use: the shipped knowledge base
-            await import_kb(session, load_kb(DEFAULT_KB_PATH), now=now)
-            await session.flush()
+        version = await kb_version(session)
+        if version == 0:  # first use: the shipped knowledge base
+            count = (await session.exec(select(func.count()).select_from(FaqEntryRow))).one()
+            if not count:
+                await import_kb(session, load_kb(DEFAULT_KB_PATH), now=now)
+            else:  # entries from before the counter existed
+                await bump_version(session)
             return await self.index(session, now)
-        if self._index is None or stamp != self._stamp:
+        if self._index is None or version != self._version:
             kb = await load_from_db(session)
-            assert kb is not None
-            self._index, self._stamp = FaqIndex.build(kb), stamp
+            if kb is None:  # every entry deleted: fall back to the shipped base
+                kb = load_kb(DEFAULT_KB_PATH)
+            self._index, self._version = FaqIndex.build(kb), version
         return self._index
 
 
@@ -301,22 +325,7 @@ def show_topic(ctx: Ctx, kb: KnowledgeBase, topic_id: str) -> None:
 # --- gaps -----------------------------------------------------------------------------------------
 
 UNSETTLED = ("none", "no_match", "not_solved")
-
-
-async def gaps(
-    session: AsyncSession, *, since: datetime | None = None, limit: int = 50
-) -> list[tuple[str, int, str]]:
-    """Unsettled questions grouped by their folded text, most frequent first."""
-    stmt = (
-        select(FaqQuery.folded, func.count(), func.min(FaqQuery.text))
-        .where(col(FaqQuery.outcome).in_(UNSETTLED))
-        .group_by(FaqQuery.folded)
-        .order_by(func.count().desc(), FaqQuery.folded)
-        .limit(limit)
-    )
-    if since is not None:
-        stmt = stmt.where(col(FaqQuery.at) >= since)
-    return [(folded, count, text) for folded, count, text in (await session.exec(stmt)).all()]
+"""Outcomes that leave a question in the gaps; /faqgaps settles them as "added" or "dismissed"."""
 
 
 # --- administrators edit entries in the chat ------------------------------------------------------
@@ -325,7 +334,18 @@ edit_flow = dialogs.flow("faqedit")
 NEW = "__new__"
 
 
+def may_edit_base(ctx: Ctx) -> bool:
+    """An administrator of the root of the tree: the base is shared by every unit.
+
+    Checked by every step that writes, not only by the command, so a dialog left open by
+    someone who has since lost the role changes nothing."""
+    return any(unit.depth == 0 for unit in ctx.actor.scopes(Role.admin))
+
+
 async def cmd_faqedit(ctx: Ctx, args: str) -> None:
+    if not may_edit_base(ctx):
+        ctx.reply(ctx.t("faqgaps.not_allowed"))
+        return
     await dialogs.start(ctx, "faqedit", "pick", {"lang": ctx.lang})
 
 
@@ -367,11 +387,12 @@ async def ask_field(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 @edit_flow.answer("field")
 async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     row = await ctx.session.get(FaqEntryRow, s["entry"])
-    if row is None:
+    if row is None or not may_edit_base(ctx):
         ctx.reply(ctx.t("common.stale_button"))
         return None
     if a.value == "delete":
         await ctx.session.delete(row)
+        await bump_version(ctx.session)
         ctx.reply(ctx.t("faqedit.deleted", id=row.id))
         return None
     s["field"] = a.value
@@ -389,7 +410,8 @@ async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if not 3 <= len(text) <= 1500:
         return Retry("faqedit.length")
     row = await ctx.session.get(FaqEntryRow, s["entry"])
-    if row is None:
+    if row is None or not may_edit_base(ctx):
+        ctx.reply(ctx.t("common.stale_button"))
         return None
     kind, lang = s["field"].split("_")
     if kind == "q":
@@ -398,6 +420,7 @@ async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         row.answer = {**row.answer, lang: text}
     row.updated_at, row.revision = ctx.now, row.revision + 1
     ctx.session.add(row)
+    await bump_version(ctx.session)
     ctx.reply(ctx.t("faqedit.saved", id=row.id))
     return None
 
@@ -432,6 +455,9 @@ def _text_step(name: str, key: str, next_step: str | None) -> None:
 
 
 async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
+    if not may_edit_base(ctx):
+        ctx.reply(ctx.t("common.stale_button"))
+        return None
     base = re.sub(r"[^a-z0-9]+", "_", fold(s["new_q_en"]))[:24].strip("_") or "entry"
     entry_id, n = base, 1
     while await ctx.session.get(FaqEntryRow, entry_id) is not None:
@@ -448,6 +474,10 @@ async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
             updated_at=ctx.now,
         )
     )
+    await bump_version(ctx.session)
+    from handlers.faq_gaps import settle_into_new_entry  # gaps builds on this module
+
+    await settle_into_new_entry(ctx, s, entry_id)
     ctx.reply(ctx.t("faqedit.saved", id=entry_id))
     return None
 
@@ -479,7 +509,10 @@ async def ensure_digest(session: AsyncSession, settings: Any, now: datetime) -> 
 
 @scheduler.job("faq_digest")
 async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
-    rows = await gaps(ctx.session, since=work.due_at - timedelta(days=31), limit=10)  # type: ignore[operator]
+    from handlers.faq_gaps import gap_clusters  # gaps builds on this module
+
+    since = work.due_at - timedelta(days=31)  # type: ignore[operator]
+    rows = (await gap_clusters(ctx.session, since=since))[:10]
     admins = (
         await ctx.session.exec(
             select(Member)
@@ -488,7 +521,7 @@ async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
             .distinct()
         )
     ).all()
-    lines = "\n".join(f"{count} × {text}" for _f, count, text in rows)
+    lines = "\n".join(f"{c.count} × {c.text}" for c in rows)
     for admin in admins:
         await ctx.notify_member(
             admin,
@@ -507,3 +540,6 @@ def setup(router: Router) -> None:
     router.command("faq", requires=ANYONE)(cmd_faq)
     router.command("faqedit", requires=(Role.admin,))(cmd_faqedit)
     router.action("faq", requires=ANYONE)(on_faq_action)
+    from handlers import faq_gaps  # the gap review builds on this module
+
+    faq_gaps.setup(router)

@@ -453,7 +453,7 @@ async def here(ctx: Ctx, ticket: Ticket) -> Chat:
 
 async def on_ticket_action(ctx: Ctx, args: list[str]) -> None:
     """``a:tk:<ticket>:<verb>[:<arg>]``; the actor is checked against the ticket's cell here."""
-    if len(args) < 2 or not args[0].isdigit() or args[1] not in (*VERBS, "fq"):
+    if len(args) < 2 or not args[0].isdigit() or args[1] not in (*VERBS, "fq", "fs"):
         ctx.reply(ctx.t("common.stale_button"))
         return
     verb = args[1]
@@ -462,7 +462,7 @@ async def on_ticket_action(ctx: Ctx, args: list[str]) -> None:
     if (
         ticket is None
         or cell is None
-        or not core.may(ctx.actor, "faq" if verb == "fq" else verb, cell)
+        or not core.may(ctx.actor, "faq" if verb in ("fq", "fs") else verb, cell)
     ):
         log.warning("ticket.denied id=%s verb=%s", args[0], verb)
         ctx.reply(ctx.t("common.not_allowed"))
@@ -550,10 +550,21 @@ async def _faq(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
         )
         label = question[0] if len(question[0]) <= 60 else question[0][:59] + "…"
         buttons.append([ctx.button(label, f"a:tk:{ticket.id}:fq:{entry_id}")])
+    search = [] if where.group else [[ctx.button(ctx.t("faqstaff.search"), f"a:tk:{ticket.id}:fs")]]
     if not buttons:
-        _say(ctx, where, ctx.t("sup.staff.faq_none", id=ticket.id))
+        _say(ctx, where, View(ctx.t("sup.staff.faq_none", id=ticket.id), search))
         return
-    _say(ctx, where, View(ctx.t("sup.staff.faq_pick", id=ticket.id), buttons))
+    _say(ctx, where, View(ctx.t("sup.staff.faq_pick", id=ticket.id), buttons + search))
+
+
+async def _faq_search(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
+    """Search the FAQ by typing (handlers/faq_staff.py); private chats only."""
+    if where.group or ticket.status == TicketStatus.closed:
+        _say(ctx, where, ctx.t("common.stale_button"))
+        return
+    from handlers.faq_staff import start_search
+
+    await start_search(ctx, ticket.id or 0)
 
 
 async def _faq_send(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
@@ -615,6 +626,7 @@ STAFF_VERBS: dict[str, Callable[[Ctx, Ticket, Chat, list[str]], Awaitable[None]]
     "reply": _reply,
     "faq": _faq,
     "fq": _faq_send,
+    "fs": _faq_search,
     "db": _db,
     "done": _done,
     "up": _up,

@@ -51,3 +51,17 @@ class FaqQuery(SQLModel, table=True):
     entry_id: str | None = Field(default=None, max_length=32)
     asker_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     at: datetime | None = utc_column(nullable=False, index=True)
+
+
+class FaqState(SQLModel, table=True):
+    """One row: the knowledge base's version, bumped by every import and every edit.
+
+    Every process compares it with the version its index was built from. A stamp derived from
+    the entries themselves (count, sum of revisions) misses a replace that removes one entry and
+    adds another, and topic changes; a counter that every writer bumps cannot.
+    """
+
+    __tablename__ = "faq_state"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = 0

@@ -200,3 +200,20 @@ async def test_member_asks_over_telegram_and_gets_the_answer(bot) -> None:  # ty
     assert reply["text"] == answer_of("otp_not_received")
     await user.press(reply, "✗ Chưa giải quyết")
     assert "cán bộ hỗ trợ" in (await user.next_message())["text"]
+
+
+def test_cli_ask_on_a_fresh_checkout_answers_and_leaves_no_file(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOTAY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "faq", "ask", "ko nhan dc ma otp", "--json"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["candidates"][0]["id"] == "otp_not_received"
+    assert "sotay db upgrade" in result.stderr
+    assert list(tmp_path.iterdir()) == []

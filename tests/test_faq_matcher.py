@@ -146,3 +146,30 @@ def test_matching_is_fast(index: FaqIndex) -> None:
         index.ask(text)
     mean_ms = (time.perf_counter() - start) * 1000 / len(texts)
     assert mean_ms < 5.0
+
+
+@pytest.mark.parametrize(
+    ("text", "near"),
+    [
+        ("quên mật khẩu Zalo thì lấy lại sao", "forgot_password"),
+        ("VNeID đăng nhập không được", "cannot_login"),
+        ("how do I reset my Gmail password", "forgot_password"),
+    ],
+)
+def test_a_question_about_another_app_is_suggested_not_answered(
+    index: FaqIndex, text: str, near: str
+) -> None:
+    """Issue 16: the topic word ("zalo", "vneid", "gmail") is missing from the entry."""
+    decision = index.ask(text)
+    assert decision.decision != "answer"
+    assert index.missing_share(text, near) > index.params.max_missing
+
+
+@pytest.mark.parametrize(
+    "text", ["quên mật khẩu sổ tay", "quen mat khaaur so tay", "I forgot my handbook password"]
+)
+def test_the_same_words_about_the_handbook_are_still_answered(index: FaqIndex, text: str) -> None:
+    """Function words and typos of the entry's words do not count as missing."""
+    decision = index.ask(text)
+    assert (decision.decision, _top(decision)) == ("answer", "forgot_password")
+    assert index.missing_share(text, "forgot_password") == 0.0

@@ -29,8 +29,24 @@ writer who saw neither the stored phrasings nor the test questions. Tuning uses 
 FRESH2_PATH = Path(__file__).parent / "fresh2_test.yaml"
 """The sealed held-out set (split "fresh2"), written like "fresh" once that one had been used:
 run once, for the final figures."""
-SPLITS = ("dev", "dev2", "test", "fresh", "fresh2")
-_SPLIT_FILES = {"fresh": FRESH_PATH, "dev2": DEV_EXTRA_PATH, "fresh2": FRESH2_PATH}
+OOS_DEV_PATH = Path(__file__).parent / "oos_dev.yaml"
+"""Out-of-scope development questions (split "oos"), many near-misses: for calibrating the
+coverage gate (issue 16). A tuning split."""
+FINAL3_PATH = Path(__file__).parent / "final3_test.yaml"
+"""The sealed set of issue 16 (split "final3"): covered questions and >= 60 out-of-scope ones.
+Written by the same engineer as the gate (a caveat, see docs/benchmarks.md); run once."""
+FINAL4_PATH = Path(__file__).parent / "final4_test.yaml"
+"""The second sealed set of issue 16 (split "final4"), written after final3's single run missed
+its goals and before any change made in answer to it; same caveat as final3. Run once."""
+SPLITS = ("dev", "dev2", "test", "fresh", "fresh2", "oos", "final3", "final4")
+_SPLIT_FILES = {
+    "fresh": FRESH_PATH,
+    "dev2": DEV_EXTRA_PATH,
+    "fresh2": FRESH2_PATH,
+    "oos": OOS_DEV_PATH,
+    "final3": FINAL3_PATH,
+    "final4": FINAL4_PATH,
+}
 NONE = "none"
 
 Ranked = list[tuple[str, float]]
@@ -108,6 +124,10 @@ class Metrics:
     confident_wrong: float
     kept_out: float
     n: int
+    covered_wrong: float = 0.0
+    """Answered with the wrong entry, of covered questions."""
+    oos_answered: float = 0.0
+    """Answered at all, of out-of-scope (uncovered) questions."""
 
 
 def score_outcomes(questions: Sequence[Question], outcomes: Sequence[Outcome]) -> Metrics:
@@ -123,6 +143,8 @@ def score_outcomes(questions: Sequence[Question], outcomes: Sequence[Outcome]) -
         for q, (kind, ids) in zip(questions, outcomes, strict=True)
     )
     kept_out = sum(kind == "none" for kind, _ in uncovered)
+    covered_wrong = sum(kind == "answer" and ids[0] != q.expected for q, (kind, ids) in covered)
+    oos_answered = sum(kind == "answer" for kind, _ in uncovered)
     n = len(questions)
     return Metrics(
         top1=top1 / max(len(covered), 1),
@@ -131,6 +153,8 @@ def score_outcomes(questions: Sequence[Question], outcomes: Sequence[Outcome]) -
         confident_wrong=wrong / max(n, 1),
         kept_out=kept_out / max(len(uncovered), 1),
         n=n,
+        covered_wrong=covered_wrong / max(len(covered), 1),
+        oos_answered=oos_answered / max(len(uncovered), 1),
     )
 
 

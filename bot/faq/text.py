@@ -24,7 +24,7 @@ from typing import Literal
 
 from bot.textfold import clean, fold, strip_marks
 
-__all__ = ["Lang", "clean", "detect_language", "fold", "syllables", "tokens"]
+__all__ = ["FUNCTION_WORDS", "Lang", "clean", "detect_language", "fold", "syllables", "tokens"]
 
 Lang = Literal["vi", "en"]
 
@@ -160,6 +160,32 @@ _COMMON_EN = _wordset(
     "account login log forgot change changed new old number install update document documents "
     "help use using see find read send receive received"
 )
+
+
+FUNCTION_WORDS = _wordset(
+    # Vietnamese (folded): pronouns, kin terms that set a story's scene, particles, conjunctions,
+    # prepositions, tense and degree words, question words, numbers, time words, and the
+    # general verbs every question has (do, know, ask, see, press, help, use).
+    "toi tao minh em anh chi ong ba bac chu co cau ban no ho chung ta ai gi nao sao the vay "
+    "a ah oi nhe nha nhi ha hi day do kia nay ay la thi ma va voi vs cua cho de o tai tu den "
+    "tren duoi trong ngoai ra vao len xuong lai nua roi da dang se sap vua moi con van cung deu "
+    "chi rat qua lam hon nhat it nhieu cac nhung mot hai bon nam sau bay tam chin muoi may bao "
+    "lau khi luc gio hom ngay thang tuan sang chieu truoc nen phai can muon duoc bi khong chua "
+    "chang dau biet hoi noi nghe thay xem di ve mo bam go giup nho cach kieu nhu hay hoac neu "
+    "vi tuy het xong thu chut ca tung nguoi viec cai chiec me bo chau vo chong trai gai nha "
+    "dong dung ok oke vang da u uh nhi thoi luon kiem hien dua nhan ghi tu theo ben tiep gan "
+    "vai chac kip suot than khac nhanh ro hieu bang thuong lan buoi s tre cuoi "
+    # English function words and general verbs.
+    "i me my you your we our he she they them it its the a an to of in on at for from by with "
+    "about is are am was were be been do does did done have has had can could should would will "
+    "shall may might must how what where when why who which whom whose this that these those "
+    "there here and or but if so not no yes please just still again now get got keep make let "
+    "any some all every one thing way tell know ask say help use see as more really around "
+    "inside him her people year up work"
+)
+"""Words that never name a topic, whatever their IDF over the entries: the coverage gate
+(``bot.faq.matcher``) ignores them when it asks whether an entry covers a question's key words.
+The entries' phrasings are short, so such words are rare in them and would look informative."""
 
 
 def syllables(text: str) -> list[str]:
