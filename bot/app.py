@@ -17,7 +17,6 @@ from bot.router import Router
 from bot.scheduler import Scheduler, ensure_recurring
 from bot.settings import Settings
 from handlers.broadcast import BroadcastReporter
-from handlers.faq import ensure_digest
 from storage.db import Database
 
 log = logging.getLogger("sotay.app")
@@ -67,7 +66,6 @@ class App:
         """The dispatcher and the scheduler: what a serving process runs besides its channels."""
         self.start_dispatcher()
         async with self.db.session() as session:
-            await ensure_digest(session, self.settings, self.clock.now())
             await ensure_recurring(session, self.settings, self.clock.now())
         await self.scheduler.start()
 

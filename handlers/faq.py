@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,7 +28,7 @@ from bot.i18n import t
 from bot.router import ANYONE, Router
 from bot.textfold import fold
 from storage.faq_models import FaqEntryRow, FaqQuery, FaqState, FaqTopicRow
-from storage.models import DueJob, JobStatus, Member, Role, RoleGrant
+from storage.models import DueJob, Member, Role, RoleGrant
 
 _DIGITS = re.compile(r"\d[\d .\-]{5,}\d")
 QUERY_TEXT_MAX = 500
@@ -491,23 +492,12 @@ _text_step("new_a_en", "faqedit.a_en", None)
 # --- the monthly digest to administrators ---------------------------------------------------------
 
 
-def next_digest_at(settings: Any, after: datetime) -> datetime:
-    """08:00 local on the 1st of the next month."""
-    here = after.astimezone(settings.tz)
-    year, month = (here.year + 1, 1) if here.month == 12 else (here.year, here.month + 1)
-    return datetime(year, month, 1, 8, 0, tzinfo=settings.tz).astimezone(UTC)
+def digest_trigger(settings: Any) -> CronTrigger:
+    """08:00 local on the 1st of every month."""
+    return CronTrigger(day=1, hour=8, minute=0, timezone=settings.tz)
 
 
-async def ensure_digest(session: AsyncSession, settings: Any, now: datetime) -> None:
-    stmt = select(DueJob.id).where(DueJob.kind == "faq_digest", DueJob.status == JobStatus.pending)
-    if (await session.exec(stmt)).first() is None:
-        due = next_digest_at(settings, now)
-        scheduler.schedule(
-            session, kind="faq_digest", due_at=due, now=now, dedupe_key=f"faqdigest:{due:%Y-%m}"
-        )
-
-
-@scheduler.job("faq_digest")
+@scheduler.recurring("faq_digest", digest_trigger)
 async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
     from handlers.faq_gaps import gap_clusters  # gaps builds on this module
 
@@ -529,10 +519,6 @@ async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
                 t(lang, "faq.digest", lines=lines) if rows else t(lang, "faq.digest_empty")
             ),
         )
-    due = next_digest_at(ctx.settings, ctx.now)
-    scheduler.schedule(
-        ctx.session, kind="faq_digest", due_at=due, now=ctx.now, dedupe_key=f"faqdigest:{due:%Y-%m}"
-    )
     return f"sent to {len(admins)}"
 
 

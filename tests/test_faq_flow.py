@@ -148,13 +148,13 @@ async def test_only_admins_edit_the_faq(world: World) -> None:
 async def test_monthly_digest_reaches_admins(world: World) -> None:
     from datetime import timedelta
 
-    from handlers.faq import ensure_digest
+    from bot.scheduler import ensure_recurring
 
     await world.chat("bithu").say("Bóng đá tối nay")
     await world.chat("canbo").say("Bóng đá tối nay")
     await world.chat("q12").say("Bóng đá tối nay")  # not registered: answered, not counted
     async with world.app.db.session() as session:
-        await ensure_digest(session, world.app.settings, world.clock.now())
+        await ensure_recurring(session, world.app.settings, world.clock.now())
     world.clock.advance(timedelta(days=32))
     await world.app.scheduler.tick()
     await world.app.dispatcher.run_once()
@@ -169,6 +169,7 @@ def sotay(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
+        cwd=db.parent,  # a scratch folder: no developer .env is read
         timeout=120,
         check=False,
     )

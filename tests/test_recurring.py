@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from bot import scheduler
 from bot.scheduler import next_fire
+from handlers.faq import digest_trigger
 from handlers.meetings import nudge_trigger
 from handlers.privacy import purge_trigger
 from handlers.reports import weekly_trigger
@@ -36,6 +37,7 @@ def vn(*args: int) -> datetime:
         (nudge_trigger, vn(2026, 12, 20, 9), vn(2027, 1, 20, 9)),  # strictly after
         (nudge_trigger, vn(2027, 1, 25), vn(2027, 2, 20, 9)),
         (purge_trigger, vn(2026, 12, 2, 3), vn(2026, 12, 2, 3, 30)),
+        (digest_trigger, vn(2026, 12, 2), vn(2027, 1, 1, 8)),
         (purge_trigger, vn(2026, 12, 2, 3, 30), vn(2026, 12, 3, 3, 30)),
     ],
 )
@@ -50,7 +52,7 @@ def test_the_nudge_day_setting_moves_the_nudge() -> None:
 
 
 def test_every_recurring_kind_is_registered_with_its_handler() -> None:
-    assert {"monthly_nudge", "rp_weekly", "outbox_purge"} <= set(scheduler.RECURRING)
+    assert {"monthly_nudge", "rp_weekly", "outbox_purge", "faq_digest"} <= set(scheduler.RECURRING)
     assert set(scheduler.RECURRING) <= set(scheduler.HANDLERS)
 
 
