@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,25 @@ from storage.models import DueJob, JobStatus, ProcessedEvent
 
 log = logging.getLogger("sotay.scheduler")
 
-JobFn = Callable[[Ctx, DueJob], Awaitable[str | None]]  # returns a note, or None
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one run of due work came to: done, or skipped on purpose; the note goes on the row."""
+
+    note: str | None = None
+    skipped: bool = False
+
+
+def done(note: str | None = None) -> JobResult:
+    return JobResult(note)
+
+
+def skip(reason: str) -> JobResult:
+    """The work is no longer wanted (cancelled meeting, ticket closed meanwhile, too late)."""
+    return JobResult(reason, skipped=True)
+
+
+JobFn = Callable[[Ctx, DueJob], Awaitable[JobResult]]
 TriggerFor = Callable[[Any], BaseTrigger]  # settings -> when a recurring job fires
 HANDLERS: dict[str, JobFn] = {}
 RECURRING: dict[str, TriggerFor] = {}
@@ -184,6 +203,11 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def settled(self) -> None:
+        """Return once no tick is running: work that has started has committed (or failed)."""
+        async with self._ticking:
+            return
+
     async def next_due(self) -> datetime | None:
         async with self._db.reader() as session:
             stmt = select(func.min(DueJob.due_at)).where(DueJob.status == JobStatus.pending)
@@ -285,15 +309,13 @@ class Scheduler:
                 if work is None:
                     return
                 handler = HANDLERS.get(work.kind)
-                note = (
+                result = (
                     await handler(job_context(session, self._services, work), work)
                     if handler
-                    else "no handler"
+                    else skip("no handler")
                 )
-                work.status = (
-                    JobStatus.skipped if note and note.startswith("skip") else JobStatus.done
-                )
-                work.note, work.done_at = note, self.clock.now()
+                work.status = JobStatus.skipped if result.skipped else JobStatus.done
+                work.note, work.done_at = result.note, self.clock.now()
                 session.add(work)
         except IntegrityError:
             log.exception("job.conflict id=%s", work_id)

@@ -26,6 +26,7 @@ from bot.faq import DEFAULT_KB_PATH, FaqEntry, FaqIndex, FaqTopic, KnowledgeBase
 from bot.faq.text import detect_language
 from bot.i18n import t
 from bot.router import ANYONE, Router
+from bot.scheduler import JobResult, done
 from bot.textfold import fold
 from storage.faq_models import FaqEntryRow, FaqQuery, FaqState, FaqTopicRow
 from storage.models import DueJob, Member, Role, RoleGrant
@@ -498,7 +499,7 @@ def digest_trigger(settings: Any) -> CronTrigger:
 
 
 @scheduler.recurring("faq_digest", digest_trigger)
-async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
+async def digest_job(ctx: Ctx, work: DueJob) -> JobResult:
     from handlers.faq_gaps import gap_clusters  # gaps builds on this module
 
     since = work.due_at - timedelta(days=31)  # type: ignore[operator]
@@ -519,7 +520,7 @@ async def digest_job(ctx: Ctx, work: DueJob) -> str | None:
                 t(lang, "faq.digest", lines=lines) if rows else t(lang, "faq.digest_empty")
             ),
         )
-    return f"sent to {len(admins)}"
+    return done(f"sent to {len(admins)}")
 
 
 def setup(router: Router) -> None:

@@ -23,6 +23,7 @@ from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
+from bot.scheduler import JobResult, done, skip
 from bot.timeparse import DateError, parse_date, parse_time
 from handlers.broadcast import send_broadcast
 from storage import queries
@@ -953,13 +954,13 @@ async def warn_repeated_absences(ctx: Ctx, member_ids: list[int]) -> None:
 
 
 @scheduler.job("mt_reminder")
-async def reminder_job(ctx: Ctx, work: DueJob) -> str | None:
+async def reminder_job(ctx: Ctx, work: DueJob) -> JobResult:
     meeting = await ctx.session.get(Meeting, work.ref_id)
     if meeting is None or meeting.status != MeetingStatus.scheduled:
-        return "skip: cancelled"
+        return skip("cancelled")
     if meeting.starts_at <= ctx.now:  # type: ignore[operator]
         log.info("reminder.skipped_past meeting=%s", meeting.id)
-        return "skip: meeting already started"
+        return skip("meeting already started")
     cell = await ctx.session.get(Unit, meeting.cell_id)
     replies = await replies_of(ctx, meeting.id or 0)
     members = [
@@ -985,7 +986,7 @@ async def reminder_job(ctx: Ctx, work: DueJob) -> str | None:
             )
         ),
     )
-    return "late" if late else None
+    return done("late" if late else None)
 
 
 async def secretaries_of(ctx: Ctx, cell_id: int) -> list[Member]:
@@ -993,14 +994,14 @@ async def secretaries_of(ctx: Ctx, cell_id: int) -> list[Member]:
 
 
 @scheduler.job("mt_docs")
-async def docs_job(ctx: Ctx, work: DueJob) -> str | None:
+async def docs_job(ctx: Ctx, work: DueJob) -> JobResult:
     meeting = await ctx.session.get(Meeting, work.ref_id)
     if meeting is None or meeting.status != MeetingStatus.scheduled or meeting.starts_at <= ctx.now:  # type: ignore[operator]
-        return "skip: cancelled or past"
+        return skip("cancelled or past")
     if meeting.documents_posted:
-        return "skip: documents already posted"
+        return skip("documents already posted")
     if defer_for_quiet_hours(ctx, work):
-        return "deferred: quiet hours"
+        return done("deferred: quiet hours")
     tz = ctx.settings.tz
     for person in await secretaries_of(ctx, meeting.cell_id):
         await ctx.notify_member(
@@ -1010,14 +1011,14 @@ async def docs_job(ctx: Ctx, work: DueJob) -> str | None:
                 [[ctx.button(t(lang, "mt.card.docs"), f"a:mtc:{meeting.id}:dp")]],
             ),
         )
-    return None
+    return done()
 
 
 @scheduler.job("mt_followup")
-async def followup_job(ctx: Ctx, work: DueJob) -> str | None:
+async def followup_job(ctx: Ctx, work: DueJob) -> JobResult:
     meeting = await ctx.session.get(Meeting, work.ref_id)
     if meeting is None or meeting.status != MeetingStatus.scheduled:
-        return "skip: cancelled"
+        return skip("cancelled")
     for person in await secretaries_of(ctx, meeting.cell_id):
         await ctx.notify_member(
             person,
@@ -1032,7 +1033,7 @@ async def followup_job(ctx: Ctx, work: DueJob) -> str | None:
                 ],
             ),
         )
-    return None
+    return done()
 
 
 def in_quiet_hours(ctx: Ctx, moment: datetime) -> datetime | None:
@@ -1082,9 +1083,9 @@ def _month_after(day: date) -> tuple[date, date]:
 
 
 @scheduler.recurring("monthly_nudge", nudge_trigger)
-async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> str | None:
+async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
     if defer_for_quiet_hours(ctx, work):
-        return "deferred: quiet hours"
+        return done("deferred: quiet hours")
     today = local(ctx, ctx.now).date()
     first, last = _month_after(today)
     quarter_end = today.month % 3 == 0
@@ -1124,7 +1125,7 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> str | None:
                 ),
             )
             nudged += 1
-    return f"nudged {nudged}"
+    return done(f"nudged {nudged}")
 
 
 def setup(router: Router) -> None:

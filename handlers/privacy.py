@@ -27,6 +27,7 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.phones import display_phone
+from bot.scheduler import JobResult, done
 from handlers.membership import CONSENT_VERSION
 from handlers.support_core import (
     ACTIVE,
@@ -416,6 +417,6 @@ async def purge_outbox(session: AsyncSession, *, before: datetime) -> int:
 
 
 @scheduler.recurring(PURGE_KIND, purge_trigger)
-async def purge_job(ctx: Ctx, work: DueJob) -> str:
+async def purge_job(ctx: Ctx, work: DueJob) -> JobResult:
     purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention_delta)
-    return f"purged {purged}"
+    return done(f"purged {purged}")

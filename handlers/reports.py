@@ -28,6 +28,7 @@ from bot.core import Choice, Upload, View
 from bot.i18n import t
 from bot.reports import Report, Window
 from bot.router import REGISTERED, Router
+from bot.scheduler import JobResult, done, skip
 from bot.settings import Settings
 from storage import queries
 from storage.db import Database
@@ -287,12 +288,12 @@ async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
 
 
 @scheduler.recurring(WEEKLY_KIND, weekly_trigger)
-async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
+async def weekly_report_job(ctx: Ctx, work: DueJob) -> JobResult:
     """Every Monday 08:00: each admin gets their unit's report, worst units first. Missed by more
     than a day (the bot was down), it is skipped on purpose: next Monday's is fresher."""
     late = ctx.now - work.due_at  # type: ignore[operator]
     if late > WEEKLY_LATE_LIMIT:
-        return f"skip: {int(late.total_seconds() // 3600)}h late"
+        return skip(f"{int(late.total_seconds() // 3600)}h late")
     span = reports.window(ctx.now)
     cache: dict[int, Report] = {}
     admins = await admin_scopes(ctx.session)
@@ -309,7 +310,7 @@ async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
             return View(f"{heading}\n{view.text}", view.choices)
 
         await ctx.notify_member(member, render)
-    return f"sent to {len(admins)}"
+    return done(f"sent to {len(admins)}")
 
 
 # --- the operator's command -----------------------------------------------------------------------

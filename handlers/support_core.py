@@ -40,7 +40,7 @@ from bot.context import Actor, Ctx
 from bot.core import Attachment, Choice, View
 from bot.i18n import pick_language, t
 from bot.phones import display_phone
-from bot.scheduler import cancel, job, schedule
+from bot.scheduler import JobResult, cancel, done, job, schedule, skip
 from bot.settings import Settings, parse_duration
 from bot.workhours import WorkCalendar
 from storage import queries
@@ -946,18 +946,18 @@ async def forget_tickets(session: AsyncSession, member_id: int) -> None:
 
 
 @job("ticket_sla")
-async def on_sla(ctx: Ctx, work: DueJob) -> str:
+async def on_sla(ctx: Ctx, work: DueJob) -> JobResult:
     """Nobody claimed the ticket in time: escalate one staffed unit up, or at the root remind."""
     ticket = await lock_ticket(ctx.session, work.ref_id or 0)
     if ticket is None or ticket.status != TicketStatus.open:
-        return "skip: no longer open"
+        return skip("no longer open")
     if ticket.unit_id != work.payload.get("unit_id"):
-        return "skip: moved meanwhile"
+        return skip("moved meanwhile")
     unit = await ctx.session.get(Unit, ticket.unit_id)
     upper = await unit_above(ctx.session, unit) if unit else None
     if upper is not None:
         await move(ctx, ticket, upper, reason="escalated")
-        return f"escalated to unit {upper.id}"
+        return done(f"escalated to unit {upper.id}")
     ticket.breached = True
     ctx.session.add(ticket)
     add_message(
@@ -966,23 +966,23 @@ async def on_sla(ctx: Ctx, work: DueJob) -> str:
     await announce(ctx, ticket, ("sup.note.overdue", {}))
     await tell_member(ctx, ticket, lambda lang: View(t(lang, "sup.member.overdue", id=ticket.id)))
     log.info("ticket.breached id=%s unit=%s", ticket.id, ticket.unit_id)
-    return "breached at the root"
+    return done("breached at the root")
 
 
 @job("ticket_topic")
-async def on_topic(ctx: Ctx, work: DueJob) -> str:
+async def on_topic(ctx: Ctx, work: DueJob) -> JobResult:
     """Create the ticket's forum topic in the staff group, then post the card into it."""
     topic = await ctx.session.get(TicketTopic, work.payload.get("topic_id") or 0)
     ticket = await ctx.session.get(Ticket, work.ref_id or 0)
     if topic is None or ticket is None or topic.thread_ref is not None:
-        return "skip: nothing to create"
+        return skip("nothing to create")
     group = await group_for_chat(ctx.session, topic.channel, topic.chat_ref)
     raw_note = work.payload.get("note")
     note: Note = (raw_note[0], raw_note[1]) if raw_note else None
     if group is None or group.unit_id != ticket.unit_id:
         await ctx.session.delete(topic)
         await announce(ctx, ticket, note)  # the group was unbound meanwhile: private chats
-        return "skip: group gone"
+        return skip("group gone")
     channel = ctx.services.channels.get(topic.channel)
     create = getattr(channel, "create_topic", None)
     tries = int(work.payload.get("tries", 0)) + 1
@@ -1013,14 +1013,14 @@ async def on_topic(ctx: Ctx, work: DueJob) -> str:
         )
         await announce(ctx, ticket, note)
         log.info("ticket.topic_refused id=%s group=%s", ticket.id, group.id)
-        return "not a forum: posted in the group"
+        return done("not a forum: posted in the group")
     except Blocked:
         log.warning("ticket.group_lost group=%s", group.id)
         await ctx.session.delete(topic)
         await ctx.session.delete(group)
         await ctx.session.flush()
         await announce(ctx, ticket, note)
-        return "bot not in the group: unbound, sent privately"
+        return done("bot not in the group: unbound, sent privately")
     except Exception as exc:  # noqa: BLE001 - rate limits and network trouble: try again later
         wait = exc.seconds if isinstance(exc, RetryLater) else 2**tries * 5
         if tries >= TOPIC_TRIES:
@@ -1029,7 +1029,7 @@ async def on_topic(ctx: Ctx, work: DueJob) -> str:
             await ctx.session.delete(topic)
             await ctx.session.flush()
             await announce(ctx, ticket, note)
-            return "gave up on the topic: posted in the group"
+            return done("gave up on the topic: posted in the group")
         schedule(
             ctx.session,
             kind="ticket_topic",
@@ -1038,24 +1038,24 @@ async def on_topic(ctx: Ctx, work: DueJob) -> str:
             ref_id=ticket.id,
             payload={**work.payload, "tries": tries},
         )
-        return f"retry: {type(exc).__name__}"
+        return done(f"retry: {type(exc).__name__}")
     topic.thread_ref = str(thread)
     ctx.session.add(topic)
     chat = Chat(group.channel, group.chat_ref, topic.thread_ref, lang, True)
     view = await card_view(ctx, ticket, lang, note=note, group=True)
     await post(ctx, ticket, chat, view, audience="staff", kind="card")
     log.info("ticket.topic id=%s group=%s", ticket.id, group.id)
-    return "topic created"
+    return done("topic created")
 
 
 @job("ticket_delivery")
-async def on_delivery(ctx: Ctx, work: DueJob) -> str:
+async def on_delivery(ctx: Ctx, work: DueJob) -> JobResult:
     """A while after an answer was relayed: if it never reached the member, tell the helper."""
     ids = [int(i) for i in work.payload.get("outbox", [])]
     stmt = select(OutboxMessage.status).where(col(OutboxMessage.id).in_(ids))
     statuses = list((await ctx.session.exec(stmt)).all())
     if OutboxStatus.sent in statuses:
-        return "delivered"
+        return done("delivered")
     checks = int(work.payload.get("checks", 0)) + 1
     if OutboxStatus.pending in statuses and checks < DELIVERY_CHECKS:
         schedule(
@@ -1066,10 +1066,10 @@ async def on_delivery(ctx: Ctx, work: DueJob) -> str:
             ref_id=work.ref_id,
             payload={**work.payload, "checks": checks},
         )
-        return "skip: still sending"
+        return skip("still sending")
     ticket = await ctx.session.get(Ticket, work.ref_id or 0)
     if ticket is None:
-        return "skip: no ticket"
+        return skip("no ticket")
     channel, chat_ref, thread_ref, lang = work.payload["chat"]
     cell = await ctx.session.get(Unit, ticket.cell_id)
     text = t(lang, "sup.staff.undeliverable", id=ticket.id, cell=cell.name if cell else "—")
@@ -1077,13 +1077,13 @@ async def on_delivery(ctx: Ctx, work: DueJob) -> str:
         ctx.session, channel=channel, chat_ref=chat_ref, view=View(text, thread_ref=thread_ref)
     )
     log.info("ticket.undelivered id=%s", ticket.id)
-    return "not delivered: helper told"
+    return done("not delivered: helper told")
 
 
 @job("ticket_autoclose")
-async def on_autoclose(ctx: Ctx, work: DueJob) -> str:
+async def on_autoclose(ctx: Ctx, work: DueJob) -> JobResult:
     ticket = await lock_ticket(ctx.session, work.ref_id or 0)
     if ticket is None or ticket.status != TicketStatus.resolved:
-        return "skip: not resolved"
+        return skip("not resolved")
     await close(ctx, ticket, by_member=False)
-    return "closed"
+    return done("closed")

@@ -466,7 +466,7 @@ async def test_weekly_digest_fires_monday_0800_local_and_rearms(world: World) ->
     await world.app.dispatcher.run_once()
     assert admin.new() == []  # two days late: skipped on purpose, not sent stale
     jobs = await weekly_jobs(world)
-    assert jobs[1].status == JobStatus.skipped and jobs[1].note.startswith("skip")
+    assert jobs[1].status == JobStatus.skipped and jobs[1].note.endswith("h late")
     assert jobs[2].status == JobStatus.pending and jobs[2].due_at == monday + timedelta(days=14)
 
 

@@ -77,11 +77,11 @@ ALL_RAN: dict[str, asyncio.Event] = {}  # a fresh event per test: each test has 
 
 
 @sched.job("test_tick")
-async def _record(ctx, work: DueJob) -> None:  # type: ignore[no-untyped-def]
+async def _record(ctx, work: DueJob) -> sched.JobResult:  # type: ignore[no-untyped-def]
     RAN.append(work.id or 0)
     if len(RAN) == 30:
         ALL_RAN["event"].set()
-    return None
+    return sched.done()
 
 
 async def test_real_timer_runs_jobs_that_fall_due_one_after_another(settings: Settings) -> None:
@@ -98,6 +98,7 @@ async def test_real_timer_runs_jobs_that_fall_due_one_after_another(settings: Se
                 )
         await app.scheduler.start()
         await asyncio.wait_for(ALL_RAN["event"].wait(), timeout=10)
+        await app.scheduler.settled()  # the last job has run; its row commits with its tick
         async with app.db.reader() as session:
             from sqlmodel import select
 
@@ -114,9 +115,9 @@ async def test_real_timer_runs_jobs_that_fall_due_one_after_another(settings: Se
 
 
 @sched.job("test_outside")
-async def _outside(ctx, work: DueJob) -> None:  # type: ignore[no-untyped-def]
+async def _outside(ctx, work: DueJob) -> sched.JobResult:  # type: ignore[no-untyped-def]
     OUTSIDE["event"].set()
-    return None
+    return sched.done()
 
 
 OUTSIDE: dict[str, asyncio.Event] = {}
