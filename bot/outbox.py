@@ -205,6 +205,10 @@ class Dispatcher:
             overall_wait = limiter.reserve(row.chat_ref)
             if overall_wait > 0:
                 await asyncio.sleep(overall_wait)
+                paused = self._paused_until.get(row.channel)
+                if paused is not None and paused > self._clock.now():  # a 429 came meanwhile
+                    await self._postpone_chat(row, paused - self._clock.now(), counts=False)
+                    return False
         view = View.from_payload(row.payload)
         if view.edit_of is not None:
             target = await self._edit_target(view.edit_of)
@@ -221,6 +225,8 @@ class Dispatcher:
             )
             if not chat_only:  # not the chat's own pace: the whole channel is over its limit
                 self._paused_until[row.channel] = self._clock.now() + timedelta(seconds=exc.seconds)
+                if limiter is not None:
+                    limiter.channel_limited(exc.seconds)
             log.info(
                 "outbox.rate_limited channel=%s wait=%s scope=%s",
                 row.channel,
@@ -247,6 +253,8 @@ class Dispatcher:
             return await self._transient(
                 row, exc
             )  # counted: failed after its attempts, not forever
+        if limiter is not None:
+            limiter.sent()
         await self._finish(row, OutboxStatus.sent, external_id=external_id)
         return True
 

@@ -5,11 +5,18 @@ Token buckets on a monotonic clock: one for the whole channel (Telegram: 30 mess
 private chat (about 1/s, short bursts allowed) and one per group (20/min). ``reserve`` never
 blocks: it takes a token and says how long the caller must wait before using it, or refuses a
 chat token with the time until one is free, so a busy chat does not hold up the others.
+
+The channel-wide rate adapts (``AdaptiveRate``): the configured rate is a ceiling, not a target.
+A server that allows less answers 429; the rate then drops to a little under what the server
+was seen to accept, and creeps back up while sends succeed. Pausing for ``retry_after`` and then
+bursting again at the ceiling (the old behaviour) delivered 0.7–0.85 of a slow server's rate and
+drew a 429 for most messages; Telegram punishes repeated 429s with longer bans.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,6 +56,71 @@ class Limits:
     is_group: Callable[[str], bool] = field(default=lambda _ref: False, compare=False)
 
 
+WINDOW = 5.0
+"""Seconds of recent successful sends from which the server's accepted rate is estimated. Pauses
+count as time: what a server refills during a pause is part of the rate it allows."""
+DECREASE = 0.9
+"""On a channel-wide 429 the rate becomes this share of what the server was seen to accept."""
+INCREASE = 0.2
+"""Near the rate the server last refused, the rate grows by this many messages/s every second
+(additive: probing slowly where the limit was found)."""
+PROBE = 0.02
+"""…but never faster than this share of the rate per second (a slow server is probed gently)."""
+RECOVER = 0.05
+"""Further below that rate it grows by this share every second, so a single 429 (a burst at
+start, a hiccup) costs seconds, not minutes, of a fast server's rate."""
+
+
+@dataclass
+class AdaptiveRate:
+    """A rate between ``floor`` and ``ceiling`` that follows what the server accepts."""
+
+    ceiling: float
+    floor: float = 1.0
+    rate: float = 0.0
+    known_limit: float | None = None  # what the server accepted when it last refused
+    _sent: deque[float] = field(default_factory=deque)
+    _started: float | None = None  # the first send: the window never reaches before it
+    _paused_until: float | None = None
+
+    def __post_init__(self) -> None:
+        self.floor = min(self.floor, self.ceiling)
+        self.rate = self.rate or self.ceiling
+
+    def accepted(self, now: float) -> float | None:
+        """Messages/s the server accepted over the recent window (None: too little to tell)."""
+        start = max(now - WINDOW, self._started if self._started is not None else now)
+        while self._sent and self._sent[0] < start:
+            self._sent.popleft()
+        span = now - start
+        return len(self._sent) / span if span >= 0.5 and len(self._sent) >= 3 else None
+
+    def succeeded(self, now: float) -> float:
+        """One send went through: additive increase (``INCREASE`` per second of sending)."""
+        if self._started is None:
+            self._started = now
+        self._sent.append(now)
+        per_second = min(INCREASE, PROBE * self.rate)
+        if self.known_limit is None or self.rate < self.known_limit * 0.97:
+            per_second = max(INCREASE, RECOVER * self.rate)
+        self.rate = min(self.ceiling, self.rate + per_second / max(self.rate, self.floor))
+        return self.rate
+
+    def limited(self, now: float, pause: float) -> float:
+        """The server answered 429 for the channel: drop under its accepted rate. The other
+        sends already in flight are answered 429 too: one slowdown per pause, not one each."""
+        if self._paused_until is not None and now < self._paused_until:
+            return self.rate
+        seen = self.accepted(now)
+        # What was seen accepted can be low for reasons of our own (a slow database, chats
+        # waiting on their own pace): one 429 never more than halves the rate.
+        base = self.rate if seen is None else min(self.rate, max(seen, self.rate / 2))
+        self.known_limit = base
+        self.rate = max(self.floor, base * DECREASE)
+        self._paused_until = now + pause
+        return self.rate
+
+
 @dataclass
 class RateLimiter:
     limits: Limits = field(default_factory=Limits)
@@ -58,8 +130,40 @@ class RateLimiter:
     _last_sent: dict[str, float] = field(default_factory=dict)
     _previous: dict[str, float | None] = field(default_factory=dict)
 
+    adapt: bool = True  # False: a fixed rate (the behaviour before; a benchmark's baseline)
+    adaptive: AdaptiveRate | None = None
+
     def __post_init__(self) -> None:
         self._overall = Bucket(self.limits.overall_per_second, self.limits.overall_per_second)
+        if self.adapt:
+            self.adaptive = AdaptiveRate(ceiling=self.limits.overall_per_second)
+
+    @property
+    def overall_rate(self) -> float:
+        """The channel-wide rate in force now (at most the configured one)."""
+        assert self._overall is not None
+        return self._overall.per_second
+
+    def sent(self) -> None:
+        """A send went through: the channel-wide rate may grow back towards its ceiling."""
+        assert self._overall is not None
+        if self.adaptive is None:
+            return
+        self._overall.per_second = self.adaptive.succeeded(self.clock())
+
+    def channel_limited(self, pause: float) -> None:
+        """A channel-wide 429: slow down to under what the server accepts, and no burst after
+        the pause: the bucket is empty until the pause ends and holds a quarter second's worth
+        from then on (a server that refused once is not sent bursts)."""
+        assert self._overall is not None
+        if self.adaptive is None:
+            return
+        now = self.clock()
+        rate = self.adaptive.limited(now, pause)
+        self._overall.per_second = rate
+        self._overall.capacity = max(1.0, rate / 4)
+        self._overall.tokens = min(self._overall.tokens, 0.0)
+        self._overall.updated = max(self._overall.updated or now, now + pause)
 
     def _chat_bucket(self, chat_ref: str) -> Bucket:
         bucket = self._chats.get(chat_ref)
