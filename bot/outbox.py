@@ -155,7 +155,9 @@ class Dispatcher:
                 .where(OutboxMessage.status == OutboxStatus.pending)
                 .where(col(OutboxMessage.next_attempt_at) <= now)
                 .where(free)
-                .order_by(col(OutboxMessage.id))
+                # Replies and progress first, bulk notices after (each in its queued order): a
+                # member who asks something during a province-wide notice is not kept waiting.
+                .order_by(col(OutboxMessage.broadcast_id).is_not(None), col(OutboxMessage.id))
                 .limit(self._batch)
             )
             if channel:

@@ -151,3 +151,22 @@ async def test_last_word_rows_leave_no_trace_once_delivered(db: Database) -> Non
         Outbox(clock).add(session, channel="s", chat_ref="x", view=View("bye", last_word=True))
     await dispatcher.run_once()
     assert channel.sent == [("x", "bye")] and await statuses(db) == []
+
+
+async def test_a_reply_goes_ahead_of_a_queued_notice(db: Database) -> None:
+    """A notice of 60 is queued first; a reply queued after it leaves in the first batch."""
+    from storage.models import Broadcast
+
+    clock, channel = FakeClock(), Scripted()
+    dispatcher = Dispatcher(db, {"s": channel}, clock, batch=10, concurrency=1)
+    async with db.session() as session:
+        broadcast = Broadcast(kind="notice", total=60, created_at=clock.now())
+        session.add(broadcast)
+        await session.flush()
+        for i in range(60):
+            row = Outbox(clock).add(session, channel="s", chat_ref=f"m{i}", view=View("notice"))
+            row.broadcast_id = broadcast.id
+    await queue(db, clock, ("asker", "answer"))
+    claimed = [r.chat_ref for r in await dispatcher._claim(None, None)]
+    assert "asker" in claimed  # in the first batch of 10, though queued 61st
+    assert [c for c in claimed if c != "asker"] == [f"m{i}" for i in range(9)]  # notice in order
