@@ -11,6 +11,7 @@ from bot.buttons import ButtonSigner
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.context import Services
+from bot.metrics import Metrics, backlogs, database_answers
 from bot.outbox import Dispatcher, Outbox
 from bot.ratelimit import RateLimiter
 from bot.router import Router
@@ -50,7 +51,28 @@ class App:
         self.router.after_commit.append(self.dispatcher.wake)
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
+        self.metrics = Metrics()
+        self.router.observe = self.metrics.observe_update
+        self.dispatcher.on_outcome = self.metrics.observe_send
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready: the database answers, timed work runs, and no due message has waited longer
+        than SOTAY_READY_BACKLOG (a stuck sender or a channel banned for long)."""
+        database = await database_answers(self.db)
+        scheduler = self.scheduler.running
+        worst = 0.0
+        if database:
+            backlog = await backlogs(self.db, self.clock.now())
+            worst = max((b.oldest_age for b in backlog.values()), default=0.0)
+        limit = self.settings.ready_backlog_delta.total_seconds()
+        checks: dict[str, object] = {
+            "database": database,
+            "scheduler": scheduler,
+            "outbox_oldest_age_seconds": round(worst, 1),
+            "outbox_age_limit_seconds": limit,
+        }
+        return database and scheduler and worst <= limit, checks
 
     def add_channel(self, channel: Channel) -> None:
         """Register a channel: its sends are paced by the limits it declares."""

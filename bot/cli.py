@@ -177,9 +177,10 @@ async def _serve(settings: Settings) -> None:
     for channel in (telegram, zalo):
         if channel is not None and channel.webhook_mode:
             web_server.mount(channel.add_routes)
+    web_server.mount_operations(app.readiness, lambda: app.metrics.render(app.db, app.clock.now()))
     started: list[TelegramChannel | ZaloChannel] = []
     try:
-        if web_server.mounted:
+        if web_server.mounted or settings.ops_endpoints:
             await web_server.start()
         if telegram is not None:
             app.add_channel(telegram)

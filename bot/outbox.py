@@ -79,6 +79,8 @@ class Dispatcher:
     ) -> None:
         self._db = db
         self._lease = lease
+        # (channel, outcome) of every send attempt, for the operator's metrics
+        self.on_outcome: Callable[[str, str], None] | None = None
         self._limiters = limiters or {}
         self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
         self._channels = channels
@@ -221,6 +223,7 @@ class Dispatcher:
         try:
             external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:
+            self._count(row, "rate_limited")
             await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)
             chat_only = exc.scope == "chat" and (
                 limiter is None or limiter.recently_sent(row.chat_ref)
@@ -237,13 +240,16 @@ class Dispatcher:
             )
             return False
         except Blocked:
+            self._count(row, "blocked")
             await self._mark_blocked(row)
             return False
         except Rejected as exc:
+            self._count(row, "rejected")
             log.warning("outbox.rejected id=%s channel=%s error=%s", row.id, row.channel, exc)
             await self._finish(row, OutboxStatus.failed, error=str(exc)[:200])
             return True
         except (Transient, SendError, OSError) as exc:
+            self._count(row, "transient")
             return await self._transient(row, exc)
         except Exception as exc:  # noqa: BLE001 - not the channel's doing (e.g. a malformed chat id)
             log.warning(
@@ -252,13 +258,19 @@ class Dispatcher:
                 row.channel,
                 type(exc).__name__,
             )
+            self._count(row, "error")
             return await self._transient(
                 row, exc
             )  # counted: failed after its attempts, not forever
         if limiter is not None:
             limiter.sent()
+        self._count(row, "sent")
         await self._finish(row, OutboxStatus.sent, external_id=external_id)
         return True
+
+    def _count(self, row: OutboxMessage, outcome: str) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(row.channel, outcome)
 
     async def _edit_target(self, outbox_id: int) -> str | None:
         async with self._db.reader() as session:

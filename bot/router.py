@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -94,6 +95,8 @@ class Router:
         self.group_stages: list[tuple[TextStage, GroupFn]] = []
         self.after_commit: list[Callable[[], None]] = []
         self.on_scheduled: Callable[[], Awaitable[None]] | None = None
+        # (channel, outcome, seconds) of every update, for the operator's metrics
+        self.observe: Callable[[str, str, float], None] | None = None
         self._locks = UserLocks()
 
     def command(
@@ -147,6 +150,7 @@ class Router:
 
     async def handle(self, event: Inbound) -> bool:
         """Process one event exactly once; False when it was a duplicate."""
+        started, outcome = time.perf_counter(), "ok"
         async with self._locks.hold((event.channel, event.user_ref)):
             try:
                 async with self.db.session() as session:
@@ -157,15 +161,20 @@ class Router:
                     await self.on_scheduled()
             except (_Duplicate, IntegrityError) as exc:
                 if isinstance(exc, IntegrityError) and not await self._seen(event):
+                    outcome = "failed"
                     raise
                 log.info("event.duplicate channel=%s", event.channel)
+                outcome = "duplicate"
                 return False
             except Exception:
                 log.exception("event.failed channel=%s", event.channel)
+                outcome = "failed"
                 await self._apologise(event)
             finally:
                 for hook in self.after_commit:
                     hook()
+                if self.observe is not None:
+                    self.observe(event.channel, outcome, time.perf_counter() - started)
         return True
 
     async def _claim(self, session, event: Inbound) -> None:

@@ -203,6 +203,10 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def running(self) -> bool:
+        return bool(self._aps.running)
+
     async def settled(self) -> None:
         """Return once no tick is running: work that has started has committed (or failed)."""
         async with self._ticking:

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # them once this has passed (longer than one batch takes to send, or a slow sender and a
     # second worker could both send a message).
     outbox_lease: str = "60s"
+    # /readyz says "not ready" when a due message has waited longer than this.
+    ready_backlog: str = "10m"
+    # Serve /healthz, /readyz and /metrics even when no channel uses a webhook (polling mode).
+    ops_endpoints: bool = False
     outbox_retention: str = "30d"  # sent messages are purged after this (counts are kept)
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: str = "vi"
@@ -174,6 +178,12 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1d (delivery reports need the recent rows)")
         return value
 
+    @field_validator("ready_backlog")
+    @classmethod
+    def _ready_backlog(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
     @field_validator("outbox_lease")
     @classmethod
     def _lease(cls, value: str) -> str:
@@ -206,6 +216,10 @@ class Settings(BaseSettings):
     @property
     def reminder_deltas(self) -> list[timedelta]:
         return sorted((parse_duration(p) for p in self.reminder_offsets.split(",")), reverse=True)
+
+    @property
+    def ready_backlog_delta(self) -> timedelta:
+        return parse_duration(self.ready_backlog)
 
     @property
     def outbox_lease_delta(self) -> timedelta:

@@ -3,13 +3,16 @@ dashboard will), so a process listens on one address and port whatever it serves
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bot.settings import Settings
 
 AddRoutes = Callable[[web.Application], None]
+Readiness = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+MetricsText = Callable[[], Awaitable[bytes]]
 
 
 async def _healthz(_request: web.Request) -> web.Response:
@@ -28,6 +31,24 @@ class WebServer:
         """Add a feature's routes; only before ``start``."""
         add_routes(self._app)
         self.mounted += 1
+
+    def mount_operations(self, ready: Readiness, metrics: MetricsText) -> None:
+        """``/readyz`` (200 or 503 with the checks as JSON) and ``/metrics`` (Prometheus)."""
+
+        async def readyz(_request: web.Request) -> web.Response:
+            ok, checks = await ready()
+            body = json.dumps({"ready": ok, **checks})
+            return web.Response(
+                text=body, status=200 if ok else 503, content_type="application/json"
+            )
+
+        async def exposition(_request: web.Request) -> web.Response:
+            from bot.metrics import CONTENT_TYPE
+
+            return web.Response(body=await metrics(), headers={"Content-Type": CONTENT_TYPE})
+
+        self._app.router.add_get("/readyz", readyz)
+        self._app.router.add_get("/metrics", exposition)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self._app, access_log=None)  # paths carry no personal data,

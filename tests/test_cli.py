@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -325,6 +326,18 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
         other = zalo.user("z501")
         await other.send("/start")
         assert "Xin chọn ngôn ngữ" in (await other.next_message(timeout=30))["text"]
+        async with aiohttp.ClientSession() as http:  # the operator's view of the same process
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                ready = await response.json()
+                assert response.status == 200 and ready["database"] and ready["scheduler"]
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                exposition = await response.text()
+        assert 'sotay_updates_total{channel="telegram",outcome="ok"}' in exposition
+        assert 'sotay_updates_total{channel="zalo",outcome="ok"}' in exposition
+        assert 'sotay_sends_total{channel="telegram",outcome="sent"}' in exposition
+        assert "sotay_outbox_backlog" in exposition
+        labels = set(re.findall(r'[{,](\w+)="', exposition))
+        assert labels <= {"channel", "outcome", "le"}  # never a chat, a user or a text
     finally:
         process.send_signal(signal.SIGTERM)
         _out, err = await asyncio.wait_for(process.communicate(), timeout=30)
