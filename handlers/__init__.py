@@ -17,6 +17,7 @@ def setup(router: Router) -> None:
         registration,
         reports,
         support,
+        training,
     )
 
     for module in (
@@ -30,5 +31,6 @@ def setup(router: Router) -> None:
         faq,
         fallback,
         support,
+        training,
     ):
         module.setup(router)
