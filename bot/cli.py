@@ -281,7 +281,11 @@ def roster_import(file: Path, dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
+    required=True,
+)
 @click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
 @click.option("--phone", required=True)
 @click.option("--name", default=None, help="Full name, when the person is not in the roster.")
@@ -383,7 +387,11 @@ def report(unit_path: str | None, csv_path: Path | None, chart_path: Path | None
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
+    required=True,
+)
 @click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
 @click.option("--phone", required=True)
 def revoke(role: str, unit_path: str, phone: str) -> None:

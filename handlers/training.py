@@ -1,7 +1,8 @@
 """Training sessions: from installing the handbook to using it (issue 15).
 
-Staff (and admins) schedule a training for a unit; the assistant invites the members of that
-unit's cells who have not installed or activated the handbook, and every cell secretary. Members
+Staff, admins and the vendor's trainers (role ``trainer`` on a unit) schedule a training for a
+unit; the assistant invites the members of that unit's cells who have not installed or activated
+the handbook, and every cell secretary. Members
 answer yes / no with the same buttons (numbered lines on channels without buttons) as meeting
 notices; secretaries sign members up on their behalf. Reminders and the trainer's follow-up are
 due jobs. After the session the trainer records who came; a day later those who came are asked
@@ -41,7 +42,7 @@ from storage.training_models import TrainingSeat, TrainingSession, TrainingStatu
 
 log = logging.getLogger("sotay.training")
 
-TRAINERS = (Role.staff, Role.admin)
+TRAINERS = (Role.staff, Role.admin, Role.trainer)
 SECRETARIES = (Role.secretary, Role.deputy)
 PLACE_MAX = 200
 TOPIC_MAX = 1000

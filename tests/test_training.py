@@ -278,3 +278,19 @@ async def test_me_lists_trainings_and_forget_leaves_no_identity(world: World) ->
         training = (await session.exec(select(TrainingSession))).one()
     assert any(s.answer == "yes" for s in kept)  # the counts stay, anonymous
     assert all(s.signed_up_by is None for s in kept) and training.created_by is None
+
+
+async def test_a_vendor_trainer_with_the_trainer_role_schedules_in_their_unit_only(
+    world: World,
+) -> None:
+    trainer = await link(world, "DEMO019", "viettel", Role.trainer, HOP_THANH)
+    preview = await schedule(trainer)
+    assert "Sẽ mời 14 người" in preview
+    training = await the_session(world)
+    views = await trainer.press_data(world.app.services.signer.sign(f"a:trc:{training.id}:st"))
+    assert "Tham gia (0/20)" in views[-1].text
+    elsewhere = await link(world, "DEMO020", "viettel-2", Role.trainer, KHANG_NHAT)
+    views = await elsewhere.press_data(world.app.services.signer.sign(f"a:trc:{training.id}:st"))
+    assert "không có quyền" in views[-1].text
+    views = await elsewhere.press_data(world.app.services.signer.sign(f"a:trr:{training.unit_id}"))
+    assert "không có quyền" in views[-1].text
