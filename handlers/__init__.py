@@ -18,6 +18,7 @@ def setup(router: Router) -> None:
         reports,
         support,
         training,
+        venues,
     )
 
     for module in (
@@ -32,5 +33,6 @@ def setup(router: Router) -> None:
         fallback,
         support,
         training,
+        venues,
     ):
         module.setup(router)

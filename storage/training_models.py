@@ -61,3 +61,19 @@ class TrainingSeat(SQLModel, table=True):
     followup_installed: bool | None = None
     followup_activated: bool | None = None
     followup_at: datetime | None = utc_column()
+
+
+class VenueSurvey(SQLModel, table=True):
+    """The internet at a cell's usual meeting place, as its secretary answered: whether the
+    handbook can be opened there. The committee plans internet for cultural houses from these."""
+
+    __tablename__ = "venue_survey"
+    __table_args__ = (sa.UniqueConstraint("cell_id", "place", name="uq_venue_survey"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cell_id: int = Field(foreign_key="unit.id", index=True)
+    place: str = Field(max_length=200)
+    answer: str | None = Field(default=None, max_length=8)  # wifi | good | weak | none
+    asked_at: datetime | None = utc_column()
+    answered_at: datetime | None = utc_column()
+    answered_by: int | None = Field(default=None, foreign_key="member.id")

@@ -18,6 +18,7 @@ from tests.fake_telegram import FakeTelegram, button_texts
 from tests.fake_zalo import FakeZalo, numbered_choices
 from tests.test_meetings_e2e import link_telegram_members, next_with
 from tests.test_telegram_e2e import SECRETARY_ID, TOKEN, start_bot, telegram_settings
+from tests.test_venues import add_meetings_to
 
 STAFF_ID = 9002
 
@@ -134,3 +135,41 @@ async def test_zalo_members_answer_the_invitation_by_number(database_url: str) -
         await channel.stop()
         await app.close()
         await server.stop()
+
+
+async def test_venue_survey_and_its_list_over_telegram(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    clock = ShiftedClock()
+    settings = telegram_settings(database_url, fake.root)
+    await seed_demo(
+        settings, channel="telegram", refs={"bithu": str(SECRETARY_ID), "canbo": str(STAFF_ID)}
+    )
+    app, channel = await start_bot(settings, clock)
+    try:
+        await add_meetings_to(app.db, clock.now())
+        staff = fake.user(STAFF_ID, language_code="vi")
+        secretary = fake.user(SECRETARY_ID, language_code="vi")
+        secretary.started = True  # the secretary has talked to the bot before
+        await staff.send("/venues")
+        listing = await staff.next_message()
+        await staff.press(listing, "📨 Hỏi bí thư các chi bộ chưa trả lời")
+        assert "Đã hỏi 1 chi bộ" in (await staff.next_message())["text"]
+        question = await secretary.next_message()
+        assert "Nhà văn hóa thôn Cầu Bâu" in question["text"]
+        await secretary.press(question, "Không có sóng")
+        assert "Cảm ơn" in (await secretary.next_message())["text"]
+        await staff.send("/venues")
+        listing = await staff.next_message()
+        assert (
+            "Chi bộ thôn Cầu Bâu — Nhà văn hóa thôn Cầu Bâu: Không có sóng, 7 đảng viên"
+            in (listing["text"])
+        )
+        await staff.press(listing, "📄 Xuất CSV")
+        export = await staff.next_message()
+        assert export["filename"].endswith(".csv")
+        text = export["content"].decode("utf-8-sig")
+        assert "Chi bộ thôn Cầu Bâu" in text and "Không có sóng" in text
+    finally:
+        await channel.stop()
+        await app.close()

@@ -1,4 +1,4 @@
-"""training sessions and their seats (issue 15)
+"""training sessions and their seats, meeting-venue internet survey (issue 15)
 
 Revision ID: 0010
 Revises: 0007
@@ -66,9 +66,26 @@ def upgrade() -> None:
     )
     op.create_index("ix_training_seat_session_id", "training_seat", ["session_id"])
     op.create_index("ix_training_seat_member_id", "training_seat", ["member_id"])
+    op.create_table(
+        "venue_survey",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cell_id", sa.Integer(), nullable=False),
+        sa.Column("place", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("answer", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
+        sa.Column("asked_at", storage.models.UTCDateTime(), nullable=True),
+        sa.Column("answered_at", storage.models.UTCDateTime(), nullable=True),
+        sa.Column("answered_by", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["answered_by"], ["member.id"]),
+        sa.ForeignKeyConstraint(["cell_id"], ["unit.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("cell_id", "place", name="uq_venue_survey"),
+    )
+    op.create_index("ix_venue_survey_cell_id", "venue_survey", ["cell_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_venue_survey_cell_id", table_name="venue_survey")
+    op.drop_table("venue_survey")
     op.drop_index("ix_training_seat_member_id", table_name="training_seat")
     op.drop_index("ix_training_seat_session_id", table_name="training_seat")
     op.drop_table("training_seat")
