@@ -505,5 +505,43 @@ def faq_gaps(days: int | None) -> None:
         click.echo(f"{count:5d}  {text}")
 
 
+# --- feedback for the software vendor (handlers/feedback.py) -------------------------------------
+
+
+@main.group()
+def feedback() -> None:
+    """Software feedback for the vendor."""
+
+
+@feedback.command("export")
+@click.option("--since", default=None, help="Only feedback from this day on (YYYY-MM-DD).")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="FILE.csv or FILE.xlsx: no names or phone numbers are written.",
+)
+def feedback_export(since: str | None, output: Path) -> None:
+    """Category, the members' words (masked), app versions, phone types, how many, dates."""
+    from handlers.feedback import ExportError, cli_export, parse_since
+
+    settings = _settings()
+    try:
+        start = parse_since(since, settings.tz)
+    except ExportError as exc:
+        raise Fail(str(exc)) from None
+    xlsx = output.suffix.lower() == ".xlsx"
+    data, count = _run(
+        _with_session(settings, lambda s: cli_export(s, since=start, xlsx=xlsx, tz=settings.tz))
+    )
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise Fail(str(exc)) from None
+    click.echo(f"{count} feedback groups written to {output}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,7 @@ def setup(router: Router) -> None:
         approvals,
         fallback,
         faq,
+        feedback,
         meetings,
         notices,
         registration,
@@ -34,5 +35,6 @@ def setup(router: Router) -> None:
         support,
         training,
         venues,
+        feedback,
     ):
         module.setup(router)

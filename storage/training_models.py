@@ -77,3 +77,28 @@ class VenueSurvey(SQLModel, table=True):
     asked_at: datetime | None = utc_column()
     answered_at: datetime | None = utc_column()
     answered_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class SoftwareFeedback(SQLModel, table=True):
+    """Feedback for the software vendor: a member's report of a problem or a suggestion, a
+    support ticket or an FAQ gap that staff marked as such.
+
+    ``text`` is stored with phone numbers and the author's name masked, and the export masks
+    every roster name again. ``member_id`` is there only so that /forget can erase the member's
+    words; the export never shows it. ``key`` (the folded text) groups the same thing.
+    """
+
+    __tablename__ = "software_feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)  # member | ticket | faq_gap
+    category: str = Field(max_length=16)  # bug | suggestion | hard
+    text: str = Field(max_length=1000)
+    key: str = Field(max_length=200, index=True)
+    app_version: str | None = Field(default=None, max_length=32)
+    phone_type: str | None = Field(default=None, max_length=64)
+    hits: int = 1  # for an FAQ gap: how many times the question was asked
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    marked_by: int | None = Field(default=None, foreign_key="member.id")
+    created_at: datetime | None = utc_column(nullable=False, index=True)

@@ -11,6 +11,8 @@ from sqlmodel import col, select
 
 from bot.clock import ShiftedClock
 from bot.demo import seed_demo
+from handlers.feedback import cli_export
+from handlers.privacy import phone_forms
 from storage.models import Member
 from storage.training_models import TrainingSeat, TrainingSession
 from tests import test_zalo_e2e as zalo
@@ -170,6 +172,34 @@ async def test_venue_survey_and_its_list_over_telegram(
         assert export["filename"].endswith(".csv")
         text = export["content"].decode("utf-8-sig")
         assert "Chi bộ thôn Cầu Bâu" in text and "Không có sóng" in text
+    finally:
+        await channel.stop()
+        await app.close()
+
+
+async def test_software_feedback_over_telegram_and_its_export_names_nobody(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    clock = ShiftedClock()
+    settings = telegram_settings(database_url, fake.root)
+    await seed_demo(settings, channel="telegram", refs={"bithu": str(SECRETARY_ID)})
+    members = await link_telegram_members(settings, fake)
+    app, channel = await start_bot(settings, clock)
+    try:
+        member = members[0]
+        await member.send("/feedback")
+        await member.press(await member.next_message(), "🐞 Phần mềm bị lỗi")
+        await member.next_message()
+        await member.send(f"Không mở được tài liệu, nhờ {members[1].first_name} gọi 0912000002")
+        await member.press(await member.next_message(), "Bỏ qua")
+        assert "không kèm tên" in (await member.next_message())["text"]
+        async with app.db.reader() as session:
+            data, groups = await cli_export(session, since=None, xlsx=False, tz=settings.tz)
+            roster = (await session.exec(select(Member))).all()
+        text = data.decode("utf-8-sig")
+        assert groups == 1 and "Không mở được tài liệu" in text
+        values = [v for m in roster for v in (m.full_name, *phone_forms(m.phone)) if v]
+        assert [v for v in values if v in text] == []
     finally:
         await channel.stop()
         await app.close()

@@ -1,4 +1,5 @@
-"""training sessions and their seats, meeting-venue internet survey (issue 15)
+"""training sessions and their seats, meeting-venue internet survey,
+software feedback for the vendor (issue 15)
 
 Revision ID: 0010
 Revises: 0007
@@ -81,9 +82,35 @@ def upgrade() -> None:
         sa.UniqueConstraint("cell_id", "place", name="uq_venue_survey"),
     )
     op.create_index("ix_venue_survey_cell_id", "venue_survey", ["cell_id"])
+    op.create_table(
+        "software_feedback",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("text", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("app_version", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("phone_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("hits", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("member_id", sa.Integer(), nullable=True),
+        sa.Column("marked_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", storage.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["marked_by"], ["member.id"]),
+        sa.ForeignKeyConstraint(["member_id"], ["member.id"]),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_software_feedback_key", "software_feedback", ["key"])
+    op.create_index("ix_software_feedback_member_id", "software_feedback", ["member_id"])
+    op.create_index("ix_software_feedback_created_at", "software_feedback", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_software_feedback_created_at", table_name="software_feedback")
+    op.drop_index("ix_software_feedback_member_id", table_name="software_feedback")
+    op.drop_index("ix_software_feedback_key", table_name="software_feedback")
+    op.drop_table("software_feedback")
     op.drop_index("ix_venue_survey_cell_id", table_name="venue_survey")
     op.drop_table("venue_survey")
     op.drop_index("ix_training_seat_member_id", table_name="training_seat")
