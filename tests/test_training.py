@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
+from bot.i18n import t
 from handlers.training import child_path, needs_training
 from storage.models import ChannelAccount, DueJob, JobStatus, Member, Role, RoleGrant, Unit
 from storage.training_models import TrainingSeat, TrainingSession, TrainingStatus
@@ -66,6 +67,12 @@ async def link(world: World, code: str, ref: str, role: Role | None = None, unit
             target = (await session.exec(select(Unit).where(Unit.path == unit))).one()
             session.add(RoleGrant(member_id=member.id or 0, role=role, unit_id=target.id or 0))
     return world.chat(ref)
+
+
+def test_english_texts_agree_with_their_count() -> None:
+    assert t("en", "tr.confirm.send", n=1) == "📤 Invite 1 person"
+    assert t("en", "tr.confirm.send", n=3) == "📤 Invite 3 people"
+    assert t("vi", "tr.confirm.send", n=3) == "📤 Gửi lời mời cho 3 người"
 
 
 def test_who_needs_training_and_the_child_a_path_falls_in() -> None:
@@ -159,6 +166,8 @@ async def test_training_from_scheduling_to_the_report(world: World) -> None:
     report = canbo.last.text
     assert "Chi bộ thôn Cầu Bâu: 1 buổi, 2 người được tập huấn" in report
     assert "đã cài 0 → 1; đã đăng nhập 0 → 1 (1 người đã trả lời" in report
+    views = await world.chat("admin").say("/training report")  # the province: by commune
+    assert "Xã Hợp Thành: 1 buổi, 2 người được tập huấn" in views[-1].text
 
 
 async def test_members_outside_the_unit_and_other_staff_are_refused(world: World) -> None:
