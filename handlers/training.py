@@ -548,7 +548,12 @@ async def on_member_answer(ctx: Ctx, args: list[str]) -> None:
 async def sign_up(
     ctx: Ctx, row: TrainingSession, member: Member, *, yes: bool, by: int | None
 ) -> str:
-    """Record a yes or no; a yes beyond the capacity is refused. Returns yes | no | full."""
+    """Record a yes or no; a yes beyond the capacity is refused. Returns yes | no | full.
+
+    The session row is locked first (FOR UPDATE on PostgreSQL; SQLite writers take turns
+    anyway), so two members answering at once cannot both take the last place."""
+    lock = select(TrainingSession.id).where(TrainingSession.id == row.id).with_for_update()
+    await ctx.session.exec(lock)
     seats = await seats_of(ctx.session, row.id or 0)
     seat = seats.get(member.id or 0)
     already = seat is not None and seat.answer == "yes"

@@ -5,6 +5,7 @@ privacy the issue asks for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -303,3 +304,18 @@ async def test_a_vendor_trainer_with_the_trainer_role_schedules_in_their_unit_on
     assert "không có quyền" in views[-1].text
     views = await elsewhere.press_data(world.app.services.signer.sign(f"a:trr:{training.unit_id}"))
     assert "không có quyền" in views[-1].text
+
+
+async def test_two_members_answering_at_once_cannot_both_take_the_last_place(
+    world: World,
+) -> None:
+    members = await link_members(world)
+    await schedule(world.chat("canbo"), capacity="1")
+    training = await the_session(world)
+    data = world.app.services.signer.sign(f"a:tr:{training.id}:y")
+    chats = [members["Nguyễn Văn An"], members["Trần Thị Bình"], members["Phạm Thị Dung"]]
+    events = [chat._event(choice=data) for chat in chats]
+    await asyncio.gather(*(world.app.router.handle(event) for event in events))
+    async with world.app.db.reader() as session:
+        stmt = select(TrainingSeat).where(TrainingSeat.answer == "yes")
+        assert len((await session.exec(stmt)).all()) == 1
