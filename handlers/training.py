@@ -935,13 +935,18 @@ async def reminder_job(ctx: Ctx, work: DueJob) -> str | None:
 
 
 async def trainers_of(ctx: Ctx, row: TrainingSession, unit: Unit) -> list[Member]:
-    """Who runs the session: its creator while they still may, else the unit's staff."""
+    """Who runs the session: its creator while they still may, else the nearest staff,
+    trainers or admins at or above its unit (a training for a cell has none on the cell)."""
     creator = await ctx.session.get(Member, row.created_by) if row.created_by else None
     if creator is not None and creator.status == MemberStatus.active:
         grants = await queries.grants_of(ctx.session, member_id=creator.id or 0)
         if any(g.role in TRAINERS and queries.within(unit.path, u.path) for g, u in grants):
             return [creator]
-    return list(await queries.holders(ctx.session, unit_id=unit.id or 0, roles=TRAINERS))
+    for candidate in [unit, *await queries.ancestors(ctx.session, unit=unit)]:
+        found = await queries.holders(ctx.session, unit_id=candidate.id or 0, roles=TRAINERS)
+        if found:
+            return list(found)
+    return []
 
 
 @scheduler.job("tr_after")

@@ -319,3 +319,21 @@ async def test_two_members_answering_at_once_cannot_both_take_the_last_place(
     async with world.app.db.reader() as session:
         stmt = select(TrainingSeat).where(TrainingSeat.answer == "yes")
         assert len((await session.exec(stmt)).all()) == 1
+
+
+async def test_when_the_creator_left_the_staff_above_are_asked_to_record_attendance(
+    world: World,
+) -> None:
+    canbo = world.chat("canbo")
+    await schedule(canbo, unit="Chi bộ thôn Cầu Bâu")
+    training = await the_session(world)
+    async with world.app.db.session() as session:  # the creator is no longer staff
+        for grant in (await session.exec(select(RoleGrant))).all():
+            if grant.role == Role.staff:
+                await session.delete(grant)
+    world.clock.advance(training.starts_at + timedelta(minutes=121) - world.clock.now())
+    await world.app.scheduler.tick()
+    await world.app.dispatcher.run_once()
+    admin = world.chat("admin")
+    assert any("Xin ghi danh sách người có mặt" in v.text for v in admin.new())
+    assert not any("Xin ghi danh sách" in v.text for v in canbo.new())
