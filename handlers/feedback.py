@@ -25,7 +25,7 @@ from datetime import date, datetime, time
 from typing import Any
 from xml.sax.saxutils import escape
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -229,10 +229,18 @@ async def on_ticket(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 async def gap_rows(session: AsyncSession, limit: int = 8) -> list[tuple[str, int, str]]:
-    """Questions the FAQ could not settle, grouped by folded text, most frequent first."""
-    from handlers.faq import gaps
+    """Questions the FAQ could not settle, grouped by folded text, most frequent first.
 
-    return await gaps(session, limit=limit)
+    Our own small query over ``faq_query`` (not the FAQ module's digest grouping), so the FAQ
+    may regroup its digest without changing what staff pick from here."""
+    stmt = (
+        select(FaqQuery.folded, func.count(), func.min(FaqQuery.text))
+        .where(col(FaqQuery.outcome).in_(UNSETTLED))
+        .group_by(FaqQuery.folded)
+        .order_by(func.count().desc(), FaqQuery.folded)
+        .limit(limit)
+    )
+    return [(f, int(n), text) for f, n, text in (await session.exec(stmt)).all()]
 
 
 @mark_flow.ask("gap")
