@@ -282,7 +282,11 @@ def roster_import(file: Path, dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
+    required=True,
+)
 @click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
 @click.option("--phone", required=True)
 @click.option("--name", default=None, help="Full name, when the person is not in the roster.")
@@ -384,7 +388,11 @@ def report(unit_path: str | None, csv_path: Path | None, chart_path: Path | None
 
 
 @main.command()
-@click.option("--role", type=click.Choice(["secretary", "deputy", "staff", "admin"]), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
+    required=True,
+)
 @click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
 @click.option("--phone", required=True)
 def revoke(role: str, unit_path: str, phone: str) -> None:
@@ -525,6 +533,44 @@ def faq_gaps(days: int | None) -> None:
         click.echo(
             f"{c.count:5d}  {c.text}  ({c.variants} phrasing(s); turn into an entry: /faqgaps)"
         )
+
+
+# --- feedback for the software vendor (handlers/feedback.py) -------------------------------------
+
+
+@main.group()
+def feedback() -> None:
+    """Software feedback for the vendor."""
+
+
+@feedback.command("export")
+@click.option("--since", default=None, help="Only feedback from this day on (YYYY-MM-DD).")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="FILE.csv or FILE.xlsx: no names or phone numbers are written.",
+)
+def feedback_export(since: str | None, output: Path) -> None:
+    """Category, the members' words (masked), app versions, phone types, how many, dates."""
+    from handlers.feedback import ExportError, cli_export, parse_since
+
+    settings = _settings()
+    try:
+        start = parse_since(since, settings.tz)
+    except ExportError as exc:
+        raise Fail(str(exc)) from None
+    xlsx = output.suffix.lower() == ".xlsx"
+    data, count = _run(
+        _with_session(settings, lambda s: cli_export(s, since=start, xlsx=xlsx, tz=settings.tz))
+    )
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise Fail(str(exc)) from None
+    click.echo(f"{count} feedback groups written to {output}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.secrecy import remember, url_password
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(d|h|m|s)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^(?:\s*\d+\s*[dhms])+\s*$", re.IGNORECASE)
+_DURATION_PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -25,11 +26,16 @@ class SettingsError(Exception):
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``3d``, ``24h``, ``30m`` or ``45s`` into a timedelta."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"'{text}' is not a duration like 3d, 24h, 30m or 45s")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+    """Parse ``3d``, ``24h``, ``30m``, ``45s`` or a sum of them (``1h30m``) into a timedelta."""
+    if not _DURATION.match(text):
+        raise ValueError(f"'{text}' is not a duration like 3d, 24h, 30m, 45s or 1h30m")
+    seconds = sum(
+        int(amount) * _UNIT_SECONDS[unit.lower()] for amount, unit in _DURATION_PART.findall(text)
+    )
+    return timedelta(seconds=seconds)
+
+
+MIN_TICKET_SLA = timedelta(minutes=1)
 
 
 class Settings(BaseSettings):
@@ -124,7 +130,11 @@ class Settings(BaseSettings):
     @field_validator("ticket_sla")
     @classmethod
     def _sla(cls, value: str) -> str:
-        parse_duration(value)
+        if parse_duration(value) < MIN_TICKET_SLA:
+            raise ValueError(
+                f"'{value}' is shorter than a minute: every ticket would escalate at once; "
+                "use at least 1m (for example 4h or 1h30m)"
+            )
         return value
 
     @field_validator("working_hours")

@@ -12,11 +12,14 @@ def setup(router: Router) -> None:
         approvals,
         fallback,
         faq,
+        feedback,
         meetings,
         notices,
         registration,
         reports,
         support,
+        training,
+        venues,
     )
 
     for module in (
@@ -30,5 +33,8 @@ def setup(router: Router) -> None:
         faq,
         fallback,
         support,
+        training,
+        venues,
+        feedback,
     ):
         module.setup(router)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,6 +66,25 @@ log = logging.getLogger("sotay.privacy")
 REDACTED = "[…]"
 MIN_REDACTED_TEXT = 4  # shorter texts ("ốm") identify nobody and would mangle other messages
 PURGE_KIND = "outbox_purge"
+
+
+ForgetHook = Callable[[AsyncSession, int], Awaitable[None]]
+AboutHook = Callable[[AsyncSession, int], Awaitable[dict[str, Any]]]
+FORGET_HOOKS: list[ForgetHook] = []
+ABOUT_HOOKS: list[AboutHook] = []
+
+
+def forgets(fn: ForgetHook) -> ForgetHook:
+    """A feature module's own erasure: called by ``forget_member`` with the member's id, so a
+    feature with its own tables erases them without this module naming them."""
+    FORGET_HOOKS.append(fn)
+    return fn
+
+
+def tells_about(fn: AboutHook) -> AboutHook:
+    """A feature module's part of /me: its keys are added to ``stored_about``."""
+    ABOUT_HOOKS.append(fn)
+    return fn
 
 
 @dataclass
@@ -243,6 +262,8 @@ async def _erase_rows(
     ]
     for statement in erase_where:
         await session.exec(statement)  # type: ignore[call-overload]
+    for hook in FORGET_HOOKS:
+        await hook(session, member_id)
 
 
 async def _redact_outbox(
@@ -343,7 +364,7 @@ async def stored_about(session: AsyncSession, member: Member) -> dict[str, Any]:
         )
     ).all()
     questions = (await session.exec(select(FaqQuery).where(FaqQuery.asker_id == member_id))).all()
-    return {
+    data = {
         "member": {
             "full_name": member.full_name,
             "phone": member.phone,
@@ -384,6 +405,9 @@ async def stored_about(session: AsyncSession, member: Member) -> dict[str, Any]:
             {"action": c.action, "version": c.text_version, "at": when(c.at)} for c in consents
         ],
     }
+    for hook in ABOUT_HOOKS:
+        data.update(await hook(session, member_id))
+    return data
 
 
 # --- retention ------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Role(StrEnum):
     deputy = "deputy"
     staff = "staff"
     admin = "admin"
+    trainer = "trainer"  # the vendor's trainer: schedules and runs trainings (handlers/training)
 
 
 class MemberStatus(StrEnum):
