@@ -32,6 +32,7 @@ from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
+from bot.scheduler import JobResult, done, skip
 from bot.timeparse import DateError, parse_date, parse_time
 from handlers import privacy
 from handlers.broadcast import send_broadcast
@@ -905,13 +906,13 @@ async def _live(ctx: Ctx, work: DueJob) -> tuple[TrainingSession, Unit] | None:
 
 
 @scheduler.job("tr_reminder")
-async def reminder_job(ctx: Ctx, work: DueJob) -> str | None:
+async def reminder_job(ctx: Ctx, work: DueJob) -> JobResult:
     found = await _live(ctx, work)
     if found is None:
-        return "skip: cancelled"
+        return skip("cancelled")
     row, unit = found
     if row.starts_at <= ctx.now:  # type: ignore[operator]
-        return "skip: already started"
+        return skip("already started")
     seats = await seats_of(ctx.session, row.id or 0)
     coming = [mid for mid, seat in seats.items() if seat.answer == "yes"]
     stmt = select(Member).where(col(Member.id).in_(coming), Member.status == MemberStatus.active)
@@ -931,7 +932,7 @@ async def reminder_job(ctx: Ctx, work: DueJob) -> str | None:
             )
         ),
     )
-    return f"reminded {len(members)}"
+    return done(f"reminded {len(members)}")
 
 
 async def trainers_of(ctx: Ctx, row: TrainingSession, unit: Unit) -> list[Member]:
@@ -950,13 +951,13 @@ async def trainers_of(ctx: Ctx, row: TrainingSession, unit: Unit) -> list[Member
 
 
 @scheduler.job("tr_after")
-async def after_job(ctx: Ctx, work: DueJob) -> str | None:
+async def after_job(ctx: Ctx, work: DueJob) -> JobResult:
     found = await _live(ctx, work)
     if found is None:
-        return "skip: cancelled"
+        return skip("cancelled")
     row, unit = found
     if row.attendance_taken_at is not None:
-        return "skip: attendance already taken"
+        return skip("attendance already taken")
     for person in await trainers_of(ctx, row, unit):
         await ctx.notify_member(
             person,
@@ -965,14 +966,14 @@ async def after_job(ctx: Ctx, work: DueJob) -> str | None:
                 [[ctx.button(t(lang, "tr.card.attendance"), f"a:trc:{row.id}:at")]],
             ),
         )
-    return None
+    return done()
 
 
 @scheduler.job("tr_check")
-async def check_job(ctx: Ctx, work: DueJob) -> str | None:
+async def check_job(ctx: Ctx, work: DueJob) -> JobResult:
     row = await ctx.session.get(TrainingSession, work.ref_id)
     if row is None:
-        return "skip: gone"
+        return skip("gone")
     stmt = (
         select(Member)
         .join(TrainingSeat, col(TrainingSeat.member_id) == Member.id)
@@ -990,7 +991,7 @@ async def check_job(ctx: Ctx, work: DueJob) -> str | None:
         unit_id=row.unit_id,
         render=lambda lang, _m: followup_view(ctx, lang, row),
     )
-    return f"asked {len(members)}"
+    return done(f"asked {len(members)}")
 
 
 # --- results --------------------------------------------------------------------------------------
