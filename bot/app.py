@@ -77,6 +77,8 @@ class App:
     def add_channel(self, channel: Channel) -> None:
         """Register a channel: its sends are paced by the limits it declares."""
         self.channels[channel.name] = channel
+        if hasattr(channel, "published_commands"):  # a channel with a command menu
+            channel.published_commands = self.router.published_commands()
         limits = channel.capabilities.limits
         if limits is not None:
             self.dispatcher.add_limiter(channel.name, RateLimiter(limits))

@@ -275,6 +275,16 @@ class Router:
             return False
         return requires == REGISTERED or ctx.actor.holds(*requires)
 
+    def published_commands(self) -> list[str]:
+        """Commands every member may use and that their feature chose to list, in the order
+        features registered them, then /cancel (the router's own): the messenger's menu."""
+        names = [
+            c.name
+            for c in self.commands.values()
+            if c.published and c.requires in (ANYONE, REGISTERED)
+        ]
+        return [*names, "cancel"]
+
     def refuse(self, ctx: Ctx, requires: tuple[Role, ...]) -> None:
         ctx.reply(
             ctx.t("common.not_registered" if not ctx.actor.registered else "common.not_allowed")

@@ -206,6 +206,10 @@ async def test_command_list_is_published_in_vietnamese_and_english(bot: Bot) -> 
     en = bot.server.visible_commands(bot.server.user(2, language_code="en"))
     assert {"command": "start", "description": "Bắt đầu / đăng ký"} in vi
     assert {"command": "start", "description": "Start / register"} in en
+    # the list is what the features registered for every member, not a copy kept in the channel
+    assert [c["command"] for c in vi] == bot.app.router.published_commands()
+    assert {"training", "feedback", "support", "cancel"} <= {c["command"] for c in en}
+    assert not {"queue", "notice", "approvals", "faqedit"} & {c["command"] for c in vi}
 
 
 @pytest.fixture

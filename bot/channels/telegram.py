@@ -177,6 +177,7 @@ class TelegramChannel:
         self._settings = settings
         self._handle = handle
         self.capabilities = telegram_capabilities(settings)
+        self.published_commands: list[str] = ["start", "help", "cancel"]  # App gives the rest
         root = settings.telegram_api_url.rstrip("/")
         builder: ApplicationBuilder = (
             Application.builder()
@@ -227,22 +228,9 @@ class TelegramChannel:
         await self.ptb.shutdown()
 
     async def publish_commands(self) -> None:
-        """The command list, in Vietnamese and English (Telegram picks by the user's language)."""
-        names = [
-            "start",
-            "menu",
-            "meetings",
-            "faq",
-            "support",
-            "tickets",
-            "help",
-            "status",
-            "me",
-            "lang",
-            "privacy",
-            "forget",
-            "cancel",
-        ]
+        """The command list, in Vietnamese and English (Telegram picks by the user's language).
+        The names come from the features' registrations (``App.add_channel`` hands them over)."""
+        names = self.published_commands
         for lang in LANGUAGES:
             commands = [BotCommand(name, t(lang, f"cmd.{name}")) for name in names]
             await self.ptb.bot.set_my_commands(commands, language_code=lang)
