@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs
 from bot.context import Actor, Ctx, Services
@@ -24,7 +25,7 @@ from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database
-from storage.models import Member, ProcessedEvent, Role
+from storage.models import Dialog, Member, ProcessedEvent, Role
 
 log = logging.getLogger("sotay.router")
 
@@ -168,7 +169,7 @@ class Router:
                     hook()
         return True
 
-    async def _claim(self, session, event: Inbound) -> None:
+    async def _claim(self, session: AsyncSession, event: Inbound) -> None:
         seen = await session.get(ProcessedEvent, (event.channel, event.key))
         if seen is not None:
             raise _Duplicate
@@ -186,7 +187,7 @@ class Router:
             ctx = await self._context(session, event)
             ctx.reply(ctx.t("common.error"))
 
-    async def _context(self, session, event: Inbound) -> Ctx:
+    async def _context(self, session: AsyncSession, event: Inbound) -> Ctx:
         actor = Actor()
         actor.account = await queries.account_for(
             session, channel=event.channel, user_ref=event.user_ref
@@ -271,7 +272,7 @@ class Router:
             ctx.t("common.not_registered" if not ctx.actor.registered else "common.not_allowed")
         )
 
-    async def _command(self, ctx: Ctx, dialog, name: str, args: str) -> None:
+    async def _command(self, ctx: Ctx, dialog: Dialog | None, name: str, args: str) -> None:
         if name == "cancel":
             await dialogs.end(ctx, dialog)
             ctx.reply(
@@ -298,7 +299,7 @@ class Router:
         await ctx.session.flush()
         await command.handler(ctx, args)
 
-    async def _choice(self, ctx: Ctx, dialog, raw: str) -> None:
+    async def _choice(self, ctx: Ctx, dialog: Dialog | None, raw: str) -> None:
         data = self.services.signer.verify(raw)
         if data is None:
             log.warning("button.forged channel=%s", ctx.event.channel)

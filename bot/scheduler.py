@@ -67,7 +67,7 @@ def recurring(kind: str, trigger: TriggerFor) -> Callable[[JobFn], JobFn]:
 
 def next_fire(trigger: BaseTrigger, after: datetime) -> datetime:
     """The trigger's first fire time strictly after ``after``, in UTC."""
-    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     if fire is None:
         raise ValueError("the trigger never fires again")
     return fire.astimezone(UTC)
@@ -121,10 +121,12 @@ def schedule(
 
 async def cancel(session: AsyncSession, *, ref_id: int, kinds: tuple[str, ...] = ()) -> None:
     """Cancel pending work about one object (e.g. every reminder of a cancelled meeting)."""
-    stmt = update(DueJob).where(col(DueJob.ref_id) == ref_id, DueJob.status == JobStatus.pending)
+    stmt = update(DueJob).where(
+        col(DueJob.ref_id) == ref_id, col(DueJob.status) == JobStatus.pending
+    )
     if kinds:
         stmt = stmt.where(col(DueJob.kind).in_(kinds))
-    await session.exec(stmt.values(status=JobStatus.cancelled))  # type: ignore[call-overload]
+    await session.exec(stmt.values(status=JobStatus.cancelled))
 
 
 def job_context(session: AsyncSession, services: Services, work: DueJob) -> Ctx:
@@ -187,7 +189,7 @@ class Scheduler:
     async def next_due(self) -> datetime | None:
         async with self._db.reader() as session:
             stmt = select(func.min(DueJob.due_at)).where(DueJob.status == JobStatus.pending)
-            return (await session.exec(stmt)).one()  # type: ignore[call-overload]
+            return (await session.exec(stmt)).one()
 
     async def rearm(self) -> None:
         """Arm the single timer for the earliest pending work (called after every commit)."""
@@ -302,7 +304,7 @@ class Scheduler:
             async with self._db.session() as session:
                 await session.exec(
                     update(DueJob)
-                    .where(col(DueJob.id) == work_id)  # type: ignore[call-overload]
+                    .where(col(DueJob.id) == work_id)
                     .values(status=JobStatus.skipped, note="failed", done_at=self.clock.now())
                 )
 
@@ -310,4 +312,4 @@ class Scheduler:
         """Forget idempotency keys older than a week; Telegram never redelivers that late."""
         async with self._db.session() as session:
             cutoff = self.clock.now() - PROCESSED_EVENTS_KEPT
-            await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.at) < cutoff))  # type: ignore[call-overload]
+            await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.at) < cutoff))

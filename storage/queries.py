@@ -115,7 +115,7 @@ async def search_units(
         stmt = stmt.where(col(Unit.folded_name).contains(word))
     if under_path:
         stmt = stmt.where(in_subtree(Unit.path, under_path))
-    return (await session.exec(stmt.order_by(Unit.depth, Unit.name).limit(limit))).all()
+    return (await session.exec(stmt.order_by(col(Unit.depth), col(Unit.name)).limit(limit))).all()
 
 
 async def ensure_grant(
