@@ -59,7 +59,7 @@ class MemberStatus(StrEnum):
 
 class ApplicationKind(StrEnum):
     # A member named "join" shadows str.join, which mypy reports; the name is kept (it is in
-    # handlers and stored rows) and str.join is never called on a member.
+    # handlers and tests) and str.join is never called on a member.
     join = "join"  # type: ignore[assignment]  # not in the roster: asks to become a cell member
     verify = "verify"  # matched the roster by a typed (unproven) phone number
 
