@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.buttons import ButtonSigner
-from bot.channels.base import NO_CAPABILITIES, Capabilities
+from bot.channels.base import NO_CAPABILITIES, Capabilities, Channel
 from bot.clock import Clock
 from bot.core import Choice, Inbound, View
 from bot.i18n import pick_language, t
@@ -31,7 +30,7 @@ class Services:
     bot_username: str | None = None
     # The app's channels by name: for what they can do (``caps``) and the few things that are
     # not a message (creating a forum topic). Handlers still send only through the outbox.
-    channels: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
 
     def caps(self, channel: str) -> Capabilities:
         """What ``channel`` can do; an unknown one (timed work's "system") can do nothing."""

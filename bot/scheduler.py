@@ -25,13 +25,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import Actor, Ctx, Services
 from bot.core import Inbound
+from bot.settings import Settings
 from storage.db import Database, is_postgres
 from storage.models import DueJob, JobStatus, ProcessedEvent
 
 log = logging.getLogger("sotay.scheduler")
 
 JobFn = Callable[[Ctx, DueJob], Awaitable[str | None]]  # returns a note, or None
-TriggerFor = Callable[[Any], BaseTrigger]  # settings -> when a recurring job fires
+TriggerFor = Callable[[Settings], BaseTrigger]  # settings -> when a recurring job fires
 HANDLERS: dict[str, JobFn] = {}
 RECURRING: dict[str, TriggerFor] = {}
 TIMER_ID = "sotay-due-work"
@@ -73,7 +74,7 @@ def next_fire(trigger: BaseTrigger, after: datetime) -> datetime:
     return fire.astimezone(UTC)
 
 
-async def ensure_recurring(session: AsyncSession, settings: Any, now: datetime) -> int:
+async def ensure_recurring(session: AsyncSession, settings: Settings, now: datetime) -> int:
     """Give every recurring kind without a pending row its next run; return how many were armed.
 
     A pending row of the kind (the next run, or a run held back for quiet hours) is enough."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,7 +20,7 @@ def within(path: str, scope: str) -> bool:
     return path == scope or path.startswith(scope + PATH_SEP)
 
 
-def in_subtree(path_column: Any, scope_path: str) -> Any:
+def in_subtree(path_column: Any, scope_path: str) -> ColumnElement[bool]:
     """SQL for "the unit at ``path_column`` is ``scope_path`` or lies below it".
 
     The one way every query scopes by unit: the prefix is matched literally (LIKE wildcards
