@@ -16,6 +16,7 @@ from bot.i18n import pick_language, t
 from bot.outbox import Outbox
 from bot.settings import Settings
 from storage import queries
+from storage.ids import id_of
 from storage.models import ChannelAccount, Member, Role, RoleGrant, Unit
 
 
@@ -114,7 +115,7 @@ class Ctx:
         self, member: Member, render: Callable[[str], View], *, dedupe_key: str | None = None
     ) -> int:
         """Queue a message to every reachable account of ``member``, in their language."""
-        accounts = await queries.accounts_of(self.session, member_id=member.id or 0)
+        accounts = await queries.accounts_of(self.session, member_id=id_of(member))
         for account in accounts:
             lang = pick_language(
                 account.language or member.language, None, self.settings.default_language

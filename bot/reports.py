@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import t
 from bot.textfold import fold
+from storage.ids import id_of
 from storage.models import (
     ChannelAccount,
     Meeting,
@@ -289,7 +290,7 @@ async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Rep
         for path, parts in groups.items()
     ]
     children.sort(key=worst_first)
-    scope = summed(unit.id or 0, unit.name, unit.path, rows)
+    scope = summed(id_of(unit), unit.name, unit.path, rows)
     return Report(scope, children, span, is_cell=not children)
 
 

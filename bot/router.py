@@ -25,6 +25,7 @@ from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database
+from storage.ids import id_of
 from storage.models import Dialog, Member, ProcessedEvent, Role
 
 log = logging.getLogger("sotay.router")
@@ -199,7 +200,7 @@ class Router:
             if not actor.account.pending:  # a pending account sees and holds nothing yet
                 actor.member = await session.get(Member, actor.account.member_id)
             if actor.member is not None and actor.registered:
-                actor.grants = await queries.grants_of(session, member_id=actor.member.id or 0)
+                actor.grants = await queries.grants_of(session, member_id=id_of(actor.member))
         stored = actor.account.language if actor.account else None
         lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
         return Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
