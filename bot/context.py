@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.buttons import ButtonSigner
-from bot.channels.base import NO_CAPABILITIES, Capabilities
+from bot.channels.base import NO_CAPABILITIES, Capabilities, Channel
 from bot.clock import Clock
 from bot.core import Choice, Inbound, View
 from bot.i18n import pick_language, t
 from bot.outbox import Outbox
 from bot.settings import Settings
 from storage import queries
+from storage.ids import id_of
 from storage.models import ChannelAccount, Member, Role, RoleGrant, Unit
 
 
@@ -31,7 +31,7 @@ class Services:
     bot_username: str | None = None
     # The app's channels by name: for what they can do (``caps``) and the few things that are
     # not a message (creating a forum topic). Handlers still send only through the outbox.
-    channels: dict[str, Any] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
 
     def caps(self, channel: str) -> Capabilities:
         """What ``channel`` can do; an unknown one (timed work's "system") can do nothing."""
@@ -115,7 +115,7 @@ class Ctx:
         self, member: Member, render: Callable[[str], View], *, dedupe_key: str | None = None
     ) -> int:
         """Queue a message to every reachable account of ``member``, in their language."""
-        accounts = await queries.accounts_of(self.session, member_id=member.id or 0)
+        accounts = await queries.accounts_of(self.session, member_id=id_of(member))
         for account in accounts:
             lang = pick_language(
                 account.language or member.language, None, self.settings.default_language

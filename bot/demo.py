@@ -19,6 +19,7 @@ from bot.settings import Settings
 from handlers.roster import import_roster_text
 from storage import queries
 from storage.db import Database
+from storage.ids import id_of
 from storage.models import ChannelAccount, Meeting, MeetingKind, Member, Role, RoleGrant
 
 # (terminal user, phone, role, unit path): the people playing the other parts of the demo.
@@ -75,7 +76,7 @@ async def seed_history(session: AsyncSession, now: datetime) -> None:
         starts = (now - timedelta(days=days_ago)).replace(hour=12, minute=0, second=0)
         session.add(
             Meeting(
-                cell_id=cell.id or 0,
+                cell_id=id_of(cell),
                 kind=MeetingKind.regular,
                 starts_at=starts,
                 place="Nhà văn hóa thôn",
@@ -114,9 +115,9 @@ async def seed_demo(
                     assert member is not None and unit is not None, (phone, path)
                     session.add(
                         RoleGrant(
-                            member_id=member.id or 0,
+                            member_id=id_of(member),
                             role=role,
-                            unit_id=unit.id or 0,
+                            unit_id=id_of(unit),
                             created_at=now,
                         )
                     )
@@ -126,7 +127,7 @@ async def seed_demo(
                             channel=channel,
                             user_ref=ref,
                             chat_ref=ref,
-                            member_id=member.id or 0,
+                            member_id=id_of(member),
                             language="vi",
                             verified=True,
                             created_at=now,

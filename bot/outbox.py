@@ -121,7 +121,7 @@ class Dispatcher:
                 OutboxMessage.status == OutboxStatus.pending
             )
             due = (
-                await session.exec(stmt.order_by(OutboxMessage.next_attempt_at).limit(1))
+                await session.exec(stmt.order_by(col(OutboxMessage.next_attempt_at)).limit(1))
             ).first()
         if due is None:
             return idle
@@ -176,7 +176,10 @@ class Dispatcher:
             token = uuid.uuid4().hex
             await session.exec(
                 update(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(ids), OutboxMessage.status == OutboxStatus.pending)
+                .where(
+                    col(OutboxMessage.id).in_(ids),
+                    col(OutboxMessage.status) == OutboxStatus.pending,
+                )
                 .where(free)
                 .values(lease_until=now + self._lease, lease_owner=token)
             )
@@ -322,9 +325,9 @@ class Dispatcher:
         async with self._db.session() as session:
             await session.exec(
                 update(OutboxMessage)
-                .where(OutboxMessage.channel == row.channel)
-                .where(OutboxMessage.chat_ref == row.chat_ref)
-                .where(OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.channel) == row.channel)
+                .where(col(OutboxMessage.chat_ref) == row.chat_ref)
+                .where(col(OutboxMessage.status) == OutboxStatus.pending)
                 .where(col(OutboxMessage.id) >= row.id)
                 .values(next_attempt_at=when, lease_until=None)
             )
@@ -351,17 +354,17 @@ class Dispatcher:
         async with self._db.session() as session:
             await session.exec(
                 update(OutboxMessage)
-                .where(OutboxMessage.channel == row.channel)
-                .where(OutboxMessage.chat_ref == row.chat_ref)
-                .where(OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.channel) == row.channel)
+                .where(col(OutboxMessage.chat_ref) == row.chat_ref)
+                .where(col(OutboxMessage.status) == OutboxStatus.pending)
                 .values(status=OutboxStatus.blocked, lease_until=None, last_error="blocked")
             )
             if row.payload.get("last_word"):
                 await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
             await session.exec(
                 update(ChannelAccount)
-                .where(ChannelAccount.channel == row.channel)
-                .where(ChannelAccount.chat_ref == row.chat_ref)
+                .where(col(ChannelAccount.channel) == row.channel)
+                .where(col(ChannelAccount.chat_ref) == row.chat_ref)
                 .values(reachable=False)
             )
 
@@ -370,8 +373,8 @@ class Dispatcher:
         async with self._db.session() as session:
             await session.exec(
                 update(OutboxMessage)
-                .where(OutboxMessage.channel == channel)
-                .where(OutboxMessage.chat_ref == chat_ref)
-                .where(OutboxMessage.status == OutboxStatus.pending)
+                .where(col(OutboxMessage.channel) == channel)
+                .where(col(OutboxMessage.chat_ref) == chat_ref)
+                .where(col(OutboxMessage.status) == OutboxStatus.pending)
                 .values(next_attempt_at=self._clock.now(), lease_until=None)
             )

@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import t
 from bot.textfold import fold
+from storage.ids import id_of
 from storage.models import (
     ChannelAccount,
     Meeting,
@@ -138,11 +139,11 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
     so a commune's or a cell's report reads its own members by index, not the whole province
     (bench/reports.py measured both shapes)."""
     registered = exists().where(
-        ChannelAccount.member_id == Member.id,
+        col(ChannelAccount.member_id) == Member.id,
         col(ChannelAccount.verified).is_(True),
         col(ChannelAccount.pending).is_(False),
     )
-    scope = select(Unit.id).where(_under(Unit.path, scope_path)).scalar_subquery()
+    scope = select(col(Unit.id)).where(_under(Unit.path, scope_path)).scalar_subquery()
     members = (
         select(
             col(Member.cell_id).label("unit_id"),
@@ -152,7 +153,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             _flag(col(Member.app_installed).is_(True)).label("installed"),
             _flag(col(Member.app_activated).is_(True)).label("activated"),
         )
-        .where(Member.status == MemberStatus.active, col(Member.cell_id).in_(scope))
+        .where(col(Member.status) == MemberStatus.active, col(Member.cell_id).in_(scope))
         .group_by(col(Member.cell_id))
         .subquery()
     )
@@ -165,7 +166,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             func.max(Meeting.starts_at).label("last_meeting"),
         )
         .where(
-            Meeting.status != MeetingStatus.cancelled,
+            col(Meeting.status) != MeetingStatus.cancelled,
             col(Meeting.starts_at) <= span.end,
             col(Meeting.cell_id).in_(scope),
         )
@@ -179,7 +180,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         .subquery()
     )
     kid = aliased(Unit)
-    is_cell = ~exists().where(kid.parent_id == Unit.id)
+    is_cell = ~exists().where(col(kid.parent_id) == Unit.id)
     in_app = func.coalesce(meetings.c.in_app, 0)
     return (
         select(
@@ -239,7 +240,7 @@ async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[F
             open_tickets=int(row.open_tickets),
             last_meeting=row.last_meeting,
         )
-        for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
+        for row in (await session.exec(stmt)).all()
     ]
 
 
@@ -289,7 +290,7 @@ async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Rep
         for path, parts in groups.items()
     ]
     children.sort(key=worst_first)
-    scope = summed(unit.id or 0, unit.name, unit.path, rows)
+    scope = summed(id_of(unit), unit.name, unit.path, rows)
     return Report(scope, children, span, is_cell=not children)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs
 from bot.context import Actor, Ctx, Services
@@ -25,7 +26,8 @@ from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database
-from storage.models import Member, ProcessedEvent, Role
+from storage.ids import id_of
+from storage.models import Dialog, Member, ProcessedEvent, Role
 
 log = logging.getLogger("sotay.router")
 
@@ -177,7 +179,7 @@ class Router:
                     self.observe(event.channel, outcome, time.perf_counter() - started)
         return True
 
-    async def _claim(self, session, event: Inbound) -> None:
+    async def _claim(self, session: AsyncSession, event: Inbound) -> None:
         seen = await session.get(ProcessedEvent, (event.channel, event.key))
         if seen is not None:
             raise _Duplicate
@@ -195,7 +197,7 @@ class Router:
             ctx = await self._context(session, event)
             ctx.reply(ctx.t("common.error"))
 
-    async def _context(self, session, event: Inbound) -> Ctx:
+    async def _context(self, session: AsyncSession, event: Inbound) -> Ctx:
         actor = Actor()
         actor.account = await queries.account_for(
             session, channel=event.channel, user_ref=event.user_ref
@@ -207,7 +209,7 @@ class Router:
             if not actor.account.pending:  # a pending account sees and holds nothing yet
                 actor.member = await session.get(Member, actor.account.member_id)
             if actor.member is not None and actor.registered:
-                actor.grants = await queries.grants_of(session, member_id=actor.member.id or 0)
+                actor.grants = await queries.grants_of(session, member_id=id_of(actor.member))
         stored = actor.account.language if actor.account else None
         lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
         return Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
@@ -290,7 +292,7 @@ class Router:
             ctx.t("common.not_registered" if not ctx.actor.registered else "common.not_allowed")
         )
 
-    async def _command(self, ctx: Ctx, dialog, name: str, args: str) -> None:
+    async def _command(self, ctx: Ctx, dialog: Dialog | None, name: str, args: str) -> None:
         if name == "cancel":
             await dialogs.end(ctx, dialog)
             ctx.reply(
@@ -317,7 +319,7 @@ class Router:
         await ctx.session.flush()
         await command.handler(ctx, args)
 
-    async def _choice(self, ctx: Ctx, dialog, raw: str) -> None:
+    async def _choice(self, ctx: Ctx, dialog: Dialog | None, raw: str) -> None:
         data = self.services.signer.verify(raw)
         if data is None:
             log.warning("button.forged channel=%s", ctx.event.channel)

@@ -26,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import Actor, Ctx, Services
 from bot.core import Inbound
+from bot.settings import Settings
 from storage.db import Database, is_postgres
 from storage.models import DueJob, JobStatus, ProcessedEvent
 
@@ -50,7 +51,7 @@ def skip(reason: str) -> JobResult:
 
 
 JobFn = Callable[[Ctx, DueJob], Awaitable[JobResult]]
-TriggerFor = Callable[[Any], BaseTrigger]  # settings -> when a recurring job fires
+TriggerFor = Callable[[Settings], BaseTrigger]  # settings -> when a recurring job fires
 HANDLERS: dict[str, JobFn] = {}
 RECURRING: dict[str, TriggerFor] = {}
 TIMER_ID = "sotay-due-work"
@@ -86,13 +87,13 @@ def recurring(kind: str, trigger: TriggerFor) -> Callable[[JobFn], JobFn]:
 
 def next_fire(trigger: BaseTrigger, after: datetime) -> datetime:
     """The trigger's first fire time strictly after ``after``, in UTC."""
-    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     if fire is None:
         raise ValueError("the trigger never fires again")
     return fire.astimezone(UTC)
 
 
-async def ensure_recurring(session: AsyncSession, settings: Any, now: datetime) -> int:
+async def ensure_recurring(session: AsyncSession, settings: Settings, now: datetime) -> int:
     """Give every recurring kind without a pending row its next run; return how many were armed.
 
     A pending row of the kind (the next run, or a run held back for quiet hours) is enough."""
@@ -140,10 +141,12 @@ def schedule(
 
 async def cancel(session: AsyncSession, *, ref_id: int, kinds: tuple[str, ...] = ()) -> None:
     """Cancel pending work about one object (e.g. every reminder of a cancelled meeting)."""
-    stmt = update(DueJob).where(col(DueJob.ref_id) == ref_id, DueJob.status == JobStatus.pending)
+    stmt = update(DueJob).where(
+        col(DueJob.ref_id) == ref_id, col(DueJob.status) == JobStatus.pending
+    )
     if kinds:
         stmt = stmt.where(col(DueJob.kind).in_(kinds))
-    await session.exec(stmt.values(status=JobStatus.cancelled))  # type: ignore[call-overload]
+    await session.exec(stmt.values(status=JobStatus.cancelled))
 
 
 def job_context(session: AsyncSession, services: Services, work: DueJob) -> Ctx:
@@ -215,7 +218,7 @@ class Scheduler:
     async def next_due(self) -> datetime | None:
         async with self._db.reader() as session:
             stmt = select(func.min(DueJob.due_at)).where(DueJob.status == JobStatus.pending)
-            return (await session.exec(stmt)).one()  # type: ignore[call-overload]
+            return (await session.exec(stmt)).one()
 
     async def rearm(self) -> None:
         """Arm the single timer for the earliest pending work (called after every commit)."""
@@ -328,7 +331,7 @@ class Scheduler:
             async with self._db.session() as session:
                 await session.exec(
                     update(DueJob)
-                    .where(col(DueJob.id) == work_id)  # type: ignore[call-overload]
+                    .where(col(DueJob.id) == work_id)
                     .values(status=JobStatus.skipped, note="failed", done_at=self.clock.now())
                 )
 
@@ -336,4 +339,4 @@ class Scheduler:
         """Forget idempotency keys older than a week; Telegram never redelivers that late."""
         async with self._db.session() as session:
             cutoff = self.clock.now() - PROCESSED_EVENTS_KEPT
-            await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.at) < cutoff))  # type: ignore[call-overload]
+            await session.exec(delete(ProcessedEvent).where(col(ProcessedEvent.at) < cutoff))

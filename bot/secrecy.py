@@ -39,7 +39,7 @@ def remember(*values: str | None) -> None:
 
 def url_password(url: str) -> str | None:
     try:
-        return make_url(url).password  # type: ignore[return-value]
+        return make_url(url).password
     except (ArgumentError, ValueError):
         return None
 

@@ -2,19 +2,30 @@
 
 A bad or missing setting must stop the program with one clear sentence, never a traceback:
 operators in a committee office read these messages, not developers.
+
+Settings that are written as text (durations, quiet hours, working hours) are parsed by the
+same function when they are validated and when they are used, and each text is parsed once
+(the parsers are cached): code asks the typed accessor (``ticket_sla_delta``,
+``quiet_window``, ``work_calendar``...), never splits the string itself. Caching by the text,
+rather than storing the parsed value on the instance, keeps a changed field (tests change
+``holidays``) in step with its typed value.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from functools import cached_property
+from datetime import time, timedelta
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.secrecy import remember, url_password
+
+if TYPE_CHECKING:
+    from bot.workhours import WorkCalendar
 
 _DURATION = re.compile(r"^(?:\s*\d+\s*[dhms])+\s*$", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
@@ -25,6 +36,7 @@ class SettingsError(Exception):
     """A configuration problem, worded for the operator."""
 
 
+@cache
 def parse_duration(text: str) -> timedelta:
     """Parse ``3d``, ``24h``, ``30m``, ``45s`` or a sum of them (``1h30m``) into a timedelta."""
     if not _DURATION.match(text):
@@ -36,6 +48,36 @@ def parse_duration(text: str) -> timedelta:
 
 
 MIN_TICKET_SLA = timedelta(minutes=1)
+
+
+@cache
+def parse_offsets(text: str) -> tuple[timedelta, ...]:
+    """``24h,2h`` → the offsets, longest first."""
+    return tuple(sorted((parse_duration(part) for part in text.split(",")), reverse=True))
+
+
+_QUIET = re.compile(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
+
+
+@cache
+def parse_quiet_hours(text: str) -> tuple[time, time] | None:
+    """``21:00-07:00`` → (start, end) local times; the span may cross midnight. "" → None."""
+    if not text:
+        return None
+    if not _QUIET.match(text.strip()):
+        raise ValueError("must look like 21:00-07:00")
+    start, end = text.strip().split("-")
+    try:
+        return time.fromisoformat(start.zfill(5)), time.fromisoformat(end.zfill(5))
+    except ValueError:
+        raise ValueError(f"'{text}' is not two times of day like 21:00-07:00") from None
+
+
+@cache
+def _work_calendar(spec: str, holidays: str, timezone: str, country: str) -> WorkCalendar:
+    from bot.workhours import WorkCalendar
+
+    return WorkCalendar.parse(spec, holidays, ZoneInfo(timezone), country)
 
 
 class Settings(BaseSettings):
@@ -116,15 +158,13 @@ class Settings(BaseSettings):
     @field_validator("reminder_offsets")
     @classmethod
     def _offsets(cls, value: str) -> str:
-        for part in value.split(","):
-            parse_duration(part)
+        parse_offsets(value)
         return value
 
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, value: str) -> str:
-        if value and not re.match(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$", value.strip()):
-            raise ValueError("must look like 21:00-07:00")
+        parse_quiet_hours(value)
         return value
 
     @field_validator("ticket_sla")
@@ -225,7 +265,24 @@ class Settings(BaseSettings):
 
     @property
     def reminder_deltas(self) -> list[timedelta]:
-        return sorted((parse_duration(p) for p in self.reminder_offsets.split(",")), reverse=True)
+        return list(parse_offsets(self.reminder_offsets))
+
+    @property
+    def ticket_sla_delta(self) -> timedelta:
+        """Working time before an unclaimed ticket escalates."""
+        return parse_duration(self.ticket_sla)
+
+    @property
+    def quiet_window(self) -> tuple[time, time] | None:
+        """Local (start, end) of the quiet hours, possibly across midnight; None: never quiet."""
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def work_calendar(self) -> WorkCalendar:
+        """Working hours, local extra holidays and the public calendar, in the local zone."""
+        return _work_calendar(
+            self.working_hours, self.holidays, self.timezone, self.public_holidays
+        )
 
     @property
     def ready_backlog_delta(self) -> timedelta:

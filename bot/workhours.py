@@ -139,8 +139,8 @@ class WorkCalendar:
     def windows(self, day: date) -> list[tuple[datetime, datetime]]:
         """The working windows of one local day, as aware datetimes."""
         if self.week is None:
-            start = datetime.combine(day, time(0), tzinfo=self.tz)
-            return [(start, start + timedelta(days=1))]
+            midnight = datetime.combine(day, time(0), tzinfo=self.tz)
+            return [(midnight, midnight + timedelta(days=1))]
         if self.is_holiday(day):
             return []
         result = []

@@ -1038,10 +1038,10 @@ async def followup_job(ctx: Ctx, work: DueJob) -> JobResult:
 
 def in_quiet_hours(ctx: Ctx, moment: datetime) -> datetime | None:
     """When ``moment`` falls in the quiet hours, the local time they end; else None."""
-    if not ctx.settings.quiet_hours:
+    window = ctx.settings.quiet_window
+    if window is None:
         return None
-    start_s, end_s = ctx.settings.quiet_hours.split("-")
-    start, end = time.fromisoformat(start_s.zfill(5)), time.fromisoformat(end_s.zfill(5))
+    start, end = window
     here = local(ctx, moment)
     now_t = here.time()
     quiet = (start <= now_t or now_t < end) if start > end else (start <= now_t < end)

@@ -28,7 +28,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import func, update
@@ -41,7 +40,7 @@ from bot.core import Attachment, Choice, View
 from bot.i18n import pick_language, t
 from bot.phones import display_phone
 from bot.scheduler import JobResult, cancel, done, job, schedule, skip
-from bot.settings import Settings, parse_duration
+from bot.settings import Settings
 from bot.workhours import WorkCalendar
 from storage import queries
 from storage.models import (
@@ -104,21 +103,12 @@ def may(actor: Actor, verb: str, cell: Unit) -> bool:
 # --- working time ---------------------------------------------------------------------------------
 
 
-@cache
-def _calendar(spec: str, holidays: str, timezone: str, country: str) -> WorkCalendar:
-    from zoneinfo import ZoneInfo
-
-    return WorkCalendar.parse(spec, holidays, ZoneInfo(timezone), country)
-
-
 def calendar(settings: Settings) -> WorkCalendar:
-    return _calendar(
-        settings.working_hours, settings.holidays, settings.timezone, settings.public_holidays
-    )
+    return settings.work_calendar
 
 
 def sla_deadline(settings: Settings, start: datetime) -> datetime:
-    return calendar(settings).add(start, parse_duration(settings.ticket_sla))
+    return settings.work_calendar.add(start, settings.ticket_sla_delta)
 
 
 # --- queries --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,7 +20,7 @@ def within(path: str, scope: str) -> bool:
     return path == scope or path.startswith(scope + PATH_SEP)
 
 
-def in_subtree(path_column: Any, scope_path: str) -> Any:
+def in_subtree(path_column: Any, scope_path: str) -> ColumnElement[bool]:
     """SQL for "the unit at ``path_column`` is ``scope_path`` or lies below it".
 
     The one way every query scopes by unit: the prefix is matched literally (LIKE wildcards
@@ -115,7 +116,7 @@ async def search_units(
         stmt = stmt.where(col(Unit.folded_name).contains(word))
     if under_path:
         stmt = stmt.where(in_subtree(Unit.path, under_path))
-    return (await session.exec(stmt.order_by(Unit.depth, Unit.name).limit(limit))).all()
+    return (await session.exec(stmt.order_by(col(Unit.depth), col(Unit.name)).limit(limit))).all()
 
 
 async def ensure_grant(

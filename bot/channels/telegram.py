@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from aiohttp import web
@@ -26,7 +29,7 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bot.channels.base import (
     Blocked,
@@ -73,12 +76,11 @@ def telegram_capabilities(settings: Settings) -> Capabilities:
 
 def to_inbound(update: Update) -> Inbound | None:
     """Translate an update into a channel-neutral event (None for updates we ignore)."""
-    common = {"channel": "telegram", "key": str(update.update_id)}
+    common = partial(Inbound, channel="telegram", key=str(update.update_id))
     if update.callback_query is not None:
         query = update.callback_query
         chat_id = query.message.chat.id if query.message else query.from_user.id
-        return Inbound(
-            **common,
+        return common(
             user_ref=str(query.from_user.id),
             chat_ref=str(chat_id),
             choice=query.data or "",
@@ -90,24 +92,24 @@ def to_inbound(update: Update) -> Inbound | None:
     user = message.from_user
     in_group = message.chat.type != "private"
     reply_to = message.reply_to_message
-    base = {
-        **common,
-        "user_ref": str(user.id),
-        "chat_ref": str(message.chat.id),
-        "language_hint": user.language_code,
-        "display_name": user.full_name,
-        "in_group": in_group,
-        "thread_ref": str(message.message_thread_id) if message.is_topic_message else None,
-        "reply_to_ref": str(reply_to.message_id) if reply_to is not None else None,
-    }
+    base = partial(
+        common,
+        user_ref=str(user.id),
+        chat_ref=str(message.chat.id),
+        language_hint=user.language_code,
+        display_name=user.full_name,
+        in_group=in_group,
+        thread_ref=str(message.message_thread_id) if message.is_topic_message else None,
+        reply_to_ref=str(reply_to.message_id) if reply_to is not None else None,
+    )
     if message.contact is not None and not in_group:
         own = message.contact.user_id == user.id
-        return Inbound(**base, contact=Contact(message.contact.phone_number, own))
+        return base(contact=Contact(message.contact.phone_number, own))
     attachment = _attachment(message)
     text = message.text if message.text is not None else message.caption
     if text is not None or attachment is not None:
-        return Inbound(**base, text=clean_text(text) if text else None, attachment=attachment)
-    return None if in_group else Inbound(**base, unsupported=True)
+        return base(text=clean_text(text) if text else None, attachment=attachment)
+    return None if in_group else base(unsupported=True)
 
 
 def _is_id(value: object) -> bool:
@@ -144,9 +146,19 @@ def _attachment(message: Message) -> Attachment | None:
     return None
 
 
-def render_markup(
-    view: View,
-) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
+
+
+class _MediaArgs(TypedDict):
+    """What send_photo and send_document share in ``_send_new``."""
+
+    chat_id: int
+    caption: str | None
+    message_thread_id: int | None
+    reply_markup: Markup
+
+
+def render_markup(view: View) -> Markup:
     if view.choices:
         return InlineKeyboardMarkup(
             [
@@ -173,13 +185,13 @@ class TelegramChannel:
     name = "telegram"
     text_limit = 4096
 
-    def __init__(self, settings: Settings, handle) -> None:  # handle: async (Inbound) -> bool
+    def __init__(self, settings: Settings, handle: Callable[[Inbound], Awaitable[bool]]) -> None:
         self._settings = settings
         self._handle = handle
         self.capabilities = telegram_capabilities(settings)
         self.published_commands: list[str] = ["start", "help", "cancel"]  # App gives the rest
         root = settings.telegram_api_url.rstrip("/")
-        builder: ApplicationBuilder = (
+        builder = (
             Application.builder()
             .token(settings.telegram_token or "")
             .base_url(f"{root}/bot")
@@ -305,7 +317,7 @@ class TelegramChannel:
         message_id = ""
         if view.photo_ref or view.upload:
             caption, text = caption_split(text, CAPTION_LIMIT)
-            common = {
+            common: _MediaArgs = {
                 "chat_id": int(chat_ref),
                 "caption": caption or None,
                 "message_thread_id": thread,
@@ -313,6 +325,7 @@ class TelegramChannel:
             }
             upload = view.upload
             if upload is None:
+                assert view.photo_ref is not None  # photo_ref or upload, and upload is None
                 sent = await bot.send_photo(photo=view.photo_ref, **common)
             elif upload.kind == "photo":
                 sent = await bot.send_photo(photo=InputFile(upload.data, upload.name), **common)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -73,10 +74,12 @@ class TerminalChannel:
         text = clean_text(line)
         key = f"{self._run}-{next(_ids)}"
         choice = self._pressed(text)
-        common = {"channel": self.name, "user_ref": self.user, "chat_ref": self.user, "key": key}
+        common = partial(
+            Inbound, channel=self.name, user_ref=self.user, chat_ref=self.user, key=key
+        )
         if choice is not None:
-            return Inbound(**common, choice=choice)
-        return Inbound(**common, text=text)
+            return common(choice=choice)
+        return common(text=text)
 
     def _pressed(self, text: str) -> str | None:
         if not self._choices or text.startswith("/"):

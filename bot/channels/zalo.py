@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import urlparse
 
@@ -89,6 +90,11 @@ def events_of(result: Any) -> list[dict[str, Any]]:
     return []
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object from the payload, or an empty one when the field is missing or not one."""
+    return value if isinstance(value, dict) else {}
+
+
 def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
     """Translate a Zalo message event into a channel-neutral event (None for what we ignore).
 
@@ -98,29 +104,29 @@ def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
     message = event.get("message")
     if not isinstance(message, dict):
         return None
-    sender = message.get("from") if isinstance(message.get("from"), dict) else {}
-    chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+    sender, chat = _object(message.get("from")), _object(message.get("chat"))
     message_id, user_id = message.get("message_id"), sender.get("id")
     if not message_id or not user_id or sender.get("is_bot"):
         return None
     if str(chat.get("chat_type") or "PRIVATE").upper() != "PRIVATE":
         return None
     hint = sender.get("language_code") or sender.get("language")
-    base = {
-        "channel": CHANNEL,
-        "key": str(message_id)[:128],
-        "user_ref": str(user_id),
-        "chat_ref": str(chat.get("id") or user_id),
-        "language_hint": str(hint) if hint else None,
-        "display_name": sender.get("display_name") or sender.get("name"),
-    }
+    base = partial(
+        Inbound,
+        channel=CHANNEL,
+        key=str(message_id)[:128],
+        user_ref=str(user_id),
+        chat_ref=str(chat.get("id") or user_id),
+        language_hint=str(hint) if hint else None,
+        display_name=sender.get("display_name") or sender.get("name"),
+    )
     photo = message.get("photo_url") or message.get("photo")
     attachment = Attachment("photo", str(photo)) if isinstance(photo, str) and photo else None
     text = message.get("text") or message.get("caption")
     if isinstance(text, str) and text or attachment is not None:
         cleaned = clean_text(text) if isinstance(text, str) and text else None
-        return Inbound(**base, text=cleaned, attachment=attachment)
-    return Inbound(**base, unsupported=True)
+        return base(text=cleaned, attachment=attachment)
+    return base(unsupported=True)
 
 
 def _label_key(label: str) -> str:

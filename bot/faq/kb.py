@@ -223,6 +223,7 @@ def load_kb(path_or_text: str | Path) -> KnowledgeBase:
         tail = f"\n  ... and {more} more" if more else ""
         message = "FAQ file has problems:\n  " + "\n  ".join(shown) + tail
         raise FaqFileError(message, check.problems)
+    assert isinstance(version, int)  # checked above: no problems means a valid version
     return KnowledgeBase(topics=topics, entries=entries, version=version)
 
 
@@ -230,7 +231,7 @@ class _Dumper(_BASE_DUMPER):  # type: ignore[misc,valid-type]
     """Writes multi-line answers as literal blocks so the file stays hand-editable."""
 
 
-def _represent_text(dumper: Any, value: str) -> yaml.ScalarNode:
+def _represent_text(dumper: yaml.representer.SafeRepresenter, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
