@@ -479,6 +479,8 @@ def _say(ctx: Ctx, where: Chat, view: View | str) -> None:
 
 async def _view(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:
     _say(ctx, where, await core.card_view(ctx, ticket, ctx.lang, full=True, group=where.group))
+    for file_ref in await core.ticket_photos(ctx.session, ticket):  # staff see every photo
+        _say(ctx, where, core.photo_view(ctx.lang, ticket, file_ref))
 
 
 async def _phone(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:

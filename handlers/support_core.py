@@ -622,8 +622,31 @@ async def open_ticket(
     await ctx.session.flush()
     await _schedule_sla(ctx, ticket)
     await announce(ctx, ticket)
+    if attachment is not None and attachment.kind == "photo":  # the card is text: the screenshot
+        await tell_staff(
+            ctx, ticket, lambda chat: photo_view(chat.lang, ticket, attachment.file_ref)
+        )
     log.info("ticket.created id=%s unit=%s category=%s", ticket.id, unit.id, ticket.category)
     return ticket
+
+
+def photo_view(lang: str, ticket: Ticket, file_ref: str) -> View:
+    """A member's screenshot as a photo of its own, captioned with the ticket it belongs to."""
+    return View(t(lang, "sup.staff.photo_of", id=ticket.id), photo_ref=file_ref)
+
+
+async def ticket_photos(session: AsyncSession, ticket: Ticket) -> list[str]:
+    """Every photo the member sent with the ticket, oldest first (``Xem đủ`` shows them all)."""
+    stmt = (
+        select(TicketMessage.attachment_ref)
+        .where(
+            TicketMessage.ticket_id == ticket.id,
+            TicketMessage.attachment_kind == "photo",
+            col(TicketMessage.attachment_ref).is_not(None),
+        )
+        .order_by(col(TicketMessage.id))
+    )
+    return [ref for ref in (await session.exec(stmt)).all() if ref]
 
 
 async def claim(ctx: Ctx, ticket: Ticket) -> str:
@@ -948,15 +971,59 @@ async def on_sla(ctx: Ctx, work: DueJob) -> JobResult:
     if upper is not None:
         await move(ctx, ticket, upper, reason="escalated")
         return done(f"escalated to unit {upper.id}")
-    ticket.breached = True
-    ctx.session.add(ticket)
-    add_message(
-        ctx, ticket, role="system", text=t(ctx.settings.default_language, "sup.sys.overdue")
+    rounds = int(work.payload.get("round", 0))
+    if rounds == 0:
+        ticket.breached = True
+        ctx.session.add(ticket)
+        add_message(
+            ctx, ticket, role="system", text=t(ctx.settings.default_language, "sup.sys.overdue")
+        )
+        await announce(ctx, ticket, ("sup.note.overdue", {}))
+        await tell_member(
+            ctx, ticket, lambda lang: View(t(lang, "sup.member.overdue", id=ticket.id))
+        )
+    else:  # the member was told once; the staff are told again every SLA period
+        await announce(ctx, ticket, ("sup.note.still_overdue", {"n": rounds + 1}))
+    admins_at = work.payload.get("admins_at")
+    if admins_at is None or ctx.now - datetime.fromisoformat(admins_at) >= ADMINS_EVERY:
+        await tell_admins_overdue(ctx, ticket)
+        admins_at = ctx.now.isoformat()
+    schedule(  # until someone claims it (a claim cancels pending ticket_sla work)
+        ctx.session,
+        kind="ticket_sla",
+        due_at=sla_deadline(ctx.settings, ctx.now),
+        now=ctx.now,
+        ref_id=ticket.id,
+        payload={"unit_id": ticket.unit_id, "round": rounds + 1, "admins_at": admins_at},
     )
-    await announce(ctx, ticket, ("sup.note.overdue", {}))
-    await tell_member(ctx, ticket, lambda lang: View(t(lang, "sup.member.overdue", id=ticket.id)))
-    log.info("ticket.breached id=%s unit=%s", ticket.id, ticket.unit_id)
-    return done("breached at the root")
+    log.info("ticket.breached id=%s unit=%s round=%s", ticket.id, ticket.unit_id, rounds + 1)
+    return done(f"overdue at the root, round {rounds + 1}")
+
+
+ADMINS_EVERY = timedelta(days=1)
+
+
+async def tell_admins_overdue(ctx: Ctx, ticket: Ticket) -> int:
+    """Administrators over the ticket's cell who are not its unit's staff (those get the card)
+    hear once a day that it waits unclaimed at the top."""
+    cell = await ctx.session.get(Unit, ticket.cell_id)
+    if cell is None:
+        return 0
+    staff = {m.id for m in await staff_of(ctx.session, ticket.unit_id)}
+    unit = await ctx.session.get(Unit, ticket.unit_id)
+    told: set[int | None] = set()
+    for place in [cell, *await queries.ancestors(ctx.session, unit=cell)]:
+        for admin in await queries.holders(ctx.session, unit_id=place.id or 0, roles=[Role.admin]):
+            if admin.id in staff or admin.id in told:
+                continue
+            told.add(admin.id)
+            await ctx.notify_member(
+                admin,
+                lambda lang: View(
+                    t(lang, "sup.admin.overdue", id=ticket.id, unit=unit.name if unit else "")
+                ),
+            )
+    return len(told)
 
 
 @job("ticket_topic")

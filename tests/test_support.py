@@ -261,6 +261,23 @@ async def test_screenshot_is_relayed_to_staff_as_a_photo(world: World) -> None:
     assert "[tệp loi.pdf]" in staff.new()[-1].text
 
 
+async def test_a_screenshot_sent_with_the_description_reaches_the_staff(world: World) -> None:
+    an = await link(world, "an", AN)
+    staff = world.chat("canbo")
+    await an.say("/support")
+    await an.press(OTP)
+    await send(
+        world, an, text="Màn hình báo lỗi khi đăng nhập", attachment=Attachment("photo", "s-0")
+    )
+    photos = [v for v in staff.new() if v.photo_ref]
+    assert [v.photo_ref for v in photos] == ["s-0"] and "#1" in photos[0].text
+    await send(world, an, text="Thêm ảnh", attachment=Attachment("photo", "s-1"))
+    await an.press("Viết thêm vào yêu cầu #1")
+    staff.new()
+    views = await staff.press_data(world.app.services.signer.sign("a:tk:1:view"))  # «Xem đủ»
+    assert [v.photo_ref for v in views if v.photo_ref] == ["s-0", "s-1"]  # oldest first
+
+
 async def test_daily_limit_stops_a_loop_with_a_clear_message(world: World) -> None:
     world.app.settings.tickets_per_day = 2
     an = await link(world, "an", AN)
@@ -670,6 +687,17 @@ async def test_sla_escalates_to_the_province_then_reminds_at_the_root(world: Wor
     assert "lâu hơn dự kiến" in texts(an.new())
     ticket = await one_ticket(world)
     assert ticket.unit_id == province.id and ticket.escalations == 1
+    # still nobody: the top unit's staff are reminded every SLA period; the member not again
+    world.clock.advance(timedelta(hours=6, minutes=1))  # 4 working hours later: 16:31
+    assert await world.app.scheduler.tick() >= 1
+    await world.app.dispatcher.run_once()
+    assert "nhắc lần 2" in about(admin.new(), "Vẫn chưa có ai nhận").text
+    assert "lâu hơn dự kiến" not in texts(an.new())
+    await admin.press("✋ Nhận xử lý")  # a claim ends the reminders
+    world.clock.advance(timedelta(days=1))
+    await world.app.scheduler.tick()
+    await world.app.dispatcher.run_once()
+    assert "Vẫn chưa có ai nhận" not in texts(admin.new())
 
 
 async def test_claimed_ticket_does_not_escalate(world: World) -> None:
