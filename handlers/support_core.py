@@ -80,7 +80,7 @@ ACTIVE = (TicketStatus.open, TicketStatus.claimed)
 ALLOWED_MIME = frozenset({"image/png", "image/jpeg", "application/pdf"})
 ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf")
 AUTOCLOSE_AFTER = timedelta(days=3)
-DELIVERY_CHECK_AFTER = timedelta(minutes=2)
+DELIVERY_CHECK_AFTER = timedelta(seconds=15)  # then 30 s, 1, 2 and 4 minutes
 DELIVERY_CHECKS = 5
 TOPIC_TRIES = 6
 TOPIC_TIMEOUT = 10.0  # seconds: the call runs inside the job's transaction (a write lock)
@@ -711,7 +711,8 @@ async def staff_answer(
         )
         log.info("ticket.undeliverable id=%s", ticket.id)
         return False
-    await say(ctx, ticket, where, t(lang, "sup.staff.sent", id=ticket.id))
+    notice = await say(ctx, ticket, where, t(lang, "sup.staff.sent", id=ticket.id))
+    await ctx.session.flush()  # its id: the truth replaces this "sending" notice once known
     schedule(
         ctx.session,
         kind="ticket_delivery",
@@ -722,16 +723,19 @@ async def staff_answer(
             "outbox": [row.id for row in rows],
             "chat": [where.channel, where.chat_ref, where.thread_ref, where.lang],
             "checks": 0,
+            "notice": notice.id,
         },
     )
     log.info("ticket.answered id=%s by=%s", ticket.id, author)
     return True
 
 
-async def say(ctx: Ctx, ticket: Ticket, where: Chat, text: str) -> None:
+async def say(ctx: Ctx, ticket: Ticket, where: Chat, text: str) -> OutboxMessage:
     """A short notice to the staff chat or topic where an action came from."""
     view = View(text, thread_ref=where.thread_ref)
-    ctx.services.outbox.add(ctx.session, channel=where.channel, chat_ref=where.chat_ref, view=view)
+    return ctx.services.outbox.add(
+        ctx.session, channel=where.channel, chat_ref=where.chat_ref, view=view
+    )
 
 
 async def add_member_message(
@@ -1112,6 +1116,9 @@ async def on_delivery(ctx: Ctx, work: DueJob) -> JobResult:
     stmt = select(OutboxMessage.status).where(col(OutboxMessage.id).in_(ids))
     statuses = list((await ctx.session.exec(stmt)).all())
     if OutboxStatus.sent in statuses:
+        tell_delivery(
+            ctx, work, lambda lang, ticket_id: t(lang, "sup.staff.delivered", id=ticket_id)
+        )
         return done("delivered")
     checks = int(work.payload.get("checks", 0)) + 1
     if OutboxStatus.pending in statuses and checks < DELIVERY_CHECKS:
@@ -1127,14 +1134,27 @@ async def on_delivery(ctx: Ctx, work: DueJob) -> JobResult:
     ticket = await ctx.session.get(Ticket, work.ref_id or 0)
     if ticket is None:
         return skip("no ticket")
-    channel, chat_ref, thread_ref, lang = work.payload["chat"]
     cell = await ctx.session.get(Unit, ticket.cell_id)
-    text = t(lang, "sup.staff.undeliverable", id=ticket.id, cell=cell.name if cell else "—")
-    ctx.services.outbox.add(
-        ctx.session, channel=channel, chat_ref=chat_ref, view=View(text, thread_ref=thread_ref)
+    name = cell.name if cell else "—"
+    tell_delivery(
+        ctx,
+        work,
+        lambda lang, ticket_id: t(lang, "sup.staff.undeliverable", id=ticket_id, cell=name),
     )
     log.info("ticket.undelivered id=%s", ticket.id)
     return done("not delivered: helper told")
+
+
+def tell_delivery(ctx: Ctx, work: DueJob, text: Callable[[str, int], str]) -> None:
+    """The truth about an answer's delivery, in place of the "sending" notice where the channel
+    can edit (else as a message of its own)."""
+    channel, chat_ref, thread_ref, lang = work.payload["chat"]
+    notice = work.payload.get("notice")
+    editable = notice is not None and ctx.services.caps(channel).edits
+    view = View(text(lang, work.ref_id or 0), thread_ref=thread_ref)
+    if editable:
+        view.edit_of = int(notice)
+    ctx.services.outbox.add(ctx.session, channel=channel, chat_ref=chat_ref, view=view)
 
 
 @job("ticket_autoclose")

@@ -170,7 +170,7 @@ async def test_member_to_staff_and_back_full_cycle(world: World) -> None:
     assert "đã nhận yêu cầu" in an.new()[-1].text
     await staff.press("✍️ Trả lời")
     views = await staff.say("Đồng chí bấm «Gửi lại mã» và chờ 2 phút.")
-    assert "✓ Đã chuyển tới đảng viên" in views[-1].text
+    assert "Đang gửi câu trả lời" in views[-1].text
     answer = an.new()[-1]
     assert "Gửi lại mã" in answer.text and "Xã Hợp Thành" in answer.text
     assert "Phan Văn Thắng" not in answer.text  # staff speak as their unit
@@ -240,8 +240,8 @@ async def test_bad_attachment_reprompts_and_nothing_is_lost(
     assert "Đã ghi nhận" in views[-1].text
     [message] = await rows(world, TicketMessage)
     assert message.attachment_ref == "photo-ok" and message.attachment_kind == "photo"
-    card = world.chat("canbo").new()[-1]
-    assert "[ảnh]" in card.text
+    card, photo = world.chat("canbo").new()[-2:]
+    assert "[ảnh]" in card.text and photo.photo_ref == "photo-ok"  # the card, then the picture
 
 
 async def test_screenshot_is_relayed_to_staff_as_a_photo(world: World) -> None:
@@ -522,13 +522,16 @@ async def test_member_who_blocked_the_bot_staff_are_told_after_the_send_fails(wo
     world.recorder.blocked.add("an")  # blocked since: the next send gets a 403
     await staff.press("✍️ Trả lời")
     views = await staff.say("Đồng chí thử lại")
-    assert "✓ Đã chuyển" in views[-1].text  # not known yet
+    assert "Đang gửi câu trả lời" in views[-1].text  # not known yet
     [account] = await rows(world, ChannelAccount, ChannelAccount.user_ref == "an")
     assert account.reachable is False  # the dispatcher got the 403
+    notice = views[-1]
     world.clock.advance(core.DELIVERY_CHECK_AFTER + timedelta(seconds=1))
     await world.app.scheduler.tick()
     await world.app.dispatcher.run_once()
-    assert "Không gửi được câu trả lời #1" in staff.new()[-1].text
+    truth = staff.new()[-1]
+    assert "Không gửi được câu trả lời #1" in truth.text
+    assert truth.edit_of is not None and notice.edit_of is None  # it replaces "sending"
 
 
 async def test_delivered_answer_raises_no_alarm(world: World) -> None:
@@ -540,7 +543,9 @@ async def test_delivered_answer_raises_no_alarm(world: World) -> None:
     world.clock.advance(core.DELIVERY_CHECK_AFTER + timedelta(seconds=1))
     await world.app.scheduler.tick()
     await world.app.dispatcher.run_once()
-    assert "Không gửi được" not in texts(staff.new())
+    said = staff.new()
+    assert "Không gửi được" not in texts(said)
+    assert "đã tới đảng viên" in said[-1].text and said[-1].edit_of is not None
     [check] = await rows(world, DueJob, DueJob.kind == "ticket_delivery")
     assert check.status == JobStatus.done and check.note == "delivered"
 
@@ -551,7 +556,7 @@ async def test_staff_reply_to_the_card_in_private_chat_is_relayed(world: World) 
     await report(an)
     card = await external_id(world, "canbo", "Yêu cầu #1")
     views = await send(world, staff, text="Trả lời nhanh", reply_to_ref=card)
-    assert "✓ Đã chuyển" in views[-1].text
+    assert "Đang gửi câu trả lời" in views[-1].text
     assert "Trả lời nhanh" in an.new()[-1].text
 
 
@@ -988,7 +993,7 @@ async def test_staff_group_gets_one_topic_per_ticket_and_relays_answers(world: W
     assert recorder.sent[GROUP][-1].thread_ref == "501"
     assert "máy em là Android" in recorder.sent[GROUP][-1].text
     sent = await in_group(world, staff, text="Đồng chí mở Cài đặt, chọn Tin nhắn", thread_ref="501")
-    assert sent[-1].thread_ref == "501" and "✓ Đã chuyển" in sent[-1].text
+    assert sent[-1].thread_ref == "501" and "Đang gửi câu trả lời" in sent[-1].text
     assert "mở Cài đặt" in an.new()[-1].text
     outsider = await link(world, "binh", BINH)  # a member who happens to be in the group
     sent = await in_group(world, outsider, text="Tôi cũng bị thế", thread_ref="501")
@@ -1038,7 +1043,7 @@ async def test_group_that_is_not_a_forum_gets_tickets_in_the_group(world: World)
     assert "Yêu cầu #1" in posted[-1].text and posted[-1].thread_ref is None
     card = await external_id(world, GROUP, "Yêu cầu #1")
     sent = await in_group(world, staff, text="Trả lời trong nhóm", reply_to_ref=card)
-    assert "✓ Đã chuyển" in sent[-1].text
+    assert "Đang gửi câu trả lời" in sent[-1].text
     assert "Trả lời trong nhóm" in an.new()[-1].text
     assert await rows(world, TicketTopic) == []
 

@@ -173,7 +173,7 @@ async def test_ticket_through_a_staff_group_topic_and_back_with_a_restart(bot: B
     assert "đã nhận: Phan Văn Thắng" in server.find_record(card)["text"]  # the card was edited
 
     await staff.send_in(group, "Đồng chí bấm «Gửi lại mã» rồi chờ 2 phút", thread_id=thread)
-    assert "✓ Đã chuyển" in (await group.next_message())["text"]
+    assert "Đang gửi câu trả lời" in (await group.next_message())["text"]
     answer = await member.next_message()
     assert "Gửi lại mã" in answer["text"] and "Trả lời yêu cầu #1" in answer["text"]
 
@@ -184,7 +184,7 @@ async def test_ticket_through_a_staff_group_topic_and_back_with_a_restart(bot: B
     relayed = await group.next_message()
     assert "Vẫn chưa nhận được" in relayed["text"] and relayed["message_thread_id"] == thread
     await staff.send_in(group, "Số điện thoại trong CSDL sai, xã sẽ sửa", reply_to=relayed)
-    assert "✓ Đã chuyển" in (await group.next_message())["text"]
+    assert "Đang gửi câu trả lời" in (await group.next_message())["text"]
     assert "CSDL sai" in (await member.next_message())["text"]
 
     await staff.press(card, "✅ Đã giải quyết")
@@ -245,7 +245,7 @@ async def test_sla_escalates_through_two_levels_across_a_restart(bot: Bot) -> No
     await province.press(card, "✍️ Trả lời")
     await next_about(province, "gõ câu trả lời")
     await province.send("Tỉnh đã báo nhà mạng; đồng chí nhận mã qua cuộc gọi thoại")
-    await next_about(province, "✓ Đã chuyển")
+    await next_about(province, "Đang gửi câu trả lời")
     answer = await next_about(pao, "cuộc gọi thoại")
     assert "Tỉnh Tuyên Quang" in answer["text"]
     assert (await bot.ticket()).first_response_at is not None
@@ -261,7 +261,7 @@ async def test_blocked_member_staff_told_the_answer_was_not_delivered(bot: Bot) 
     await staff.press(card, "✍️ Trả lời")
     await staff.next_message()
     await staff.send("Đồng chí thử lại")
-    assert "✓ Đã chuyển" in (await staff.next_message())["text"]
+    assert "Đang gửi câu trả lời" in (await staff.next_message())["text"]
     await server.wait_for(lambda: server.stats[403] >= 1)
 
     async def unreachable() -> bool:
@@ -276,4 +276,7 @@ async def test_blocked_member_staff_told_the_answer_was_not_delivered(bot: Bot) 
     assert await unreachable()
     bot.clock.advance(timedelta(minutes=3))
     assert await bot.app.scheduler.tick() >= 1
-    await next_about(staff, "Không gửi được câu trả lời #1")
+    await server.wait_for(  # the "sending" notice itself now tells the truth (edited)
+        lambda: any("Không gửi được câu trả lời #1" in (m["text"] or "") for m in staff.messages)
+    )
+    assert not any("Đang gửi câu trả lời #1" in (m["text"] or "") for m in staff.messages)
