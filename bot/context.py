@@ -32,6 +32,9 @@ class Services:
     # The app's channels by name: for what they can do (``caps``) and the few things that are
     # not a message (creating a forum topic). Handlers still send only through the outbox.
     channels: dict[str, Channel] = field(default_factory=dict)
+    # The commands an actor may use, as the features registered them (set by the router): /help
+    # lists exactly these, so a role's commands are never missing from its help.
+    commands_for: Callable[[Actor], list[str]] = field(default=lambda _actor: [])
 
     def caps(self, channel: str) -> Capabilities:
         """What ``channel`` can do; an unknown one (timed work's "system") can do nothing."""

@@ -90,6 +90,7 @@ class Router:
     def __init__(self, db: Database, services: Services) -> None:
         self.db = db
         self.services = services
+        services.commands_for = self.commands_for
         self.commands: dict[str, Command] = {}
         self.actions: dict[str, Action] = {}
         self.text_stages: list[tuple[TextStage, TextFn]] = []
@@ -276,6 +277,16 @@ class Router:
         if not ctx.actor.registered:
             return False
         return requires == REGISTERED or ctx.actor.holds(*requires)
+
+    def commands_for(self, actor: Actor) -> list[str]:
+        """Every private-chat command ``actor`` may use, in registration order, then /cancel."""
+        allowed = [
+            c.name
+            for c in self.commands.values()
+            if not c.requires
+            or (actor.registered and (c.requires == REGISTERED or actor.holds(*c.requires)))
+        ]
+        return [*allowed, "cancel"]
 
     def published_commands(self) -> list[str]:
         """Commands every member may use and that their feature chose to list, in the order

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import dialogs
-from bot.context import Ctx
+from bot.context import Actor, Ctx
 from bot.core import Choice, Upload, View
 from bot.dialogs import Answer, Next, Option, Prompt
 from bot.phones import display_phone
@@ -15,7 +15,6 @@ from bot.router import ANYONE, REGISTERED, Router
 from handlers import privacy
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
 from handlers.registration import status_steps
-from storage.models import Role
 
 status_flow = dialogs.flow("status")
 lang_flow = dialogs.flow("lang")
@@ -30,12 +29,26 @@ async def cmd_menu(ctx: Ctx, args: str) -> None:
 
 
 async def cmd_help(ctx: Ctx, args: str) -> None:
-    lines = [ctx.t("help.intro"), ctx.t("help.member")]
-    if ctx.actor.holds(Role.secretary, Role.deputy):
-        lines.append(ctx.t("help.secretary"))
-    if ctx.actor.holds(Role.staff, Role.admin):
-        lines.append(ctx.t("help.staff"))
-    ctx.reply("\n\n".join(lines))
+    """Every command this person may use (their roles' too), from the features' registrations."""
+    everyone = set(ctx.services.commands_for(Actor()))
+    members = set(ctx.services.commands_for(_plain_member(ctx.actor)))
+    mine = ctx.services.commands_for(ctx.actor)
+    sections = [ctx.t("help.intro"), _command_lines(ctx, [c for c in mine if c in members])]
+    by_role = [c for c in mine if c not in members and c not in everyone]
+    if by_role:
+        sections.append(ctx.t("help.by_role") + "\n" + _command_lines(ctx, by_role))
+    if not ctx.actor.registered:
+        sections.append(ctx.t("help.register"))
+    ctx.reply("\n\n".join(sections))
+
+
+def _plain_member(actor: Actor) -> Actor:
+    """The same person without any role: what every member may do."""
+    return Actor(account=actor.account, member=actor.member)
+
+
+def _command_lines(ctx: Ctx, names: list[str]) -> str:
+    return "\n".join(f"/{name} – {ctx.t(f'cmd.{name}')}" for name in names)
 
 
 async def cmd_privacy(ctx: Ctx, args: str) -> None:

@@ -386,3 +386,17 @@ async def test_unregistered_user_is_told_to_start(world: World) -> None:
     assert "/start" in (await chat.say("/me"))[-1].text
     answer = (await chat.say("quên mật khẩu"))[-1]
     assert "Quên mật khẩu" in answer.text  # questions are answered before registering too
+
+
+async def test_help_lists_every_command_of_the_persons_roles(world: World) -> None:
+    """/help comes from the features' registrations: a role's commands are never missing."""
+    newcomer = (await world.chat("stranger").say("/help"))[-1].text
+    assert "/start" in newcomer and "/queue" not in newcomer and "/meetings" not in newcomer
+    secretary = (await world.chat("bithu").say("/help"))[-1].text
+    assert "/meetings" in secretary and "/meeting –" in secretary and "/venues" not in secretary
+    staff = (await world.chat("canbo").say("/help"))[-1].text
+    by_role = staff.split("Theo vai trò của đồng chí:")[1]
+    assert "/queue" in by_role and "/notice" in by_role and "/venues" in by_role
+    assert "/meetings" not in by_role  # everyone's commands are listed above, once
+    admin = (await world.chat("admin").say("/help"))[-1].text
+    assert "/faqedit" in admin and "/faqgaps" in admin
