@@ -131,6 +131,11 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
     if ctx.actor.holds(Role.secretary, Role.deputy, Role.staff, Role.admin):
         items.insert(-1, ("notice", "menu.notice"))
         items.insert(-1, ("report", "menu.report"))
+        items.insert(-1, ("queue", "menu.queue"))
+        items.insert(-1, ("approvals", "menu.approvals"))
+    if ctx.actor.holds(Role.staff, Role.admin):
+        items.insert(-1, ("venues", "menu.venues"))
+    items[-1:-1] = [("training", "menu.training"), ("feedback", "menu.feedback")]
     buttons = [ctx.button(t(lang, key), f"a:cmd:{name}") for name, key in items]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return View(text=intro or t(lang, "menu.title"), choices=rows)

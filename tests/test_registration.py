@@ -400,3 +400,16 @@ async def test_help_lists_every_command_of_the_persons_roles(world: World) -> No
     assert "/meetings" not in by_role  # everyone's commands are listed above, once
     admin = (await world.chat("admin").say("/help"))[-1].text
     assert "/faqedit" in admin and "/faqgaps" in admin
+
+
+async def test_the_menu_offers_each_role_its_work(world: World) -> None:
+    def labels(view: View) -> set[str]:
+        return {c.label for row in view.choices for c in row}
+
+    member = labels((await world.chat("bithu").say("/menu"))[-1])
+    staff = labels((await world.chat("canbo").say("/menu"))[-1])
+    assert {"📚 Tập huấn", "💬 Góp ý phần mềm", "📥 Yêu cầu hỗ trợ đang chờ"} <= member
+    assert {"📥 Yêu cầu hỗ trợ đang chờ", "📶 Internet nơi sinh hoạt", "📢 Gửi thông báo"} <= staff
+    assert "📶 Internet nơi sinh hoạt" not in member  # a secretary is not staff
+    views = await world.chat("canbo").press("📥 Yêu cầu hỗ trợ đang chờ")  # the button works
+    assert views and "không có quyền" not in views[-1].text

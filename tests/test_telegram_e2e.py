@@ -169,7 +169,7 @@ async def test_rate_limited_send_is_retried_after_retry_after(bot: Bot) -> None:
     assert bot.server.delivered_count(1007) == 0
     bot.clock.advance(timedelta(seconds=4))
     bot.app.dispatcher.wake()
-    assert "/menu" in (await user.next_message())["text"]
+    assert "/start" in (await user.next_message())["text"]
     assert bot.server.delivered_count(1007) == 1
 
 
@@ -268,7 +268,7 @@ async def test_webhook_refuses_wrong_secret_and_accepts_right_one(
                 assert response.status == 400
         user = fake.user(1010, language_code="vi")
         await user.send("/help")
-        assert "/menu" in (await user.next_message())["text"]
+        assert "/start" in (await user.next_message())["text"]
         assert fake.webhook_deliveries[-1].status == 200
     finally:
         await channel.stop()

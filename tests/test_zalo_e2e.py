@@ -174,7 +174,7 @@ async def test_restart_between_prompt_and_numbered_reply(bot: Bot) -> None:
 async def test_duplicate_message_id_is_processed_once(bot: Bot) -> None:
     user = bot.server.user("z1006")
     event = await user.send("/help")
-    assert "/menu" in (await user.next_message())["text"]
+    assert "/start" in (await user.next_message())["text"]
     await bot.server.redeliver(event)
     await user.send("/privacy")
     assert "CCCD" in (await user.next_message())["text"]
@@ -200,7 +200,7 @@ async def test_rate_limited_send_is_retried_after_retry_after(bot: Bot) -> None:
     assert bot.server.delivered_count("z1008") == 0
     bot.clock.advance(timedelta(seconds=4))
     bot.app.dispatcher.wake()
-    assert "/menu" in (await user.next_message())["text"]
+    assert "/start" in (await user.next_message())["text"]
     await user.send("/privacy")  # a later message comes next: the help was not sent again
     assert "CCCD" in (await user.next_message())["text"]
     assert bot.server.delivered_count("z1008") == 2
@@ -393,7 +393,7 @@ async def test_webhook_refuses_wrong_secret_and_accepts_wrapped_and_flat_bodies(
         assert fake.delivered_count("z3001") == 0
 
         await user.send("/help")  # the fake wraps it: {"ok": true, "result": event}
-        assert "/menu" in (await user.next_message())["text"]
+        assert "/start" in (await user.next_message())["text"]
         assert "result" in fake.webhook_deliveries[-1].body
         fake.wrap_webhook = False
         await user.send("/privacy")  # flat: the event itself
