@@ -12,6 +12,7 @@ people, only unit ids and counts.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -345,17 +346,23 @@ async def cli_report(
     unit_path: str | None = None,
     csv_path: Path | None = None,
     chart_path: Path | None = None,
+    xlsx_path: Path | None = None,
+    docx_path: Path | None = None,
+    as_json: bool = False,
     now: datetime | None = None,
 ) -> str:
-    """``sotay report``: the same text as /report (default: the root unit), and the files."""
+    """``sotay report``: the same text as /report (default: the root unit), or ``--json``, and
+    the files. Computed in a read-only session: a report never holds the writers' lock."""
     lang, tz = settings.default_language, settings.tz
     span = reports.window(now or datetime.now(UTC))
     db = Database(settings.database_url)
     try:
         async with db.reader() as session:
             unit = await _cli_unit(session, unit_path)
-            report = await reports.unit_report(session, unit=unit, span=span)
-            cells = await reports.cell_rows(session, unit=unit, span=span) if csv_path else []
+            rows = await reports.scope_rows(session, unit=unit, span=span)
+            report = reports.report_from_rows(unit, rows, span)
+            cells = [row for row in rows if row.cells]
+            difficulties = await reports.open_difficulties(session, unit=unit) if docx_path else {}
     finally:
         await db.dispose()
     notes = []
@@ -366,6 +373,19 @@ async def cli_report(
         png = await asyncio.to_thread(reports.render_chart, lang, report, tz)
         await asyncio.to_thread(chart_path.write_bytes, png)
         notes.append(t(lang, "rp.cli.chart", path=chart_path))
+    if xlsx_path is not None or docx_path is not None:
+        from bot import report_files
+
+        if xlsx_path is not None:
+            data = await asyncio.to_thread(report_files.render_xlsx, lang, report, cells, tz)
+            await asyncio.to_thread(xlsx_path.write_bytes, data)
+            notes.append(t(lang, "rd.cli.xlsx", path=xlsx_path))
+        if docx_path is not None:
+            data = await asyncio.to_thread(report_files.render_docx, lang, report, difficulties, tz)
+            await asyncio.to_thread(docx_path.write_bytes, data)
+            notes.append(t(lang, "rd.cli.docx", path=docx_path))
+    if as_json:  # only the object on stdout, so it pipes into jq; notes go nowhere
+        return json.dumps(reports.report_json(report), ensure_ascii=False, indent=2)
     return "\n".join([reports.render_text(lang, report, tz), *notes])
 
 

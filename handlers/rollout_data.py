@@ -1,0 +1,303 @@
+"""The handbook system's own rollout figures: ``sotay status import FILE`` (.csv or .xlsx).
+
+A committee judges the assistant by whether its figures match the handbook system's, so the
+statuses exported from that system are stored next to (never over) what members answered in the
+chat, and the reports prefer them (``bot/reports.py``). The file is read the way Excel writes it:
+CSV in UTF-8 with or without a byte-order mark, CRLF or LF, comma or semicolon; XLSX with real
+cell types (dates as date cells, 1/0 as numbers, codes as text). Like the roster import, a bad row
+is reported by line and reason while the good ones import, and importing the same file again
+changes nothing (not even the time of the last update).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, bindparam, update
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from tqdm import tqdm
+
+from bot.phones import PhoneError, normalize_phone
+from handlers.roster import RosterFileError, _clean, _records, read_roster
+from storage.db import Database
+from storage.models import Member, MemberStatus, utcnow
+
+IDS = ("member_code", "phone")
+FLAGS = ("installed", "activated")
+_YES = frozenset({"có", "co", "yes", "y", "1", "true", "x"})
+_NO = frozenset({"không", "khong", "no", "n", "0", "false"})
+_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
+BATCH = 1000
+LISTED_ERRORS = 50
+_MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
+_STATUS = ("hb_installed", "hb_activated", "hb_installed_on", "hb_activated_on")
+_UPDATE = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in (*_STATUS, "hb_updated_at")})
+)
+
+
+class StatusFileError(RosterFileError):
+    """The file as a whole cannot be imported; nothing was written. One sentence for the CLI."""
+
+
+@dataclass
+class RowError:
+    line: int
+    reason: str
+
+
+@dataclass
+class StatusReport:
+    rows: int
+    updated: int
+    unchanged: int
+    errors: list[RowError] = field(default_factory=list)
+
+    def render(self) -> str:
+        """One summary line, then the bad rows (at most 50: a terminal stays readable)."""
+        lines = [
+            f"Statuses imported, {self.rows} rows: {self.updated} updated, "
+            f"{self.unchanged} unchanged, {len(self.errors)} with errors."
+        ]
+        lines += [f"line {e.line}: {e.reason}" for e in self.errors[:LISTED_ERRORS]]
+        if len(self.errors) > LISTED_ERRORS:
+            lines.append(f"... and {len(self.errors) - LISTED_ERRORS} more")
+        return "\n".join(lines)
+
+
+Flag = tuple[bool | None, date | None]  # (yes/no/unknown, since when)
+
+
+def parse_flag(value: Any) -> Flag | str:
+    """có/không, yes/no, 1/0, or a date (dd/mm/yyyy, or an Excel date cell) meaning "yes since
+    that day"; a blank is "not known". A string is the reason the value is refused."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, datetime):
+        return True, value.date()
+    if isinstance(value, date):
+        return True, value
+    if isinstance(value, int | float):
+        if value in (0, 1):
+            return bool(value), None
+        return f"'{value}' is not có/không, yes/no, 1/0 or a date dd/mm/yyyy"
+    text = _clean(str(value))
+    if not text:
+        return None, None
+    folded = text.lower()
+    if folded in _YES:
+        return True, None
+    if folded in _NO:
+        return False, None
+    match = _DATE.match(text)
+    if match:
+        day, month, year = (int(part) for part in match.groups())
+        try:
+            return True, date(year, month, day)
+        except ValueError:
+            return f"'{text}' is not a real date"
+    return f"'{text}' is not có/không, yes/no, 1/0 or a date dd/mm/yyyy"
+
+
+def _text(value: Any) -> str:
+    """A code or phone cell as text: Excel may hold 912000001 as a number or 1.0 as a float."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _clean(str(value))
+
+
+# --- reading the file -----------------------------------------------------------------------------
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
+    text = read_roster(path).removeprefix("\ufeff")
+    if not text.strip():
+        raise StatusFileError("the file is empty.")
+    yield from _records(text)
+
+
+def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
+    """The first sheet's rows with their row numbers, values as Excel typed them."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, XML or format errors: one sentence
+        raise StatusFileError(f"{path.name} cannot be read as an Excel workbook ({exc}).") from None
+    try:
+        sheet = book.worksheets[0]
+        for number, row in enumerate(sheet.iter_rows(values_only=True), 1):
+            yield number, list(row)
+    finally:
+        book.close()
+
+
+def file_rows(path: Path) -> list[tuple[int, list[Any]]]:
+    """Every record of the file with its line (CSV) or row (XLSX) number, the header first."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        rows = list(_xlsx_rows(path))
+    else:
+        rows = list(_csv_rows(path))
+    if not rows:
+        raise StatusFileError("the file is empty.")
+    return rows
+
+
+def _columns(header: list[Any]) -> dict[str, int]:
+    names = [_text(name).lower() for name in header]
+    if not any(name in IDS for name in names):
+        raise StatusFileError(
+            "the header must name member_code or phone (and installed, activated)."
+        )
+    if not any(name in FLAGS for name in names):
+        raise StatusFileError("the header names neither installed nor activated.")
+    for name in (*IDS, *FLAGS):
+        if names.count(name) > 1:
+            raise StatusFileError(f"the column {name} appears twice in the header.")
+    return {name: names.index(name) for name in (*IDS, *FLAGS) if name in names}
+
+
+# --- planning and writing -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Status:
+    installed: bool | None
+    activated: bool | None
+    installed_on: date | None
+    activated_on: date | None
+
+    def values(self) -> tuple[Any, ...]:
+        return self.installed, self.activated, self.installed_on, self.activated_on
+
+
+def _status(value: dict[str, Any]) -> _Status | str:
+    flags: dict[str, Flag] = {}
+    for name in FLAGS:
+        parsed = parse_flag(value.get(name))
+        if isinstance(parsed, str):
+            return f"{name} {parsed}"
+        flags[name] = parsed
+    (installed, installed_on), (activated, activated_on) = flags["installed"], flags["activated"]
+    if activated and installed is False:
+        return "activated without installed"
+    if activated and installed is None:
+        installed = True  # an activated account implies the app was installed
+    return _Status(installed, activated, installed_on, activated_on)
+
+
+async def _members(session: AsyncSession) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Active members by code and by phone, with their current handbook-system status."""
+    stmt = select(
+        Member.id,
+        Member.member_code,
+        Member.phone,
+        Member.hb_installed,
+        Member.hb_activated,
+        Member.hb_installed_on,
+        Member.hb_activated_on,
+    ).where(Member.status == MemberStatus.active)
+    by_code: dict[str, Any] = {}
+    by_phone: dict[str, Any] = {}
+    for row in (await session.exec(stmt)).all():
+        if row.member_code:
+            by_code[row.member_code] = row
+        if row.phone:
+            by_phone.setdefault(row.phone, row)
+    return by_code, by_phone
+
+
+def _who(value: dict[str, Any], by_code: dict[str, Any], by_phone: dict[str, Any]) -> Any:
+    """The member a row names (the row object), or why it names nobody."""
+    code = _text(value.get("member_code"))
+    if code:
+        return by_code.get(code) or f"member_code '{code}' is not in the roster"
+    raw = _text(value.get("phone"))
+    if not raw:
+        return "neither member_code nor phone is given"
+    try:
+        phone = normalize_phone(raw if not raw.isdigit() or raw[0] == "0" else "0" + raw)
+    except PhoneError:
+        return f"phone '{raw}' is not a Vietnamese number"
+    return by_phone.get(phone) or f"phone '{raw}' is not in the roster"
+
+
+async def import_status_rows(
+    session: AsyncSession,
+    records: list[tuple[int, list[Any]]],
+    *,
+    now: datetime,
+    progress: bool = False,
+) -> StatusReport:
+    """Import inside the caller's transaction: only members whose status changed are written."""
+    (_, header), body = records[0], records[1:]
+    columns = _columns(header)
+    by_code, by_phone = await _members(session)
+    seen: dict[int, int] = {}
+    errors: list[RowError] = []
+    changed: list[dict[str, Any]] = []
+    rows = unchanged = 0
+    with tqdm(total=len(body), unit="row", disable=not progress, file=sys.stderr) as bar:
+        for line, fields in body:
+            bar.update()
+            if not any(_text(f) for f in fields):
+                continue  # blank lines, the ";;;" rows spreadsheets leave at the end
+            rows += 1
+            value = {name: fields[i] if i < len(fields) else None for name, i in columns.items()}
+            member = _who(value, by_code, by_phone)
+            status = _status(value)
+            if isinstance(member, str) or isinstance(status, str):
+                errors.append(RowError(line, member if isinstance(member, str) else str(status)))
+                continue
+            if member.id in seen:
+                errors.append(RowError(line, f"the same member as on line {seen[member.id]}"))
+                continue
+            seen[member.id] = line
+            before = (
+                member.hb_installed,
+                member.hb_activated,
+                member.hb_installed_on,
+                member.hb_activated_on,
+            )
+            if status.values() == before:
+                unchanged += 1
+                continue
+            params = {f"b_{name}": v for name, v in zip(_STATUS, status.values(), strict=True)}
+            changed.append({"b_id": member.id, "b_hb_updated_at": now, **params})
+    for chunk in _chunks(changed):
+        await session.exec(_UPDATE, params=chunk)  # type: ignore[call-overload]
+    return StatusReport(rows, len(changed), unchanged, errors)
+
+
+def _chunks(items: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    return (items[i : i + BATCH] for i in range(0, len(items), BATCH))
+
+
+async def import_status_file(
+    database_url: str, path: Path, *, progress: bool = False
+) -> StatusReport:
+    """Read the whole file first (nothing is written if it cannot be read), then one
+    transaction for the changed members."""
+    records = await asyncio.to_thread(file_rows, path)
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            report = await import_status_rows(session, records, now=utcnow(), progress=progress)
+            await session.commit()
+        return report
+    finally:
+        await db.dispose()

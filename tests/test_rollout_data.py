@@ -1,0 +1,289 @@
+"""Rollout data the committee trusts: the handbook system's status import (CSV as Excel saves
+it, XLSX with real cell types), precedence over chat answers, the smartphone target, and the
+report as JSON, Excel and Word, checked against a province built with the source's totals."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import insert
+from sqlmodel import select
+
+from bot.settings import Settings
+from handlers.reports import cli_report
+from handlers.rollout_data import StatusFileError, import_status_file, parse_flag
+from storage.db import Database
+from storage.models import Member, Unit
+from tests.conftest import World
+
+PROVINCE = "Tỉnh Tuyên Quang"
+# Seven districts whose figures add up to the source's: 57,597 members, 46,728 with a
+# smartphone (the target), 48,597 installed according to the handbook system.
+DISTRICTS = [
+    ("Huyện Sơn Dương", 8000, 6500, 6800),
+    ("Huyện Yên Sơn", 8100, 6600, 6900),
+    ("Huyện Hàm Yên", 8200, 6700, 7000),
+    ("Huyện Chiêm Hóa", 8300, 6800, 7100),
+    ("Huyện Na Hang", 8400, 6600, 6700),
+    ("Huyện Lâm Bình", 8500, 6700, 6900),
+    ("Thành phố Tuyên Quang", 8097, 6828, 7197),
+]
+COMMUNES, CELLS = 2, 5
+NOW = datetime(2026, 5, 25, 3, 0, tzinfo=UTC)
+
+
+def pct(part: int, whole: int) -> float:
+    return round(1000 * part / whole + 1e-9) / 10
+
+
+async def build_province(database_url: str, folder: Path) -> Path:
+    """Units and members written directly (the roster import has its own tests), every member
+    answering "installed" in the chat in the first district, and the handbook export as a
+    semicolon CSV with a BOM and CRLF, as Excel saves it. Returns the export's path."""
+    members = Member.__table__  # type: ignore[attr-defined]
+    lines = ["member_code;installed;activated"]
+    rows = []
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            root = Unit(name=PROVINCE, path=PROVINCE, depth=0)
+            session.add(root)
+            await session.flush()
+            code = 0
+            for d, (district, total, phones, installed) in enumerate(DISTRICTS):
+                dpath = f"{PROVINCE} / {district}"
+                dunit = Unit(name=district, path=dpath, depth=1, parent_id=root.id)
+                session.add(dunit)
+                await session.flush()
+                cells = []
+                for c in range(COMMUNES):
+                    cname = f"Xã {d}-{c}"
+                    commune = Unit(
+                        name=cname, path=f"{dpath} / {cname}", depth=2, parent_id=dunit.id
+                    )
+                    session.add(commune)
+                    await session.flush()
+                    for k in range(CELLS):
+                        name = f"Chi bộ thôn {k}"
+                        cells.append(
+                            Unit(
+                                name=name,
+                                path=f"{commune.path} / {name}",
+                                depth=3,
+                                parent_id=commune.id,
+                            )
+                        )
+                session.add_all(cells)
+                await session.flush()
+                for i in range(total):
+                    code += 1
+                    rows.append(
+                        {
+                            "member_code": f"{code:06d}",
+                            "cell_id": cells[i % len(cells)].id,
+                            "status": "active",
+                            "source": "roster",
+                            "has_smartphone": i < phones,
+                            "app_installed": True if d == 0 else None,
+                        }
+                    )
+                    yes = i < installed
+                    if not yes:
+                        lines.append(f"{code:06d};không;0")
+                    elif i % 3 == 0:
+                        lines.append(f"{code:06d};25/05/2026;")
+                    else:
+                        lines.append(f"{code:06d};có;{1 if i % 2 else 'không'}")
+            await session.exec(insert(members), params=rows)  # type: ignore[call-overload]
+            await session.commit()
+    finally:
+        await db.dispose()
+    export = folder / "export.csv"
+    export.write_bytes("\ufeff".encode() + "\r\n".join(lines).encode() + b"\r\n")
+    return export
+
+
+async def test_province_report_matches_the_handbook_system(settings: Settings, tmp_path: Path):
+    export = await build_province(settings.database_url, tmp_path)
+    before = json.loads(await cli_report(settings, as_json=True, now=NOW))
+    assert before["installed"] == 8000  # only the first district's chat answers so far
+    result = await import_status_file(settings.database_url, export)
+    assert (result.rows, result.updated, result.errors) == (57597, 57597, [])
+    figures = json.loads(await cli_report(settings, as_json=True, now=NOW))
+    assert set(figures) == {
+        "unit",
+        "members",
+        "smartphone",
+        "installed",
+        "activated",
+        "installed_pct",
+        "target_pct",
+        "cells",
+        "cells_meeting_in_app",
+        "cells_meeting_in_app_pct",
+        "children",
+    }
+    assert figures["unit"] == PROVINCE
+    assert figures["members"] == 57597
+    assert figures["smartphone"] == 46728
+    assert figures["installed"] == 48597
+    assert figures["installed_pct"] == 84.4
+    assert figures["target_pct"] == 104.0
+    assert figures["cells"] == 70 and figures["cells_meeting_in_app"] == 0
+    by_unit = {child["unit"]: child for child in figures["children"]}
+    assert len(by_unit) == 7
+    for district, total, phones, installed in DISTRICTS:
+        child = by_unit[f"{PROVINCE} / {district}"]
+        assert "children" not in child
+        assert (child["members"], child["smartphone"], child["installed"]) == (
+            total,
+            phones,
+            installed,
+        )
+        assert child["installed_pct"] == pct(installed, total)
+        assert child["target_pct"] == pct(installed, phones)
+        assert child["cells"] == COMMUNES * CELLS
+    # Importing the same export again changes nothing.
+    again = await import_status_file(settings.database_url, export)
+    assert (again.updated, again.unchanged) == (0, 57597)
+    text = await cli_report(settings, now=NOW)
+    assert "Đã cài Sổ tay: 48.597/57.597 đảng viên (84,4%)" in text
+    assert "(đảng viên có điện thoại thông minh: 46.728): 104,0%" in text
+    assert "hệ thống Sổ tay cho 57.597 đảng viên" in text
+
+    xlsx, docx = tmp_path / "r.xlsx", tmp_path / "r.docx"
+    await cli_report(settings, xlsx_path=xlsx, docx_path=docx, now=NOW)
+    from openpyxl import load_workbook
+
+    book = load_workbook(xlsx)
+    summary = book.worksheets[0]
+    values = [[cell.value for cell in row] for row in summary.iter_rows()]
+    total_row = next(row for row in values if row[0] == "Tổng cộng")
+    assert total_row[1:5] == [57597, 46728, 48597, figures["activated"]]
+    assert summary.freeze_panes is not None
+    cells_sheet = book.worksheets[-1]
+    assert cells_sheet.max_row == 71  # the header and one row per cell
+    from docx import Document
+
+    document = Document(io.BytesIO(docx.read_bytes()))
+    body = "\n".join(p.text for p in document.paragraphs)
+    assert "BÁO CÁO" in body and "Sổ tay đảng viên điện tử" in body
+    assert "48.597/57.597" in body and "84,4%" in body and "104,0%" in body
+    assert len(document.tables) >= 1
+    table_text = "\n".join(c.text for row in document.tables[0].rows for c in row.cells)
+    assert "Huyện Sơn Dương" in table_text and "8.000" in table_text
+
+
+def test_flags_read_as_excel_and_people_write_them() -> None:
+    assert parse_flag("Có") == (True, None)
+    assert parse_flag("khong") == (False, None)
+    assert parse_flag("1") == (True, None)
+    assert parse_flag(0) == (False, None)
+    assert parse_flag(1.0) == (True, None)
+    assert parse_flag("") == (None, None)
+    assert parse_flag(None) == (None, None)
+    assert parse_flag("05/03/2026") == (True, date(2026, 3, 5))
+    assert parse_flag(datetime(2026, 3, 5, 0, 0)) == (True, date(2026, 3, 5))
+    assert parse_flag("31/02/2026") == "'31/02/2026' is not a real date"
+    assert isinstance(parse_flag("maybe"), str)
+    assert isinstance(parse_flag(2), str)
+
+
+async def test_bad_rows_are_reported_and_good_ones_import(world: World, tmp_path: Path) -> None:
+    export = tmp_path / "hb.csv"
+    export.write_text(
+        "phone,installed,activated\n"
+        "0912000001,có,có\n"
+        "0912 000 002,yes,\n"
+        "0999999999,có,có\n"
+        "0912000003,maybe,\n"
+        "0912000001,có,có\n"
+        "0912000004,không,có\n"
+        ",,\n",
+        encoding="utf-8",
+    )
+    result = await import_status_file(world.app.settings.database_url, export)
+    assert result.updated == 2
+    assert [(e.line, e.reason) for e in result.errors] == [
+        (4, "phone '0999999999' is not in the roster"),
+        (5, "installed 'maybe' is not có/không, yes/no, 1/0 or a date dd/mm/yyyy"),
+        (6, "the same member as on line 2"),
+        (7, "activated without installed"),
+    ]
+    async with world.app.db.reader() as session:
+        an = (await session.exec(select(Member).where(Member.member_code == "DEMO001"))).one()
+    assert (an.hb_installed, an.hb_activated, an.app_installed) == (True, True, an.app_installed)
+    assert an.hb_updated_at is not None
+
+
+async def test_xlsx_with_excel_types(world: World, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["member_code", "installed", "activated"])
+    sheet.append(["DEMO001", datetime(2026, 5, 20), 1])
+    sheet.append(["DEMO002", 0, 0])
+    sheet.append(["NOPE", 1, 1])
+    path = tmp_path / "hb.xlsx"
+    book.save(path)
+    result = await import_status_file(world.app.settings.database_url, path)
+    assert result.updated == 2
+    assert [(e.line, e.reason) for e in result.errors] == [
+        (4, "member_code 'NOPE' is not in the roster")
+    ]
+    async with world.app.db.reader() as session:
+        an = (await session.exec(select(Member).where(Member.member_code == "DEMO001"))).one()
+        binh = (await session.exec(select(Member).where(Member.member_code == "DEMO002"))).one()
+    assert (an.hb_installed, an.hb_installed_on, an.hb_activated) == (True, date(2026, 5, 20), True)
+    assert (binh.hb_installed, binh.hb_activated) == (False, False)
+
+
+async def test_unreadable_files_write_nothing(world: World, tmp_path: Path) -> None:
+    bad = tmp_path / "x.xlsx"
+    bad.write_bytes(b"not a zip")
+    no_id = tmp_path / "y.csv"
+    no_id.write_text("name,installed\nA,1\n", encoding="utf-8")
+    for path in (bad, no_id):
+        try:
+            await import_status_file(world.app.settings.database_url, path)
+        except StatusFileError:
+            continue
+        raise AssertionError(f"{path.name} was accepted")
+
+
+async def test_cli_status_import_and_report_json(world: World, tmp_path: Path) -> None:
+    env = {**os.environ, "SOTAY_DATABASE_URL": world.app.settings.database_url}
+    export = tmp_path / "hb.csv"
+    export.write_text("member_code;installed;activated\r\nDEMO001;1;1\r\nBAD;1;1\r\n")
+
+    async def sotay(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            *args,
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, _ = await sotay("status", "import", str(export))
+    assert code == 3  # some rows had errors
+    assert "1 updated" in out and "line 3: member_code 'BAD' is not in the roster" in out
+    code, out, _ = await sotay("report", "--json")
+    assert code == 0
+    figures = json.loads(out)
+    assert figures["unit"] == PROVINCE and figures["members"] > 0
+    assert [child["unit"] for child in figures["children"]] == sorted(
+        child["unit"] for child in figures["children"]
+    )
