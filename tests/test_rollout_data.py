@@ -287,3 +287,34 @@ async def test_cli_status_import_and_report_json(world: World, tmp_path: Path) -
     assert [child["unit"] for child in figures["children"]] == sorted(
         child["unit"] for child in figures["children"]
     )
+
+
+async def test_roster_reimport_keeps_the_members_own_smartphone_answer(world: World) -> None:
+    from handlers.roster import import_roster_file
+    from tests.conftest import DEMO_CSV
+
+    async with world.app.db.reader() as session:
+        cuong = (await session.exec(select(Member).where(Member.member_code == "DEMO003"))).one()
+        assert cuong.has_smartphone is False  # the roster says không
+        cuong.has_smartphone, cuong.smartphone_source = True, "member"
+        session.add(cuong)
+        await session.commit()
+    result = await import_roster_file(world.app.settings.database_url, DEMO_CSV)
+    assert result.updated == 0
+    async with world.app.db.reader() as session:
+        cuong = (await session.exec(select(Member).where(Member.member_code == "DEMO003"))).one()
+    assert (cuong.has_smartphone, cuong.smartphone_source) == (True, "member")
+
+
+async def test_me_lists_the_handbook_systems_status(world: World, tmp_path: Path) -> None:
+    from handlers.privacy import stored_about
+
+    export = tmp_path / "hb.csv"
+    export.write_text("member_code,installed,activated\nDEMO001,20/05/2026,không\n")
+    await import_status_file(world.app.settings.database_url, export)
+    async with world.app.db.reader() as session:
+        an = (await session.exec(select(Member).where(Member.member_code == "DEMO001"))).one()
+        data = await stored_about(session, an)
+    assert data["member"]["handbook_system"]["installed"] is True
+    assert data["member"]["handbook_system"]["installed_on"] == "2026-05-20"
+    assert data["member"]["handbook_system"]["activated"] is False
