@@ -81,6 +81,9 @@ def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | N
     rows.append(
         [button(t(lang, "rp.btn.chart"), uid, "c"), button(t(lang, "rp.btn.csv"), uid, "x")]
     )
+    rows.append(
+        [button(t(lang, "rd.btn.xlsx"), uid, "e"), button(t(lang, "rd.btn.docx"), uid, "w")]
+    )
     rows.append([button(t(lang, "rp.btn.nudge"), uid, "n")])
     if up is not None:
         rows.append([button(t(lang, "rp.btn.up", name=up.name), up.id or 0, "v")])
@@ -124,6 +127,8 @@ async def on_report_action(ctx: Ctx, args: list[str]) -> None:
         await send_chart(ctx, unit)
     elif verb == "x":
         await send_csv(ctx, unit)
+    elif verb in ("e", "w"):
+        await send_office_file(ctx, unit, verb)
     elif verb == "n":
         await ask_nudge(ctx, unit)
     elif verb == "y":
@@ -162,6 +167,29 @@ async def send_csv(ctx: Ctx, unit: Unit) -> None:
     if not ctx.can_upload:
         ctx.reply(caption + "\n\n" + ctx.t("rp.csv.elsewhere"))
         return
+    ctx.reply(View(caption, upload=Upload(name, "document", data)))
+
+
+async def send_office_file(ctx: Ctx, unit: Unit, verb: str) -> None:
+    """The Excel workbook (``e``) or the Word report (``w``) committees file upward, drawn in
+    a worker thread like the chart; channels that cannot carry files are told where to get it."""
+    tz, span = ctx.settings.tz, reports.window(ctx.now)
+    rows = await reports.scope_rows(ctx.session, unit=unit, span=span)
+    report = reports.report_from_rows(unit, rows, span)
+    kind = "xlsx" if verb == "e" else "docx"
+    caption = ctx.t(f"rd.{kind}.caption", unit=unit.name) + "\n" + _window(ctx, span)
+    if not ctx.can_upload:
+        ctx.reply(caption + "\n\n" + ctx.t("rd.file.elsewhere", kind=kind))
+        return
+    from bot import report_files
+
+    if kind == "xlsx":
+        cells = [row for row in rows if row.cells]
+        data = await asyncio.to_thread(report_files.render_xlsx, ctx.lang, report, cells, tz)
+    else:
+        difficulties = await reports.open_difficulties(ctx.session, unit=unit)
+        data = await asyncio.to_thread(report_files.render_docx, ctx.lang, report, difficulties, tz)
+    name = f"{reports.file_stem(report.scope, span, tz)}.{kind}"
     ctx.reply(View(caption, upload=Upload(name, "document", data)))
 
 

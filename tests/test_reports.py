@@ -252,6 +252,8 @@ async def test_province_figures_are_exact_and_worst_first(world: World) -> None:
         "⚠️ Xã Hợp Thành",
         "📊 Biểu đồ",
         "📄 Xuất CSV",
+        "📗 Excel",
+        "📝 Báo cáo",
         "🔔 Nhắc các chi bộ chậm",
     ]
 

@@ -21,6 +21,8 @@ from handlers.rollout_data import StatusFileError, import_status_file, parse_fla
 from storage.db import Database
 from storage.models import Member, Unit
 from tests.conftest import World
+from tests.test_reports import STAFF_ID, staff_bot  # noqa: F401  (fixture)
+from tests.test_telegram_e2e import Bot, fake  # noqa: F401  (fixture)
 
 PROVINCE = "Tỉnh Tuyên Quang"
 # Seven districts whose figures add up to the source's: 57,597 members, 46,728 with a
@@ -318,3 +320,38 @@ async def test_me_lists_the_handbook_systems_status(world: World, tmp_path: Path
     assert data["member"]["handbook_system"]["installed"] is True
     assert data["member"]["handbook_system"]["installed_on"] == "2026-05-20"
     assert data["member"]["handbook_system"]["activated"] is False
+
+
+async def test_staff_get_the_workbook_and_the_word_report_over_telegram(
+    staff_bot: Bot,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from docx import Document
+    from openpyxl import load_workbook
+
+    export = tmp_path / "hb.csv"
+    export.write_text("member_code,installed,activated\nDEMO001,có,có\nDEMO002,1,0\n")
+    await import_status_file(staff_bot.settings.database_url, export)
+    staff = staff_bot.server.user(STAFF_ID, language_code="vi")
+    await staff.send("/report")
+    report = await staff.next_message()
+    assert "Đã cài Sổ tay:" in report["text"] and "So với chỉ tiêu" in report["text"]
+
+    await staff.press(report, "📗 Excel")
+    sent = await staff.next_message()
+    assert sent["filename"].endswith(".xlsx")
+    book = load_workbook(io.BytesIO(sent["content"]))
+    rows = [[c.value for c in row] for row in book.worksheets[0].iter_rows()]
+    total = next(row for row in rows if row[0] == "Tổng cộng")
+    text = report["text"]
+    assert f"Đã cài Sổ tay: {total[3]}/{total[1]} đảng viên" in text
+    assert book.worksheets[0]["F3"].number_format == "0.0%"
+
+    await staff.press(report, "📝 Báo cáo")
+    sent = await staff.next_message()
+    assert sent["filename"].endswith(".docx")
+    document = Document(io.BytesIO(sent["content"]))
+    body = "\n".join(p.text for p in document.paragraphs)
+    assert "BÁO CÁO KẾT QUẢ TRIỂN KHAI ỨNG DỤNG SỔ TAY ĐẢNG VIÊN ĐIỆN TỬ" in body
+    assert f"{total[3]}/{total[1]} đồng chí" in body
+    assert staff_bot.server.count("sendDocument", 200) == 2
