@@ -16,6 +16,7 @@ def setup(router: Router) -> None:
         notices,
         registration,
         reports,
+        rollout_data,
         support,
     )
 
@@ -27,6 +28,7 @@ def setup(router: Router) -> None:
         meetings,
         notices,
         reports,
+        rollout_data,
         faq,
         fallback,
         support,

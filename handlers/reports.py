@@ -64,9 +64,11 @@ def home_unit(ctx: Ctx) -> Unit | None:
 def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | None = None) -> View:
     """The report text; for staff and admins, drill-down, chart, export and nudge buttons."""
     text = reports.render_text(lang, report, ctx.settings.tz)
-    if not wide:
-        return View(text)
     uid = report.scope.unit_id
+    # A cell's report names who lags behind, for its secretaries and the staff above.
+    members = [ctx.button(t(lang, "rd.btn.members"), f"a:rd:{uid}:l")] if report.is_cell else []
+    if not wide:
+        return View(text, [members] if members else [])
 
     def button(label: str, target: int, verb: str) -> Choice:
         return ctx.button(label, f"a:rp:{target}:{verb}")
@@ -85,6 +87,8 @@ def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | N
         [button(t(lang, "rd.btn.xlsx"), uid, "e"), button(t(lang, "rd.btn.docx"), uid, "w")]
     )
     rows.append([button(t(lang, "rp.btn.nudge"), uid, "n")])
+    if members:
+        rows.append(members)
     if up is not None:
         rows.append([button(t(lang, "rp.btn.up", name=up.name), up.id or 0, "v")])
     return View(text, rows)

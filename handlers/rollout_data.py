@@ -12,24 +12,40 @@ changes nothing (not even the time of the last update).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, bindparam, update
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
+from bot import scheduler
+from bot.context import Ctx
+from bot.core import View
+from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
+from bot.router import Router
 from handlers.roster import RosterFileError, _clean, _records, read_roster
 from storage.db import Database
-from storage.models import Member, MemberStatus, utcnow
+from storage.models import (
+    ChannelAccount,
+    DueJob,
+    Member,
+    MemberStatus,
+    OutboxMessage,
+    Role,
+    Unit,
+    utcnow,
+)
 
+log = logging.getLogger("sotay.rollout")
 IDS = ("member_code", "phone")
 FLAGS = ("installed", "activated")
 _YES = frozenset({"có", "co", "yes", "y", "1", "true", "x"})
@@ -301,3 +317,176 @@ async def import_status_file(
         return report
     finally:
         await db.dispose()
+
+
+# --- in the chat: who in a cell has not installed or activated, and nudging them ------------------
+
+NUDGE_KIND = "rd_nudge"
+NUDGE_PREFIX = "rdm"  # outbox dedupe keys rdm:<ISO week>:<member>:<account>
+VIEWERS = (Role.secretary, Role.deputy, Role.staff, Role.admin)
+
+
+@dataclass(frozen=True)
+class Laggards:
+    """Members of one cell who have not installed, or installed but not activated."""
+
+    not_installed: list[Member]
+    not_activated: list[Member]
+
+    @property
+    def everyone(self) -> list[Member]:
+        return [*self.not_installed, *self.not_activated]
+
+
+def _effective(imported: bool | None, answered: bool | None) -> bool:
+    """The handbook system's status where imported, else the member's own answer."""
+    return bool(imported if imported is not None else answered)
+
+
+async def cell_laggards(session: AsyncSession, cell_id: int) -> Laggards:
+    stmt = (
+        select(Member)
+        .where(Member.cell_id == cell_id, Member.status == MemberStatus.active)
+        .order_by(col(Member.full_name), col(Member.id))
+    )
+    not_installed: list[Member] = []
+    not_activated: list[Member] = []
+    for member in (await session.exec(stmt)).all():
+        if not _effective(member.hb_installed, member.app_installed):
+            not_installed.append(member)
+        elif not _effective(member.hb_activated, member.app_activated):
+            not_activated.append(member)
+    return Laggards(not_installed, not_activated)
+
+
+async def _cell(ctx: Ctx, args: list[str]) -> Unit | None:
+    """The cell a button names, if it still is one the presser may see (checked again here:
+    the signature proves we made the button, not that the presser still holds the role)."""
+    if len(args) != 2 or not args[0].isdigit():
+        ctx.reply(ctx.t("common.stale_button"))
+        return None
+    cell = await ctx.session.get(Unit, int(args[0]))
+    if cell is None:
+        ctx.reply(ctx.t("common.stale_button"))
+        return None
+    if not ctx.actor.can_act_on(cell, *VIEWERS):
+        log.warning("rollout.refused unit=%s verb=%s", cell.id, args[1])
+        ctx.reply(ctx.t("rp.outside"))
+        return None
+    return cell
+
+
+def _names(members: list[Member]) -> str:
+    return "\n".join(f"• {m.full_name or '—'}" for m in members) or "—"
+
+
+async def on_rollout_action(ctx: Ctx, args: list[str]) -> None:
+    """``a:rd:<cell id>:<verb>``: l lists who lags, r reminds them."""
+    cell = await _cell(ctx, args)
+    if cell is None:
+        return
+    if args[1] == "l":
+        await show_laggards(ctx, cell)
+    elif args[1] == "r":
+        await remind_laggards(ctx, cell)
+    else:
+        ctx.reply(ctx.t("common.stale_button"))
+
+
+async def show_laggards(ctx: Ctx, cell: Unit) -> None:
+    """Names go only to the cell's secretaries and the staff above (checked by ``_cell``)."""
+    found = await cell_laggards(ctx.session, cell.id or 0)
+    if not found.everyone:
+        ctx.reply(ctx.t("rd.members.none", cell=cell.name))
+        return
+    text = ctx.t(
+        "rd.members.list",
+        cell=cell.name,
+        n_installed=len(found.not_installed),
+        not_installed=_names(found.not_installed),
+        n_activated=len(found.not_activated),
+        not_activated=_names(found.not_activated),
+    )
+    button = ctx.button(ctx.t("rd.btn.remind", n=len(found.everyone)), f"a:rd:{cell.id}:r")
+    ctx.reply(View(text, [[button]]))
+
+
+def week_key(ctx: Ctx) -> str:
+    year, week, _ = ctx.now.astimezone(ctx.settings.tz).isocalendar()
+    return f"{NUDGE_PREFIX}:{year}-W{week:02d}:"
+
+
+async def nudged_this_week(session: AsyncSession, prefix: str) -> set[int]:
+    stmt = select(OutboxMessage.dedupe_key).where(col(OutboxMessage.dedupe_key).startswith(prefix))
+    return {int(key.split(":")[2]) for key in (await session.exec(stmt)).all() if key}
+
+
+async def remind_laggards(ctx: Ctx, cell: Unit) -> None:
+    """One tap: the members who still lag are reminded, each at most once a week whoever
+    presses; in the quiet hours the reminders wait for the morning (a due job)."""
+    from handlers.meetings import in_quiet_hours
+
+    found = await cell_laggards(ctx.session, cell.id or 0)
+    done = await nudged_this_week(ctx.session, week_key(ctx))
+    reachable = await with_account(ctx.session, [m.id or 0 for m in found.everyone])
+    away = sum(1 for m in found.everyone if m.id not in reachable)
+    due = [m.id for m in found.everyone if m.id in reachable and m.id not in done]
+    if not due:
+        ctx.reply(ctx.t("rd.remind.already", away=away))
+        return
+    resume = in_quiet_hours(ctx, ctx.now)
+    scheduler.schedule(
+        ctx.session,
+        kind=NUDGE_KIND,
+        due_at=resume.astimezone(UTC) if resume else ctx.now,
+        now=ctx.now,
+        ref_id=cell.id,
+        payload={"members": due},
+    )
+    key = "rd.remind.later" if resume else "rd.remind.queued"
+    at = resume.strftime("%H:%M") if resume else ""
+    ctx.reply(ctx.t(key, n=len(due), at=at, skipped=len(reachable) - len(due), away=away))
+    log.info("rollout.remind unit=%s members=%s deferred=%s", cell.id, len(due), bool(resume))
+
+
+async def with_account(session: AsyncSession, member_ids: list[int]) -> set[int]:
+    """Which of these members the assistant can reach (a verified chat account)."""
+    stmt = select(ChannelAccount.member_id).where(
+        col(ChannelAccount.member_id).in_(member_ids),
+        col(ChannelAccount.verified).is_(True),
+        col(ChannelAccount.pending).is_(False),
+    )
+    return {int(mid) for mid in (await session.exec(stmt)).all() if mid is not None}
+
+
+@scheduler.job(NUDGE_KIND)
+async def nudge_job(ctx: Ctx, work: DueJob) -> str | None:
+    """Send the reminders; members who installed meanwhile, left the cell, or were reminded
+    this week by another press are skipped."""
+    from handlers.meetings import defer_for_quiet_hours
+
+    if defer_for_quiet_hours(ctx, work):
+        return "deferred: quiet hours"
+    found = await cell_laggards(ctx.session, work.ref_id or 0)
+    wanted = set((work.payload or {}).get("members", []))
+    prefix = week_key(ctx)
+    done = await nudged_this_week(ctx.session, prefix)
+    sent = unreachable = 0
+    for member in found.everyone:
+        if member.id not in wanted or member.id in done:
+            continue
+        key = "rd.nudge.install" if member in found.not_installed else "rd.nudge.activate"
+        reached = await ctx.notify_member(
+            member,
+            lambda lang, key=key: View(t(lang, key)),
+            dedupe_key=f"{prefix}{member.id}",
+        )
+        if reached:
+            sent += 1
+        else:
+            unreachable += 1
+    return f"sent {sent}, unreachable {unreachable}"
+
+
+def setup(router: Router) -> None:
+    router.action("rd", requires=VIEWERS)(on_rollout_action)

@@ -296,7 +296,8 @@ async def test_secretary_sees_only_their_own_cell(world: World) -> None:
     assert "Đảng viên: 7" in text and "Đã cài Sổ tay: 3 (43%)" in text
     assert "Cuộc họp trong kỳ: 1, đã nhập vào Sổ tay: 1" in text
     assert "Cuộc họp gần nhất: 21/11/2026" in text
-    assert "Đồng Bèn" not in text and views[-1].choices == []
+    assert "Đồng Bèn" not in text
+    assert labels(views[-1]) == ["👥 Ai chưa cài, chưa kích hoạt"]
     hop_thanh = await unit(world, HOP_THANH)
     views = await secretary.press_data(sign(world, f"a:rp:{hop_thanh.id}:v"))
     assert "ngoài phạm vi" in views[-1].text and "Xã Hợp Thành" not in views[-1].text

@@ -355,3 +355,67 @@ async def test_staff_get_the_workbook_and_the_word_report_over_telegram(
     assert "BÁO CÁO KẾT QUẢ TRIỂN KHAI ỨNG DỤNG SỔ TAY ĐẢNG VIÊN ĐIỆN TỬ" in body
     assert f"{total[3]}/{total[1]} đồng chí" in body
     assert staff_bot.server.count("sendDocument", 200) == 2
+
+
+async def test_secretary_sees_who_lags_and_reminds_them_once_a_week(world: World) -> None:
+    from tests.test_reports import CAU_BAU, answer, labels, link, make_secretary, sign, unit
+
+    await link(world, "+84912000001", "an")
+    await link(world, "+84912000002", "binh")
+    await answer(world, "+84912000001", installed=True, activated=True)
+    await answer(world, "+84912000002", installed=True, activated=False)
+    secretary = world.chat("bithu")
+    views = await secretary.say("/report")
+    views = await secretary.press("👥 Ai chưa cài, chưa kích hoạt")
+    text = views[-1].text
+    assert "Nguyễn Văn An" not in text  # installed and activated
+    assert "Đã cài, chưa kích hoạt (1):\n• Trần Thị Bình" in text
+    assert "Chưa cài Sổ tay (5):" in text and "• Lê Văn Cường" in text
+    [button] = labels(views[-1])
+    assert button == "🔔 Nhắc 6 đồng chí này"
+
+    views = await secretary.press(button)
+    # bithu (Vũ Thị Hoa) is reachable too and has not installed; Bình has an account.
+    assert "Đang gửi lời nhắc tới 2 đồng chí" in views[-1].text
+    assert "4 đồng chí chưa dùng trợ lý" in views[-1].text
+    assert await world.app.scheduler.tick() == 1
+    await world.app.dispatcher.run_once()
+    [nudge] = world.chat("binh").new()
+    assert "chưa kích hoạt tài khoản" in nudge.text
+    assert world.chat("an").new() == []
+
+    views = await secretary.press(button)  # again the same week: nobody is reminded twice
+    assert "đã được nhắc trong tuần này rồi" in views[-1].text
+    assert await world.app.scheduler.tick() == 0
+
+    cau_bau = await unit(world, CAU_BAU)
+    await make_secretary(
+        world, "+84912000014", "quyen", f"{PROVINCE} / Xã Kháng Nhật / Chi bộ thôn Đồng Giàn"
+    )
+    views = await world.chat("quyen").press_data(sign(world, f"a:rd:{cau_bau.id}:l"))
+    assert "ngoài phạm vi" in views[-1].text and "Trần Thị Bình" not in views[-1].text
+    views = await world.chat("quyen").press_data(sign(world, f"a:rd:{cau_bau.id}:r"))
+    assert "ngoài phạm vi" in views[-1].text
+
+
+async def test_reminders_wait_out_the_quiet_hours(world: World) -> None:
+    from datetime import timedelta
+
+    from tests.test_reports import answer, link
+
+    await link(world, "+84912000002", "binh")
+    await answer(world, "+84912000002", installed=False, activated=False)
+    world.clock.advance(timedelta(hours=12))  # Tuesday 22:00 in Hà Nội
+    secretary = world.chat("bithu")
+    await secretary.say("/report")
+    await secretary.press("👥 Ai chưa cài, chưa kích hoạt")
+    views = await secretary.press("🔔 Nhắc 7 đồng chí này")
+    assert "sẽ gửi lúc 07:00" in views[-1].text
+    assert await world.app.scheduler.tick() == 0
+    await world.app.dispatcher.run_once()
+    assert world.chat("binh").new() == []
+    world.clock.advance(timedelta(hours=9))  # 07:00
+    assert await world.app.scheduler.tick() == 1
+    await world.app.dispatcher.run_once()
+    [nudge] = world.chat("binh").new()
+    assert "cài ứng dụng Sổ tay" in nudge.text
