@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from storage.models import (
     OutboxMessage,
     Role,
     RoleGrant,
+    RolloutSnapshot,
     Unit,
 )
 
@@ -338,6 +339,50 @@ async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
     return found
 
 
+async def take_snapshot(
+    session: AsyncSession, scope: reports.Figures, today: date
+) -> RolloutSnapshot | None:
+    """Record the unit's counts for today (once a day: a re-run overwrites) and return the
+    latest earlier snapshot, the week before in the normal run of things."""
+    stmt = (
+        select(RolloutSnapshot)
+        .where(RolloutSnapshot.unit_id == scope.unit_id, col(RolloutSnapshot.taken_on) <= today)
+        .order_by(col(RolloutSnapshot.taken_on).desc())
+        .limit(2)
+    )
+    found = list((await session.exec(stmt)).all())
+    current = found[0] if found and found[0].taken_on == today else None
+    before = next((snap for snap in found if snap.taken_on < today), None)
+    if current is None:
+        current = RolloutSnapshot(unit_id=scope.unit_id, taken_on=today)
+    for name in ("members", "smartphone", "installed", "activated", "cells", "cells_using"):
+        setattr(current, name, getattr(scope, name))
+    session.add(current)
+    return before
+
+
+def trend_text(lang: str, scope: reports.Figures, before: RolloutSnapshot | None) -> str:
+    """Installed and activated now against the last snapshot ("+1.234 since 30/11")."""
+    if before is None:
+        return t(lang, "rd.trend.first")
+
+    def delta(now: int, then: int) -> str:
+        return ("+" if now >= then else "−") + reports.number(lang, abs(now - then))
+
+    return t(
+        lang,
+        "rd.trend",
+        since=before.taken_on.strftime("%d/%m"),
+        installed=delta(scope.installed, before.installed),
+        activated=delta(scope.activated, before.activated),
+        using=delta(scope.cells_using, before.cells_using),
+        share=reports.pct_text(lang, scope.of_members(scope.installed)),
+        share_before=reports.pct_text(
+            lang, before.installed / before.members if before.members else None
+        ),
+    )
+
+
 @scheduler.job(WEEKLY_KIND)
 async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
     """Every Monday 08:00: each admin gets their unit's report, worst units first. Missed by more
@@ -347,18 +392,24 @@ async def weekly_report_job(ctx: Ctx, work: DueJob) -> str | None:
     if late > WEEKLY_LATE_LIMIT:
         return f"skip: {int(late.total_seconds() // 3600)}h late"
     span = reports.window(ctx.now)
-    cache: dict[int, Report] = {}
+    cache: dict[int, tuple[Report, RolloutSnapshot | None]] = {}
+    today = ctx.now.astimezone(ctx.settings.tz).date()
     admins = await admin_scopes(ctx.session)
     for member, unit in admins.values():
         if unit.id not in cache:
-            cache[unit.id or 0] = await reports.unit_report(ctx.session, unit=unit, span=span)
-        report = cache[unit.id or 0]
+            report = await reports.unit_report(ctx.session, unit=unit, span=span)
+            before = await take_snapshot(ctx.session, report.scope, today)
+            cache[unit.id or 0] = (report, before)
+        report, before = cache[unit.id or 0]
 
-        def render(lang: str, report: Report = report) -> View:
+        def render(
+            lang: str, report: Report = report, before: RolloutSnapshot | None = before
+        ) -> View:
             view = report_view(ctx, lang, report, wide=True)
             heading = t(lang, "rp.weekly.title")
             if late > timedelta(hours=1):
                 heading += "\n" + t(lang, "rp.weekly.late")
+            heading += "\n" + trend_text(lang, report.scope, before)
             return View(f"{heading}\n{view.text}", view.choices)
 
         await ctx.notify_member(member, render)

@@ -454,7 +454,8 @@ async def test_weekly_digest_fires_monday_0800_local_and_rearms(world: World) ->
     assert await world.app.scheduler.tick() == 1
     await world.app.dispatcher.run_once()
     digest = admin.new()[-1]
-    assert digest.text.startswith("📬 Báo cáo tuần: triển khai Sổ tay\n📊 Triển khai Sổ tay")
+    assert digest.text.startswith("📬 Báo cáo tuần: triển khai Sổ tay\n📈 Tuần đầu ghi nhận")
+    assert "\n📊 Triển khai Sổ tay: Tỉnh Tuyên Quang" in digest.text
     assert digest.text.index("Xã Mới") < digest.text.index("Xã Kháng Nhật")
     assert "📊 Biểu đồ" in labels(digest)
     done, rearmed = await weekly_jobs(world)

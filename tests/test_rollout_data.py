@@ -419,3 +419,32 @@ async def test_reminders_wait_out_the_quiet_hours(world: World) -> None:
     await world.app.dispatcher.run_once()
     [nudge] = world.chat("binh").new()
     assert "cài ứng dụng Sổ tay" in nudge.text
+
+
+async def test_weekly_digest_uses_imported_figures_and_the_trend(
+    world: World, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from handlers.reports import ensure_weekly_report
+
+    async with world.app.db.session() as session:
+        await ensure_weekly_report(session, world.app.settings, world.clock.now())
+    monday = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    world.clock.advance(monday - world.clock.now())
+    assert await world.app.scheduler.tick() == 1
+    await world.app.dispatcher.run_once()
+    admin = world.chat("admin")
+    first = admin.new()[-1].text
+    assert "📈 Tuần đầu ghi nhận số liệu" in first
+
+    export = tmp_path / "hb.csv"
+    export.write_text("member_code,installed,activated\nDEMO001,1,1\nDEMO002,1,1\nDEMO003,1,0\n")
+    await import_status_file(world.app.settings.database_url, export)
+    world.clock.advance(timedelta(days=7))
+    assert await world.app.scheduler.tick() == 1
+    await world.app.dispatcher.run_once()
+    second = admin.new()[-1].text
+    assert "📈 So với 07/12: cài Sổ tay +3" in second and "kích hoạt +2" in second
+    assert "Đã cài Sổ tay: 3/" in second
+    assert "hệ thống Sổ tay cho 3 đảng viên" in second
