@@ -15,6 +15,8 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,34 @@ def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | N
     return View(text, rows)
 
 
+class _Held:
+    """An outbox stand-in that holds replies computed in a read-only session, so they can be
+    written afterwards in a short transaction of their own."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, session: AsyncSession, **row: Any) -> None:
+        self.rows.append(row)
+
+
+def after_commit(ctx: Ctx, work: Callable[[Ctx], Awaitable[None]]) -> None:
+    """Run ``work`` once this event's write transaction has committed: it reads in a reader
+    session (on SQLite a report that held the one writer's lock made every other member's
+    message wait for it), then its replies are queued in a write transaction of a moment."""
+
+    async def run(db: Database) -> None:
+        held = _Held()
+        async with db.reader() as session:
+            services = replace(ctx.services, outbox=held)
+            await work(replace(ctx, session=session, services=services))
+        async with db.session() as session:
+            for row in held.rows:
+                ctx.services.outbox.add(session, **row)
+
+    ctx.session.info.setdefault("after_commit", []).append(run)
+
+
 async def show_report(ctx: Ctx, unit: Unit) -> None:
     report = await reports.unit_report(ctx.session, unit=unit, span=reports.window(ctx.now))
     parent = await ctx.session.get(Unit, unit.parent_id) if unit.parent_id else None
@@ -108,7 +138,7 @@ async def cmd_report(ctx: Ctx, args: str) -> None:
     if unit is None:
         ctx.reply(ctx.t("rp.only_staff"))
         return
-    await show_report(ctx, unit)
+    after_commit(ctx, lambda read: show_report(read, unit))
 
 
 async def on_report_action(ctx: Ctx, args: list[str]) -> None:
@@ -127,13 +157,13 @@ async def on_report_action(ctx: Ctx, args: list[str]) -> None:
         ctx.reply(ctx.t("rp.outside"))
         return
     if verb == "v":
-        await show_report(ctx, unit)
+        after_commit(ctx, lambda read: show_report(read, unit))
     elif verb == "c":
-        await send_chart(ctx, unit)
+        after_commit(ctx, lambda read: send_chart(read, unit))
     elif verb == "x":
-        await send_csv(ctx, unit)
+        after_commit(ctx, lambda read: send_csv(read, unit))
     elif verb in ("e", "w"):
-        await send_office_file(ctx, unit, verb)
+        after_commit(ctx, lambda read: send_office_file(read, unit, verb))
     elif verb == "n":
         await ask_nudge(ctx, unit)
     elif verb == "y":

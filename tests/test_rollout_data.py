@@ -448,3 +448,34 @@ async def test_weekly_digest_uses_imported_figures_and_the_trend(
     assert "📈 So với 07/12: cài Sổ tay +3" in second and "kích hoạt +2" in second
     assert "Đã cài Sổ tay: 3/" in second
     assert "hệ thống Sổ tay cho 3 đảng viên" in second
+
+
+async def test_a_report_in_progress_does_not_hold_up_other_members(
+    world: World, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The report is computed after the event's write transaction: while it is still being
+    computed, another member's message (which writes) goes through. Before, on SQLite, it
+    waited for the report's transaction; here that would never end, so a timeout fails it."""
+    from bot import reports
+    from storage import db as storage_db
+
+    computing, other_done = asyncio.Event(), asyncio.Event()
+    original = reports.unit_report
+    held: list[bool] = []
+
+    async def slow_report(session, **kw):  # type: ignore[no-untyped-def]
+        held.append(storage_db._holding_write_lock.get())
+        computing.set()
+        await other_done.wait()
+        return await original(session, **kw)
+
+    monkeypatch.setattr(reports, "unit_report", slow_report)
+    admin = world.chat("admin")
+    report = asyncio.create_task(world.app.router.handle(admin._event(text="/report")))
+    await asyncio.wait_for(computing.wait(), 10)
+    await asyncio.wait_for(world.app.router.handle(world.chat("canbo")._event(text="/help")), 10)
+    other_done.set()
+    await asyncio.wait_for(report, 10)
+    await world.app.dispatcher.run_once()
+    assert held == [False]
+    assert world.chat("canbo").new() and "Tổng cộng" in admin.new()[-1].text
