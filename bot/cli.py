@@ -405,7 +405,7 @@ def report(
     as_json: bool,
 ) -> None:
     """Handbook rollout by unit, weakest first: the same text as /report in the chat."""
-    from handlers.reports import ReportError, cli_report
+    from bot.report_cli import ReportError, cli_report
 
     settings = _settings()
     _run(_require_current_schema(settings))

@@ -479,3 +479,13 @@ async def test_a_report_in_progress_does_not_hold_up_other_members(
     await world.app.dispatcher.run_once()
     assert held == [False]
     assert world.chat("canbo").new() and "Tổng cộng" in admin.new()[-1].text
+
+
+def test_the_quick_schema_check_agrees_with_alembic() -> None:
+    """``sotay report`` reads the head revision from the migration files instead of loading
+    alembic; it must name the same head alembic does."""
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import MIGRATIONS, head_revision
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0008"
