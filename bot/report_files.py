@@ -22,7 +22,9 @@ from bot.reports import (
     number,
     pct_text,
     render_chart,
+    summed,
 )
+from storage.queries import PATH_SEP
 
 _WIDTHS = {"name": 42, "path": 60, "number": 13}
 
@@ -42,6 +44,22 @@ def _summary_row(figures: Figures, name: str) -> list[object]:
         figures.cells_using,
         figures.using_share,
     ]
+
+
+def levels(scope: Figures, cells: Sequence[Figures]) -> list[tuple[int, list[Figures]]]:
+    """Every committee level between the scope and its cells (districts, communes, ...), each
+    unit with the sums of the cells below it, by path: one summary sheet per level."""
+    sums: dict[str, list[Figures]] = {}
+    base = scope.path.count(PATH_SEP)
+    for cell in cells:
+        parts = cell.path.split(PATH_SEP)
+        for depth in range(base + 1, len(parts) - 1):
+            sums.setdefault(PATH_SEP.join(parts[: depth + 1]), []).append(cell)
+    by_depth: dict[int, list[Figures]] = {}
+    for path, parts in sorted(sums.items()):
+        unit = summed(0, path.rpartition(PATH_SEP)[2], path, parts)
+        by_depth.setdefault(path.count(PATH_SEP) - base, []).append(unit)
+    return sorted(by_depth.items())
 
 
 def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo) -> bytes:
@@ -82,6 +100,23 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
     image = Image(io.BytesIO(png))
     image.anchor = f"A{last + 3}"
     summary.add_image(image)
+
+    for depth, units in levels(report.scope, cells):
+        level = book.create_sheet(t(lang, "rd.xlsx.level", n=depth)[:31])
+        level.append([t(lang, "rd.xlsx.path"), *header])
+        for unit in units:
+            level.append([unit.parent_path, *_summary_row(unit, unit.name)])
+        for row in level.iter_rows(min_row=2):
+            for index in (6, 7, 8, 11):
+                row[index].number_format = "0.0%"
+        for cell in level[1]:
+            cell.font = Font(bold=True)
+            cell.alignment = Alignment(wrap_text=True, vertical="center")
+        level.freeze_panes = "C2"
+        level.column_dimensions["A"].width = _WIDTHS["path"]
+        level.column_dimensions["B"].width = _WIDTHS["name"]
+        for index in range(3, len(header) + 2):
+            level.column_dimensions[get_column_letter(index)].width = _WIDTHS["number"]
 
     sheet = book.create_sheet(t(lang, "rd.xlsx.cells")[:31])
     sheet.append(t(lang, "rd.xlsx.cells_header").split("|"))
@@ -135,8 +170,10 @@ def render_docx(lang: str, report: Report, difficulties: dict[str, int], tz: tzi
         run = paragraph.add_run(text)
         run.bold, run.font.size = bold, Pt(size)
 
+    centered(t(lang, "rd.docx.party"), bold=True)
     centered(scope.name.upper(), bold=True)
-    centered(t(lang, "rd.docx.date", date=day_text(report.window.end, tz)))
+    end = report.window.end.astimezone(tz)
+    centered(t(lang, "rd.docx.date", day=f"{end.day:02d}", month=f"{end.month:02d}", year=end.year))
     centered(t(lang, "rd.docx.title"), bold=True, size=14)
     centered(t(lang, "rd.docx.unit", unit=scope.name))
 

@@ -169,6 +169,12 @@ async def test_province_report_matches_the_handbook_system(settings: Settings, t
     total_row = next(row for row in values if row[0] == "Tổng cộng")
     assert total_row[1:5] == [57597, 46728, 48597, figures["activated"]]
     assert summary.freeze_panes is not None
+    assert book.sheetnames == ["Tổng hợp", "Cấp 1", "Cấp 2", "Chi bộ"]
+    districts = list(book["Cấp 1"].iter_rows(min_row=2, values_only=True))
+    assert [(row[1], row[2], row[3], row[4]) for row in districts] == [
+        (name, total, phones, installed) for name, total, phones, installed in sorted(DISTRICTS)
+    ]
+    assert book["Cấp 2"].max_row == 1 + 7 * COMMUNES
     cells_sheet = book.worksheets[-1]
     assert cells_sheet.max_row == 71  # the header and one row per cell
     from docx import Document
