@@ -495,3 +495,16 @@ def test_the_quick_schema_check_agrees_with_alembic() -> None:
     from storage.migrate import MIGRATIONS, head_revision
 
     assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0008"
+
+
+async def test_a_channel_without_files_is_told_where_to_get_them(world: World) -> None:
+    import dataclasses
+
+    world.recorder.capabilities = dataclasses.replace(world.recorder.capabilities, uploads=False)
+    admin = world.chat("admin")
+    await admin.say("/report")
+    views = await admin.press("📝 Báo cáo")
+    assert views[-1].upload is None
+    assert "sotay report --docx" in views[-1].text
+    views = await admin.press("📗 Excel")
+    assert views[-1].upload is None and "sotay report --xlsx" in views[-1].text
