@@ -508,3 +508,22 @@ async def test_a_channel_without_files_is_told_where_to_get_them(world: World) -
     assert "sotay report --docx" in views[-1].text
     views = await admin.press("📗 Excel")
     assert views[-1].upload is None and "sotay report --xlsx" in views[-1].text
+
+
+async def test_forget_erases_the_handbook_systems_dates(world: World, tmp_path: Path) -> None:
+    from tests.test_reports import link
+
+    export = tmp_path / "hb.csv"
+    export.write_text("member_code,installed,activated\nDEMO001,20/05/2026,21/05/2026\n")
+    await import_status_file(world.app.settings.database_url, export)
+    await link(world, "+84912000001", "an")
+    an = world.chat("an")
+    await an.say("/forget")
+    views = await an.press("Xóa thông tin")
+    assert "Đã xóa" in views[-1].text
+    async with world.app.db.reader() as session:
+        rows = (await session.exec(select(Member).where(Member.status == "forgotten"))).all()
+    [gone] = rows
+    assert (gone.member_code, gone.hb_installed_on, gone.hb_activated_on) == (None, None, None)
+    assert gone.hb_updated_at is None
+    assert gone.hb_installed is True  # the anonymous yes/no stays, like the chat answers
