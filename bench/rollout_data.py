@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
         url = f"sqlite+aiosqlite:///{folder / 'sotay.db'}"
@@ -195,10 +196,10 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.write_docs:
-        write_docs(body, args.runs)
+        write_docs(body, args.runs, load)
 
 
-def write_docs(body: str, runs: int) -> None:
+def write_docs(body: str, runs: int, load: float) -> None:
     docs = Path(__file__).parent.parent / "docs" / "benchmarks.md"
     section = (
         "## Rollout data (status import, province report)\n\n"
@@ -207,7 +208,8 @@ def write_docs(body: str, runs: int) -> None:
         "A province like the source's (57,597 members; 46,728 with a smartphone; 48,597 "
         "installed in the handbook export; 7 districts, 138 communes, 2,000 cells) on SQLite. "
         f"Report rows: median of {runs} interleaved runs; imports: one run each. Machine: 2 "
-        "shared cores.\n\n" + body + "\n"
+        f"cores shared with other jobs, 1-minute load average {load:.1f} when the run started "
+        "(on a loaded machine every figure grows; compare rows of the same run).\n\n" + body + "\n"
     )
     current = docs.read_text(encoding="utf-8")
     head = "## Rollout data"
