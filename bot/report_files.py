@@ -132,6 +132,7 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
                 cell.of_members(cell.installed),
                 cell.meetings_in_app,
                 cell.last_meeting.astimezone(tz).date() if cell.last_meeting else None,
+                cell.hb_known,
             ]
         )
     for row in sheet.iter_rows(min_row=2):
@@ -142,7 +143,7 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
     sheet.freeze_panes = "C2"
     sheet.column_dimensions["A"].width = _WIDTHS["path"]
     sheet.column_dimensions["B"].width = _WIDTHS["name"]
-    for index in range(3, 10):
+    for index in range(3, 11):
         sheet.column_dimensions[get_column_letter(index)].width = _WIDTHS["number"]
     sheet.auto_filter.ref = sheet.dimensions
     out = io.BytesIO()

@@ -177,6 +177,8 @@ async def test_province_report_matches_the_handbook_system(settings: Settings, t
     assert book["Cấp 2"].max_row == 1 + 7 * COMMUNES
     cells_sheet = book.worksheets[-1]
     assert cells_sheet.max_row == 71  # the header and one row per cell
+    sources = [row[9] for row in cells_sheet.iter_rows(min_row=2, values_only=True)]
+    assert sum(sources) == 57597  # every member's figure came from the handbook system
     from docx import Document
 
     document = Document(io.BytesIO(docx.read_bytes()))
