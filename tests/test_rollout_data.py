@@ -19,7 +19,7 @@ from bot.settings import Settings
 from handlers.reports import cli_report
 from handlers.rollout_data import StatusFileError, import_status_file, parse_flag
 from storage.db import Database
-from storage.models import Member, Unit
+from storage.models import DueJob, Member, Unit
 from tests.conftest import World
 from tests.test_reports import STAFF_ID, staff_bot  # noqa: F401  (fixture)
 from tests.test_telegram_e2e import Bot, fake  # noqa: F401  (fixture)
@@ -386,7 +386,7 @@ async def test_secretary_sees_who_lags_and_reminds_them_once_a_week(world: World
     # bithu (Vũ Thị Hoa) is reachable too and has not installed; Bình has an account.
     assert "Đang gửi lời nhắc tới 2 đồng chí" in views[-1].text
     assert "4 đồng chí chưa dùng trợ lý" in views[-1].text
-    assert await world.app.scheduler.tick() == 1
+    assert await world.app.scheduler.tick() >= 1
     await world.app.dispatcher.run_once()
     [nudge] = world.chat("binh").new()
     assert "chưa kích hoạt tài khoản" in nudge.text
@@ -394,7 +394,9 @@ async def test_secretary_sees_who_lags_and_reminds_them_once_a_week(world: World
 
     views = await secretary.press(button)  # again the same week: nobody is reminded twice
     assert "đã được nhắc trong tuần này rồi" in views[-1].text
-    assert await world.app.scheduler.tick() == 0
+    async with world.app.db.reader() as session:
+        nudges = (await session.exec(select(DueJob).where(DueJob.kind == "rd_nudge"))).all()
+    assert len(nudges) == 1  # the second press queued nothing
 
     cau_bau = await unit(world, CAU_BAU)
     await make_secretary(
@@ -419,11 +421,11 @@ async def test_reminders_wait_out_the_quiet_hours(world: World) -> None:
     await secretary.press("👥 Ai chưa cài, chưa kích hoạt")
     views = await secretary.press("🔔 Nhắc 7 đồng chí này")
     assert "sẽ gửi lúc 07:00" in views[-1].text
-    assert await world.app.scheduler.tick() == 0
+    await world.app.scheduler.tick()  # other work may be due; the reminder is not
     await world.app.dispatcher.run_once()
     assert world.chat("binh").new() == []
     world.clock.advance(timedelta(hours=9))  # 07:00
-    assert await world.app.scheduler.tick() == 1
+    assert await world.app.scheduler.tick() >= 1
     await world.app.dispatcher.run_once()
     [nudge] = world.chat("binh").new()
     assert "cài ứng dụng Sổ tay" in nudge.text
@@ -434,13 +436,16 @@ async def test_weekly_digest_uses_imported_figures_and_the_trend(
 ) -> None:
     from datetime import timedelta
 
-    from handlers.reports import ensure_weekly_report
+    try:  # main arms every recurring job at once (APScheduler triggers); before, one by one
+        from bot.scheduler import ensure_recurring as arm  # type: ignore[attr-defined]
+    except ImportError:
+        from handlers.reports import ensure_weekly_report as arm  # type: ignore[attr-defined]
 
     async with world.app.db.session() as session:
-        await ensure_weekly_report(session, world.app.settings, world.clock.now())
+        await arm(session, world.app.settings, world.clock.now())
     monday = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
     world.clock.advance(monday - world.clock.now())
-    assert await world.app.scheduler.tick() == 1
+    assert await world.app.scheduler.tick() >= 1
     await world.app.dispatcher.run_once()
     admin = world.chat("admin")
     first = admin.new()[-1].text
@@ -450,7 +455,7 @@ async def test_weekly_digest_uses_imported_figures_and_the_trend(
     export.write_text("member_code,installed,activated\nDEMO001,1,1\nDEMO002,1,1\nDEMO003,1,0\n")
     await import_status_file(world.app.settings.database_url, export)
     world.clock.advance(timedelta(days=7))
-    assert await world.app.scheduler.tick() == 1
+    assert await world.app.scheduler.tick() >= 1
     await world.app.dispatcher.run_once()
     second = admin.new()[-1].text
     assert "📈 So với 07/12: cài Sổ tay +3" in second and "kích hoạt +2" in second
