@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, select
@@ -29,6 +29,7 @@ from bot.i18n import t
 from bot.report_cli import ReportError, cli_report  # noqa: F401  (the CLI's, re-exported)
 from bot.reports import Report, Window
 from bot.router import REGISTERED, Router
+from handlers.rollout_data import take_snapshot, trend_text
 from storage import queries
 from storage.db import Database
 from storage.models import (
@@ -365,50 +366,6 @@ async def admin_scopes(session: AsyncSession) -> dict[int, tuple[Member, Unit]]:
     for member, unit in (await session.exec(stmt)).all():
         found.setdefault(member.id or 0, (member, unit))
     return found
-
-
-async def take_snapshot(
-    session: AsyncSession, scope: reports.Figures, today: date
-) -> RolloutSnapshot | None:
-    """Record the unit's counts for today (once a day: a re-run overwrites) and return the
-    latest earlier snapshot, the week before in the normal run of things."""
-    stmt = (
-        select(RolloutSnapshot)
-        .where(RolloutSnapshot.unit_id == scope.unit_id, col(RolloutSnapshot.taken_on) <= today)
-        .order_by(col(RolloutSnapshot.taken_on).desc())
-        .limit(2)
-    )
-    found = list((await session.exec(stmt)).all())
-    current = found[0] if found and found[0].taken_on == today else None
-    before = next((snap for snap in found if snap.taken_on < today), None)
-    if current is None:
-        current = RolloutSnapshot(unit_id=scope.unit_id, taken_on=today)
-    for name in ("members", "smartphone", "installed", "activated", "cells", "cells_using"):
-        setattr(current, name, getattr(scope, name))
-    session.add(current)
-    return before
-
-
-def trend_text(lang: str, scope: reports.Figures, before: RolloutSnapshot | None) -> str:
-    """Installed and activated now against the last snapshot ("+1.234 since 30/11")."""
-    if before is None:
-        return t(lang, "rd.trend.first")
-
-    def delta(now: int, then: int) -> str:
-        return ("+" if now >= then else "−") + reports.number(lang, abs(now - then))
-
-    return t(
-        lang,
-        "rd.trend",
-        since=before.taken_on.strftime("%d/%m"),
-        installed=delta(scope.installed, before.installed),
-        activated=delta(scope.activated, before.activated),
-        using=delta(scope.cells_using, before.cells_using),
-        share=reports.pct_text(lang, scope.of_members(scope.installed)),
-        share_before=reports.pct_text(
-            lang, before.installed / before.members if before.members else None
-        ),
-    )
 
 
 @scheduler.job(WEEKLY_KIND)

@@ -31,6 +31,7 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
+from bot.reports import Figures, number, pct_text
 from bot.router import Router
 from handlers.roster import RosterFileError, _clean, _records, read_roster
 from storage.db import Database
@@ -41,6 +42,7 @@ from storage.models import (
     MemberStatus,
     OutboxMessage,
     Role,
+    RolloutSnapshot,
     Unit,
     utcnow,
 )
@@ -486,6 +488,51 @@ async def nudge_job(ctx: Ctx, work: DueJob) -> str | None:
         else:
             unreachable += 1
     return f"sent {sent}, unreachable {unreachable}"
+
+
+# --- the weekly trend -----------------------------------------------------------------------------
+
+
+async def take_snapshot(
+    session: AsyncSession, scope: Figures, today: date
+) -> RolloutSnapshot | None:
+    """Record the unit's counts for today (once a day: a re-run overwrites) and return the
+    latest earlier snapshot, the week before in the normal run of things."""
+    stmt = (
+        select(RolloutSnapshot)
+        .where(RolloutSnapshot.unit_id == scope.unit_id, col(RolloutSnapshot.taken_on) <= today)
+        .order_by(col(RolloutSnapshot.taken_on).desc())
+        .limit(2)
+    )
+    found = list((await session.exec(stmt)).all())
+    current = found[0] if found and found[0].taken_on == today else None
+    before = next((snap for snap in found if snap.taken_on < today), None)
+    if current is None:
+        current = RolloutSnapshot(unit_id=scope.unit_id, taken_on=today)
+    for name in ("members", "smartphone", "installed", "activated", "cells", "cells_using"):
+        setattr(current, name, getattr(scope, name))
+    session.add(current)
+    return before
+
+
+def trend_text(lang: str, scope: Figures, before: RolloutSnapshot | None) -> str:
+    """Installed and activated now against the last snapshot ("+1.234 since 30/11")."""
+    if before is None:
+        return t(lang, "rd.trend.first")
+
+    def delta(now: int, then: int) -> str:
+        return ("+" if now >= then else "−") + number(lang, abs(now - then))
+
+    return t(
+        lang,
+        "rd.trend",
+        since=before.taken_on.strftime("%d/%m"),
+        installed=delta(scope.installed, before.installed),
+        activated=delta(scope.activated, before.activated),
+        using=delta(scope.cells_using, before.cells_using),
+        share=pct_text(lang, scope.of_members(scope.installed)),
+        share_before=pct_text(lang, before.installed / before.members if before.members else None),
+    )
 
 
 def setup(router: Router) -> None:
