@@ -152,7 +152,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         col(ChannelAccount.verified).is_(True),
         col(ChannelAccount.pending).is_(False),
     )
-    scope = select(Unit.id).where(_under(Unit.path, scope_path)).scalar_subquery()
+    scope = select(col(Unit.id)).where(_under(Unit.path, scope_path)).scalar_subquery()
     # The handbook system's export takes precedence over the member's own chat answer.
     installed = func.coalesce(col(Member.hb_installed), col(Member.app_installed))
     activated = func.coalesce(col(Member.hb_activated), col(Member.app_activated))
