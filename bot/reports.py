@@ -148,7 +148,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
     so a commune's or a cell's report reads its own members by index, not the whole province
     (bench/reports.py measured both shapes)."""
     registered = exists().where(
-        ChannelAccount.member_id == Member.id,
+        col(ChannelAccount.member_id) == Member.id,
         col(ChannelAccount.verified).is_(True),
         col(ChannelAccount.pending).is_(False),
     )
@@ -170,7 +170,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
                 or_(col(Member.hb_installed).is_not(None), col(Member.hb_activated).is_not(None))
             ).label("hb_known"),
         )
-        .where(Member.status == MemberStatus.active, col(Member.cell_id).in_(scope))
+        .where(col(Member.status) == MemberStatus.active, col(Member.cell_id).in_(scope))
         .group_by(col(Member.cell_id))
         .subquery()
     )
@@ -183,7 +183,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             func.max(Meeting.starts_at).label("last_meeting"),
         )
         .where(
-            Meeting.status != MeetingStatus.cancelled,
+            col(Meeting.status) != MeetingStatus.cancelled,
             col(Meeting.starts_at) <= span.end,
             col(Meeting.cell_id).in_(scope),
         )
@@ -197,7 +197,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         .subquery()
     )
     kid = aliased(Unit)
-    is_cell = ~exists().where(kid.parent_id == Unit.id)
+    is_cell = ~exists().where(col(kid.parent_id) == Unit.id)
     in_app = func.coalesce(meetings.c.in_app, 0)
     return (
         select(
@@ -263,7 +263,7 @@ async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[F
             open_tickets=int(row.open_tickets),
             last_meeting=row.last_meeting,
         )
-        for row in (await session.exec(stmt)).all()  # type: ignore[call-overload]
+        for row in (await session.exec(stmt)).all()
     ]
 
 
