@@ -140,6 +140,11 @@ def _flag(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
+# The handbook system's export takes precedence over the member's own chat answer.
+_INSTALLED = func.coalesce(col(Member.hb_installed), col(Member.app_installed))
+_ACTIVATED = func.coalesce(col(Member.hb_activated), col(Member.app_activated))
+
+
 def _unit_rows(scope_path: str, span: Window) -> Any:
     """One row per unit under the scope with its own members, meetings and open tickets.
 
@@ -153,17 +158,14 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         col(ChannelAccount.pending).is_(False),
     )
     scope = select(col(Unit.id)).where(_under(Unit.path, scope_path)).scalar_subquery()
-    # The handbook system's export takes precedence over the member's own chat answer.
-    installed = func.coalesce(col(Member.hb_installed), col(Member.app_installed))
-    activated = func.coalesce(col(Member.hb_activated), col(Member.app_activated))
     members = (
         select(
             col(Member.cell_id).label("unit_id"),
             func.count().label("members"),
             _flag(registered).label("registered"),
             _flag(col(Member.has_smartphone).is_(True)).label("smartphone"),
-            _flag(installed.is_(True)).label("installed"),
-            _flag(activated.is_(True)).label("activated"),
+            _flag(_INSTALLED.is_(True)).label("installed"),
+            _flag(_ACTIVATED.is_(True)).label("activated"),
             _flag(col(Member.hb_installed).is_(True)).label("installed_hb"),
             _flag(col(Member.hb_activated).is_(True)).label("activated_hb"),
             _flag(
