@@ -409,12 +409,17 @@ def report(
 
     settings = _settings()
     _run(_require_current_schema(settings))
-    files = {"csv_path": csv_path, "chart_path": chart_path, "xlsx_path": xlsx_path}
     try:
         click.echo(
             _run(
                 cli_report(
-                    settings, unit_path=unit_path, docx_path=docx_path, as_json=as_json, **files
+                    settings,
+                    unit_path=unit_path,
+                    csv_path=csv_path,
+                    chart_path=chart_path,
+                    xlsx_path=xlsx_path,
+                    docx_path=docx_path,
+                    as_json=as_json,
                 )
             )
         )

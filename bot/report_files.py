@@ -56,8 +56,8 @@ def levels(scope: Figures, cells: Sequence[Figures]) -> list[tuple[int, list[Fig
         for depth in range(base + 1, len(parts) - 1):
             sums.setdefault(PATH_SEP.join(parts[: depth + 1]), []).append(cell)
     by_depth: dict[int, list[Figures]] = {}
-    for path, parts in sorted(sums.items()):
-        unit = summed(0, path.rpartition(PATH_SEP)[2], path, parts)
+    for path, below in sorted(sums.items()):
+        unit = summed(0, path.rpartition(PATH_SEP)[2], path, below)
         by_depth.setdefault(path.count(PATH_SEP) - base, []).append(unit)
     return sorted(by_depth.items())
 
@@ -65,10 +65,10 @@ def levels(scope: Figures, cells: Sequence[Figures]) -> list[tuple[int, list[Fig
 def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo) -> bytes:
     """A summary sheet (one row per direct child and the total, frozen header, widths that fit
     Vietnamese names, percentages formatted, the chart) and a sheet with every cell."""
-    from openpyxl import Workbook
-    from openpyxl.drawing.image import Image
-    from openpyxl.styles import Alignment, Font
-    from openpyxl.utils import get_column_letter
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+    from openpyxl.drawing.image import Image  # type: ignore[import-untyped]
+    from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
+    from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
     book = Workbook()
     summary = book.active
@@ -225,7 +225,7 @@ def render_docx(lang: str, report: Report, difficulties: dict[str, int], tz: tzi
                 run.bold = True
         for child in [*sorted(report.children, key=lambda c: c.path), scope]:
             name = child.name if child is not scope else t(lang, "rd.total")
-            values = [
+            cells_text = [
                 name,
                 number(lang, child.members),
                 number(lang, child.smartphone),
@@ -234,7 +234,7 @@ def render_docx(lang: str, report: Report, difficulties: dict[str, int], tz: tzi
                 pct_text(lang, child.target_share),
                 f"{number(lang, child.cells_using)}/{number(lang, child.cells)}",
             ]
-            for cell, text in zip(table.add_row().cells, values, strict=True):
+            for cell, text in zip(table.add_row().cells, cells_text, strict=True):
                 cell.text = text
         doc.add_paragraph()
         doc.add_picture(io.BytesIO(render_chart(lang, report, tz)), width=Cm(16))
