@@ -281,6 +281,31 @@ def roster_import(file: Path, dry_run: bool) -> None:
         sys.exit(3)
 
 
+@main.group()
+def status() -> None:
+    """The handbook system's own install / activation statuses."""
+
+
+@status.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def status_import(file: Path) -> None:
+    """Import the handbook system's export (.csv or .xlsx).
+
+    Columns: member_code (or phone), installed, activated: có/không, yes/no, 1/0 or a date.
+    """
+    from handlers.rollout_data import StatusFileError, import_status_file
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        result = _run(import_status_file(settings.database_url, file, progress=sys.stderr.isatty()))
+    except StatusFileError as exc:
+        raise Fail(str(exc)) from None
+    click.echo(result.render())
+    if result.errors:
+        sys.exit(3)
+
+
 @main.command()
 @click.option(
     "--role",
@@ -354,6 +379,8 @@ def tickets_report(unit_path: str | None, csv_path: Path | None) -> None:
 
 # --- rollout reports ------------------------------------------------------------------------------
 
+_OUT = click.Path(dir_okay=False, path_type=Path)
+
 
 @main.command()
 @click.option("--unit", "unit_path", default=None, help="Report on this unit (default: the root).")
@@ -371,16 +398,34 @@ def tickets_report(unit_path: str | None, csv_path: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the rates per unit into this PNG file.",
 )
-def report(unit_path: str | None, csv_path: Path | None, chart_path: Path | None) -> None:
+@click.option("--xlsx", "xlsx_path", default=None, type=_OUT, help="Also write an Excel workbook.")
+@click.option("--docx", "docx_path", default=None, type=_OUT, help="Also write a Word report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def report(
+    unit_path: str | None,
+    csv_path: Path | None,
+    chart_path: Path | None,
+    xlsx_path: Path | None,
+    docx_path: Path | None,
+    as_json: bool,
+) -> None:
     """Handbook rollout by unit, weakest first: the same text as /report in the chat."""
-    from handlers.reports import ReportError, cli_report
+    from bot.report_cli import ReportError, cli_report
 
     settings = _settings()
     _run(_require_current_schema(settings))
     try:
         click.echo(
             _run(
-                cli_report(settings, unit_path=unit_path, csv_path=csv_path, chart_path=chart_path)
+                cli_report(
+                    settings,
+                    unit_path=unit_path,
+                    csv_path=csv_path,
+                    chart_path=chart_path,
+                    xlsx_path=xlsx_path,
+                    docx_path=docx_path,
+                    as_json=as_json,
+                )
             )
         )
     except (ReportError, OSError) as exc:

@@ -17,9 +17,10 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, text
+from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -72,8 +73,11 @@ class Figures:
     members: int = 0
     registered: int = 0  # a verified chat account with the assistant
     smartphone: int = 0
-    installed: int = 0
+    installed: int = 0  # the handbook system's status where imported, else the member's answer
     activated: int = 0
+    installed_hb: int = 0  # of which from the handbook system's export (sotay status import)
+    activated_hb: int = 0
+    hb_known: int = 0  # members the handbook system's export has a status for
     cells: int = 0
     cells_using: int = 0  # cells with a meeting in the window entered in the handbook app
     meetings: int = 0  # non-cancelled meetings in the window
@@ -84,6 +88,12 @@ class Figures:
     def of_members(self, count: int) -> float | None:
         """A share of the members; None (shown "—") when there are none, never a division error."""
         return count / self.members if self.members else None
+
+    @property
+    def target_share(self) -> float | None:
+        """Installed against the target (members with a smartphone), as committees count it:
+        it may exceed 1, since members outside the target install too."""
+        return self.installed / self.smartphone if self.smartphone else None
 
     @property
     def using_share(self) -> float | None:
@@ -131,6 +141,11 @@ def _flag(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
+# The handbook system's export takes precedence over the member's own chat answer.
+_INSTALLED = func.coalesce(col(Member.hb_installed), col(Member.app_installed))
+_ACTIVATED = func.coalesce(col(Member.hb_activated), col(Member.app_activated))
+
+
 def _unit_rows(scope_path: str, span: Window) -> Any:
     """One row per unit under the scope with its own members, meetings and open tickets.
 
@@ -150,8 +165,13 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             func.count().label("members"),
             _flag(registered).label("registered"),
             _flag(col(Member.has_smartphone).is_(True)).label("smartphone"),
-            _flag(col(Member.app_installed).is_(True)).label("installed"),
-            _flag(col(Member.app_activated).is_(True)).label("activated"),
+            _flag(_INSTALLED.is_(True)).label("installed"),
+            _flag(_ACTIVATED.is_(True)).label("activated"),
+            _flag(col(Member.hb_installed).is_(True)).label("installed_hb"),
+            _flag(col(Member.hb_activated).is_(True)).label("activated_hb"),
+            _flag(
+                or_(col(Member.hb_installed).is_not(None), col(Member.hb_activated).is_not(None))
+            ).label("hb_known"),
         )
         .where(col(Member.status) == MemberStatus.active, col(Member.cell_id).in_(scope))
         .group_by(col(Member.cell_id))
@@ -194,6 +214,9 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
             func.coalesce(members.c.smartphone, 0).label("smartphone"),
             func.coalesce(members.c.installed, 0).label("installed"),
             func.coalesce(members.c.activated, 0).label("activated"),
+            func.coalesce(members.c.installed_hb, 0).label("installed_hb"),
+            func.coalesce(members.c.activated_hb, 0).label("activated_hb"),
+            func.coalesce(members.c.hb_known, 0).label("hb_known"),
             func.coalesce(meetings.c.meetings, 0).label("meetings"),
             in_app.label("in_app"),
             meetings.c.last_meeting.label("last_meeting"),
@@ -233,6 +256,9 @@ async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[F
             smartphone=int(row.smartphone),
             installed=int(row.installed),
             activated=int(row.activated),
+            installed_hb=int(row.installed_hb),
+            activated_hb=int(row.activated_hb),
+            hb_known=int(row.hb_known),
             cells=int(row.is_cell),
             cells_using=int(row.using),
             meetings=int(row.meetings),
@@ -250,6 +276,9 @@ _COUNTS = (
     "smartphone",
     "installed",
     "activated",
+    "installed_hb",
+    "activated_hb",
+    "hb_known",
     "cells",
     "cells_using",
     "meetings",
@@ -273,12 +302,20 @@ def _child_path(scope_path: str, path: str) -> str | None:
     return scope_path + PATH_SEP + rest.split(PATH_SEP, 1)[0]
 
 
-async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
-    """The unit's totals and one line per direct child, worst first.
+async def scope_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
+    """Every unit of the scope with its own figures: one query serves the report and the
+    cell export alike (``sotay report --csv`` used to run it twice)."""
+    return await _scope_rows(session, unit, span)
 
-    One statement returns a row per unit in the scope (a province: a few thousand); adding them
-    up by child here is cheaper than aggregating the members a second time in SQL."""
-    rows = await _scope_rows(session, unit, span)
+
+async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
+    """The unit's totals and one line per direct child, worst first."""
+    return report_from_rows(unit, await _scope_rows(session, unit, span), span)
+
+
+def report_from_rows(unit: Unit, rows: list[Figures], span: Window) -> Report:
+    """One statement returns a row per unit in the scope (a province: a few thousand); adding
+    them up by child here is cheaper than aggregating the members a second time in SQL."""
     by_path = {row.path: row for row in rows}
     groups: dict[str, list[Figures]] = {}
     for row in rows:
@@ -305,6 +342,18 @@ async def cell_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list[
 async def laggard_cells(session: AsyncSession, *, unit: Unit, span: Window) -> list[Figures]:
     """Cells under the unit with no meeting entered in the handbook app in the window."""
     return [cell for cell in await cell_rows(session, unit=unit, span=span) if not cell.cells_using]
+
+
+async def open_difficulties(session: AsyncSession, *, unit: Unit) -> dict[str, int]:
+    """Open support requests under the unit by category (for the written report)."""
+    stmt = (
+        select(col(Ticket.category), func.count())
+        .join(Unit, col(Unit.id) == Ticket.cell_id)
+        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), _under(Unit.path, unit.path))
+        .group_by(col(Ticket.category))
+        .order_by(func.count().desc())
+    )
+    return {str(category): int(n) for category, n in (await session.exec(stmt)).all()}  # type: ignore[call-overload]
 
 
 # --- text -----------------------------------------------------------------------------------------
@@ -364,6 +413,7 @@ def cell_text(lang: str, figures: Figures, tz: tzinfo) -> list[str]:
         return t(lang, key, n=count, share=percent(figures.of_members(count)))
 
     lines = [
+        *headline_lines(lang, figures),
         t(lang, "rp.cell.members", n=figures.members),
         rate("rp.cell.registered", figures.registered),
         t(lang, "rp.cell.smartphone", n=figures.smartphone),
@@ -390,8 +440,84 @@ def render_text(lang: str, report: Report, tz: tzinfo) -> str:
         lines += ["   " + line for line in unit_lines(lang, figures)]
     total = unit_lines(lang, report.scope)
     lines += ["", t(lang, "rp.total", mark=mark(report.scope)), *total]
+    lines += headline_lines(lang, report.scope)
     lines += ["", t(lang, "rp.legend", target=round(TARGET * 100))]
     return "\n".join(lines)
+
+
+def number(lang: str, value: int) -> str:
+    """48.597 in Vietnamese, 48,597 in English."""
+    text = f"{value:,}"
+    return text.replace(",", ".") if lang == "vi" else text
+
+
+def pct1(share: float | None) -> float | None:
+    """A share as a percentage with one decimal, half up (84.37 -> 84.4), as committees round."""
+    if share is None:
+        return None
+    exact = Decimal(str(share)) * 100
+    return float(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def pct_text(lang: str, share: float | None) -> str:
+    """84,4% in Vietnamese, 84.4% in English; "—" when there is nothing to divide by."""
+    value = pct1(share)
+    if value is None:
+        return "—"
+    text = f"{value:.1f}%"
+    return text.replace(".", ",") if lang == "vi" else text
+
+
+def headline_lines(lang: str, figures: Figures) -> list[str]:
+    """The figures as the source article states them (installed / members and the share, then
+    against the target), and where the install figure came from."""
+    lines = [
+        t(
+            lang,
+            "rd.headline",
+            installed=number(lang, figures.installed),
+            members=number(lang, figures.members),
+            share=pct_text(lang, figures.of_members(figures.installed)),
+        ),
+        t(
+            lang,
+            "rd.target",
+            smartphone=number(lang, figures.smartphone),
+            share=pct_text(lang, figures.target_share),
+        ),
+    ]
+    if figures.members:
+        lines.append(
+            t(
+                lang,
+                "rd.source",
+                known=number(lang, figures.hb_known),
+                answers=number(lang, figures.members - figures.hb_known),
+            )
+        )
+    return lines
+
+
+def figures_json(figures: Figures) -> dict[str, Any]:
+    """The keys of ``sotay report --json`` for one unit (issue 12 fixes the names)."""
+    return {
+        "unit": figures.path,
+        "members": figures.members,
+        "smartphone": figures.smartphone,
+        "installed": figures.installed,
+        "activated": figures.activated,
+        "installed_pct": pct1(figures.of_members(figures.installed)),
+        "target_pct": pct1(figures.target_share),
+        "cells": figures.cells,
+        "cells_meeting_in_app": figures.cells_using,
+        "cells_meeting_in_app_pct": pct1(figures.using_share),
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The scope's figures and, under ``children``, each direct child's (by path)."""
+    children = sorted(report.children, key=lambda child: child.path)
+    return {**figures_json(report.scope), "children": [figures_json(c) for c in children]}
 
 
 # --- files ----------------------------------------------------------------------------------------

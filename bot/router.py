@@ -162,6 +162,8 @@ class Router:
                     await self._route(ctx)
                 if session.info.get("scheduled") and self.on_scheduled is not None:
                     await self.on_scheduled()
+                for work in session.info.get("after_commit", ()):  # e.g. reports: read-only
+                    await work(self.db)
             except (_Duplicate, IntegrityError) as exc:
                 if isinstance(exc, IntegrityError) and not await self._seen(event):
                     outcome = "failed"

@@ -82,7 +82,18 @@ def me_text(ctx: Ctx, data: dict[str, Any]) -> str:
         for tk in data["tickets"][-5:]
     ]
     consent = data["consent"][-1] if data["consent"] else None
-    return ctx.t(
+    handbook = person["handbook_system"]
+    system = (
+        "\n"
+        + ctx.t(
+            "rd.me.system",
+            installed=_yes_no_unknown(ctx, handbook["installed"]),
+            activated=_yes_no_unknown(ctx, handbook["activated"]),
+        )
+        if handbook["installed"] is not None or handbook["activated"] is not None
+        else ""
+    )
+    text = ctx.t(
         "me.text",
         name=person["full_name"] or "—",
         phone=display_phone(person["phone"]) if person["phone"] else "—",
@@ -101,6 +112,7 @@ def me_text(ctx: Ctx, data: dict[str, Any]) -> str:
         if consent
         else "—",
     )
+    return text + system
 
 
 def me_buttons(ctx: Ctx) -> list[list[Choice]]:

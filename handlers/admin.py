@@ -221,7 +221,7 @@ async def on_add_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if member is None:
         member = Member(source="added_by_secretary", cell_id=cell.id, created_at=ctx.now)
     member.full_name, member.phone = s["full_name"], s["phone"] or member.phone
-    member.has_smartphone = s["smartphone"]
+    member.has_smartphone, member.smartphone_source = s["smartphone"], "secretary"
     if not s["smartphone"]:
         member.app_installed = member.app_activated = False
     member.registered_at, member.status_updated_at = ctx.now, ctx.now

@@ -34,6 +34,7 @@ def apply_answers(member: Member, answers: dict[str, Any], now: datetime) -> Non
     """Copy the smartphone / install / activation answers onto the member."""
     if "smartphone" in answers:
         member.has_smartphone = answers["smartphone"]
+        member.smartphone_source = "member"
         member.app_installed = answers.get("installed", False) if answers["smartphone"] else False
         member.app_activated = answers.get("activated", False) if member.app_installed else False
         member.status_updated_at = now

@@ -171,6 +171,8 @@ async def forget_member(ctx: Ctx, member: Member) -> Forgotten:
 
     await release_claims(ctx, member_id)  # staff who leave: their tickets go back to the queue
     member.full_name = member.phone = member.member_code = member.language = None
+    # Dates of installation could single a person out among a cell's anonymous answers.
+    member.hb_installed_on = member.hb_activated_on = member.hb_updated_at = None
     member.status = MemberStatus.forgotten
     session.add(member)
     await session.flush()
@@ -374,6 +376,14 @@ async def stored_about(session: AsyncSession, member: Member) -> dict[str, Any]:
             "has_smartphone": member.has_smartphone,
             "app_installed": member.app_installed,
             "app_activated": member.app_activated,
+            "smartphone_source": member.smartphone_source,
+            "handbook_system": {
+                "installed": member.hb_installed,
+                "activated": member.hb_activated,
+                "installed_on": member.hb_installed_on and member.hb_installed_on.isoformat(),
+                "activated_on": member.hb_activated_on and member.hb_activated_on.isoformat(),
+                "imported_at": when(member.hb_updated_at),
+            },
             "registered_at": when(member.registered_at),
             "source": member.source,
         },

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
@@ -26,10 +27,11 @@ from bot import reports, scheduler
 from bot.context import Ctx
 from bot.core import Choice, Upload, View
 from bot.i18n import t
+from bot.report_cli import ReportError, cli_report  # noqa: F401  (the CLI's, re-exported)
 from bot.reports import Report, Window
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from bot.settings import Settings
+from handlers.rollout_data import take_snapshot, trend_text
 from storage import queries
 from storage.db import Database
 from storage.models import (
@@ -39,6 +41,7 @@ from storage.models import (
     OutboxMessage,
     Role,
     RoleGrant,
+    RolloutSnapshot,
     Unit,
 )
 
@@ -64,9 +67,11 @@ def home_unit(ctx: Ctx) -> Unit | None:
 def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | None = None) -> View:
     """The report text; for staff and admins, drill-down, chart, export and nudge buttons."""
     text = reports.render_text(lang, report, ctx.settings.tz)
-    if not wide:
-        return View(text)
     uid = report.scope.unit_id
+    # A cell's report names who lags behind, for its secretaries and the staff above.
+    members = [ctx.button(t(lang, "rd.btn.members"), f"a:rd:{uid}:l")] if report.is_cell else []
+    if not wide:
+        return View(text, [members] if members else [])
 
     def button(label: str, target: int, verb: str) -> Choice:
         return ctx.button(label, f"a:rp:{target}:{verb}")
@@ -81,10 +86,43 @@ def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | N
     rows.append(
         [button(t(lang, "rp.btn.chart"), uid, "c"), button(t(lang, "rp.btn.csv"), uid, "x")]
     )
+    rows.append(
+        [button(t(lang, "rd.btn.xlsx"), uid, "e"), button(t(lang, "rd.btn.docx"), uid, "w")]
+    )
     rows.append([button(t(lang, "rp.btn.nudge"), uid, "n")])
+    if members:
+        rows.append(members)
     if up is not None:
         rows.append([button(t(lang, "rp.btn.up", name=up.name), up.id or 0, "v")])
     return View(text, rows)
+
+
+class _Held:
+    """An outbox stand-in that holds replies computed in a read-only session, so they can be
+    written afterwards in a short transaction of their own."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, session: AsyncSession, **row: Any) -> None:
+        self.rows.append(row)
+
+
+def after_commit(ctx: Ctx, work: Callable[[Ctx], Awaitable[None]]) -> None:
+    """Run ``work`` once this event's write transaction has committed: it reads in a reader
+    session (on SQLite a report that held the one writer's lock made every other member's
+    message wait for it), then its replies are queued in a write transaction of a moment."""
+
+    async def run(db: Database) -> None:
+        held = _Held()
+        async with db.reader() as session:
+            services = replace(ctx.services, outbox=held)
+            await work(replace(ctx, session=session, services=services))
+        async with db.session() as session:
+            for row in held.rows:
+                ctx.services.outbox.add(session, **row)
+
+    ctx.session.info.setdefault("after_commit", []).append(run)
 
 
 async def show_report(ctx: Ctx, unit: Unit) -> None:
@@ -100,7 +138,7 @@ async def cmd_report(ctx: Ctx, args: str) -> None:
     if unit is None:
         ctx.reply(ctx.t("rp.only_staff"))
         return
-    await show_report(ctx, unit)
+    after_commit(ctx, lambda read: show_report(read, unit))
 
 
 async def on_report_action(ctx: Ctx, args: list[str]) -> None:
@@ -119,11 +157,13 @@ async def on_report_action(ctx: Ctx, args: list[str]) -> None:
         ctx.reply(ctx.t("rp.outside"))
         return
     if verb == "v":
-        await show_report(ctx, unit)
+        after_commit(ctx, lambda read: show_report(read, unit))
     elif verb == "c":
-        await send_chart(ctx, unit)
+        after_commit(ctx, lambda read: send_chart(read, unit))
     elif verb == "x":
-        await send_csv(ctx, unit)
+        after_commit(ctx, lambda read: send_csv(read, unit))
+    elif verb in ("e", "w"):
+        after_commit(ctx, lambda read: send_office_file(read, unit, verb))
     elif verb == "n":
         await ask_nudge(ctx, unit)
     elif verb == "y":
@@ -162,6 +202,29 @@ async def send_csv(ctx: Ctx, unit: Unit) -> None:
     if not ctx.can_upload:
         ctx.reply(caption + "\n\n" + ctx.t("rp.csv.elsewhere"))
         return
+    ctx.reply(View(caption, upload=Upload(name, "document", data)))
+
+
+async def send_office_file(ctx: Ctx, unit: Unit, verb: str) -> None:
+    """The Excel workbook (``e``) or the Word report (``w``) committees file upward, drawn in
+    a worker thread like the chart; channels that cannot carry files are told where to get it."""
+    tz, span = ctx.settings.tz, reports.window(ctx.now)
+    rows = await reports.scope_rows(ctx.session, unit=unit, span=span)
+    report = reports.report_from_rows(unit, rows, span)
+    kind = "xlsx" if verb == "e" else "docx"
+    caption = ctx.t(f"rd.{kind}.caption", unit=unit.name) + "\n" + _window(ctx, span)
+    if not ctx.can_upload:
+        ctx.reply(caption + "\n\n" + ctx.t("rd.file.elsewhere", kind=kind))
+        return
+    from bot import report_files
+
+    if kind == "xlsx":
+        cells = [row for row in rows if row.cells]
+        data = await asyncio.to_thread(report_files.render_xlsx, ctx.lang, report, cells, tz)
+    else:
+        difficulties = await reports.open_difficulties(ctx.session, unit=unit)
+        data = await asyncio.to_thread(report_files.render_docx, ctx.lang, report, difficulties, tz)
+    name = f"{reports.file_stem(report.scope, span, tz)}.{kind}"
     ctx.reply(View(caption, upload=Upload(name, "document", data)))
 
 
@@ -295,74 +358,28 @@ async def weekly_report_job(ctx: Ctx, work: DueJob) -> JobResult:
     if late > WEEKLY_LATE_LIMIT:
         return skip(f"{int(late.total_seconds() // 3600)}h late")
     span = reports.window(ctx.now)
-    cache: dict[int, Report] = {}
+    cache: dict[int, tuple[Report, RolloutSnapshot | None]] = {}
+    today = ctx.now.astimezone(ctx.settings.tz).date()
     admins = await admin_scopes(ctx.session)
     for member, unit in admins.values():
         if unit.id not in cache:
-            cache[unit.id or 0] = await reports.unit_report(ctx.session, unit=unit, span=span)
-        report = cache[unit.id or 0]
+            report = await reports.unit_report(ctx.session, unit=unit, span=span)
+            before = await take_snapshot(ctx.session, report.scope, today)
+            cache[unit.id or 0] = (report, before)
+        report, before = cache[unit.id or 0]
 
-        def render(lang: str, report: Report = report) -> View:
+        def render(
+            lang: str, report: Report = report, before: RolloutSnapshot | None = before
+        ) -> View:
             view = report_view(ctx, lang, report, wide=True)
             heading = t(lang, "rp.weekly.title")
             if late > timedelta(hours=1):
                 heading += "\n" + t(lang, "rp.weekly.late")
+            heading += "\n" + trend_text(lang, report.scope, before)
             return View(f"{heading}\n{view.text}", view.choices)
 
         await ctx.notify_member(member, render)
     return done(f"sent to {len(admins)}")
-
-
-# --- the operator's command -----------------------------------------------------------------------
-
-
-class ReportError(Exception):
-    """A mistake in ``sotay report``'s arguments, worded for the operator."""
-
-
-async def cli_report(
-    settings: Settings,
-    *,
-    unit_path: str | None = None,
-    csv_path: Path | None = None,
-    chart_path: Path | None = None,
-    now: datetime | None = None,
-) -> str:
-    """``sotay report``: the same text as /report (default: the root unit), and the files."""
-    lang, tz = settings.default_language, settings.tz
-    span = reports.window(now or datetime.now(UTC))
-    db = Database(settings.database_url)
-    try:
-        async with db.reader() as session:
-            unit = await _cli_unit(session, unit_path)
-            report = await reports.unit_report(session, unit=unit, span=span)
-            cells = await reports.cell_rows(session, unit=unit, span=span) if csv_path else []
-    finally:
-        await db.dispose()
-    notes = []
-    if csv_path is not None:
-        await asyncio.to_thread(csv_path.write_bytes, reports.render_csv(lang, cells, tz))
-        notes.append(t(lang, "rp.cli.csv", path=csv_path, n=len(cells)))
-    if chart_path is not None:
-        png = await asyncio.to_thread(reports.render_chart, lang, report, tz)
-        await asyncio.to_thread(chart_path.write_bytes, png)
-        notes.append(t(lang, "rp.cli.chart", path=chart_path))
-    return "\n".join([reports.render_text(lang, report, tz), *notes])
-
-
-async def _cli_unit(session: AsyncSession, unit_path: str | None) -> Unit:
-    if unit_path:
-        unit = await queries.unit_by_path(session, path=unit_path)
-        if unit is None:
-            raise ReportError(f"no unit named '{unit_path}'")
-        return unit
-    roots = list(await queries.child_units(session, parent_id=None))
-    if not roots:
-        raise ReportError("there are no units yet; import a roster first (sotay roster import)")
-    if len(roots) > 1:
-        names = ", ".join(f"'{root.path}'" for root in roots)
-        raise ReportError(f"there are several top units ({names}); choose one with --unit")
-    return roots[0]
 
 
 def setup(router: Router) -> None:

@@ -109,6 +109,7 @@ class _Known:
     phone: str | None
     cell: str | None
     smartphone: bool | None
+    answered: bool = False  # the member or the secretary said since whether they have one
 
     def values(self) -> tuple[Any, ...]:
         return self.code, self.name, self.phone, self.cell, self.smartphone
@@ -302,7 +303,8 @@ class _Plan:
                 del self.by_phone[member.phone or ""]  # the old number is free for a later row
             member.phone = row.phone
             self.by_phone[row.phone] = member
-        if row.smartphone is not None:
+        # A re-imported roster does not undo what the member or the secretary answered since.
+        if row.smartphone is not None and not member.answered:
             member.smartphone = row.smartphone
         if member.values() == before:
             self.unchanged += 1
@@ -336,16 +338,20 @@ async def _load(
         Member.cell_id,
         Member.has_smartphone,
         Member.status,
+        Member.smartphone_source,
     ).order_by(col(Member.id))
     known: list[_Known] = []
     blocked: set[str] = set()
-    for mid, code, name, phone, cell_id, smartphone, status in (await session.exec(stmt)).all():
+    for mid, code, name, phone, cell_id, smartphone, status, said in (
+        await session.exec(stmt)
+    ).all():
         if status == MemberStatus.forgotten:
             if code:
                 blocked.add(code)
             continue
         cell = paths.get(cell_id) if cell_id is not None else None
-        known.append(_Known(mid, code, name, phone, cell, smartphone))
+        answered = said in ("member", "secretary")
+        known.append(_Known(mid, code, name, phone, cell, smartphone, answered))
     return units, known, blocked
 
 
@@ -416,6 +422,7 @@ async def import_roster_text(
                     "phone": row.phone,
                     "cell_id": units[row.cell],
                     "has_smartphone": row.smartphone,
+                    "smartphone_source": "roster" if row.smartphone is not None else None,
                     "status": MemberStatus.active,
                     "source": "roster",
                     "created_at": now,

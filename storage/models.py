@@ -7,7 +7,7 @@ code (see ``UTCDateTime``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -104,6 +104,16 @@ class Member(SQLModel, table=True):
     has_smartphone: bool | None = None
     app_installed: bool | None = None
     app_activated: bool | None = None
+    # Who said last whether the member has a smartphone (roster | member | secretary): a roster
+    # re-import must not undo what the member or the secretary answered since.
+    smartphone_source: str | None = Field(default=None, max_length=16)
+    # The handbook system's own figures (``sotay status import``); they take precedence over the
+    # member's chat answers above, which are kept. ``*_on``: since when, when the export says.
+    hb_installed: bool | None = None
+    hb_activated: bool | None = None
+    hb_installed_on: date | None = None
+    hb_activated_on: date | None = None
+    hb_updated_at: datetime | None = utc_column()
     registered_at: datetime | None = utc_column()
     status_updated_at: datetime | None = utc_column()
     created_at: datetime | None = utc_column()
@@ -474,3 +484,20 @@ def utcnow() -> datetime:
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+
+class RolloutSnapshot(SQLModel, table=True):
+    """A unit's rollout counts on one day (taken by the weekly digest): the trend since last
+    week. Counts only, never about a person."""
+
+    __table_args__ = (sa.UniqueConstraint("unit_id", "taken_on", name="uq_rollout_snapshot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    taken_on: date
+    members: int = 0
+    smartphone: int = 0
+    installed: int = 0
+    activated: int = 0
+    cells: int = 0
+    cells_using: int = 0

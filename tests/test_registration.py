@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from bot.core import Inbound
+from bot.core import Inbound, View
 from storage.models import (
     Application,
     ChannelAccount,

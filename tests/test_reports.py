@@ -253,6 +253,8 @@ async def test_province_figures_are_exact_and_worst_first(world: World) -> None:
         "⚠️ Xã Hợp Thành",
         "📊 Biểu đồ",
         "📄 Xuất CSV",
+        "📗 Excel",
+        "📝 Báo cáo",
         "🔔 Nhắc các chi bộ chậm",
     ]
 
@@ -295,7 +297,8 @@ async def test_secretary_sees_only_their_own_cell(world: World) -> None:
     assert "Đảng viên: 7" in text and "Đã cài Sổ tay: 3 (43%)" in text
     assert "Cuộc họp trong kỳ: 1, đã nhập vào Sổ tay: 1" in text
     assert "Cuộc họp gần nhất: 21/11/2026" in text
-    assert "Đồng Bèn" not in text and views[-1].choices == []
+    assert "Đồng Bèn" not in text
+    assert labels(views[-1]) == ["👥 Ai chưa cài, chưa kích hoạt"]
     hop_thanh = await unit(world, HOP_THANH)
     views = await secretary.press_data(sign(world, f"a:rp:{hop_thanh.id}:v"))
     assert "ngoài phạm vi" in views[-1].text and "Xã Hợp Thành" not in views[-1].text
@@ -454,7 +457,8 @@ async def test_weekly_digest_fires_monday_0800_local_and_rearms(world: World) ->
     assert await world.app.scheduler.tick() >= 1
     await world.app.dispatcher.run_once()
     digest = admin.new()[-1]
-    assert digest.text.startswith("📬 Báo cáo tuần: triển khai Sổ tay\n📊 Triển khai Sổ tay")
+    assert digest.text.startswith("📬 Báo cáo tuần: triển khai Sổ tay\n📈 Tuần đầu ghi nhận")
+    assert "\n📊 Triển khai Sổ tay: Tỉnh Tuyên Quang" in digest.text
     assert digest.text.index("Xã Mới") < digest.text.index("Xã Kháng Nhật")
     assert "📊 Biểu đồ" in labels(digest)
     done, rearmed = await weekly_jobs(world)
