@@ -33,6 +33,7 @@ from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.reports import Figures, number, pct_text
 from bot.router import Router
+from bot.scheduler import JobResult, done
 from handlers.roster import RosterFileError, _clean, _records, read_roster
 from storage.db import Database
 from storage.models import (
@@ -462,20 +463,20 @@ async def with_account(session: AsyncSession, member_ids: list[int]) -> set[int]
 
 
 @scheduler.job(NUDGE_KIND)
-async def nudge_job(ctx: Ctx, work: DueJob) -> str | None:
+async def nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
     """Send the reminders; members who installed meanwhile, left the cell, or were reminded
     this week by another press are skipped."""
     from handlers.meetings import defer_for_quiet_hours
 
     if defer_for_quiet_hours(ctx, work):
-        return "deferred: quiet hours"
+        return done("deferred: quiet hours")
     found = await cell_laggards(ctx.session, work.ref_id or 0)
     wanted = set((work.payload or {}).get("members", []))
     prefix = week_key(ctx)
-    done = await nudged_this_week(ctx.session, prefix)
+    already = await nudged_this_week(ctx.session, prefix)
     sent = unreachable = 0
     for member in found.everyone:
-        if member.id not in wanted or member.id in done:
+        if member.id not in wanted or member.id in already:
             continue
         key = "rd.nudge.install" if member in found.not_installed else "rd.nudge.activate"
         reached = await ctx.notify_member(
@@ -487,7 +488,7 @@ async def nudge_job(ctx: Ctx, work: DueJob) -> str | None:
             sent += 1
         else:
             unreachable += 1
-    return f"sent {sent}, unreachable {unreachable}"
+    return done(f"sent {sent}, unreachable {unreachable}")
 
 
 # --- the weekly trend -----------------------------------------------------------------------------
