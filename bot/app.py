@@ -11,6 +11,7 @@ from bot.buttons import ButtonSigner
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.context import Services
+from bot.core import Inbound
 from bot.metrics import Metrics, backlogs, database_answers
 from bot.outbox import Dispatcher, Outbox
 from bot.ratelimit import RateLimiter
@@ -54,7 +55,31 @@ class App:
         self.metrics = Metrics()
         self.router.observe = self.metrics.observe_update
         self.dispatcher.on_outcome = self.metrics.observe_send
+        self.router.on_menu = self.chat_menu
+        self._menus: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def chat_menu(self, event: Inbound, names: list[str], lang: str) -> None:
+        """Give a chat the command menu of its person's roles (Telegram's per-chat command
+        scope): staff see /queue, secretaries /meeting. A member's chat gets the default list
+        back (a former role holder's menu is removed). Once per chat and process unless it
+        changes; the call runs beside the update, never inside its transaction."""
+        channel = self.channels.get(event.channel)
+        publish = getattr(channel, "publish_chat_commands", None)
+        wanted = (tuple(names), lang)
+        if publish is None or self._menus.get((event.channel, event.chat_ref)) == wanted:
+            return
+        self._menus[(event.channel, event.chat_ref)] = wanted
+        default = names == self.router.published_commands()
+        task = asyncio.create_task(publish(event.chat_ref, None if default else names, lang))
+        self._background.add(task)
+        task.add_done_callback(self._menu_done)
+
+    def _menu_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("menu.publish_failed error=%s", type(task.exception()).__name__)
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready: the database answers, timed work runs, and no due message has waited longer
@@ -96,6 +121,8 @@ class App:
     async def stop_background(self) -> None:
         """Stop timed work and sending, and wait for both, before channels and the database go."""
         await self.scheduler.stop()
+        for task in list(self._background):  # menus being published: not worth waiting for
+            task.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -100,6 +100,8 @@ class Router:
         self.on_scheduled: Callable[[], Awaitable[None]] | None = None
         # (channel, outcome, seconds) of every update, for the operator's metrics
         self.observe: Callable[[str, str, float], None] | None = None
+        # (event, the commands its registered sender may use, language): the chat's own menu
+        self.on_menu: Callable[[Inbound, list[str], str], None] | None = None
         self._locks = UserLocks()
 
     def command(
@@ -164,6 +166,8 @@ class Router:
                     await self.on_scheduled()
                 for work in session.info.get("after_commit", ()):  # e.g. reports: read-only
                     await work(self.db)
+                if self.on_menu is not None and not event.in_group and ctx.actor.registered:
+                    self.on_menu(event, self.commands_for(ctx.actor, published=True), ctx.lang)
             except (_Duplicate, IntegrityError) as exc:
                 if isinstance(exc, IntegrityError) and not await self._seen(event):
                     outcome = "failed"
@@ -280,13 +284,17 @@ class Router:
             return False
         return requires == REGISTERED or ctx.actor.holds(*requires)
 
-    def commands_for(self, actor: Actor) -> list[str]:
-        """Every private-chat command ``actor`` may use, in registration order, then /cancel."""
+    def commands_for(self, actor: Actor, *, published: bool = False) -> list[str]:
+        """Every private-chat command ``actor`` may use (only those their features list in a
+        menu when ``published``), in registration order, then /cancel."""
         allowed = [
             c.name
             for c in self.commands.values()
-            if not c.requires
-            or (actor.registered and (c.requires == REGISTERED or actor.holds(*c.requires)))
+            if (c.published or not published)
+            and (
+                not c.requires
+                or (actor.registered and (c.requires == REGISTERED or actor.holds(*c.requires)))
+            )
         ]
         return [*allowed, "cancel"]
 

@@ -273,3 +273,18 @@ async def test_webhook_refuses_wrong_secret_and_accepts_right_one(
     finally:
         await channel.stop()
         await app.close()
+
+
+async def test_a_role_holders_chat_gets_the_commands_of_their_roles(bot: Bot) -> None:
+    """Telegram's per-chat command scope: the secretary's menu holds /meeting and /queue, a
+    member's chat keeps the default list (which has neither)."""
+    secretary = bot.server.user(SECRETARY_ID, language_code="vi")
+    await secretary.send("/help")
+    await secretary.next_message()
+    await bot.server.wait_for(lambda: f"chat:{SECRETARY_ID}" in {k for k, _ in bot.server.commands})
+    menu = [c["command"] for c in bot.server.visible_commands(secretary)]
+    assert {"meeting", "queue", "approvals", "meetings"} <= set(menu)
+    described = {c["command"]: c["description"] for c in bot.server.visible_commands(secretary)}
+    assert described["meeting"] == "Tạo / quản lý cuộc họp"  # in the secretary's language
+    stranger = bot.server.user(4242, language_code="vi")
+    assert "meeting" not in [c["command"] for c in bot.server.visible_commands(stranger)]

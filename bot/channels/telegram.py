@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -248,6 +249,18 @@ class TelegramChannel:
             await self.ptb.bot.set_my_commands(commands, language_code=lang)
         default = [BotCommand(n, t(self._settings.default_language, f"cmd.{n}")) for n in names]
         await self.ptb.bot.set_my_commands(default)
+
+    async def publish_chat_commands(
+        self, chat_ref: str, names: list[str] | None, lang: str
+    ) -> None:
+        """One private chat's own menu (the commands of its person's roles, in their language);
+        ``None`` removes it, so the chat sees the default list again."""
+        scope = BotCommandScopeChat(chat_id=int(chat_ref))
+        if names is None:
+            await self.ptb.bot.delete_my_commands(scope=scope)
+            return
+        commands = [BotCommand(name, t(lang, f"cmd.{name}")) for name in names]
+        await self.ptb.bot.set_my_commands(commands, scope=scope)
 
     # --- inbound ---------------------------------------------------------------------------------
 
