@@ -43,7 +43,7 @@ JSON = dict[str, Any]
 TEXT_LIMIT = 2000
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
 CHAT_ACTIONS = frozenset({"typing", "upload_photo"})
-_NUMBERED = re.compile(r"^(\d+)\. (.+)$")
+_NUMBERED = re.compile(r"^\[(\d+)\] (.+)$")
 
 
 class ApiError(Exception):
@@ -88,7 +88,7 @@ class Delivery:
 
 
 def numbered_choices(message: JSON) -> dict[str, str]:
-    """The "N. label" lines of a bot message, label → number."""
+    """The "[N] label" lines of a bot message, label → number."""
     found = (_NUMBERED.match(line) for line in (message.get("text") or "").splitlines())
     return {match.group(2): match.group(1) for match in found if match}
 

@@ -134,7 +134,7 @@ def test_pick_without_choices_is_none() -> None:
 def test_numbered_renders_choices_under_the_text() -> None:
     choices = [Choice("Có", "a"), Choice("Không", "b")]
     assert numbered("Đồng chí có dùng điện thoại thông minh không?", choices) == (
-        "Đồng chí có dùng điện thoại thông minh không?\n\n1. Có\n2. Không"
+        "Đồng chí có dùng điện thoại thông minh không?\n───────────\n[1] Có\n[2] Không"
     )
     assert numbered("Chỉ chữ", []) == "Chỉ chữ"
 
@@ -161,3 +161,16 @@ def test_retry_after_is_kept_and_never_below_a_second() -> None:
     assert isinstance(waited, RetryLater) and waited.seconds == 7
     unknown = classify(ZaloApiError(429, "Too Many Requests"))
     assert isinstance(unknown, RetryLater) and unknown.seconds == 1
+
+
+def test_choices_stand_apart_from_an_answers_own_numbered_steps() -> None:
+    from bot.channels.zalo import RULE, numbered, pick
+    from bot.core import Choice
+
+    answer = "Cách đăng nhập:\n1. Mở ứng dụng Sổ tay\n2. Nhập mã OTP"
+    text = numbered(answer, [Choice("✓ Đã giải quyết", "a"), Choice("Chưa", "b")])
+    steps, choices = text.split(RULE)
+    assert "1. Mở ứng dụng" in steps and "[1]" not in steps
+    assert choices.strip().splitlines() == ["[1] ✓ Đã giải quyết", "[2] Chưa"]
+    offered = [["✓ Đã giải quyết", "a"], ["Chưa", "b"]]
+    assert pick(offered, "[2]") == "b" and pick(offered, "2") == "b" and pick(offered, "2.") == "b"

@@ -94,7 +94,7 @@ async def test_roster_member_registers_over_zalo_with_secretary_approval(bot: Bo
     assert numbered_choices(languages) == {"Tiếng Việt": "1", "English": "2"}
     await member.send("1")
     consent = await member.next_message()
-    assert "1. Đồng ý" in consent["text"]
+    assert "[1] Đồng ý" in consent["text"]
     await member.send("1")
     phone = await member.next_message()
     assert "gõ số điện thoại" in phone["text"]  # no contact button on Zalo
@@ -111,7 +111,7 @@ async def test_roster_member_registers_over_zalo_with_secretary_approval(bot: Bo
 
     assert await account_of(bot, "z1001") is None  # no account, no role until approved
     request = await secretary.next_message()
-    assert "Nguyễn Văn An" in request["text"] and "1. ✓ Duyệt" in request["text"]
+    assert "Nguyễn Văn An" in request["text"] and "[1] ✓ Duyệt" in request["text"]
     await secretary.send("1")
     assert "Đã duyệt" in (await secretary.next_message())["text"]
     assert "Nguyễn Văn An" in (await member.next_message())["text"]

@@ -137,11 +137,11 @@ def _label_key(label: str) -> str:
 
 
 def pick(choices: Sequence[Sequence[str]], text: str) -> str | None:
-    """The data of the choice a typed reply names: its number ("2", "2.") or its label, with or
+    """The data of the choice a typed reply names: its number ("2", "[2]") or its label, with or
     without diacritics; None when the text names none of them (it stays ordinary text)."""
     if not choices or not text or text.startswith("/"):
         return None
-    stripped = text.strip().rstrip(".)")
+    stripped = text.strip().strip("[]").rstrip(".)")  # "2", "2.", "[2]" as printed
     if stripped.isdigit():
         number = int(stripped)
         return choices[number - 1][1] if 1 <= number <= len(choices) else None
@@ -154,12 +154,17 @@ def pick(choices: Sequence[Sequence[str]], text: str) -> str | None:
 # --- outbound ------------------------------------------------------------------------------------
 
 
+RULE = "───────────"
+
+
 def numbered(text: str, choices: Sequence[Choice]) -> str:
-    """The text with its choices as "1. label" lines underneath: Zalo has no buttons."""
+    """The text with its choices as "[1] label" lines under a rule: Zalo has no buttons. The
+    brackets and the rule keep the choices apart from an answer's own numbered steps ("1. Mở
+    ứng dụng…"), so nobody takes step 1 for choice 1."""
     if not choices:
         return text
-    lines = [f"{number}. {choice.label}" for number, choice in enumerate(choices, 1)]
-    return "\n".join([text, "", *lines]) if text else "\n".join(lines)
+    lines = [f"[{number}] {choice.label}" for number, choice in enumerate(choices, 1)]
+    return "\n".join([text, RULE, *lines]) if text else "\n".join(lines)
 
 
 def _is_url(ref: str | None) -> bool:
