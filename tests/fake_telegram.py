@@ -989,6 +989,18 @@ class FakeUser(FakeChat):
         self.started = True
         return self.server.user_message(self, self, {"text": text}, reply_to=reply_to)
 
+    async def send_photo(self, caption: str | None = None, *, size: int = 48_000) -> JSON:
+        """Send the bot a photo (a screenshot), with an optional caption; the file is known to
+        the server, so the bot may send it on by its file_id."""
+        self._ensure_not_blocked()
+        self.started = True
+        stored = self.server._new_file("photo", None)
+        stored.size = size
+        content: JSON = {"photo": _file_json(stored, "photo")}
+        if caption:
+            content["caption"] = caption
+        return self.server.user_message(self, self, content)
+
     async def send_in(
         self,
         group: FakeGroup,

@@ -21,7 +21,7 @@ from bot.phones import normalize_phone
 from bot.settings import Settings
 from handlers.roster import import_roster_text
 from storage import queries
-from storage.models import ChannelAccount, Role, RoleGrant, TicketStatus
+from storage.models import ChannelAccount, DueJob, JobStatus, Role, RoleGrant, TicketStatus
 from tests.fake_telegram import FakeTelegram, FakeUser, button_texts
 from tests.harness import TELEGRAM_TOKEN, Bot, telegram_settings
 
@@ -280,3 +280,35 @@ async def test_blocked_member_staff_told_the_answer_was_not_delivered(bot: Bot) 
         lambda: any("Không gửi được câu trả lời #1" in (m["text"] or "") for m in staff.messages)
     )
     assert not any("Đang gửi câu trả lời #1" in (m["text"] or "") for m in staff.messages)
+
+
+async def test_a_screenshot_with_the_description_reaches_staff_and_the_top_is_reminded(
+    bot: Bot,
+) -> None:
+    """Two gaps found in use, over the fake Bot API: the screenshot sent with the description
+    is sent on to staff as a photo; when the top staffed unit lets the deadline pass too, its
+    staff are reminded again every SLA period until someone claims the ticket."""
+    server = bot.server
+    staff = await started(server.user(STAFF, language_code="vi"))
+    admin = await started(server.user(ADMIN, language_code="vi"))
+    member = server.user(MEMBER, language_code="vi")
+    await member.send("/support")
+    await member.press(await member.next_message(), "Tài khoản, kích hoạt, mã OTP")
+    await member.next_message()
+    await member.send_photo("Màn hình báo lỗi đăng nhập")
+    assert "Đã ghi nhận yêu cầu #1" in (await member.next_message())["text"]
+    card = await staff.next_message()
+    assert "Màn hình báo lỗi đăng nhập" in card["text"]
+    photo = await staff.next_message()
+    assert photo["method"] == "sendPhoto" and "#1" in (photo["caption"] or "")
+    for _ in range(2):  # the commune, then the province (the top), let the deadline pass
+        await bot.past_deadline()
+        assert await bot.app.scheduler.tick() >= 1
+    await next_about(admin, "Quá hạn mà chưa có ai nhận", skip=6)
+    async with bot.app.db.reader() as session:  # the next reminder, one SLA period later
+        pending = DueJob.kind == "ticket_sla", DueJob.status == JobStatus.pending
+        stmt = select(DueJob).where(*pending)
+        reminder = (await session.exec(stmt)).one()
+    bot.clock.advance(reminder.due_at - bot.clock.now() + timedelta(minutes=1))
+    assert await bot.app.scheduler.tick() >= 1
+    await next_about(admin, "nhắc lần 2", skip=6)
