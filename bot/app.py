@@ -121,8 +121,10 @@ class App:
     async def stop_background(self) -> None:
         """Stop timed work and sending, and wait for both, before channels and the database go."""
         await self.scheduler.stop()
-        for task in list(self._background):  # menus being published: not worth waiting for
-            task.cancel()
+        if self._background:  # menus being published: a moment to finish, then dropped
+            _done, late = await asyncio.wait(set(self._background), timeout=5)
+            for task in late:
+                task.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

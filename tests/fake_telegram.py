@@ -1178,6 +1178,7 @@ class FakeTelegram:
         self.files: dict[str, StoredFile] = {}
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.internal_errors: list[str] = []
+        self.disconnects = 0  # requests whose client hung up before the server could answer
         self.waiting_polls = 0
 
         self._pending: list[_Pending] = []
@@ -1591,6 +1592,9 @@ class FakeTelegram:
             result = await handler(params)
         except ApiError as error:
             return self._answer(method, params, error.code, error.body(), error.description)
+        except ConnectionResetError:  # the client went away mid-request: its doing, not a bug
+            self.disconnects += 1
+            raise
         except Exception:
             self.internal_errors.append(traceback.format_exc())
             body = ApiError(500, "Internal Server Error").body()
