@@ -16,9 +16,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 
+from bot import choices
 from bot.context import Ctx
 from bot.core import Attachment, Contact, View
-from bot.textfold import fold
 from storage.models import Dialog
 
 
@@ -161,15 +161,15 @@ async def ask(ctx: Ctx, dialog: Dialog) -> None:
 
 
 def _match_option(options: list[list[str]], text: str) -> str | None:
-    """A typed reply that names an option: its number ("2") or its label, any spelling."""
-    stripped = text.strip().rstrip(".)")
-    if stripped.isdigit() and 1 <= int(stripped) <= len(options):
-        return options[int(stripped) - 1][0]
-    folded = fold(text)
-    for value, label in options:
-        if fold(label) == folded:
-            return value
-    return None
+    """A typed reply that names an option: its number ("2"), its label in any spelling, or a
+    synonym that fits ("chưa" for "Không") — the one rule of ``bot.choices``."""
+    return choices.pick([[label, value] for value, label in options], text)
+
+
+def matches_option(dialog: Dialog, text: str | None) -> bool:
+    """Whether a typed reply names one of the options the dialog's last prompt offered."""
+    options = dialog.prompt.get("options", [])
+    return bool(options) and _match_option(options, text or "") is not None
 
 
 def interpret(

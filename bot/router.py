@@ -18,7 +18,7 @@ from enum import IntEnum
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import dialogs
+from bot import choices, dialogs
 from bot.context import Actor, Ctx, Services
 from bot.core import Inbound, View
 from bot.i18n import pick_language
@@ -217,8 +217,11 @@ class Router:
                 return
         if dialog is not None:
             ctx.lang = dialog.data.get("lang", ctx.lang)
+        offered = await self._offered_choice(ctx, dialog)
         if event.command is not None:
             await self._command(ctx, dialog, *event.command)
+        elif offered is not None:
+            await self._choice(ctx, dialog, offered)
         elif event.choice is not None:
             await self._choice(ctx, dialog, event.choice)
         elif dialog is not None and (event.text or event.contact or event.attachment):
@@ -241,6 +244,26 @@ class Router:
             ctx.reply(ctx.t(key))
         else:
             ctx.reply(ctx.t("common.unsupported"))
+
+    async def _offered_choice(self, ctx: Ctx, dialog) -> str | None:
+        """Typed text that names a choice of the chat's last message with choices (an approval
+        request, a meeting notice) is that choice, on every channel, whether or not a guided step
+        is open — unless the open step takes it: one of its own options, or free text it asks
+        for. A choice of a dialog step is never taken this way (the dialog has moved on)."""
+        event = ctx.event
+        if event.command is not None or event.choice is not None or event.attachment is not None:
+            return None
+        if not event.text or event.contact is not None:
+            return None
+        if dialog is not None and (
+            dialog.prompt.get("free_text") or dialogs.matches_option(dialog, event.text)
+        ):
+            return None
+        data = await choices.offered(ctx.session, event.channel, event.chat_ref, event.text)
+        verified = self.services.signer.verify(data) if data is not None else None
+        if verified is None or verified.startswith("d:"):
+            return None
+        return data
 
     async def _group(self, ctx: Ctx) -> None:
         """Groups (staff groups): only group commands and the group handler; never chatter."""

@@ -1,0 +1,134 @@
+"""A conversation that forgives (issue 17), written as transcripts: what the person types, what
+they must get back. Older members type labels instead of pressing, without diacritics, and use
+short synonyms; each transcript types where a button would be pressed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from bot.choices import pick
+from storage.models import Application, ApplicationStatus, ChannelAccount, Member
+from tests.conftest import Chat, World
+
+AN_PHONE = "+84912000001"  # Nguyễn Văn An, Chi bộ thôn Cầu Bâu (demo roster)
+
+
+async def rows(world: World, model, *where):  # type: ignore[no-untyped-def]
+    async with world.app.db.reader() as session:
+        return list((await session.exec(select(model).where(*where))).all())
+
+
+def texts(views) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(view.text for view in views)
+
+
+def labels(chat: Chat) -> list[str]:
+    return [choice.label for row in chat.last.choices for choice in row]
+
+
+# --- the rule, as a table --------------------------------------------------------------------
+
+YES_NO = [["Có", "yes"], ["Không", "no"]]
+INSTALLED = [["Đã cài", "yes"], ["Chưa cài", "no"]]
+APPROVAL = [["✓ Duyệt", "approve"], ["✗ Từ chối", "reject"]]
+NOTICE = [["✓ Tham dự", "attend"], ["✗ Vắng, có lý do", "absent"]]
+ATTENDANCE = [["Nguyễn Văn An", "m1"], ["Trần Thị Bình", "m2"], ["Xong ✓", "done"]]
+
+
+@pytest.mark.parametrize(
+    ("choices", "typed", "picked"),
+    [
+        (YES_NO, "co", "yes"),
+        (YES_NO, "Ừ", "yes"),
+        (YES_NO, "vâng ạ", "yes"),
+        (YES_NO, "OK", "yes"),
+        (YES_NO, "ko", "no"),
+        (YES_NO, "chưa", "no"),
+        (YES_NO, "chua a", "no"),
+        (YES_NO, "không vào được", None),  # a sentence is a question, never an answer
+        (INSTALLED, "roi", "yes"),
+        (INSTALLED, "chua cai", "no"),
+        (INSTALLED, "có", "yes"),
+        (APPROVAL, "duyet", "approve"),
+        (APPROVAL, "Duyệt", "approve"),
+        (APPROVAL, "dong y", "approve"),
+        (APPROVAL, "co", None),  # an approval is never given by a bare "yes"
+        (APPROVAL, "tu choi", "reject"),
+        (NOTICE, "co", "attend"),
+        (NOTICE, "tham du", "attend"),
+        (NOTICE, "vắng", "absent"),
+        (NOTICE, "vang", None),  # "vâng" (yes) or "vắng" (absent)? only the marks can tell
+        (ATTENDANCE, "xong", "done"),
+        (ATTENDANCE, "luu", "done"),
+        (ATTENDANCE, "tran thi binh", "m2"),
+        (ATTENDANCE, "2", "m2"),
+        (ATTENDANCE, "4", None),
+        (ATTENDANCE, "/start", None),
+    ],
+)
+def test_typed_answer_names_one_choice(
+    choices: list[list[str]], typed: str, picked: str | None
+) -> None:
+    assert pick(choices, typed) == picked
+
+
+# --- transcripts -------------------------------------------------------------------------------
+
+
+async def test_registration_answered_by_typing_without_diacritics(world: World) -> None:
+    chat = world.chat("u1")
+    await chat.say("/start")
+    await chat.say("tieng viet")
+    views = await chat.say("dong y")
+    assert views[-1].request_contact
+    views = await chat.share(AN_PHONE)
+    assert "Nguyễn Văn An" in views[-1].text
+    await chat.say("dung")  # it is me
+    await chat.say("co")  # smartphone
+    await chat.say("roi")  # installed
+    views = await chat.say("chưa")  # not logged in yet
+    assert "Đăng ký xong" in texts(views)
+    [member] = await rows(world, Member, Member.phone == AN_PHONE)
+    assert (member.has_smartphone, member.app_installed, member.app_activated) == (
+        True,
+        True,
+        False,
+    )
+
+
+async def test_secretary_approves_by_typing_the_label_outside_any_step(world: World) -> None:
+    world.recorder.typed_phones_only()
+    an, secretary = world.chat("an"), world.chat("bithu")
+    await an.say("/start")
+    await an.say("Tiếng Việt")
+    await an.say("Đồng ý")
+    await an.say("0912000001")
+    await an.say("nguyen van an")
+    await an.say("khong")  # no smartphone: the request goes out
+    request = secretary.new()
+    assert any(
+        "Duyệt" in label
+        for view in request
+        for row in view.choices
+        for label in [c.label for c in row]
+    )
+    views = await secretary.say("duyet")
+    assert "Đã duyệt" in texts(views)
+    [application] = await rows(world, Application)
+    assert application.status == ApplicationStatus.approved
+    [account] = await rows(world, ChannelAccount, ChannelAccount.user_ref == "an")
+    assert not account.pending
+
+
+async def test_text_naming_no_offered_choice_is_a_question(world: World) -> None:
+    world.recorder.typed_phones_only()
+    an, secretary = world.chat("an"), world.chat("bithu")
+    for typed in ("/start", "Tiếng Việt", "Đồng ý", "0912000001", "nguyen van an", "khong"):
+        await an.say(typed)
+    secretary.new()
+    views = await secretary.say("làm sao để cài ứng dụng sổ tay")
+    assert "Đã duyệt" not in texts(views)
+    [application] = await rows(world, Application)
+    assert application.status == ApplicationStatus.pending  # still waiting for a decision
