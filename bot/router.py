@@ -39,6 +39,7 @@ class TextStage(IntEnum):
     each stage until one takes it. A feature registers its stage with ``Router.free_text``."""
 
     TICKETS = 30  # a reply to a message about a ticket, or text while a ticket is open
+    SMALL_TALK = 50  # thanks, greetings, "ok": a kind word back, never the FAQ or staff
     QUESTIONS = 90  # everything else is a question: the FAQ answers (it always takes the text)
 
 

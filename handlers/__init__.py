@@ -16,6 +16,7 @@ def setup(router: Router) -> None:
         notices,
         registration,
         reports,
+        smalltalk,
         support,
     )
 
@@ -29,6 +30,7 @@ def setup(router: Router) -> None:
         reports,
         faq,
         fallback,
+        smalltalk,
         support,
     ):
         module.setup(router)

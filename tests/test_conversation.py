@@ -132,3 +132,32 @@ async def test_text_naming_no_offered_choice_is_a_question(world: World) -> None
     assert "Đã duyệt" not in texts(views)
     [application] = await rows(world, Application)
     assert application.status == ApplicationStatus.pending  # still waiting for a decision
+
+
+# --- small talk ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("cam on", "Không có gì"),
+        ("Cảm ơn đồng chí!", "Không có gì"),
+        ("xin chao", "Xin chào"),
+        ("alo", "Xin chào"),
+        ("ok", "Vâng ạ"),
+        ("quay lai", "không có việc nào đang làm dở"),
+    ],
+)
+async def test_small_talk_gets_a_kind_word_in_vietnamese(
+    world: World, typed: str, expected: str
+) -> None:
+    chat = world.chat("u9", lang_hint=None)
+    views = await chat.say(typed)
+    assert len(views) == 1 and expected in views[0].text
+    assert not views[0].choices  # nothing offered: no FAQ suggestions, no "send to staff"
+
+
+async def test_a_question_after_thanks_still_reaches_the_faq(world: World) -> None:
+    chat = world.chat("u9")
+    views = await chat.say("cảm ơn, cho hỏi cách cài ứng dụng trên điện thoại android")
+    assert "Không có gì" not in texts(views)

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from bot import choices as choices_rule
 from bot.channels.base import (
     Blocked,
     Capabilities,
@@ -40,7 +41,6 @@ from bot.i18n import t
 from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
-from bot import choices as choices_rule
 from bot.web import WebServer, serve_alone
 from storage.db import Database
 from storage.models import PendingChoices
