@@ -5,6 +5,8 @@ short synonyms; each transcript types where a button would be pressed.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlmodel import select
 
@@ -161,3 +163,56 @@ async def test_a_question_after_thanks_still_reaches_the_faq(world: World) -> No
     chat = world.chat("u9")
     views = await chat.say("cảm ơn, cho hỏi cách cài ứng dụng trên điện thoại android")
     assert "Không có gì" not in texts(views)
+
+
+# --- help at the moment of "not yet" -------------------------------------------------------------
+
+
+async def register_not_installed(chat: Chat) -> list:  # type: ignore[type-arg]
+    """A roster member with a Telegram contact who has not installed: 7 messages."""
+    for typed in ("/start", "Tiếng Việt", "Đồng ý"):
+        await chat.say(typed)
+    await chat.share(AN_PHONE)
+    for typed in ("Đúng, là tôi", "co"):
+        await chat.say(typed)
+    return await chat.say("chua cai")
+
+
+async def test_not_installed_reaches_install_steps_in_one_more_message(world: World) -> None:
+    chat = world.chat("u1")
+    views = await register_not_installed(chat)
+    assert "Đăng ký xong" in texts(views)
+    assert "loại nào" in views[-1].text
+    assert {"Android (Samsung, Oppo…)", "iPhone", "Nhờ bí thư chi bộ giúp", "Để sau"} <= set(
+        labels(chat)
+    )
+    views = await chat.say("android")  # the 8th message
+    assert "CH Play" in texts(views)  # the FAQ's own Android steps
+    assert "hỏi lại" in views[-1].text
+    [member] = await rows(world, Member, Member.phone == AN_PHONE)
+    assert member.app_installed is False
+
+
+async def test_check_back_asks_again_and_updates_the_status(world: World) -> None:
+    chat = world.chat("u1")
+    await register_not_installed(chat)
+    await chat.say("de sau")
+    world.clock.advance(timedelta(days=3, minutes=1))
+    await world.app.scheduler.tick()
+    await world.app.dispatcher.run_once()
+    views = chat.new()
+    assert "đã cài được Sổ tay" in views[-1].text
+    await chat.say("roi")  # installed now
+    views = await chat.say("da dang nhap")
+    assert "Đã lưu" in texts(views)
+    [member] = await rows(world, Member, Member.phone == AN_PHONE)
+    assert (member.app_installed, member.app_activated) == (True, True)
+
+
+async def test_member_asks_the_secretary_for_help(world: World) -> None:
+    chat, secretary = world.chat("u1"), world.chat("bithu")
+    await register_not_installed(chat)
+    views = await chat.say("nho bi thu")
+    assert "đã báo bí thư" in texts(views)
+    told = secretary.new()
+    assert any("Nguyễn Văn An" in v.text and "nhờ bí thư giúp" in v.text for v in told)

@@ -103,7 +103,7 @@ async def test_roster_member_registers_over_zalo_with_secretary_approval(bot: Bo
     assert "họ và tên" in ask_name["text"] and "Nguyễn" not in ask_name["text"]  # nothing shown
     await member.send("Nguyen Van An")
     confirm = await member.next_message()
-    for label in ("Có", "Có", "Có"):  # smartphone; installed; activated
+    for label in ("Có", "Đã cài", "Đã đăng nhập"):  # smartphone; installed; activated
         await member.choose(confirm, label)
         confirm = await member.next_message()
     assert "người có thẩm quyền" in confirm["text"]  # sent for approval: typed is not proven
