@@ -53,12 +53,37 @@ MAX_NAME = 100
 
 
 def full_name(text: str | None) -> str | None:
-    """A person's name as typed (spaces collapsed), or None when it cannot be one."""
+    """A person's name (spaces collapsed, proper case), or None when it cannot be one."""
     name = " ".join((text or "").split())
     letters = [ch for ch in name if not ch.isspace()]
     if not 2 <= len(name) <= MAX_NAME or not all(ch.isalpha() or ch in "'-." for ch in letters):
         return None
-    return name
+    return proper_case(name)
+
+
+def proper_case(name: str) -> str:
+    """ "tran thi lan" or "TRAN THI LAN" stored as "Tran Thi Lan"; a name typed with its own
+    capitals ("Nguyễn Văn McAn") is kept as typed."""
+    return name.title() if name.islower() or name.isupper() else name
+
+
+async def tell_unregistered(ctx: Ctx) -> None:
+    """/menu or /me before registration is complete: an applicant is told where their
+    application stands (which cell decides, since when), never "you are not registered"."""
+    application = await pending_application(ctx)
+    if application is None:
+        pending = ctx.actor.account is not None and ctx.actor.account.pending
+        ctx.reply(ctx.t("reg.still_pending" if pending else "common.not_registered"))
+        return
+    cell = await ctx.session.get(Unit, application.cell_id) if application.cell_id else None
+    key = f"reg.where.{application.kind.value}"
+    ctx.reply(
+        ctx.t(
+            key,
+            cell=unit_label(cell) if cell else "—",
+            since=local_time(ctx, application.created_at) if application.created_at else "—",
+        )
+    )
 
 
 def yes_no(ctx: Ctx) -> list[Option]:

@@ -216,3 +216,40 @@ async def test_member_asks_the_secretary_for_help(world: World) -> None:
     assert "đã báo bí thư" in texts(views)
     told = secretary.new()
     assert any("Nguyễn Văn An" in v.text and "nhờ bí thư giúp" in v.text for v in told)
+
+
+# --- applicants, names, units --------------------------------------------------------------------
+
+
+async def test_applicant_is_told_where_the_application_stands(world: World) -> None:
+    chat = world.chat("u7")
+    for typed in ("/start", "Tiếng Việt", "Đồng ý"):
+        await chat.say(typed)
+    await chat.share("0987654321")
+    await chat.say("Xin đăng ký vào chi bộ")
+    await chat.say("tran thi lan")  # stored in proper case
+    views = await chat.say("co quan xa")  # two cells of that name, in two communes
+    found = labels(chat)
+    assert "Chi bộ cơ quan xã — Xã Hợp Thành" in found
+    assert "Chi bộ cơ quan xã — Xã Kháng Nhật" in found
+    await chat.say("Chi bộ cơ quan xã — Xã Kháng Nhật")
+    await chat.say("khong")  # no smartphone
+    for command in ("/menu", "/me"):
+        views = await chat.say(command)
+        assert "chưa đăng ký" not in views[-1].text
+        assert "Chi bộ cơ quan xã — Xã Kháng Nhật" in views[-1].text
+    [application] = await rows(world, Application)
+    assert application.full_name == "Tran Thi Lan"
+
+
+async def test_me_is_in_words(world: World) -> None:
+    chat = world.chat("u1")
+    for typed in ("/start", "Tiếng Việt", "Đồng ý"):
+        await chat.say(typed)
+    await chat.share(AN_PHONE)
+    for typed in ("Đúng, là tôi", "khong"):
+        await chat.say(typed)
+    views = await chat.say("/me")
+    assert "Ngôn ngữ: Tiếng Việt" in views[-1].text
+    assert "Vai trò: —" not in views[-1].text
+    assert "Nhắn tin qua: Rec" in views[-1].text  # never an internal lower-case name
