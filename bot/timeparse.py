@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from bot.textfold import fold
 
@@ -24,6 +24,50 @@ class DateError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# Days named relative to today, as typed (folded): "hôm nay", "mai", "ngày kia".
+_RELATIVE_DAYS = {
+    "hom nay": 0,
+    "nay": 0,
+    "toi nay": 0,
+    "chieu nay": 0,
+    "sang nay": 0,
+    "mai": 1,
+    "ngay mai": 1,
+    "sang mai": 1,
+    "chieu mai": 1,
+    "toi mai": 1,
+    "kia": 2,
+    "ngay kia": 2,
+    "mot": 2,
+    "ngay mot": 2,
+    "today": 0,
+    "tomorrow": 1,
+}
+
+
+def relative_day(text: str, today: date) -> date | None:
+    """ "hôm nay", "mai", "tối mai", "ngày kia" as a date; None when the text names no day."""
+    offset = _RELATIVE_DAYS.get(" ".join(fold(text).split()))
+    return None if offset is None else today + timedelta(days=offset)
+
+
+@dataclass(frozen=True)
+class ParsedDate:
+    value: date
+    rolled: bool  # typed without a year, already past this year: moved to next year (confirm!)
+
+
+def read_date(text: str, today: date) -> ParsedDate:
+    """A typed day: relative words or day/month[/year]. A day/month already past this year is
+    read as next year's but flagged ``rolled``: the caller confirms it, never silently."""
+    relative = relative_day(text, today)
+    if relative is not None:
+        return ParsedDate(relative, rolled=False)
+    plain = _DATE.match(text)
+    value = parse_date(text, today)
+    return ParsedDate(value, rolled=bool(plain and not plain.group(3) and value.year > today.year))
 
 
 def parse_date(text: str, today: date) -> date:

@@ -253,3 +253,34 @@ async def test_me_is_in_words(world: World) -> None:
     assert "Ngôn ngữ: Tiếng Việt" in views[-1].text
     assert "Vai trò: —" not in views[-1].text
     assert "Nhắn tin qua: Rec" in views[-1].text  # never an internal lower-case name
+
+
+# --- meetings: dates and notices -----------------------------------------------------------------
+
+
+async def test_a_past_day_this_year_is_confirmed_not_moved_silently(world: World) -> None:
+    secretary = world.chat("bithu")  # the clock says 1 December 2026
+    await secretary.say("/meeting")
+    await secretary.say("sinh hoat dinh ky")
+    views = await secretary.say("30/11")
+    assert "đã qua" in views[-1].text and "2027" in views[-1].text
+    views = await secretary.say("nhap lai")
+    assert "Ngày họp" in views[-1].text
+    views = await secretary.say("mai")  # 2 December
+    assert "Mấy giờ" in views[-1].text
+
+
+async def test_member_answers_a_meeting_notice_by_typing(world: World) -> None:
+    from tests.test_meetings import create_meeting, link_members
+
+    members = await link_members(world)
+    await create_meeting(world.chat("bithu"))
+    an, binh = members["Nguyễn Văn An"], members["Trần Thị Bình"]
+    assert "Sinh hoạt chi bộ" in an.new()[-1].text
+    views = await an.say("co")
+    assert "Đã ghi: đồng chí tham dự" in texts(views)
+    binh.new()
+    views = await binh.say("vắng")
+    assert "Lý do vắng" in views[-1].text
+    views = await binh.say("om")  # "Ốm", typed without diacritics
+    assert "Đã ghi: đồng chí vắng" in texts(views)
