@@ -77,6 +77,14 @@ def _reply_groups(text: str, norm: Callable[[str], str], table: Table) -> set[st
     return {group for group, members in table.items() if key in members}
 
 
+BACK_WORDS = frozenset(["quay lai", "tro lai", "quay ve", "lui lai", "back"])
+
+
+def means_back(text: str) -> bool:
+    """ "quay lại", "trở lại", "back": the person wants the previous question again."""
+    return " ".join(_PUNCT.sub(" ", fold(text)).split()) in BACK_WORDS
+
+
 def _unique(matches: list[str]) -> str | None:
     return matches[0] if len(set(matches)) == 1 else None
 

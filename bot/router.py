@@ -80,6 +80,11 @@ class UserLocks:
             yield
 
 
+def stale_key(ctx: Ctx) -> str:
+    """An old choice is a "button" only where there are buttons; elsewhere it was a number."""
+    return "common.stale_button" if ctx.caps.buttons else "talk.stale_choice"
+
+
 class _Duplicate(Exception):
     pass
 
@@ -326,13 +331,13 @@ class Router:
         data = self.services.signer.verify(raw)
         if data is None:
             log.warning("button.forged channel=%s", ctx.event.channel)
-            ctx.reply(ctx.t("common.stale_button"))
+            ctx.reply(ctx.t(stale_key(ctx)))
             return
         kind, _, rest = data.partition(":")
         if kind == "d":
             seq, _, value = rest.partition(":")
             if dialog is None or str(dialog.seq) != seq:
-                ctx.reply(ctx.t("common.stale_button"))
+                ctx.reply(ctx.t(stale_key(ctx)))
                 if dialog is not None:
                     await dialogs.ask(ctx, dialog)
                 return
@@ -344,7 +349,7 @@ class Router:
             return
         action = self.actions.get(name)
         if action is None:
-            ctx.reply(ctx.t("common.stale_button"))
+            ctx.reply(ctx.t(stale_key(ctx)))
             return
         if not self.allowed(ctx, action.requires):
             self.refuse(ctx, action.requires)

@@ -5,6 +5,7 @@ short synonyms; each transcript types where a button would be pressed.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -284,3 +285,27 @@ async def test_member_answers_a_meeting_notice_by_typing(world: World) -> None:
     assert "Lý do vắng" in views[-1].text
     views = await binh.say("om")  # "Ốm", typed without diacritics
     assert "Đã ghi: đồng chí vắng" in texts(views)
+
+
+# --- wording -------------------------------------------------------------------------------------
+
+
+async def test_no_buttons_are_mentioned_where_there_are_none(world: World) -> None:
+    world.recorder.capabilities = dataclasses.replace(world.recorder.capabilities, buttons=False)
+    chat = world.chat("u5")
+    await chat.say("/start")
+    views = await chat.say("bảy")  # names no choice of the language question
+    assert "gõ số thứ tự" in views[0].text and "nút" not in views[0].text.lower()
+
+
+async def test_quay_lai_goes_back_one_step(world: World) -> None:
+    chat = world.chat("u1")
+    await chat.say("/start")
+    views = await chat.say("quay lai")  # at the first question: nowhere to go back to
+    assert "câu hỏi đầu tiên" in views[0].text
+    await chat.say("Tiếng Việt")
+    await chat.say("Đồng ý")
+    views = await chat.say("quay lại")
+    assert "đồng ý" in views[-1].text.lower()  # the consent question again
+    views = await chat.say("dong y")
+    assert views[-1].request_contact
