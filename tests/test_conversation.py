@@ -37,6 +37,7 @@ YES_NO = [["Có", "yes"], ["Không", "no"]]
 INSTALLED = [["Đã cài", "yes"], ["Chưa cài", "no"]]
 APPROVAL = [["✓ Duyệt", "approve"], ["✗ Từ chối", "reject"]]
 NOTICE = [["✓ Tham dự", "attend"], ["✗ Vắng, có lý do", "absent"]]
+KINDS = [["Sinh hoạt định kỳ", "regular"], ["Sinh hoạt chuyên đề", "thematic"]]
 ATTENDANCE = [["Nguyễn Văn An", "m1"], ["Trần Thị Bình", "m2"], ["Xong ✓", "done"]]
 
 
@@ -69,6 +70,9 @@ ATTENDANCE = [["Nguyễn Văn An", "m1"], ["Trần Thị Bình", "m2"], ["Xong �
         (ATTENDANCE, "2", "m2"),
         (ATTENDANCE, "4", None),
         (ATTENDANCE, "/start", None),
+        (KINDS, "dinh ky", "regular"),
+        (KINDS, "chuyen de", "thematic"),
+        (KINDS, "sinh hoat", None),  # both are
     ],
 )
 def test_typed_answer_names_one_choice(
