@@ -8,8 +8,8 @@ terminal's numbered lines) calls ``pick`` here, so a word means the same everywh
 Matching goes from the strictest reading to the loosest and stops at the first level that names
 exactly one choice: a number; the label (diacritics kept); the label folded; a synonym group
 ("ừ" is yes, "ko" is no, "lưu" is done); the first words of a label; whole words inside it
-(≥ 5 letters: "dinh ky"). Diacritics are compared
-before folding because folding merges words that mean opposite things ("vâng" yes, "vắng" absent).
+(≥ 5 letters: "dinh ky"). Diacritics are compared before folding because folding merges words
+that mean opposite things ("vâng" yes, "vắng" absent).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ _FOLDED: dict[str, frozenset[str]] = {
 Table = dict[str, frozenset[str]]
 _PARTICLES = frozenset(["ạ", "a", "nhé", "nhe", "nha", "ha", "à", "đó", "do"])
 _PUNCT = re.compile(r"[^\w\s]")
-MAX_SYNONYM_WORDS = 3
-MIN_INNER = 5  # shorter words inside a label ("co", "xa") match too much  # a longer text is a sentence (a question), not a short answer
+MAX_SYNONYM_WORDS = 3  # a longer text is a sentence (a question), not a short answer
+MIN_INNER = 5  # shorter words inside a label ("co", "xa") match too much
 
 
 def _key(text: str, norm: Callable[[str], str]) -> str:
