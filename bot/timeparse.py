@@ -100,8 +100,28 @@ class ParsedTime:
     ambiguous: bool  # "7h": morning or evening? ask before using it
 
 
+# A part of the day typed alone ("tối", "chiều nay"): the usual meeting hour, which the preview
+# shows before anything is sent (the quick choices of the time step are the same hours).
+_PART_OF_DAY = {"toi": time(19, 30), "chieu": time(14, 0), "sang": time(8, 0)}
+_DAY_WORDS = ("nay", "mai", "kia")
+
+
+def part_of_day(text: str) -> time | None:
+    """ "tối" → 19:30, "chiều nay" → 14:00, "sáng mai" → 08:00; None for anything else."""
+    words = fold(text).split()
+    if not words or len(words) > 2 or (len(words) == 2 and words[1] not in _DAY_WORDS):
+        return None
+    return _PART_OF_DAY.get(words[0])
+
+
 def parse_time(text: str) -> ParsedTime | None:
-    """19:30, 19h30, 19h, 7h30 tối, 7 giờ tối; None when it is not a time."""
+    """19:30, 19h30, 19h, 7h30 tối, 7 giờ tối, tối; None when it is not a time."""
+    usual = part_of_day(text)
+    if usual is not None:
+        return ParsedTime(usual, ambiguous=False)
+    words = fold(text).split()
+    if len(words) > 1 and words[0] in _PART_OF_DAY:  # "tối 7h" as "7h tối"
+        text = " ".join([*words[1:], words[0]])
     folded = fold(text).replace("gio", "h").replace(" h", "h")
     match = _TIME.match(folded)
     if not match or (":" not in folded and "h" not in folded and not match.group(3)):

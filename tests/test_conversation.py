@@ -313,3 +313,14 @@ async def test_quay_lai_goes_back_one_step(world: World) -> None:
     assert "đồng ý" in views[-1].text.lower()  # the consent question again
     views = await chat.say("dong y")
     assert views[-1].request_contact
+
+
+@pytest.mark.parametrize(
+    ("typed", "hour"),
+    [("tối", "19:30"), ("chieu nay", "14:00"), ("toi 7h", "19:00"), ("2h chiều", "14:00")],
+)
+def test_parts_of_the_day_are_times(typed: str, hour: str) -> None:
+    from bot.timeparse import parse_time
+
+    parsed = parse_time(typed)
+    assert parsed is not None and not parsed.ambiguous and f"{parsed.value:%H:%M}" == hour
