@@ -324,3 +324,16 @@ def test_parts_of_the_day_are_times(typed: str, hour: str) -> None:
 
     parsed = parse_time(typed)
     assert parsed is not None and not parsed.ambiguous and f"{parsed.value:%H:%M}" == hour
+
+
+async def test_ticket_confirmation_says_simply_that_staff_will_answer(world: World) -> None:
+    from tests.test_support import AN, link
+
+    an = await link(world, "an", AN)
+    await an.say("/support")
+    views = await an.say("tai khoan kich hoat")  # the category "Tài khoản, kích hoạt, mã OTP"
+    assert "chọn một" not in views[-1].text  # understood: the description is asked next
+    views = await an.say("OTP không bao giờ về máy")
+    confirmation = views[-1].text
+    assert "Đã ghi nhận yêu cầu #" in confirmation and "sẽ trả lời" in confirmation
+    assert "chuyển lên cấp trên" not in confirmation and ":" not in confirmation.split("#")[1]
