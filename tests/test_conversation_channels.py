@@ -103,3 +103,19 @@ async def test_small_talk_is_answered_kindly(bot: Bot) -> None:
     assert "Không có gì" in reply["text"]
     await member.send("alo")
     assert "Xin chào" in (await member.next_message())["text"]
+
+
+async def test_terminal_understands_the_same_typed_answers() -> None:
+    import io
+
+    from bot.channels.terminal import TerminalChannel
+    from bot.core import Choice, View
+
+    channel = TerminalChannel("an", out=io.StringIO())
+    await channel.send(
+        "an",
+        View("Đồng chí đã cài Sổ tay chưa?", [[Choice("Đã cài", "Y")], [Choice("Chưa cài", "N")]]),
+    )
+    assert channel.inbound("chua").choice == "N"
+    assert channel.inbound("roi").choice == "Y"
+    assert channel.inbound("làm sao để cài").choice is None  # a question stays text
