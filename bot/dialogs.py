@@ -16,9 +16,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 
+from bot import choices
 from bot.context import Ctx
 from bot.core import Attachment, Contact, View
-from bot.textfold import fold
 from storage.models import Dialog
 
 
@@ -161,15 +161,15 @@ async def ask(ctx: Ctx, dialog: Dialog) -> None:
 
 
 def _match_option(options: list[list[str]], text: str) -> str | None:
-    """A typed reply that names an option: its number ("2") or its label, any spelling."""
-    stripped = text.strip().rstrip(".)")
-    if stripped.isdigit() and 1 <= int(stripped) <= len(options):
-        return options[int(stripped) - 1][0]
-    folded = fold(text)
-    for value, label in options:
-        if fold(label) == folded:
-            return value
-    return None
+    """A typed reply that names an option: its number ("2"), its label in any spelling, or a
+    synonym that fits ("chưa" for "Không") — the one rule of ``bot.choices``."""
+    return choices.pick([[label, value] for value, label in options], text)
+
+
+def matches_option(dialog: Dialog, text: str | None) -> bool:
+    """Whether a typed reply names one of the options the dialog's last prompt offered."""
+    options = dialog.prompt.get("options", [])
+    return bool(options) and _match_option(options, text or "") is not None
 
 
 def interpret(
@@ -197,12 +197,31 @@ async def answer(ctx: Ctx, dialog: Dialog, reply: Answer) -> None:
     if reply.value is not None and reply.value not in {v for v, _ in prompt.get("options", [])}:
         reply = Answer(text=reply.value)
     typed_only = reply.value is None and reply.contact is None and reply.attachment is None
+    if typed_only and reply.text and choices.means_back(reply.text):
+        await back(ctx, dialog)
+        return
     if typed_only and prompt.get("options") and not prompt.get("free_text"):
-        ctx.reply(ctx.t("common.choose_option"))
+        ctx.reply(ctx.t("common.choose_option" if ctx.caps.buttons else "talk.choose_typed"))
         await ask(ctx, dialog)
         return
     next_step = await FLOWS[dialog.flow].answers[dialog.step](ctx, dialog.data, reply)
     await follow(ctx, dialog, next_step)
+
+
+BACK_TRAIL = "_back"  # the steps answered so far, in the dialog's data: "quay lại" pops one
+MAX_TRAIL = 20
+
+
+async def back(ctx: Ctx, dialog: Dialog) -> None:
+    """ "quay lại" in a guided step: the previous question again (nothing else is undone; its
+    new answer replaces the old one). At the first question there is nowhere to go back to."""
+    trail = dialog.data.get(BACK_TRAIL) or []
+    if not trail:
+        ctx.reply(ctx.t("talk.back_first"))
+    else:
+        dialog.step = trail.pop()
+        dialog.data[BACK_TRAIL] = trail
+    await ask(ctx, dialog)
 
 
 async def follow(ctx: Ctx, dialog: Dialog, next_step: Next) -> None:
@@ -215,5 +234,8 @@ async def follow(ctx: Ctx, dialog: Dialog, next_step: Next) -> None:
     elif next_step is None:
         await end(ctx, dialog)
     else:
+        if next_step != dialog.step:
+            trail = [*dialog.data.get(BACK_TRAIL, []), dialog.step][-MAX_TRAIL:]
+            dialog.data[BACK_TRAIL] = trail
         dialog.step = next_step
         await ask(ctx, dialog)

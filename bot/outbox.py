@@ -19,6 +19,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import choices
 from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
 from bot.clock import Clock
 from bot.core import View
@@ -223,6 +224,8 @@ class Dispatcher:
                 await self._postpone_chat(row, timedelta(seconds=1), counts=False)
                 return False
             view.edit_ref = target
+        if view.choices:
+            await choices.remember(self._db, row.channel, row.chat_ref, view, self._clock.now())
         try:
             external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:

@@ -20,7 +20,7 @@ from enum import IntEnum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import dialogs
+from bot import choices, dialogs
 from bot.context import Actor, Ctx, Services
 from bot.core import Inbound, View
 from bot.i18n import pick_language
@@ -42,6 +42,7 @@ class TextStage(IntEnum):
     each stage until one takes it. A feature registers its stage with ``Router.free_text``."""
 
     TICKETS = 30  # a reply to a message about a ticket, or text while a ticket is open
+    SMALL_TALK = 50  # thanks, greetings, "ok": a kind word back, never the FAQ or staff
     QUESTIONS = 90  # everything else is a question: the FAQ answers (it always takes the text)
 
 
@@ -80,6 +81,11 @@ class UserLocks:
             self._locks[key] = lock
         async with lock:
             yield
+
+
+def stale_key(ctx: Ctx) -> str:
+    """An old choice is a "button" only where there are buttons; elsewhere it was a number."""
+    return "common.stale_button" if ctx.caps.buttons else "talk.stale_choice"
 
 
 class _Duplicate(Exception):
@@ -235,8 +241,11 @@ class Router:
                 return
         if dialog is not None:
             ctx.lang = dialog.data.get("lang", ctx.lang)
+        offered = await self._offered_choice(ctx, dialog)
         if event.command is not None:
             await self._command(ctx, dialog, *event.command)
+        elif offered is not None:
+            await self._choice(ctx, dialog, offered)
         elif event.choice is not None:
             await self._choice(ctx, dialog, event.choice)
         elif dialog is not None and (event.text or event.contact or event.attachment):
@@ -259,6 +268,26 @@ class Router:
             ctx.reply(ctx.t(key))
         else:
             ctx.reply(ctx.t("common.unsupported"))
+
+    async def _offered_choice(self, ctx: Ctx, dialog: Dialog | None) -> str | None:
+        """Typed text that names a choice of the chat's last message with choices (an approval
+        request, a meeting notice) is that choice, on every channel, whether or not a guided step
+        is open — unless the open step takes it: one of its own options, or free text it asks
+        for. A choice of a dialog step is never taken this way (the dialog has moved on)."""
+        event = ctx.event
+        if event.command is not None or event.choice is not None or event.attachment is not None:
+            return None
+        if not event.text or event.contact is not None:
+            return None
+        if dialog is not None and (
+            dialog.prompt.get("free_text") or dialogs.matches_option(dialog, event.text)
+        ):
+            return None
+        data = await choices.offered(ctx.session, event.channel, event.chat_ref, event.text)
+        verified = self.services.signer.verify(data) if data is not None else None
+        if verified is None or verified.startswith("d:"):
+            return None
+        return data
 
     async def _group(self, ctx: Ctx) -> None:
         """Groups (staff groups): only group commands and the group handler; never chatter."""
@@ -344,13 +373,13 @@ class Router:
         data = self.services.signer.verify(raw)
         if data is None:
             log.warning("button.forged channel=%s", ctx.event.channel)
-            ctx.reply(ctx.t("common.stale_button"))
+            ctx.reply(ctx.t(stale_key(ctx)))
             return
         kind, _, rest = data.partition(":")
         if kind == "d":
             seq, _, value = rest.partition(":")
             if dialog is None or str(dialog.seq) != seq:
-                ctx.reply(ctx.t("common.stale_button"))
+                ctx.reply(ctx.t(stale_key(ctx)))
                 if dialog is not None:
                     await dialogs.ask(ctx, dialog)
                 return
@@ -362,7 +391,7 @@ class Router:
             return
         action = self.actions.get(name)
         if action is None:
-            ctx.reply(ctx.t("common.stale_button"))
+            ctx.reply(ctx.t(stale_key(ctx)))
             return
         if not self.allowed(ctx, action.requires):
             self.refuse(ctx, action.requires)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from bot.textfold import fold
 
@@ -24,6 +24,50 @@ class DateError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# Days named relative to today, as typed (folded): "hôm nay", "mai", "ngày kia".
+_RELATIVE_DAYS = {
+    "hom nay": 0,
+    "nay": 0,
+    "toi nay": 0,
+    "chieu nay": 0,
+    "sang nay": 0,
+    "mai": 1,
+    "ngay mai": 1,
+    "sang mai": 1,
+    "chieu mai": 1,
+    "toi mai": 1,
+    "kia": 2,
+    "ngay kia": 2,
+    "mot": 2,
+    "ngay mot": 2,
+    "today": 0,
+    "tomorrow": 1,
+}
+
+
+def relative_day(text: str, today: date) -> date | None:
+    """ "hôm nay", "mai", "tối mai", "ngày kia" as a date; None when the text names no day."""
+    offset = _RELATIVE_DAYS.get(" ".join(fold(text).split()))
+    return None if offset is None else today + timedelta(days=offset)
+
+
+@dataclass(frozen=True)
+class ParsedDate:
+    value: date
+    rolled: bool  # typed without a year, already past this year: moved to next year (confirm!)
+
+
+def read_date(text: str, today: date) -> ParsedDate:
+    """A typed day: relative words or day/month[/year]. A day/month already past this year is
+    read as next year's but flagged ``rolled``: the caller confirms it, never silently."""
+    relative = relative_day(text, today)
+    if relative is not None:
+        return ParsedDate(relative, rolled=False)
+    plain = _DATE.match(text)
+    value = parse_date(text, today)
+    return ParsedDate(value, rolled=bool(plain and not plain.group(3) and value.year > today.year))
 
 
 def parse_date(text: str, today: date) -> date:
@@ -56,8 +100,28 @@ class ParsedTime:
     ambiguous: bool  # "7h": morning or evening? ask before using it
 
 
+# A part of the day typed alone ("tối", "chiều nay"): the usual meeting hour, which the preview
+# shows before anything is sent (the quick choices of the time step are the same hours).
+_PART_OF_DAY = {"toi": time(19, 30), "chieu": time(14, 0), "sang": time(8, 0)}
+_DAY_WORDS = ("nay", "mai", "kia")
+
+
+def part_of_day(text: str) -> time | None:
+    """ "tối" → 19:30, "chiều nay" → 14:00, "sáng mai" → 08:00; None for anything else."""
+    words = fold(text).split()
+    if not words or len(words) > 2 or (len(words) == 2 and words[1] not in _DAY_WORDS):
+        return None
+    return _PART_OF_DAY.get(words[0])
+
+
 def parse_time(text: str) -> ParsedTime | None:
-    """19:30, 19h30, 19h, 7h30 tối, 7 giờ tối; None when it is not a time."""
+    """19:30, 19h30, 19h, 7h30 tối, 7 giờ tối, tối; None when it is not a time."""
+    usual = part_of_day(text)
+    if usual is not None:
+        return ParsedTime(usual, ambiguous=False)
+    words = fold(text).split()
+    if len(words) > 1 and words[0] in _PART_OF_DAY:  # "tối 7h" as "7h tối"
+        text = " ".join([*words[1:], words[0]])
     folded = fold(text).replace("gio", "h").replace(" h", "h")
     match = _TIME.match(folded)
     if not match or (":" not in folded and "h" not in folded and not match.group(3)):

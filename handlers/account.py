@@ -10,11 +10,12 @@ from bot import dialogs
 from bot.context import Actor, Ctx
 from bot.core import Choice, Upload, View
 from bot.dialogs import Answer, Next, Option, Prompt
+from bot.i18n import catalog
 from bot.phones import display_phone
 from bot.router import ANYONE, REGISTERED, Router
 from handlers import privacy
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
-from handlers.registration import status_steps
+from handlers.registration import status_steps, tell_unregistered
 
 status_flow = dialogs.flow("status")
 lang_flow = dialogs.flow("lang")
@@ -23,7 +24,7 @@ forget_flow = dialogs.flow("forget")
 
 async def cmd_menu(ctx: Ctx, args: str) -> None:
     if not ctx.actor.registered:
-        ctx.reply(ctx.t("common.not_registered"))
+        await tell_unregistered(ctx)
         return
     ctx.reply(menu_view(ctx))
 
@@ -59,7 +60,9 @@ async def cmd_privacy(ctx: Ctx, args: str) -> None:
 async def cmd_me(ctx: Ctx, args: str) -> None:
     """Everything stored about the member, in words; the same as a JSON file where possible."""
     member = ctx.actor.member
-    assert member is not None
+    if member is None or not ctx.actor.registered:
+        await tell_unregistered(ctx)
+        return
     data = await privacy.stored_about(ctx.session, member)
     ctx.reply(View(me_text(ctx, data), me_buttons(ctx)))
 
@@ -102,7 +105,8 @@ def me_text(ctx: Ctx, data: dict[str, Any]) -> str:
         smartphone=_yes_no_unknown(ctx, person["has_smartphone"]),
         installed=_yes_no_unknown(ctx, person["app_installed"]),
         activated=_yes_no_unknown(ctx, person["app_activated"]),
-        channels=", ".join(sorted({a["channel"] for a in data["accounts"]})) or "—",
+        channels=", ".join(sorted({channel_name(ctx, a["channel"]) for a in data["accounts"]}))
+        or "—",
         language=ctx.t(f"me.language.{ctx.lang}"),
         replies="\n".join(replies) or "—",
         attendance=ctx.t("me.attendance", present=present, total=len(data["attendance"])),
@@ -113,6 +117,12 @@ def me_text(ctx: Ctx, data: dict[str, Any]) -> str:
         else "—",
     )
     return text + system
+
+
+def channel_name(ctx: Ctx, channel: str) -> str:
+    """A messenger as a person names it ("Zalo", "máy tính"), not its internal name."""
+    key = f"me.channel.{channel}"
+    return ctx.t(key) if key in catalog(ctx.lang) else channel.capitalize()
 
 
 def me_buttons(ctx: Ctx) -> list[list[Choice]]:
@@ -232,9 +242,9 @@ async def on_forget(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 def setup(router: Router) -> None:
     router.command("help", requires=ANYONE)(cmd_help)
-    router.command("menu", requires=REGISTERED)(cmd_menu)
+    router.command("menu", requires=ANYONE)(cmd_menu)
     router.command("privacy", requires=ANYONE)(cmd_privacy)
-    router.command("me", requires=REGISTERED)(cmd_me)
+    router.command("me", requires=ANYONE)(cmd_me)
     router.command("status", requires=REGISTERED)(cmd_status)
     router.command("lang", requires=ANYONE)(cmd_lang)
     router.command("forget", requires=REGISTERED)(cmd_forget)

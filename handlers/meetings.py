@@ -24,7 +24,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from bot.timeparse import DateError, parse_date, parse_time
+from bot.timeparse import DateError, parse_time, read_date
 from handlers.broadcast import send_broadcast
 from storage import queries
 from storage.models import (
@@ -205,14 +205,35 @@ async def on_date(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         s["cal"] = a.value[1:]
         return "date"
     try:
-        chosen = (
-            date.fromisoformat(a.value[1:]) if a.value else parse_date(a.text or "", _today(ctx))
-        )
+        typed = None if a.value else read_date(a.text or "", _today(ctx))
     except DateError as exc:
         return Retry(f"mt.date.{exc.reason}")
+    chosen = typed.value if typed else date.fromisoformat((a.value or "d")[1:])
     if chosen < _today(ctx):
         return Retry("mt.date.past")
     s["date"] = chosen.isoformat()
+    if typed is not None and typed.rolled:  # "01/12" on 2 December: next year? ask, never guess
+        return "date_confirm"
+    return _after_edit(s, "time")
+
+
+@create_flow.ask("date_confirm")
+async def ask_date_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    chosen = date.fromisoformat(s["date"])
+    return Prompt(
+        ctx.t("mtdate.rolled", day=f"{chosen:%d/%m}", year=chosen.year),
+        [
+            Option("yes", ctx.t("mtdate.rolled.yes", year=chosen.year)),
+            Option("no", ctx.t("mtdate.rolled.no")),
+        ],
+    )
+
+
+@create_flow.answer("date_confirm")
+async def on_date_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    if a.value != "yes":
+        s.pop("date", None)
+        return "date"
     return _after_edit(s, "time")
 
 

@@ -180,6 +180,7 @@ async def forget_member(ctx: Ctx, member: Member) -> Forgotten:
     await forget_tickets(session, member_id)
     await _erase_rows(session, member_id, chats, users)
     await _redact_outbox(session, member_id, chats, needles, refs, receipt)
+    await _redact_offered_choices(session, needles)
     session.add(
         ConsentRecord(
             member_id=None,
@@ -297,6 +298,14 @@ async def _redact_outbox(
         if row.status == OutboxStatus.sent:
             receipt.not_recallable += 1
     del refs  # messenger ids never appear in payloads; rows to the member's chats are deleted
+
+
+async def _redact_offered_choices(session: AsyncSession, needles: list[str]) -> None:
+    """Choices kept answerable in other people's chats (bot/choices.py) that name the member
+    (an attendance list, an approval) are dropped: the message itself is redacted above."""
+    for row in (await session.exec(select(PendingChoices))).all():
+        if redact_payload({"choices": row.choices}, needles) is not None:
+            await session.delete(row)
 
 
 async def leave_no_trace(ctx: Ctx) -> None:

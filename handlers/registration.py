@@ -10,13 +10,13 @@ Someone not in the roster applies to the cell they pick. Declining consent store
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot import dialogs
+from bot import dialogs, scheduler
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -37,25 +37,53 @@ from storage.models import (
     Application,
     ApplicationKind,
     ApplicationStatus,
+    DueJob,
     Invite,
     Member,
+    MemberStatus,
     Role,
     Unit,
 )
-from storage.queries import ensure_grant, grants_of, member_by_phone, unit_by_path
+from storage.queries import ensure_grant, grants_of, holders, member_by_phone, unit_by_path
 
 register = dialogs.flow("register")
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
+SECRETARIES = (Role.secretary, Role.deputy)
 MAX_NAME = 100
 
 
 def full_name(text: str | None) -> str | None:
-    """A person's name as typed (spaces collapsed), or None when it cannot be one."""
+    """A person's name (spaces collapsed, proper case), or None when it cannot be one."""
     name = " ".join((text or "").split())
     letters = [ch for ch in name if not ch.isspace()]
     if not 2 <= len(name) <= MAX_NAME or not all(ch.isalpha() or ch in "'-." for ch in letters):
         return None
-    return name
+    return proper_case(name)
+
+
+def proper_case(name: str) -> str:
+    """ "tran thi lan" or "TRAN THI LAN" stored as "Tran Thi Lan"; a name typed with its own
+    capitals ("Nguyễn Văn McAn") is kept as typed."""
+    return name.title() if name.islower() or name.isupper() else name
+
+
+async def tell_unregistered(ctx: Ctx) -> None:
+    """/menu or /me before registration is complete: an applicant is told where their
+    application stands (which cell decides, since when), never "you are not registered"."""
+    application = await pending_application(ctx)
+    if application is None:
+        pending = ctx.actor.account is not None and ctx.actor.account.pending
+        ctx.reply(ctx.t("reg.still_pending" if pending else "common.not_registered"))
+        return
+    cell = await ctx.session.get(Unit, application.cell_id) if application.cell_id else None
+    key = f"reg.where.{application.kind.value}"
+    ctx.reply(
+        ctx.t(
+            key,
+            cell=unit_label(cell) if cell else "—",
+            since=local_time(ctx, application.created_at) if application.created_at else "—",
+        )
+    )
 
 
 def yes_no(ctx: Ctx) -> list[Option]:
@@ -219,7 +247,8 @@ async def ask_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     cell = await ctx.session.get(Unit, member.cell_id) if member and member.cell_id else None
     where = cell.name if cell else ctx.t("reg.no_cell")
     return Prompt(
-        ctx.t("reg.confirm", name=member.full_name if member else "?", cell=where), yes_no(ctx)
+        ctx.t("reg.confirm", name=member.full_name if member else "?", cell=where),
+        fitting(ctx, "confirm"),
     )
 
 
@@ -303,21 +332,198 @@ def status_steps(flow: dialogs.Flow, finish: dialogs.AnswerFn) -> None:
 
     @flow.ask("q_installed")
     async def ask_installed(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-        return Prompt(ctx.t("reg.q.installed"), yes_no(ctx), columns=2)
+        return Prompt(ctx.t("reg.q.installed"), fitting(ctx, "installed"), columns=2)
 
     @flow.answer("q_installed")
     async def on_installed(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-        s["answers"]["installed"] = a.value == "yes"
-        return "q_activated" if a.value == "yes" else await finish(ctx, s, a)
+        s.setdefault("answers", {})["installed"] = a.value == "yes"
+        if a.value == "yes":
+            return "q_activated"
+        return await then_help(ctx, s, await finish(ctx, s, a), NEED_INSTALL)
 
     @flow.ask("q_activated")
     async def ask_activated(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-        return Prompt(ctx.t("reg.q.activated"), yes_no(ctx), columns=2)
+        return Prompt(ctx.t("reg.q.activated"), fitting(ctx, "activated"), columns=2)
 
     @flow.answer("q_activated")
     async def on_activated(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-        s["answers"]["activated"] = a.value == "yes"
-        return await finish(ctx, s, a)
+        s.setdefault("answers", {})["activated"] = a.value == "yes"
+        done = await finish(ctx, s, a)
+        return done if a.value == "yes" else await then_help(ctx, s, done, NEED_LOGIN)
+
+    @flow.ask("not_yet")
+    async def ask_not_yet(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+        return await not_yet_prompt(ctx, s)
+
+    @flow.answer("not_yet")
+    async def on_not_yet(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+        return await not_yet_answer(ctx, s, a)
+
+
+# --- help at the moment of "not yet" -------------------------------------------------------------
+
+NEED_INSTALL, NEED_LOGIN = "install", "login"
+HELP_ENTRIES = {"android": "install_android", "iphone": "install_iphone", "login": "first_login"}
+CHECK_BACK = timedelta(days=3)
+
+
+def fitting(ctx: Ctx, question: str) -> list[Option]:
+    """Answers worded like the question ("Đã cài" / "Chưa cài"): an older member answers the
+    question asked, and "chưa" or "rồi" typed to them is understood (bot.choices)."""
+    return [
+        Option("yes", ctx.t(f"ask.{question}.yes")),
+        Option("no", ctx.t(f"ask.{question}.no")),
+    ]
+
+
+async def then_help(ctx: Ctx, s: dict[str, Any], done: Next, need: str) -> Next:
+    """After the last status answer was "not yet", stay one more step to offer help, instead of
+    leaving the member at the moment the rollout needs them most."""
+    if done is not None:
+        return done
+    s["need"] = need
+    return "not_yet"
+
+
+async def not_yet_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    need = s.get("need", NEED_INSTALL)
+    if need == NEED_INSTALL:
+        options = [
+            Option("android", ctx.t("notyet.android")),
+            Option("iphone", ctx.t("notyet.iphone")),
+        ]
+    else:
+        options = [Option("login", ctx.t("notyet.login_steps"))]
+    if await _cell_secretaries(ctx):
+        options.append(Option("secretary", ctx.t("notyet.secretary")))
+    options.append(Option("later", ctx.t("notyet.later")))
+    return Prompt(ctx.t(f"notyet.ask.{need}"), options)
+
+
+async def not_yet_answer(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    """Steps for their phone (from the FAQ), or their secretary told (choosing that option is
+    the member's consent), and in every case a check-back in a few days."""
+    need = s.get("need", NEED_INSTALL)
+    if a.value in HELP_ENTRIES:
+        ctx.reply(await faq_steps(ctx, HELP_ENTRIES[a.value]))
+    elif a.value == "secretary":
+        told = await tell_secretaries(ctx, need)
+        ctx.reply(ctx.t("notyet.secretary_told" if told else "notyet.no_secretary"))
+    member = ctx.actor.member if ctx.actor.registered else None
+    if member is not None:
+        await schedule_check_back(ctx, member)
+        ctx.reply(ctx.t("notyet.check_back", n=CHECK_BACK.days))
+    return None
+
+
+async def faq_steps(ctx: Ctx, entry_id: str) -> str:
+    """The FAQ's own answer (one source for the install steps, edited with /faqedit)."""
+    from handlers.faq import SERVICE
+
+    index = await SERVICE.index(ctx.session, ctx.now)
+    try:
+        entry = index.kb.get(entry_id)
+    except KeyError:
+        return ctx.t("notyet.steps_missing")
+    return entry.answer.get(ctx.lang) or entry.answer["vi"]
+
+
+async def _cell_secretaries(ctx: Ctx) -> list[Member]:
+    member = ctx.actor.member if ctx.actor.registered else None
+    if member is None or member.cell_id is None:
+        return []
+    found = await holders(ctx.session, unit_id=member.cell_id, roles=SECRETARIES)
+    return [m for m in found if m.id != member.id]
+
+
+async def tell_secretaries(ctx: Ctx, need: str) -> int:
+    """Tell the member's cell secretaries who needs help, and with what."""
+    member = ctx.actor.member
+    secretaries = await _cell_secretaries(ctx)
+    if member is None or not secretaries:
+        return 0
+    cell = await ctx.session.get(Unit, member.cell_id)
+    for secretary in secretaries:
+        await ctx.notify_member(
+            secretary,
+            lambda lang: View(
+                t(
+                    lang,
+                    f"notyet.to_secretary.{need}",
+                    name=member.full_name or "",
+                    cell=cell.name if cell else "",
+                )
+            ),
+        )
+    return len(secretaries)
+
+
+async def schedule_check_back(ctx: Ctx, member: Member) -> None:
+    """One pending check-back per member: a newer "not yet" moves it."""
+    await scheduler.cancel(ctx.session, ref_id=member.id or 0, kinds=(CHECK_BACK_JOB,))
+    scheduler.schedule(
+        ctx.session,
+        kind=CHECK_BACK_JOB,
+        due_at=ctx.now + CHECK_BACK,
+        now=ctx.now,
+        ref_id=member.id,
+        member_id=member.id,
+    )
+
+
+CHECK_BACK_JOB = "reg_checkback"
+
+
+@scheduler.job(CHECK_BACK_JOB)
+async def check_back_job(ctx: Ctx, work: DueJob) -> str | None:
+    """Ask again whether they installed / logged in; their answer updates their status."""
+    member = await ctx.session.get(Member, work.member_id) if work.member_id else None
+    if member is None or member.status != MemberStatus.active:
+        return "skip: member gone"
+    if member.app_activated:
+        return "skip: already logged in"
+    need = NEED_LOGIN if member.app_installed else NEED_INSTALL
+    question = "activated" if need == NEED_LOGIN else "installed"
+    sent = await ctx.notify_member(
+        member,
+        lambda lang: View(
+            t(lang, f"notyet.again.{need}"),
+            [
+                [
+                    ctx.button(t(lang, f"ask.{question}.yes"), f"a:chk:{need}:yes"),
+                    ctx.button(t(lang, f"ask.{question}.no"), f"a:chk:{need}:no"),
+                ]
+            ],
+        ),
+    )
+    return None if sent else "skip: no account"
+
+
+async def on_check_back(ctx: Ctx, args: list[str]) -> None:
+    """The member's answer to a check-back: saved at once; "not yet" offers help again."""
+    member = ctx.actor.member
+    if member is None or len(args) != 2 or args[0] not in (NEED_INSTALL, NEED_LOGIN):
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    need, answer = args
+    data: dict[str, Any] = {"lang": ctx.lang, "answers": {"smartphone": True}}
+    if need == NEED_INSTALL and answer == "yes":
+        data["answers"]["installed"] = True
+        await dialogs.start(ctx, "status", "q_activated", data)
+        return
+    if answer == "yes":
+        member.app_installed = member.app_activated = True
+        member.has_smartphone = True
+        member.status_updated_at = ctx.now
+        ctx.session.add(member)
+        ctx.reply(ctx.t("notyet.glad"))
+        return
+    data["answers"]["installed"] = need == NEED_LOGIN
+    data["answers"]["activated"] = False
+    apply_answers(member, data["answers"], ctx.now)
+    ctx.session.add(member)
+    data["need"] = need
+    await dialogs.start(ctx, "status", "not_yet", data)
 
 
 # --- finishing -----------------------------------------------------------------------------------
@@ -486,3 +692,4 @@ status_steps(register, finish_registration)
 
 def setup(router: Router) -> None:
     router.command("start", requires=ANYONE)(cmd_start)
+    router.action("chk")(on_check_back)

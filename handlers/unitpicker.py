@@ -28,12 +28,26 @@ async def _root(ctx: Ctx, state: dict[str, Any]) -> Unit | None:
     return await ctx.session.get(Unit, root_id) if root_id else None
 
 
+def _labels(units: list[Unit]) -> list[str]:
+    """Names as shown; two units of the same name ("Chi bộ cơ quan xã" in two communes) carry
+    their parent's name too, so a person picks the right one."""
+    names = [u.name for u in units]
+    return [
+        f"{u.name} — {u.path.split(queries.PATH_SEP)[-2]}"
+        if names.count(u.name) > 1 and queries.PATH_SEP in u.path
+        else u.name
+        for u in units
+    ]
+
+
 async def prompt(ctx: Ctx, state: dict[str, Any], *, question_key: str) -> Prompt:
     """Children of the current node (a page of them), or the units found by the last search."""
     found = state.get("pick_found")
     if found:
-        units = [await ctx.session.get(Unit, unit_id) for unit_id in found]
-        options = [Option(f"u{u.id}", u.name) for u in units if u is not None]
+        units = [u for u in [await ctx.session.get(Unit, unit_id) for unit_id in found] if u]
+        options = [
+            Option(f"u{u.id}", label) for u, label in zip(units, _labels(units), strict=True)
+        ]
         options.append(Option("browse", ctx.t("picker.browse")))
         return Prompt(ctx.t("picker.found"), options, free_text=True)
     parent_id = state.get("pick_parent") or state.get("pick_root")

@@ -101,7 +101,7 @@ async def test_admin_invites_staff_for_a_commune_and_role_is_granted(world: Worl
     await staff.press("Tiếng Việt")
     await staff.press("Đồng ý")
     await staff.share("0912000003")  # in the roster: Lê Văn Cường
-    await staff.press("Có")
+    await staff.press("Đúng, là tôi")
     await staff.press("Không")
     [cuong] = await all_rows(world, Member, Member.phone == "+84912000003")
     grants = await all_rows(world, RoleGrant, RoleGrant.member_id == cuong.id)

@@ -27,7 +27,7 @@ async def register_an(chat: Chat) -> None:
     await chat.press("Tiếng Việt")
     await chat.press("Đồng ý")
     await chat.share(AN_PHONE)
-    for answer in ("Có", "Có", "Có", "Không"):
+    for answer in ("Đúng, là tôi", "Có", "Đã cài", "Đã đăng nhập"):
         await chat.press(answer)
     assert "Đăng ký xong" in chat.last.text
 

@@ -34,11 +34,12 @@ async def register_an(chat: Chat, *, lang: str = "Tiếng Việt") -> None:
     await chat.press(lang)
     await chat.press("Đồng ý" if lang == "Tiếng Việt" else "I agree")
     await chat.share(AN_PHONE)
-    yes = "Có" if lang == "Tiếng Việt" else "Yes"
-    await chat.press(yes)  # it is me
-    await chat.press(yes)  # smartphone
-    await chat.press(yes)  # installed
-    await chat.press("Không" if lang == "Tiếng Việt" else "No")  # not logged in yet
+    vi = lang == "Tiếng Việt"
+    await chat.press("Đúng, là tôi" if vi else "Yes, that's me")
+    await chat.press("Có" if vi else "Yes")  # smartphone
+    await chat.press("Đã cài" if vi else "Installed")
+    await chat.press("Chưa đăng nhập" if vi else "Not yet")  # not logged in yet: help offered
+    await chat.press("Để sau" if vi else "Later")
 
 
 async def test_roster_member_registers_with_shared_contact(world: World) -> None:
@@ -51,11 +52,13 @@ async def test_roster_member_registers_with_shared_contact(world: World) -> None
     assert views[-1].request_contact
     views = await chat.share(AN_PHONE)
     assert "Nguyễn Văn An" in views[-1].text and "Cầu Bâu" in views[-1].text
+    await chat.press("Đúng, là tôi")
     await chat.press("Có")
-    await chat.press("Có")
-    await chat.press("Có")
-    views = await chat.press("Không")
-    assert "Đăng ký xong" in views[-1].text and views[-1].choices  # the menu
+    await chat.press("Đã cài")
+    views = await chat.press("Chưa đăng nhập")
+    assert "Đăng ký xong" in views[0].text and views[0].choices  # the menu
+    assert "đăng nhập" in views[-1].text  # then help with logging in
+    await chat.press("Để sau")
     [member] = await rows(world, Member, Member.phone == AN_PHONE)
     assert (member.has_smartphone, member.app_installed, member.app_activated) == (
         True,
@@ -72,7 +75,7 @@ async def test_roster_member_registers_with_shared_contact(world: World) -> None
 async def test_english_registration_uses_english_texts(world: World) -> None:
     chat = world.chat("u-en", lang_hint="en")
     await register_an(chat, lang="English")
-    assert "You are registered" in chat.last.text
+    assert any("You are registered" in v.text for v in world.recorder.sent["u-en"])
     views = await chat.say("/me")
     assert "Nguyễn Văn An" in views[-1].text and "Logged in: No" in views[-1].text
 
@@ -172,8 +175,8 @@ async def test_applicant_not_in_roster_is_approved_by_the_cell_secretary(world: 
     assert "Chi bộ thôn Cầu Bâu" in [c.label for row in views[-1].choices for c in row]
     await chat.press("Chi bộ thôn Cầu Bâu")
     await chat.press("Có")
-    await chat.press("Có")
-    await chat.press("Có")
+    await chat.press("Đã cài")
+    await chat.press("Đã đăng nhập")
     assert "Cầu Bâu" in chat.last.text
     secretary = world.chat("bithu")
     assert "Nguyễn Thị Mới" in secretary.new()[-1].text
@@ -366,8 +369,8 @@ async def test_status_updates_answers(world: World) -> None:
     await register_an(chat)
     await chat.say("/status")
     await chat.press("Có")
-    await chat.press("Có")
-    views = await chat.press("Có")
+    await chat.press("Đã cài")
+    views = await chat.press("Đã đăng nhập")
     assert "Đã lưu" in views[-1].text
     [member] = await rows(world, Member, Member.phone == AN_PHONE)
     assert member.app_activated is True

@@ -66,7 +66,7 @@ async def test_roster_member_registers_through_telegram(bot: Bot) -> None:
     assert "Cảm ơn" in (await hoa.next_message())["text"]
     msg = await hoa.next_message()
     assert "Nguyễn Văn An" in msg["text"]
-    for answer in ("Có", "Có", "Có", "Có"):
+    for answer in ("Đúng, là tôi", "Có", "Đã cài", "Đã đăng nhập"):
         await hoa.press(msg, answer)
         msg = await hoa.next_message()
     assert "Đăng ký xong" in msg["text"]
@@ -133,7 +133,7 @@ async def register(bot: Bot, user_id: int):  # type: ignore[no-untyped-def]
     await user.share_contact(phone=AN_PHONE)
     await user.next_message()
     msg = await user.next_message()
-    for answer in ("Có", "Không"):
+    for answer in ("Đúng, là tôi", "Không"):
         await user.press(msg, answer)
         msg = await user.next_message()
     assert "Đăng ký xong" in msg["text"]

@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from bot import choices
 from bot.channels.base import Capabilities, RetryLater
 from bot.core import Inbound, Upload, View, clean_text
-from bot.textfold import fold
 
 PROMPT = "> "
 _ids = itertools.count(1)
@@ -84,7 +84,4 @@ class TerminalChannel:
     def _pressed(self, text: str) -> str | None:
         if not self._choices or text.startswith("/"):
             return None
-        if text.isdigit() and 1 <= int(text) <= len(self._choices):
-            return self._choices[int(text) - 1][1]
-        folded = fold(text)
-        return next((data for label, data in self._choices if fold(label) == folded), None)
+        return choices.pick([list(pair) for pair in self._choices], text)

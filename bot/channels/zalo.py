@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from bot import choices as choices_rule
 from bot.channels.base import (
     Blocked,
     Capabilities,
@@ -41,7 +42,6 @@ from bot.i18n import t
 from bot.ratelimit import Limits
 from bot.secrecy import secret_matches
 from bot.settings import Settings
-from bot.textfold import fold
 from bot.web import WebServer, serve_alone
 from storage.db import Database
 from storage.models import PendingChoices
@@ -129,26 +129,11 @@ def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
     return base(unsupported=True)
 
 
-def _label_key(label: str) -> str:
-    """A label as a member may type it: folded, without the emoji or mark in front ("✓ Có")."""
-    folded = fold(label)
-    start = next((i for i, ch in enumerate(folded) if ch.isalnum()), len(folded))
-    return folded[start:].rstrip(" .!?")
-
-
 def pick(choices: Sequence[Sequence[str]], text: str) -> str | None:
     """The data of the choice a typed reply names: its number ("2", "[2]") or its label, with or
-    without diacritics; None when the text names none of them (it stays ordinary text)."""
-    if not choices or not text or text.startswith("/"):
-        return None
-    stripped = text.strip().strip("[]").rstrip(".)")  # "2", "2.", "[2]" as printed
-    if stripped.isdigit():
-        number = int(stripped)
-        return choices[number - 1][1] if 1 <= number <= len(choices) else None
-    typed = _label_key(text)
-    if not typed:
-        return None
-    return next((data for label, data in choices if _label_key(label) == typed), None)
+    without diacritics, or a fitting synonym; None when the text names none of them (it stays
+    ordinary text). The rule itself is ``bot.choices.pick``, the same on every channel."""
+    return choices_rule.pick(choices, text)
 
 
 # --- outbound ------------------------------------------------------------------------------------
