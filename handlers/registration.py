@@ -23,6 +23,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.router import ANYONE, Router
+from bot.scheduler import JobResult, done, skip
 from handlers import identity, privacy, unitpicker
 from handlers.membership import (
     apply_answers,
@@ -475,13 +476,13 @@ CHECK_BACK_JOB = "reg_checkback"
 
 
 @scheduler.job(CHECK_BACK_JOB)
-async def check_back_job(ctx: Ctx, work: DueJob) -> str | None:
+async def check_back_job(ctx: Ctx, work: DueJob) -> JobResult:
     """Ask again whether they installed / logged in; their answer updates their status."""
     member = await ctx.session.get(Member, work.member_id) if work.member_id else None
     if member is None or member.status != MemberStatus.active:
-        return "skip: member gone"
+        return skip("member gone")
     if member.app_activated:
-        return "skip: already logged in"
+        return skip("already logged in")
     need = NEED_LOGIN if member.app_installed else NEED_INSTALL
     question = "activated" if need == NEED_LOGIN else "installed"
     sent = await ctx.notify_member(
@@ -496,7 +497,7 @@ async def check_back_job(ctx: Ctx, work: DueJob) -> str | None:
             ],
         ),
     )
-    return None if sent else "skip: no account"
+    return done() if sent else skip("no account")
 
 
 async def on_check_back(ctx: Ctx, args: list[str]) -> None:

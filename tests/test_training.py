@@ -17,7 +17,7 @@ from storage.models import ChannelAccount, DueJob, JobStatus, Member, Role, Role
 from storage.training_models import TrainingSeat, TrainingSession, TrainingStatus
 from tests.conftest import Chat, World
 from tests.test_meetings import link_members
-from tests.test_privacy import dump, register_an
+from tests.test_privacy import AN_PHONE, dump
 
 HOP_THANH = "Tỉnh Tuyên Quang / Xã Hợp Thành"
 KHANG_NHAT = "Tỉnh Tuyên Quang / Xã Kháng Nhật"
@@ -260,9 +260,19 @@ async def test_members_see_open_trainings_and_attendance_waits_for_the_start(wor
     assert "chưa bắt đầu" in views[-1].text
 
 
+async def register_installed_not_logged_in(chat: Chat) -> None:
+    await chat.say("/start")
+    await chat.press("Tiếng Việt")
+    await chat.press("Đồng ý")
+    await chat.share(AN_PHONE)
+    for answer in ("Đúng, là tôi", "Có", "Đã cài", "Chưa đăng nhập"):
+        await chat.press(answer)
+    assert any("Đăng ký xong" in view.text for view in chat.recorder.sent[chat.user])
+
+
 async def test_me_lists_trainings_and_forget_leaves_no_identity(world: World) -> None:
     an = world.chat("tg-5550177")
-    await register_an(an)  # An says they installed but did not log in: invited
+    await register_installed_not_logged_in(an)  # so An is invited
     canbo, bithu = world.chat("canbo"), world.chat("bithu")
     await schedule(canbo)
     await an.press("✓ Tôi tham gia")
