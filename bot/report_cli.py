@@ -77,10 +77,10 @@ async def cli_report(
 
 async def _cli_unit(session: AsyncSession, unit_path: str | None) -> Unit:
     if unit_path:
-        unit = await queries.unit_by_path(session, path=unit_path)
-        if unit is None:
-            raise ReportError(f"no unit named '{unit_path}'")
-        return unit
+        try:
+            return await queries.operator_unit(session, unit_path)
+        except queries.UnitNotFound as exc:
+            raise ReportError(str(exc)) from None
     roots = list(await queries.child_units(session, parent_id=None))
     if not roots:
         raise ReportError("there are no units yet; import a roster first (sotay roster import)")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from bot.clock import Clock
 from bot.phones import PhoneError, normalize_phone
 from bot.settings import Settings, parse_duration
 from handlers.admin import create_invite, deep_link
 from storage import queries
 from storage.db import Database
-from storage.models import Member, Role
+from storage.models import Member, Role, Unit
 
 
 class AdminError(Exception):
@@ -26,9 +28,7 @@ async def grant_role(
     now = Clock().now()
     try:
         async with db.session() as session:
-            unit = await queries.unit_by_path(session, path=unit_path)
-            if unit is None:
-                raise AdminError(f"no unit named '{unit_path}' (import the roster first)")
+            unit = await _unit(session, unit_path)
             member = await queries.member_by_phone(session, phone=normalized)
             if member is None:
                 if not name:
@@ -57,9 +57,7 @@ async def make_invite(settings: Settings, *, role: str, unit_path: str, ttl: str
     now = Clock().now()
     try:
         async with db.session() as session:
-            unit = await queries.unit_by_path(session, path=unit_path)
-            if unit is None:
-                raise AdminError(f"no unit named '{unit_path}'")
+            unit = await _unit(session, unit_path)
             if Role(role) in (
                 Role.member,
                 Role.secretary,
@@ -79,3 +77,11 @@ async def make_invite(settings: Settings, *, role: str, unit_path: str, ttl: str
             return "\n".join([*lines, f"expires: {expires}"])
     finally:
         await db.dispose()
+
+
+async def _unit(session: AsyncSession, unit_path: str) -> Unit:
+    """The unit an operator means by ``--unit`` (a full path or its unique end)."""
+    try:
+        return await queries.operator_unit(session, unit_path)
+    except queries.UnitNotFound as exc:
+        raise AdminError(f"{exc} (is the roster imported?)") from None

@@ -60,9 +60,10 @@ async def revoke_role(
     db = Database(settings.database_url)
     try:
         async with db.session() as session:
-            unit = await queries.unit_by_path(session, path=unit_path)
-            if unit is None:
-                raise AdminError(f"no unit named '{unit_path}'")
+            try:
+                unit = await queries.operator_unit(session, unit_path)
+            except queries.UnitNotFound as exc:
+                raise AdminError(str(exc)) from None
             member = await queries.member_by_phone(session, phone=normalized)
             if member is None:
                 raise AdminError("nobody in the roster has this phone number")

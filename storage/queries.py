@@ -37,6 +37,38 @@ async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
     return (await session.exec(select(Unit).where(Unit.path == normalized))).first()
 
 
+async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
+    """The unit with this exact path; else every unit whose path ends with it, part by part
+    ("Xã Hợp Thành" finds "Tỉnh Tuyên Quang / Xã Hợp Thành"), for operators who type the end."""
+    exact = await unit_by_path(session, path=path)
+    if exact is not None:
+        return [exact]
+    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    if not normalized:
+        return []
+    stmt = (
+        select(Unit)
+        .where(col(Unit.path).endswith(PATH_SEP + normalized, autoescape=True))
+        .order_by(col(Unit.path))
+    )
+    return list((await session.exec(stmt)).all())
+
+
+class UnitNotFound(LookupError):
+    """An operator's ``--unit`` names no unit, or several: the message says which."""
+
+
+async def operator_unit(session: AsyncSession, path: str) -> Unit:
+    """The one unit an operator's ``--unit`` means (a full path or its unique end)."""
+    found = await units_named(session, path=path)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UnitNotFound(f"no unit named '{path}'")
+    shown = ", ".join(f"'{unit.path}'" for unit in found[:5])
+    raise UnitNotFound(f"'{path}' names {len(found)} units ({shown}); give more of the path")
+
+
 async def child_units(session: AsyncSession, *, parent_id: int | None) -> Sequence[Unit]:
     stmt = select(Unit).where(Unit.parent_id == parent_id).order_by(Unit.name)
     return (await session.exec(stmt)).all()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from sqlmodel import select
 
@@ -522,6 +523,25 @@ async def test_cli_command_prints_the_report_and_fails_in_one_line(
     assert chart.read_bytes().startswith(PNG)
     code, _, err = await sotay("report", "--unit", "Tỉnh Không Có")
     assert code == 1 and err.strip().endswith("sotay: no unit named 'Tỉnh Không Có'")
+    code, out, _ = await sotay("report", "--unit", "Xã Kháng Nhật")  # the end of the path is enough
+    assert code == 0 and "📊 Triển khai Sổ tay: Xã Kháng Nhật" in out
+    code, _, err = await sotay("report", "--unit", "Chi bộ cơ quan xã")  # two cells of that name
+    assert code == 1 and "names 2 units" in err and "Xã Hợp Thành / Chi bộ cơ quan xã" in err
+
+
+async def test_an_operators_unit_is_a_path_or_its_unique_end(world: World) -> None:
+    from storage.queries import UnitNotFound, operator_unit, units_named
+
+    async with world.app.db.reader() as session:
+        assert (
+            await operator_unit(session, "Xã Hợp Thành")
+        ).path == "Tỉnh Tuyên Quang / Xã Hợp Thành"
+        full = await operator_unit(session, "Tỉnh Tuyên Quang / Xã Kháng Nhật / Chi bộ cơ quan xã")
+        assert full.name == "Chi bộ cơ quan xã"
+        assert await units_named(session, path="Xã H_p Thành") == []  # no LIKE wildcards
+        assert await units_named(session, path="Hợp Thành") == []  # whole parts only
+        with pytest.raises(UnitNotFound, match="names 2 units"):
+            await operator_unit(session, "Chi bộ cơ quan xã")
 
 
 # --- end to end over HTTP -------------------------------------------------------------------------
