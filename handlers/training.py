@@ -33,8 +33,8 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from bot.timeparse import DateError, parse_date, parse_time
-from handlers import privacy
+from bot.timeparse import DateError, parse_date
+from handlers import privacy, when
 from handlers.broadcast import send_broadcast
 from storage import queries
 from storage.models import DueJob, Member, MemberStatus, Role, RoleGrant, Unit
@@ -315,43 +315,17 @@ async def ask_time(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @create_flow.answer("time")
 async def on_time(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    parsed = parse_time(a.value or a.text or "")
-    if parsed is None:
-        return Retry("mt.time.format")
-    if parsed.ambiguous:
-        s["time_guess"] = parsed.value.strftime("%H:%M")
-        return "time_confirm"
-    return _set_time(ctx, s, parsed.value)
-
-
-def _set_time(ctx: Ctx, s: dict[str, Any], value: time) -> Next:
-    starts = datetime.combine(date.fromisoformat(s["date"]), value, tzinfo=ctx.settings.tz)
-    if starts <= ctx.now:
-        return Retry("mt.time.past")
-    s["time"] = value.strftime("%H:%M")
-    return "place"
+    return when.read_time(ctx, s, a, "place")
 
 
 @create_flow.ask("time_confirm")
 async def ask_time_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-    morning = time.fromisoformat(s["time_guess"])
-    evening = time(morning.hour + 12, morning.minute)
-    return Prompt(
-        ctx.t("mt.ask.time_confirm", typed=s["time_guess"]),
-        [
-            Option(f"{morning:%H:%M}", ctx.t("mt.morning", time=f"{morning:%H:%M}")),
-            Option(f"{evening:%H:%M}", ctx.t("mt.evening", time=f"{evening:%H:%M}")),
-        ],
-    )
+    return when.time_confirm_prompt(ctx, s)
 
 
 @create_flow.answer("time_confirm")
 async def on_time_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    result = _set_time(ctx, s, time.fromisoformat(a.value or "00:00"))
-    if isinstance(result, Retry):
-        ctx.reply(ctx.t(result.key))
-        return "time"
-    return result
+    return when.confirmed_time(ctx, s, a, "place")
 
 
 @create_flow.ask("place")

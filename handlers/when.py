@@ -1,0 +1,54 @@
+"""The time-of-day steps that a meeting and a training session share: one reading of "7h",
+"19:30" or "tối 7h", the morning-or-evening question when the hour could be either, and the
+refusal of a moment already past. Each flow keeps its own step names and says where to go next.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from bot.context import Ctx
+from bot.dialogs import Answer, Next, Option, Prompt, Retry
+from bot.timeparse import parse_time
+
+
+def read_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:
+    """The typed or pressed time: set it, ask morning or evening ("time_confirm"), or retry."""
+    parsed = parse_time(a.value or a.text or "")
+    if parsed is None:
+        return Retry("mt.time.format")
+    if parsed.ambiguous:
+        s["time_guess"] = parsed.value.strftime("%H:%M")
+        return "time_confirm"
+    return set_time(ctx, s, parsed.value, next_step)
+
+
+def set_time(ctx: Ctx, s: dict[str, Any], value: time, next_step: str) -> Next:
+    """Keep the time on the chosen day unless that moment has passed."""
+    starts = datetime.combine(date.fromisoformat(s["date"]), value, tzinfo=ctx.settings.tz)
+    if starts <= ctx.now:
+        return Retry("mt.time.past")
+    s["time"] = value.strftime("%H:%M")
+    return next_step
+
+
+def time_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    morning = time.fromisoformat(s["time_guess"])
+    evening = time(morning.hour + 12, morning.minute)
+    return Prompt(
+        ctx.t("mt.ask.time_confirm", typed=s["time_guess"]),
+        [
+            Option(f"{morning:%H:%M}", ctx.t("mt.morning", time=f"{morning:%H:%M}")),
+            Option(f"{evening:%H:%M}", ctx.t("mt.evening", time=f"{evening:%H:%M}")),
+        ],
+    )
+
+
+def confirmed_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:
+    """The chosen morning or evening time; if it has already passed, the time is asked again."""
+    result = set_time(ctx, s, time.fromisoformat(a.value or "00:00"), next_step)
+    if isinstance(result, Retry):
+        ctx.reply(ctx.t(result.key))
+        return "time"
+    return result
