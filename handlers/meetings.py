@@ -24,7 +24,6 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from bot.timeparse import DateError, read_date
 from handlers import when
 from handlers.broadcast import send_broadcast
 from storage import queries
@@ -174,15 +173,11 @@ async def on_kind(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return "date"
 
 
-def _today(ctx: Ctx) -> date:
-    return local(ctx, ctx.now).date()
-
-
 @create_flow.ask("date")
 async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     if not ctx.caps.buttons:  # a month of numbered days is no way to pick a date
         return Prompt(ctx.t("mt.ask.date_typed"), free_text=True)
-    today = _today(ctx)
+    today = when.today(ctx)
     year, month = map(int, s.get("cal", f"{today.year}-{today.month}").split("-"))
     days = calendar.monthrange(year, month)[1]
     options = [
@@ -205,37 +200,20 @@ async def on_date(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if a.value and a.value.startswith("m"):
         s["cal"] = a.value[1:]
         return "date"
-    try:
-        typed = None if a.value else read_date(a.text or "", _today(ctx))
-    except DateError as exc:
-        return Retry(f"mt.date.{exc.reason}")
-    chosen = typed.value if typed else date.fromisoformat((a.value or "d")[1:])
-    if chosen < _today(ctx):
-        return Retry("mt.date.past")
-    s["date"] = chosen.isoformat()
-    if typed is not None and typed.rolled:  # "01/12" on 2 December: next year? ask, never guess
-        return "date_confirm"
-    return _after_edit(s, "time")
+    if a.value:  # a day pressed in the calendar
+        pressed = date.fromisoformat(a.value[1:])
+        return when.set_day(ctx, s, pressed, _after_edit(s, "time"), rolled=False)
+    return when.read_day(ctx, s, a.text or "", _after_edit(s, "time"))
 
 
 @create_flow.ask("date_confirm")
 async def ask_date_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-    chosen = date.fromisoformat(s["date"])
-    return Prompt(
-        ctx.t("mtdate.rolled", day=f"{chosen:%d/%m}", year=chosen.year),
-        [
-            Option("yes", ctx.t("mtdate.rolled.yes", year=chosen.year)),
-            Option("no", ctx.t("mtdate.rolled.no")),
-        ],
-    )
+    return when.date_confirm_prompt(ctx, s)
 
 
 @create_flow.answer("date_confirm")
 async def on_date_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    if a.value != "yes":
-        s.pop("date", None)
-        return "date"
-    return _after_edit(s, "time")
+    return when.confirmed_day(s, a, _after_edit(s, "time"))
 
 
 def _after_edit(s: dict[str, Any], next_step: str) -> str:

@@ -33,7 +33,6 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.i18n import t
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from bot.timeparse import DateError, parse_date
 from handlers import privacy, when
 from handlers.broadcast import send_broadcast
 from storage import queries
@@ -286,10 +285,6 @@ async def on_unit(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return "date"
 
 
-def _today(ctx: Ctx) -> date:
-    return ctx.now.astimezone(ctx.settings.tz).date()
-
-
 @create_flow.ask("date")
 async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     return Prompt(ctx.t("tr.ask.date"), free_text=True)
@@ -297,14 +292,17 @@ async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @create_flow.answer("date")
 async def on_date(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    try:
-        chosen = parse_date(a.text or a.value or "", _today(ctx))
-    except DateError as exc:
-        return Retry(f"mt.date.{exc.reason}")
-    if chosen < _today(ctx):
-        return Retry("mt.date.past")
-    s["date"] = chosen.isoformat()
-    return "time"
+    return when.read_day(ctx, s, a.text or a.value or "", "time")
+
+
+@create_flow.ask("date_confirm")
+async def ask_date_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    return when.date_confirm_prompt(ctx, s)
+
+
+@create_flow.answer("date_confirm")
+async def on_date_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    return when.confirmed_day(s, a, "time")
 
 
 @create_flow.ask("time")

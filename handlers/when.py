@@ -1,6 +1,8 @@
-"""The time-of-day steps that a meeting and a training session share: one reading of "7h",
-"19:30" or "tối 7h", the morning-or-evening question when the hour could be either, and the
-refusal of a moment already past. Each flow keeps its own step names and says where to go next.
+"""The day and time-of-day steps that a meeting and a training session share: one reading of a
+typed day ("mai", "5/12"), the next-year question when a day/month has passed this year (asked,
+never guessed), one reading of "7h", "19:30" or "tối 7h", the morning-or-evening question when the
+hour could be either, and the refusal of a moment already past. Each flow keeps its own step names
+("date_confirm", "time_confirm") and says where to go next.
 """
 
 from __future__ import annotations
@@ -10,7 +12,51 @@ from typing import Any
 
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
-from bot.timeparse import parse_time
+from bot.timeparse import DateError, parse_time, read_date
+
+
+def today(ctx: Ctx) -> date:
+    """Today in the organisation's time zone (a date typed by a member means a local day)."""
+    return ctx.now.astimezone(ctx.settings.tz).date()
+
+
+def read_day(ctx: Ctx, s: dict[str, Any], text: str, next_step: str) -> Next:
+    """The typed day: set it, ask whether next year was meant ("date_confirm"), or retry.
+
+    "01/12" typed on 2 December is read as next year's, but only after the member confirms it:
+    a meeting silently announced for a year later is worse than one more question."""
+    try:
+        typed = read_date(text, today(ctx))
+    except DateError as exc:
+        return Retry(f"mt.date.{exc.reason}")
+    return set_day(ctx, s, typed.value, next_step, rolled=typed.rolled)
+
+
+def set_day(ctx: Ctx, s: dict[str, Any], chosen: date, next_step: str, *, rolled: bool) -> Next:
+    """Keep a day that has not passed; a day moved to next year is confirmed first."""
+    if chosen < today(ctx):
+        return Retry("mt.date.past")
+    s["date"] = chosen.isoformat()
+    return "date_confirm" if rolled else next_step
+
+
+def date_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    chosen = date.fromisoformat(s["date"])
+    return Prompt(
+        ctx.t("mtdate.rolled", day=f"{chosen:%d/%m}", year=chosen.year),
+        [
+            Option("yes", ctx.t("mtdate.rolled.yes", year=chosen.year)),
+            Option("no", ctx.t("mtdate.rolled.no")),
+        ],
+    )
+
+
+def confirmed_day(s: dict[str, Any], a: Answer, next_step: str) -> Next:
+    """Next year's day was meant: go on; otherwise the day is asked again."""
+    if a.value != "yes":
+        s.pop("date", None)
+        return "date"
+    return next_step
 
 
 def read_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:

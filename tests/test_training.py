@@ -222,6 +222,21 @@ async def test_bad_input_is_explained_and_nothing_is_lost(world: World) -> None:
     assert "08:00" in views[-1].text
 
 
+async def test_a_past_day_this_year_is_asked_about_as_for_a_meeting(world: World) -> None:
+    """The same date step as /meeting: "30/11" on 1 December asks about next year, never guesses."""
+    canbo = world.chat("canbo")
+    await canbo.say("/training")
+    await canbo.press("➕ Lên lịch buổi tập huấn")
+    await canbo.press("Xã Hợp Thành")
+    views = await canbo.say("30/11")
+    assert "đã qua" in views[-1].text and "2027" in views[-1].text
+    views = await canbo.say("nhap lai")
+    assert "Ngày tập huấn" in views[-1].text
+    views = await canbo.say("30/11")
+    views = await canbo.press("Đúng, năm 2027")
+    assert "Mấy giờ bắt đầu" in views[-1].text
+
+
 async def test_capacity_is_kept_and_a_cancelled_training_tells_the_invited(world: World) -> None:
     members = await link_members(world)
     an, binh = members["Nguyễn Văn An"], members["Trần Thị Bình"]
