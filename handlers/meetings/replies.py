@@ -1,0 +1,120 @@
+"""Members' side: answering a notice (attend / absent with a reason) and /meetings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import col, select
+
+from bot import dialogs
+from bot.context import Ctx
+from bot.core import View
+from bot.dialogs import Answer, Next, Option, Prompt, Retry
+from handlers.meetings.common import REASON_MAX, absence_flow, notice_text, reply_buttons, upcoming
+from storage.models import (
+    Meeting,
+    MeetingReply,
+    MeetingStatus,
+    Member,
+    ReplyAnswer,
+    Unit,
+)
+
+# --- members: replies and /meetings ---------------------------------------------------------------
+
+
+async def on_member_reply(ctx: Ctx, args: list[str]) -> None:
+    if len(args) != 2 or not args[0].isdigit() or args[1] not in ("y", "n"):
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    meeting = await ctx.session.get(Meeting, int(args[0]))
+    member = ctx.actor.member
+    if meeting is None or member is None or member.cell_id != meeting.cell_id:
+        ctx.reply(ctx.t("common.not_allowed"))
+        return
+    if meeting.status == MeetingStatus.cancelled:
+        ctx.reply(ctx.t("mt.reply.cancelled"))
+        return
+    if meeting.starts_at <= ctx.now:  # type: ignore[operator]
+        ctx.reply(ctx.t("mt.reply.closed"))
+        return
+    if args[1] == "y":
+        await save_reply(ctx, meeting, member, ReplyAnswer.attend, None)
+        ctx.reply(ctx.t("mt.reply.attend_saved"))
+        return
+    await dialogs.start(ctx, "absence", "reason", {"lang": ctx.lang, "meeting_id": meeting.id})
+
+
+async def save_reply(
+    ctx: Ctx, meeting: Meeting, member: Member, answer: ReplyAnswer, reason: str | None
+) -> None:
+    stmt = select(MeetingReply).where(
+        MeetingReply.meeting_id == meeting.id, MeetingReply.member_id == member.id
+    )
+    reply = (await ctx.session.exec(stmt)).first() or MeetingReply(
+        meeting_id=meeting.id or 0, member_id=member.id or 0, answer=answer, at=ctx.now
+    )
+    reply.answer, reply.reason, reply.at = answer, reason, ctx.now
+    ctx.session.add(reply)
+
+
+@absence_flow.ask("reason")
+async def ask_reason(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    options = [Option(k, ctx.t(f"mt.reason.{k}")) for k in ("sick", "work", "away")]
+    return Prompt(ctx.t("mt.ask.reason"), options, free_text=True)
+
+
+@absence_flow.answer("reason")
+async def on_reason(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    reason = ctx.t(f"mt.reason.{a.value}") if a.value else " ".join((a.text or "").split())
+    if not reason:
+        return Retry("mt.reason.empty")
+    if len(reason) > REASON_MAX:
+        return Retry("mt.reason.too_long", {"max": REASON_MAX})
+    meeting = await ctx.session.get(Meeting, s["meeting_id"])
+    member = ctx.actor.member
+    if meeting is None or member is None or meeting.status != MeetingStatus.scheduled:
+        ctx.reply(ctx.t("mt.reply.cancelled"))
+        return None
+    if meeting.starts_at <= ctx.now:  # type: ignore[operator]
+        ctx.reply(ctx.t("mt.reply.closed"))
+        return None
+    await save_reply(ctx, meeting, member, ReplyAnswer.absent, reason)
+    ctx.reply(ctx.t("mt.reply.absent_saved"))
+    return None
+
+
+async def cmd_meetings(ctx: Ctx, args: str) -> None:
+    member = ctx.actor.member
+    if member is None or member.cell_id is None:
+        ctx.reply(ctx.t("mt.none"))
+        return
+    meetings = [m for m in await upcoming(ctx, member.cell_id) if m.starts_at > ctx.now]  # type: ignore[operator]
+    if not meetings:
+        ctx.reply(ctx.t("mt.none"))
+        return
+    replies = {
+        r.meeting_id: r
+        for r in (
+            await ctx.session.exec(
+                select(MeetingReply).where(
+                    MeetingReply.member_id == member.id,
+                    col(MeetingReply.meeting_id).in_([m.id for m in meetings]),
+                )
+            )
+        ).all()
+    }
+    cell = await ctx.session.get(Unit, member.cell_id)
+    for meeting in meetings[:5]:
+        reply = replies.get(meeting.id or 0)
+        answer = (
+            ctx.t("mt.my.none")
+            if reply is None
+            else (
+                ctx.t("mt.my.attend")
+                if reply.answer == ReplyAnswer.attend
+                else ctx.t("mt.my.absent", reason=reply.reason or "")
+            )
+        )
+        text = notice_text(ctx.lang, meeting, cell, ctx.settings.tz) + "\n" + answer  # type: ignore[arg-type]
+        ctx.reply(View(text, reply_buttons(ctx, ctx.lang, meeting)))
