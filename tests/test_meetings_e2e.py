@@ -180,7 +180,8 @@ async def test_notice_to_a_big_cell_under_rate_limits_each_delivered_once(
     database_url: str,
 ) -> None:
     """The server allows a burst of 10 and 40/s; the assistant sends 16 at once and up to 45/s,
-    so its first burst is answered with 429 on any machine, however loaded, and every member
+    so its first burst is usually answered with 429; on a loaded machine the lanes may not get
+    there together, so three 429s are also injected into the broadcast itself. Every member
     still gets the notice exactly once."""
     server = FakeTelegram(token=TOKEN, global_rate=(10, 0.25), per_chat_rate=(3, 1.0))
     await server.start()
@@ -195,13 +196,14 @@ async def test_notice_to_a_big_cell_under_rate_limits_each_delivered_once(
         await secretary.send("Họp bất thường tối nay.")
         preview = await secretary.next_message()
         assert f"{everyone} người" in preview["text"]
+        server.fail_next("sendMessage", 429, count=3, retry_after=1)
         await secretary.press(preview, f"📤 Gửi cho {everyone} người")
         await server.wait_for(
             lambda: all(server.delivered_count(u.id) >= 1 for u in users), timeout=150
         )
         counts = [server.delivered_count(u.id) for u in users]
         assert counts == [1] * BIG_CELL
-        assert server.stats[429] > 0
+        assert server.stats[429] >= 3
         await server.wait_for(
             lambda: any(
                 f"Báo cáo gửi: {everyone}/{everyone}" in (m["text"] or "")

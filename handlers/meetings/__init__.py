@@ -4,8 +4,9 @@ attendance is recorded afterwards.
 Every button names a meeting by id only; who may act on it (its cell's secretary, a member of
 its cell) is checked on each press. Reminders and nudges are due-work rows, so a restart loses
 none and a cancelled meeting sends none. One module per reason to change: planning (the
-/meeting dialog, changes, cancellation), card (the secretary's buttons), replies (members),
-attendance, jobs (timed work and quiet hours), nudge (monthly); common holds what they share.
+/meeting dialog), publish (notice, reminders, changes, cancellation), card (the secretary's
+buttons), replies (members), attendance, jobs (timed work and quiet hours), nudge (monthly);
+common holds what they share.
 """
 
 from __future__ import annotations
