@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.buttons import ButtonSigner
+from bot.callbacks import Callback
 from bot.channels.base import NO_CAPABILITIES, Capabilities, Channel
 from bot.clock import Clock
 from bot.core import Choice, Inbound, View
@@ -97,8 +98,10 @@ class Ctx:
     def t(self, key: str, /, **values: object) -> str:
         return t(self.lang, key, **values)
 
-    def button(self, label: str, data: str) -> Choice:
-        return Choice(label, self.services.signer.sign(data))
+    def button(self, label: str, data: str | Callback) -> Choice:
+        """A signed button; ``data`` is a typed ``Callback`` or (older code) its wire string."""
+        raw = data.encode() if isinstance(data, Callback) else data
+        return Choice(label, self.services.signer.sign(raw))
 
     def reply(self, view: View | str) -> None:
         if isinstance(view, str):

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import choices, dialogs
+from bot.callbacks import BadCallback, Callback
 from bot.context import Actor, Ctx, Services
 from bot.core import Inbound, View
 from bot.i18n import pick_language
@@ -33,6 +35,7 @@ log = logging.getLogger("sotay.router")
 
 CommandFn = Callable[[Ctx, str], Awaitable[None]]
 ActionFn = Callable[[Ctx, list[str]], Awaitable[None]]
+C = TypeVar("C", bound=Callback)
 TextFn = Callable[[Ctx, str], Awaitable[bool]]  # True: handled; False: the next stage's turn
 GroupFn = Callable[[Ctx], Awaitable[bool]]
 
@@ -155,6 +158,29 @@ class Router:
     ) -> Callable[[ActionFn], ActionFn]:
         def register(fn: ActionFn) -> ActionFn:
             self.actions[name] = Action(name, fn, requires)
+            return fn
+
+        return register
+
+    def callback(
+        self, codec: type[C], *, requires: tuple[Role, ...] = REGISTERED
+    ) -> Callable[[Callable[[Ctx, C], Awaitable[None]]], Callable[[Ctx, C], Awaitable[None]]]:
+        """Register a typed button (``bot.callbacks``): the handler gets the decoded value; data
+        that does not fit the codec's shape is answered as a stale button, never half-read."""
+
+        def register(
+            fn: Callable[[Ctx, C], Awaitable[None]],
+        ) -> Callable[[Ctx, C], Awaitable[None]]:
+            async def decoded(ctx: Ctx, args: list[str]) -> None:
+                try:
+                    value = codec.decode(args)
+                except BadCallback:
+                    log.info("button.misshapen action=%s", codec.key())
+                    ctx.reply(ctx.t(stale_key(ctx)))
+                    return
+                await fn(ctx, value)
+
+            self.actions[codec.key()] = Action(codec.key(), decoded, requires)
             return fn
 
         return register

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bot.router import REGISTERED, Router
 from handlers.meetings import attendance as attendance  # registers its dialog
 from handlers.meetings.card import on_card_action
-from handlers.meetings.common import SECRETARIES
+from handlers.meetings.common import SECRETARIES, MeetingAnswer, MeetingCard, NewMeeting
 from handlers.meetings.jobs import defer_for_quiet_hours, in_quiet_hours
 from handlers.meetings.nudge import nudge_trigger
 from handlers.meetings.planning import cmd_meeting, on_new
@@ -26,6 +26,6 @@ __all__ = ["defer_for_quiet_hours", "in_quiet_hours", "nudge_trigger", "setup"]
 def setup(router: Router) -> None:
     router.command("meeting", requires=SECRETARIES)(cmd_meeting)
     router.command("meetings", requires=REGISTERED)(cmd_meetings)
-    router.action("mt", requires=REGISTERED)(on_member_reply)
-    router.action("mtc", requires=SECRETARIES)(on_card_action)
-    router.action("mtnew", requires=SECRETARIES)(on_new)
+    router.callback(MeetingAnswer, requires=REGISTERED)(on_member_reply)
+    router.callback(MeetingCard, requires=SECRETARIES)(on_card_action)
+    router.callback(NewMeeting, requires=SECRETARIES)(on_new)

@@ -101,7 +101,7 @@ async def ask_app(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 @attendance_flow.answer("app")
 async def on_app(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    found = await meeting_for_secretary(ctx, str(s["meeting_id"]))
+    found = await meeting_for_secretary(ctx, int(s["meeting_id"]))
     if found is None:
         return None
     meeting, cell = found

@@ -4,6 +4,8 @@ attendance) with the actor checked against the meeting's cell on every press.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot import dialogs
 from bot.context import Ctx
 from bot.core import View
@@ -11,6 +13,9 @@ from bot.i18n import t
 from handlers.broadcast import send_broadcast
 from handlers.meetings.attendance import start_attendance
 from handlers.meetings.common import (
+    CardVerb,
+    MeetingCard,
+    card_button,
     cell_members,
     local,
     meeting_for_secretary,
@@ -29,79 +34,88 @@ from storage.models import (
 # --- the secretary's meeting card -----------------------------------------------------------------
 
 
-async def on_card_action(ctx: Ctx, args: list[str]) -> None:
-    if len(args) < 2:
-        ctx.reply(ctx.t("common.stale_button"))
-        return
-    found = await meeting_for_secretary(ctx, args[0])
+async def on_card_action(ctx: Ctx, press: MeetingCard) -> None:
+    """One press on the card: the meeting is re-read and the actor re-checked as its cell's
+    secretary, then the verb's own function runs (a change, a cancellation or attendance is
+    refused on a cancelled meeting)."""
+    found = await meeting_for_secretary(ctx, press.meeting_id)
     if found is None:
         return
     meeting, cell = found
-    verb = args[1]
-    if verb == "card":
-        show_card(ctx, meeting)
-    elif verb == "st":
-        await show_status(ctx, meeting, cell)
-    elif verb == "rm":
-        await remind_silent(ctx, meeting, cell)
-    elif verb == "dp":
-        meeting.documents_posted = True
-        ctx.session.add(meeting)
-        ctx.reply(ctx.t("mt.docs.thanks"))
-    elif verb in ("ch", "cx", "at") and meeting.status == MeetingStatus.cancelled:
+    if press.verb in NOT_WHEN_CANCELLED and meeting.status == MeetingStatus.cancelled:
         ctx.reply(ctx.t("mt.reply.cancelled"))
-    elif verb == "ch":
-        local_start = local(ctx, meeting.starts_at)  # type: ignore[arg-type]
-        await dialogs.start(
-            ctx,
-            "meeting",
-            "preview",
-            {
-                "lang": ctx.lang,
-                "mode": "edit",
-                "meeting_id": meeting.id,
-                "cell_id": cell.id,
-                "kind": meeting.kind.value,
-                "date": local_start.date().isoformat(),
-                "time": local_start.strftime("%H:%M"),
-                "place": meeting.place,
-                "agenda": meeting.agenda,
-                "duration": meeting.duration_min,
-            },
-        )
-    elif verb == "cx":
-        await dialogs.start(
-            ctx, "meeting_cancel", "confirm", {"lang": ctx.lang, "meeting_id": meeting.id}
-        )
-    elif verb == "at":
-        await start_attendance(ctx, meeting, cell)
-    elif verb in ("apy", "apn"):
-        meeting.entered_in_app = verb == "apy"
+        return
+    await CARD_VERBS[press.verb](ctx, meeting, cell)
+
+
+async def _show_card(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
+    show_card(ctx, meeting)
+
+
+async def _docs_posted(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
+    meeting.documents_posted = True
+    ctx.session.add(meeting)
+    ctx.reply(ctx.t("mt.docs.thanks"))
+
+
+async def _start_change(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
+    """The create dialog opened at its preview with the meeting's values, in "edit" mode."""
+    local_start = local(ctx, meeting.starts_at)  # type: ignore[arg-type]
+    await dialogs.start(
+        ctx,
+        "meeting",
+        "preview",
+        {
+            "lang": ctx.lang,
+            "mode": "edit",
+            "meeting_id": meeting.id,
+            "cell_id": cell.id,
+            "kind": meeting.kind.value,
+            "date": local_start.date().isoformat(),
+            "time": local_start.strftime("%H:%M"),
+            "place": meeting.place,
+            "agenda": meeting.agenda,
+            "duration": meeting.duration_min,
+        },
+    )
+
+
+async def _start_cancel(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
+    await dialogs.start(
+        ctx, "meeting_cancel", "confirm", {"lang": ctx.lang, "meeting_id": meeting.id}
+    )
+
+
+def _entered_in_app(value: bool) -> Callable[[Ctx, Meeting, Unit], Awaitable[None]]:
+    async def record(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
+        meeting.entered_in_app = value
         ctx.session.add(meeting)
         ctx.reply(ctx.t("mt.app.saved"))
-    else:
-        ctx.reply(ctx.t("common.stale_button"))
+
+    return record
+
+
+NOT_WHEN_CANCELLED = frozenset({CardVerb.change, CardVerb.cancel, CardVerb.attendance})
 
 
 def show_card(ctx: Ctx, meeting: Meeting) -> None:
-    mid = meeting.id
     started = meeting.starts_at <= ctx.now  # type: ignore[operator]
     rows = [
         [
-            ctx.button(ctx.t("mt.card.status"), f"a:mtc:{mid}:st"),
-            ctx.button(ctx.t("mt.card.remind"), f"a:mtc:{mid}:rm"),
+            card_button(ctx, ctx.t("mt.card.status"), meeting, CardVerb.status),
+            card_button(ctx, ctx.t("mt.card.remind"), meeting, CardVerb.remind),
         ]
     ]
     if started:
-        rows.append([ctx.button(ctx.t("mt.card.attendance"), f"a:mtc:{mid}:at")])
+        rows.append([card_button(ctx, ctx.t("mt.card.attendance"), meeting, CardVerb.attendance)])
     else:
         rows.append(
             [
-                ctx.button(ctx.t("mt.card.change"), f"a:mtc:{mid}:ch"),
-                ctx.button(ctx.t("mt.card.cancel"), f"a:mtc:{mid}:cx"),
+                card_button(ctx, ctx.t("mt.card.change"), meeting, CardVerb.change),
+                card_button(ctx, ctx.t("mt.card.cancel"), meeting, CardVerb.cancel),
             ]
         )
-        rows.append([ctx.button(ctx.t("mt.card.docs"), f"a:mtc:{mid}:dp")])
+        rows.append([card_button(ctx, ctx.t("mt.card.docs"), meeting, CardVerb.docs_posted)])
     when = when_text(ctx.lang, local(ctx, meeting.starts_at))  # type: ignore[arg-type]
     ctx.reply(
         View(
@@ -140,7 +154,7 @@ async def show_status(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
         n_silent=len(silent),
         silent=", ".join(silent) or "—",
     )
-    rows = [[ctx.button(ctx.t("mt.card.remind"), f"a:mtc:{meeting.id}:rm")]] if silent else []
+    rows = [[card_button(ctx, ctx.t("mt.card.remind"), meeting, CardVerb.remind)]] if silent else []
     ctx.reply(View(text, rows))
 
 
@@ -163,3 +177,16 @@ async def remind_silent(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
         ),
     )
     ctx.reply(ctx.t("mt.reminded", n=queued.members_reached))
+
+
+CARD_VERBS: dict[CardVerb, Callable[[Ctx, Meeting, Unit], Awaitable[None]]] = {
+    CardVerb.card: _show_card,
+    CardVerb.status: show_status,
+    CardVerb.remind: remind_silent,
+    CardVerb.docs_posted: _docs_posted,
+    CardVerb.change: _start_change,
+    CardVerb.cancel: _start_cancel,
+    CardVerb.attendance: start_attendance,
+    CardVerb.in_app_yes: _entered_in_app(True),
+    CardVerb.in_app_no: _entered_in_app(False),
+}

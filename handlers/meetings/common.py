@@ -5,14 +5,18 @@ for a member, and the queries every part asks (a cell's members, upcoming meetin
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
 from sqlmodel import col, select
 
 from bot import dialogs
+from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.i18n import t
+from storage.ids import id_of
 from storage.models import (
     Meeting,
     MeetingReply,
@@ -60,11 +64,63 @@ def notice_text(lang: str, meeting: Meeting, cell: Unit, tz: Any, *, key: str = 
     )
 
 
+# --- buttons --------------------------------------------------------------------------------------
+
+
+class NoticeAnswer(StrEnum):
+    attend = "y"
+    absent = "n"
+
+
+@dataclass(frozen=True)
+class MeetingAnswer(Callback):
+    """A member's answer to a notice: ``a:mt:<meeting>:y|n``."""
+
+    action: ClassVar[str] = "mt"
+    meeting_id: int
+    answer: NoticeAnswer
+
+
+class CardVerb(StrEnum):
+    """What a button of the secretary's meeting card does."""
+
+    card = "card"
+    status = "st"
+    remind = "rm"
+    docs_posted = "dp"
+    change = "ch"
+    cancel = "cx"
+    attendance = "at"
+    in_app_yes = "apy"
+    in_app_no = "apn"
+
+
+@dataclass(frozen=True)
+class MeetingCard(Callback):
+    """A button of the secretary's card: ``a:mtc:<meeting>:<verb>``."""
+
+    action: ClassVar[str] = "mtc"
+    meeting_id: int
+    verb: CardVerb
+
+
+@dataclass(frozen=True)
+class NewMeeting(Callback):
+    """ "Schedule a meeting" for a cell: ``a:mtnew:<cell>``."""
+
+    action: ClassVar[str] = "mtnew"
+    cell_id: int
+
+
+def card_button(ctx: Ctx, label: str, meeting: Meeting, verb: CardVerb) -> Any:
+    return ctx.button(label, MeetingCard(id_of(meeting), verb))
+
+
 def reply_buttons(ctx: Ctx, lang: str, meeting: Meeting) -> list[list[Any]]:
     return [
         [
-            ctx.button(t(lang, "mt.attend"), f"a:mt:{meeting.id}:y"),
-            ctx.button(t(lang, "mt.absent"), f"a:mt:{meeting.id}:n"),
+            ctx.button(t(lang, "mt.attend"), MeetingAnswer(id_of(meeting), NoticeAnswer.attend)),
+            ctx.button(t(lang, "mt.absent"), MeetingAnswer(id_of(meeting), NoticeAnswer.absent)),
         ]
     ]
 
@@ -90,9 +146,9 @@ def secretary_cells(ctx: Ctx) -> list[Unit]:
     return ctx.actor.scopes(*SECRETARIES)
 
 
-async def meeting_for_secretary(ctx: Ctx, raw_id: str) -> tuple[Meeting, Unit] | None:
+async def meeting_for_secretary(ctx: Ctx, meeting_id: int) -> tuple[Meeting, Unit] | None:
     """The meeting if the actor is a secretary of its cell; otherwise tell them and return None."""
-    meeting = await ctx.session.get(Meeting, int(raw_id)) if raw_id.isdigit() else None
+    meeting = await ctx.session.get(Meeting, meeting_id)
     cell = await ctx.session.get(Unit, meeting.cell_id) if meeting else None
     if meeting is None or cell is None or not ctx.actor.can_act_on(cell, *SECRETARIES):
         ctx.reply(ctx.t("common.not_allowed"))

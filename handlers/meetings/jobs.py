@@ -12,7 +12,16 @@ from bot.core import View
 from bot.i18n import t
 from bot.scheduler import JobResult, done, skip
 from handlers.broadcast import send_broadcast
-from handlers.meetings.common import SECRETARIES, cell_members, local, log, replies_of, when_text
+from handlers.meetings.common import (
+    SECRETARIES,
+    CardVerb,
+    card_button,
+    cell_members,
+    local,
+    log,
+    replies_of,
+    when_text,
+)
 from storage import queries
 from storage.models import (
     DueJob,
@@ -81,7 +90,7 @@ async def docs_job(ctx: Ctx, work: DueJob) -> JobResult:
             person,
             lambda lang: View(
                 t(lang, "mt.docs.nudge", when=when_text(lang, local(tz, meeting.starts_at))),  # type: ignore[arg-type]
-                [[ctx.button(t(lang, "mt.card.docs"), f"a:mtc:{meeting.id}:dp")]],
+                [[card_button(ctx, t(lang, "mt.card.docs"), meeting, CardVerb.docs_posted)]],
             ),
         )
     return done()
@@ -98,10 +107,10 @@ async def followup_job(ctx: Ctx, work: DueJob) -> JobResult:
             lambda lang: View(
                 t(lang, "mt.followup"),
                 [
-                    [ctx.button(t(lang, "mt.card.attendance"), f"a:mtc:{meeting.id}:at")],
+                    [card_button(ctx, t(lang, "mt.card.attendance"), meeting, CardVerb.attendance)],
                     [
-                        ctx.button(t(lang, "mt.app.yes"), f"a:mtc:{meeting.id}:apy"),
-                        ctx.button(t(lang, "mt.app.no"), f"a:mtc:{meeting.id}:apn"),
+                        card_button(ctx, t(lang, "mt.app.yes"), meeting, CardVerb.in_app_yes),
+                        card_button(ctx, t(lang, "mt.app.no"), meeting, CardVerb.in_app_no),
                     ],
                 ],
             ),

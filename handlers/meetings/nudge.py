@@ -13,8 +13,9 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.scheduler import JobResult, done
-from handlers.meetings.common import SECRETARIES, local
+from handlers.meetings.common import SECRETARIES, NewMeeting, local
 from handlers.meetings.jobs import defer_for_quiet_hours, secretaries_of
+from storage.ids import id_of
 from storage.models import (
     DueJob,
     Meeting,
@@ -77,7 +78,7 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
                 person,
                 lambda lang, k=key, c=cell: View(
                     t(lang, k, month=f"{first:%m/%Y}", cell=c.name),
-                    [[ctx.button(t(lang, "mt.schedule_now"), f"a:mtnew:{c.id}")]],
+                    [[ctx.button(t(lang, "mt.schedule_now"), NewMeeting(id_of(c)))]],
                 ),
             )
             nudged += 1

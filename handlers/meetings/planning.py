@@ -20,6 +20,9 @@ from handlers.meetings.common import (
     AGENDA_MAX,
     PLACE_MAX,
     SECRETARIES,
+    CardVerb,
+    NewMeeting,
+    card_button,
     cell_members,
     create_flow,
     local,
@@ -29,6 +32,7 @@ from handlers.meetings.common import (
     when_text,
 )
 from handlers.meetings.publish import apply_change, create_meeting, draft_meeting
+from storage.ids import id_of
 from storage.models import (
     Meeting,
     MeetingKind,
@@ -48,15 +52,15 @@ async def cmd_meeting(ctx: Ctx, args: str) -> None:
     if not meetings:
         await start_new(ctx, cell)
         return
-    rows = [[ctx.button(ctx.t("mt.new"), f"a:mtnew:{cell.id}")]]
+    rows = [[ctx.button(ctx.t("mt.new"), NewMeeting(id_of(cell)))]]
     for meeting in meetings[:8]:
         label = when_text(ctx.lang, local(ctx, meeting.starts_at))  # type: ignore[arg-type]
-        rows.append([ctx.button(f"📋 {label}", f"a:mtc:{meeting.id}:card")])
+        rows.append([card_button(ctx, f"📋 {label}", meeting, CardVerb.card)])
     ctx.reply(View(ctx.t("mt.menu", cell=cell.name), rows))
 
 
-async def on_new(ctx: Ctx, args: list[str]) -> None:
-    cell = await ctx.session.get(Unit, int(args[0])) if args and args[0].isdigit() else None
+async def on_new(ctx: Ctx, press: NewMeeting) -> None:
+    cell = await ctx.session.get(Unit, press.cell_id)
     if cell is None or not ctx.actor.can_act_on(cell, *SECRETARIES):
         ctx.reply(ctx.t("common.not_allowed"))
         return

@@ -222,7 +222,7 @@ async def on_cancel(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if a.value != "yes":
         ctx.reply(ctx.t("mt.cancel.kept"))
         return None
-    found = await meeting_for_secretary(ctx, str(s["meeting_id"]))
+    found = await meeting_for_secretary(ctx, int(s["meeting_id"]))
     if found is None:
         return None
     meeting, cell = found

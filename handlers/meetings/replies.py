@@ -10,7 +10,15 @@ from bot import dialogs
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
-from handlers.meetings.common import REASON_MAX, absence_flow, notice_text, reply_buttons, upcoming
+from handlers.meetings.common import (
+    REASON_MAX,
+    MeetingAnswer,
+    NoticeAnswer,
+    absence_flow,
+    notice_text,
+    reply_buttons,
+    upcoming,
+)
 from storage.models import (
     Meeting,
     MeetingReply,
@@ -23,11 +31,8 @@ from storage.models import (
 # --- members: replies and /meetings ---------------------------------------------------------------
 
 
-async def on_member_reply(ctx: Ctx, args: list[str]) -> None:
-    if len(args) != 2 or not args[0].isdigit() or args[1] not in ("y", "n"):
-        ctx.reply(ctx.t("common.stale_button"))
-        return
-    meeting = await ctx.session.get(Meeting, int(args[0]))
+async def on_member_reply(ctx: Ctx, press: MeetingAnswer) -> None:
+    meeting = await ctx.session.get(Meeting, press.meeting_id)
     member = ctx.actor.member
     if meeting is None or member is None or member.cell_id != meeting.cell_id:
         ctx.reply(ctx.t("common.not_allowed"))
@@ -38,7 +43,7 @@ async def on_member_reply(ctx: Ctx, args: list[str]) -> None:
     if meeting.starts_at <= ctx.now:  # type: ignore[operator]
         ctx.reply(ctx.t("mt.reply.closed"))
         return
-    if args[1] == "y":
+    if press.answer == NoticeAnswer.attend:
         await save_reply(ctx, meeting, member, ReplyAnswer.attend, None)
         ctx.reply(ctx.t("mt.reply.attend_saved"))
         return
