@@ -50,6 +50,7 @@ from sqlmodel import col, select
 from telegram import Update
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
+from bench.docs import DOCS, cpu_model, git_state, write_section
 from bot.app import App
 from bot.channels.telegram import TelegramChannel
 from bot.settings import load_settings
@@ -60,7 +61,6 @@ from storage.models import ChannelAccount, Member, OutboxMessage, OutboxStatus, 
 from storage.queries import PATH_SEP
 from tests.fake_telegram import FakeTelegram, FakeUser, button_texts, reply_keyboard
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Registration throughput"
 WIDTH = 100  # the prose of the docs section is wrapped like the rest of the file
 TOKEN = "123:BENCH"
@@ -491,26 +491,12 @@ def step_table(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _git_state() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return f"commit {head}" + (" plus uncommitted changes" if dirty else "")
-
-
 def _machine(db_label: str, load: str) -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {db_label}, "
         f"{platform.system()} {platform.release()}; shared, 1-minute load average {load} when the "
-        f"run started; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {_git_state()}"
+        f"run started; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {git_state()}"
     )
 
 
@@ -580,19 +566,6 @@ def interpretation(done: Run, issues: list[str]) -> str:
         else f"The run reported {len(issues)} problem line(s); see the benchmark's output.",
     ]
     return "\n".join(_wrap(line, bullet=True) for line in lines)
-
-
-def _write_docs(body: str) -> None:
-    """Replace (or append) only our section: other benchmarks share the file."""
-    text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, "utf-8")
 
 
 def main() -> None:
@@ -665,7 +638,7 @@ sotay/echo: **{ratio_rate:.2f}×** the updates/s, **{ratio_p50:.2f}×** the p50 
 {interpretation(done, issues)}
 """
     if args.write_docs:
-        _write_docs(body)
+        write_section(SECTION, body)
         print(f"\nwrote {SECTION!r} in {DOCS}")
 
 

@@ -41,19 +41,15 @@ import asyncio
 import os
 import platform
 import random
-import re
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -63,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bench.docs import DOCS, cpu_model, git_state, wrap, write_section
 from bench.roster_import import _place  # a Vietnamese place name, unique under its parent
 from bot import reports
 from bot.reports import OPEN_TICKETS, Figures, Report, Window
@@ -82,7 +79,6 @@ from storage.models import (
 )
 from storage.queries import PATH_SEP
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Rollout reports"
 SEED = 23
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # the data is built around it: runs are repeatable
@@ -883,47 +879,12 @@ def summary(outcome: Outcome) -> str:
 
 
 def _machine(versions: list[str], load: float, started: datetime) -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
         f"{'; '.join(versions)}; {platform.system()} {platform.release()}; shared, 1-minute "
-        f"load average {load:.1f} at the start; {started:%Y-%m-%d %H:%M} UTC, {_git_state()}"
+        f"load average {load:.1f} at the start; {started:%Y-%m-%d %H:%M} UTC, {git_state()}"
     )
-
-
-def _git_state() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "commit unknown"
-    return f"commit {head}" + (" plus uncommitted changes" if dirty else "")
-
-
-def _write_docs(body: str) -> None:
-    """Replace (or append) only our section: other benchmarks share the file."""
-    text_ = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text_):
-        text_ = pattern.sub(lambda _: section + "\n", text_, count=1).rstrip() + "\n"
-    else:
-        text_ = text_.rstrip() + "\n\n" + section
-    DOCS.write_text(text_, "utf-8")
-
-
-def _wrap(paragraph: str) -> str:
-    """Fill a paragraph, or a "- " bullet with a hanging indent, to the file's 100 columns."""
-    indent = "  " if paragraph.startswith("- ") else ""
-    return textwrap.fill(paragraph, 100, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def docs_body(command: str, machine: str, outcomes: list[Outcome]) -> str:
@@ -953,11 +914,11 @@ def docs_body(command: str, machine: str, outcomes: list[Outcome]) -> str:
     )
     parts = [
         f"Command (from the repository root):\n`{command}`",
-        _wrap(f"Machine: {machine}."),
-        _wrap(setup),
+        wrap(f"Machine: {machine}."),
+        wrap(setup),
         *(table(outcome) for outcome in outcomes),
-        "\n".join(_wrap(f"- {summary(outcome)}") for outcome in outcomes),
-        "What it shows:\n\n" + "\n".join(_wrap(line) for line in interpretation(outcomes)),
+        "\n".join(wrap(f"- {summary(outcome)}") for outcome in outcomes),
+        "What it shows:\n\n" + "\n".join(wrap(line) for line in interpretation(outcomes)),
         PLAN_NOTES.strip(),
     ]
     return "\n\n".join(parts) + "\n"
@@ -1096,7 +1057,7 @@ def main() -> None:
         for plan in outcome.plans:
             print(plan + "\n")
     if args.write_docs:
-        _write_docs(docs_body(command.replace(" --write-docs", ""), machine, outcomes))
+        write_section(SECTION, docs_body(command.replace(" --write-docs", ""), machine, outcomes))
         print(f"wrote {SECTION!r} in {DOCS}")
 
 

@@ -18,7 +18,6 @@ import io
 import os
 import platform
 import random
-import re
 import sqlite3
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import select
 
+from bench.docs import DOCS, cpu_model, write_section
 from bot.phones import normalize_phone
 from handlers.roster import import_roster_file
 from storage.db import Database
@@ -36,7 +36,6 @@ from storage.migrate import upgrade
 from storage.models import Member, Unit, utcnow
 from storage.queries import PATH_SEP
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Roster import"
 
 
@@ -174,28 +173,11 @@ def _line(step: str, rows: int, seconds: float) -> str:
 
 
 def _machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}"
     )
-
-
-def _write_docs(body: str) -> None:
-    """Replace (or append) only our section: other benchmarks share the file."""
-    text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, "utf-8")
 
 
 def main() -> None:
@@ -254,7 +236,7 @@ commit every 1,000 rows) run on the first {done:,} rows of the same file into a 
 already holds the units; its figure is measured, not extrapolated.
 """
     if args.write_docs:
-        _write_docs(body)
+        write_section(SECTION, body)
         print(f"\nwrote {SECTION!r} in {DOCS}")
 
 

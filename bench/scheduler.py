@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import random
-import re
 import sqlite3
 import sys
 import tempfile
@@ -45,12 +44,12 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import insert, update
 from sqlmodel import col, select
 
+from bench.docs import DOCS, cpu_model, write_section
 from bot.app import App
 from bot.context import Ctx
 from bot.scheduler import job
@@ -59,7 +58,6 @@ from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import DueJob, JobStatus
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Scheduler"
 KIND = "bench_tick"
 SEED = 11
@@ -366,11 +364,7 @@ def table(results: list[Result]) -> str:
 
 
 def _machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     load = os.getloadavg()[0]
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
@@ -407,18 +401,6 @@ def interpretation(sotay: Result, naive: Result) -> str:
             "re-queries the table and re-arms its timer after every tick."
         )
     return "\n".join(lines)
-
-
-def _write_docs(body: str) -> None:
-    """Replace (or append) only our section: other benchmarks share the file."""
-    text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    DOCS.write_text(text, "utf-8")
 
 
 def main() -> None:
@@ -468,7 +450,7 @@ baseline's job does the same select-and-mark-done transaction.
 {chr(10) + notes + chr(10) if notes else ""}
 {interpretation(results[0], results[1])}
 """
-        _write_docs(body)
+        write_section(SECTION, body)
         print(f"\nwrote {SECTION!r} in {DOCS}")
 
 
