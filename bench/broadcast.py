@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
@@ -110,7 +111,7 @@ async def fresh_server(ids: list[int], rate: float = RATE) -> FakeTelegram:
     return server
 
 
-def sending_app(url: str, server: FakeTelegram) -> tuple[App, TelegramChannel]:
+def sending_app(url: str, server: FakeTelegram, **settings_: Any) -> tuple[App, TelegramChannel]:
     """The real App with a TelegramChannel against ``server``, as a serving process builds them
     (the channel added, so the dispatcher paces it); the caller starts only what it measures."""
     settings = load_settings(
@@ -119,6 +120,7 @@ def sending_app(url: str, server: FakeTelegram) -> tuple[App, TelegramChannel]:
         telegram_api_url=server.root,
         secret_key="bench-secret",
         _env_file=None,
+        **settings_,
     )
     app = App(settings)
     channel = TelegramChannel(settings, app.router.handle)
