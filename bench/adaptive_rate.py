@@ -27,13 +27,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.broadcast import TOKEN, Result, pending_rows, recipients, seed_outbox, tally
-from bot.app import App
-from bot.channels.telegram import TelegramChannel
+from bench.broadcast import (
+    Result,
+    fresh_server,
+    pending_rows,
+    recipients,
+    seed_outbox,
+    sending_app,
+    tally,
+)
 from bot.ratelimit import RateLimiter
-from bot.settings import load_settings
 from storage.migrate import upgrade
-from tests.fake_telegram import FakeTelegram
 
 
 @dataclass
@@ -54,23 +58,11 @@ class Run:
 
 async def drain(server_rate: float, count: int, *, adapt: bool) -> Run:
     ids = recipients(count)
-    server = FakeTelegram(token=TOKEN, global_rate=(int(server_rate), 1.0), per_chat_rate=(3, 1.0))
-    await server.start()
-    for user_id in ids:
-        server.user(user_id, language_code="vi").started = True
+    server = await fresh_server(ids, server_rate)
     folder = Path(tempfile.mkdtemp(prefix="sotay-adaptive-"))
     url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
     await asyncio.get_running_loop().run_in_executor(None, upgrade, url)
-    settings = load_settings(
-        database_url=url,
-        telegram_token=TOKEN,
-        telegram_api_url=server.root,
-        secret_key="bench-secret",
-        _env_file=None,
-    )
-    app = App(settings)
-    channel = TelegramChannel(settings, app.router.handle)
-    app.add_channel(channel)
+    app, channel = sending_app(url, server)
     limits = channel.capabilities.limits
     assert limits is not None
     app.dispatcher.add_limiter(channel.name, RateLimiter(limits, adapt=adapt))

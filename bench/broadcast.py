@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
@@ -100,12 +101,31 @@ def recipients(count: int) -> list[int]:
     return [FIRST_ID + i for i in range(count)]
 
 
-async def fresh_server(ids: list[int]) -> FakeTelegram:
-    server = FakeTelegram(token=TOKEN, global_rate=(30, 1.0), per_chat_rate=(3, 1.0))
+async def fresh_server(ids: list[int], rate: float = RATE) -> FakeTelegram:
+    """A fake Bot API accepting ``rate`` messages/s overall (3 per chat at once, then 1/s),
+    every recipient a private chat that has started the bot."""
+    server = FakeTelegram(token=TOKEN, global_rate=(int(rate), 1.0), per_chat_rate=(3, 1.0))
     await server.start()
     for user_id in ids:
         server.user(user_id, language_code="vi").started = True  # as if each had sent /start
     return server
+
+
+def sending_app(url: str, server: FakeTelegram, **settings_: Any) -> tuple[App, TelegramChannel]:
+    """The real App with a TelegramChannel against ``server``, as a serving process builds them
+    (the channel added, so the dispatcher paces it); the caller starts only what it measures."""
+    settings = load_settings(
+        database_url=url,
+        telegram_token=TOKEN,
+        telegram_api_url=server.root,
+        secret_key="bench-secret",
+        _env_file=None,
+        **settings_,
+    )
+    app = App(settings)
+    channel = TelegramChannel(settings, app.router.handle)
+    app.add_channel(channel)
+    return app, channel
 
 
 def tally(server: FakeTelegram, ids: list[int], result: Result) -> None:
@@ -179,16 +199,7 @@ async def run_sotay(url: str, ids: list[int], progress: Callable[[str], None]) -
     old_level, old_propagate = logger.level, logger.propagate
     logger.setLevel(logging.INFO)
     logger.propagate = False  # counted here, not printed
-    settings = load_settings(
-        database_url=url,
-        telegram_token=TOKEN,
-        telegram_api_url=server.root,
-        secret_key="bench-secret",
-        _env_file=None,
-    )
-    app = App(settings)
-    channel = TelegramChannel(settings, app.router.handle)
-    app.add_channel(channel)
+    app, channel = sending_app(url, server)
     try:
         await channel.ptb.initialize()  # getMe; no polling: this run only sends
         seconds = await seed_outbox(app, ids)

@@ -50,10 +50,9 @@ from sqlmodel import col, select
 from telegram import Update
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
+from bench.broadcast import sending_app
 from bench.docs import DOCS, cpu_model, git_state, write_section
 from bot.app import App
-from bot.channels.telegram import TelegramChannel
-from bot.settings import load_settings
 from handlers.roster import import_roster_text
 from storage.db import Database
 from storage.migrate import upgrade
@@ -287,17 +286,7 @@ async def run_sotay(
     # The bot paces its own sends to Telegram's limits (30 messages/s, ~1/s per chat); that is a
     # limiter too, so it is lifted unless --bot-limits asks for the production pacing.
     unlimited = {} if bot_limits else {name: UNLIMITED for name in BOT_LIMIT_SETTINGS}
-    settings = load_settings(
-        database_url=url,
-        telegram_token=TOKEN,
-        telegram_api_url=server.root,
-        secret_key="bench-secret",
-        _env_file=None,
-        **unlimited,
-    )
-    app = App(settings)
-    channel = TelegramChannel(settings, app.router.handle)
-    app.add_channel(channel)
+    app, channel = sending_app(url, server, **unlimited)
     result = Result("sotay registration")
     statements: Counter[str] = Counter()
 

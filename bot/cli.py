@@ -149,7 +149,7 @@ async def _start_zalo(zalo: ZaloChannel, settings: Settings, web_server: WebServ
     try:
         await zalo.start(web_server)
     except ZaloApiError as exc:
-        if exc.code in (401, 403, 404):
+        if exc.code == 401:  # Zalo's error table: 403 is its internal error, not the token
             raise Fail("Zalo refused SOTAY_ZALO_TOKEN (invalid token).") from None
         raise Fail(f"the Zalo Bot API at {settings.zalo_api_url} answered {exc.code}.") from None
     except (ClientError, TimeoutError) as exc:

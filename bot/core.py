@@ -59,6 +59,7 @@ class Inbound:
     thread_ref: str | None = None  # forum topic inside a group
     reply_to_ref: str | None = None  # the message this one replies to
     unsupported: bool = False  # a sticker, voice note... we cannot read
+    hidden: bool = False  # the channel withheld what was sent (Zalo hides protected users')
 
     @property
     def command(self) -> tuple[str, str] | None:

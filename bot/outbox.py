@@ -20,7 +20,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import choices
-from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
+from bot.channels.base import (
+    Blocked,
+    Channel,
+    ChannelPaused,
+    Rejected,
+    RetryLater,
+    SendError,
+    Transient,
+)
 from bot.clock import Clock
 from bot.core import View
 from bot.ratelimit import RateLimiter
@@ -243,6 +251,17 @@ class Dispatcher:
                 row.channel,
                 exc.seconds,
                 "chat" if chat_only else "channel",
+            )
+            return False
+        except ChannelPaused as exc:
+            self._count(row, "paused")
+            self._paused_until[row.channel] = self._clock.now() + timedelta(seconds=exc.seconds)
+            await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)
+            log.info(
+                "outbox.channel_paused channel=%s wait=%s reason=%s",
+                row.channel,
+                exc.seconds,
+                exc.reason,
             )
             return False
         except Blocked:

@@ -292,8 +292,21 @@ class Router:
                     return
             key = "common.attachment_outside_dialog" if event.attachment else "common.unsupported"
             ctx.reply(ctx.t(key))
+        elif event.hidden:
+            await self._hidden(ctx, dialog)
         else:
             ctx.reply(ctx.t("common.unsupported"))
+
+    async def _hidden(self, ctx: Ctx, dialog: Dialog | None) -> None:
+        """The channel withheld what the person sent (Zalo hides some protected users'
+        messages): it may well have been text, so "I can only read text" would be wrong. Say
+        we could not see it, then what they can answer: the open step again, else the menu."""
+        if dialog is not None:
+            ctx.reply(ctx.t("channel.hidden_in_dialog"))
+            await dialogs.ask(ctx, dialog)
+            return
+        ctx.reply(ctx.t("channel.hidden"))
+        await self._command(ctx, None, "menu", "")
 
     async def _offered_choice(self, ctx: Ctx, dialog: Dialog | None) -> str | None:
         """Typed text that names a choice of the chat's last message with choices (an approval

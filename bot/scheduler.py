@@ -304,7 +304,8 @@ class Scheduler:
             return [i for i in (await session.exec(stmt)).all() if i is not None]
 
     async def _run_one(self, work_id: int) -> None:
-        """One job, one transaction: the status flip and everything it sends commit together."""
+        """One job, one transaction: the status flip and everything it sends commit together;
+        then what the job left for after the commit (``session.info["after_commit"]``)."""
         try:
             async with self._db.session() as session:
                 stmt = select(DueJob).where(
@@ -326,6 +327,7 @@ class Scheduler:
                 session.add(work)
         except IntegrityError:
             log.exception("job.conflict id=%s", work_id)
+            return
         except Exception:
             log.exception("job.failed id=%s", work_id)
             async with self._db.session() as session:
@@ -334,6 +336,17 @@ class Scheduler:
                     .where(col(DueJob.id) == work_id)
                     .values(status=JobStatus.skipped, note="failed", done_at=self.clock.now())
                 )
+            return
+        await self._after_commit(work_id, session.info.get("after_commit", ()))
+
+    async def _after_commit(self, work_id: int, works: Any) -> None:
+        """Work a job left for after its transaction committed (e.g. a network call that must
+        not hold the write lock); it records its outcome in transactions of its own."""
+        for after in works:
+            try:
+                await after(self._db)
+            except Exception:
+                log.exception("job.after_commit_failed id=%s", work_id)
 
     async def purge(self) -> None:
         """Forget idempotency keys older than a week; Telegram never redelivers that late."""

@@ -248,11 +248,20 @@ class Settings(BaseSettings):
             raise ValueError("must have 8 to 256 characters (Zalo's rule)")
         return value or None
 
-    @field_validator("webhook_url", "zalo_webhook_url")
+    @field_validator("webhook_url")
     @classmethod
     def _https_webhook(cls, value: str | None) -> str | None:
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
+        return value or None
+
+    @field_validator("zalo_webhook_url")
+    @classmethod
+    def _zalo_https_webhook(cls, value: str | None) -> str | None:
+        """Zalo's setWebhook takes only an https URL (https://bot.zapps.me/docs/apis/setWebhook/):
+        refused here, at start-up, rather than by Zalo after the bot has started."""
+        if value and not value.startswith("https://"):
+            raise ValueError("must be an https URL (Zalo's setWebhook accepts no other)")
         return value or None
 
     @cached_property

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,8 +43,10 @@ from bot.scheduler import JobResult, cancel, done, job, schedule, skip
 from bot.settings import Settings
 from bot.workhours import WorkCalendar
 from storage import queries
+from storage.db import Database
 from storage.models import (
     DueJob,
+    JobStatus,
     Member,
     OutboxMessage,
     OutboxStatus,
@@ -83,7 +85,7 @@ AUTOCLOSE_AFTER = timedelta(days=3)
 DELIVERY_CHECK_AFTER = timedelta(seconds=15)  # then 30 s, 1, 2 and 4 minutes
 DELIVERY_CHECKS = 5
 TOPIC_TRIES = 6
-TOPIC_TIMEOUT = 10.0  # seconds: the call runs inside the job's transaction (a write lock)
+TOPIC_TIMEOUT = 10.0  # seconds a forum-topic call may take (after the job's transaction)
 CARD_HISTORY = 6
 SNIPPET = 300
 MAX_TEXT = 3500
@@ -1032,7 +1034,12 @@ async def tell_admins_overdue(ctx: Ctx, ticket: Ticket) -> int:
 
 @job("ticket_topic")
 async def on_topic(ctx: Ctx, work: DueJob) -> JobResult:
-    """Create the ticket's forum topic in the staff group, then post the card into it."""
+    """Create the ticket's forum topic in the staff group, then post the card into it.
+
+    The network call never runs inside this job's write transaction (on SQLite that held every
+    writer's lock for a round trip): this transaction only schedules the next try — the safety
+    net should this process die or the call fail — and the call runs once it has committed
+    (``create_topic_after_commit``), which records the topic in a short transaction of its own."""
     topic = await ctx.session.get(TicketTopic, work.payload.get("topic_id") or 0)
     ticket = await ctx.session.get(Ticket, work.ref_id or 0)
     if topic is None or ticket is None or topic.thread_ref is not None:
@@ -1044,9 +1051,24 @@ async def on_topic(ctx: Ctx, work: DueJob) -> JobResult:
         await ctx.session.delete(topic)
         await announce(ctx, ticket, note)  # the group was unbound meanwhile: private chats
         return skip("group gone")
+    tries = int(work.payload.get("tries", 0))
+    if tries >= TOPIC_TRIES:
+        await post_in_group_instead(ctx, ticket, group, topic, note)
+        return done("gave up on the topic: posted in the group")
     channel = ctx.services.channels.get(topic.channel)
     create = getattr(channel, "create_topic", None)
-    tries = int(work.payload.get("tries", 0)) + 1
+    wait = 60 if create is None else 2 ** (tries + 1) * 5 + 2 * TOPIC_TIMEOUT  # after any call
+    retry = schedule(
+        ctx.session,
+        kind="ticket_topic",
+        due_at=ctx.now + timedelta(seconds=wait),
+        now=ctx.now,
+        ref_id=ticket.id,
+        payload={**work.payload, "tries": tries + 1},
+    )
+    if create is None:  # this process has no such channel (yet): the next try may
+        return done("retry: no channel")
+    await ctx.session.flush()
     lang = ctx.settings.default_language
     title = t(
         lang,
@@ -1055,58 +1077,112 @@ async def on_topic(ctx: Ctx, work: DueJob) -> JobResult:
         category=category_label(lang, ticket.category),
         cell=(await ctx.session.get(Unit, ticket.cell_id)).name,  # type: ignore[union-attr]
     )
-    try:
-        if create is None:
-            raise RetryLater(60)  # this process has no such channel (yet): try again
-        # Inside the job's transaction on purpose: the job, the topic and the card commit together,
-        # so a crash never leaves a created topic unrecorded. The timeout bounds the lock held.
-        thread = await asyncio.wait_for(create(topic.chat_ref, title), timeout=TOPIC_TIMEOUT)
-    except Rejected:
-        group.forum = False  # not a forum (or no right to manage topics): post in the group
-        ctx.session.add(group)
-        await ctx.session.delete(topic)
-        await ctx.session.flush()
+    call = create_topic_after_commit(ctx, create, topic.id or 0, retry.id or 0, title, note)
+    ctx.session.info.setdefault("after_commit", []).append(call)
+    return done("creating the topic")
+
+
+async def post_in_group_instead(
+    ctx: Ctx, ticket: Ticket, group: StaffGroup, topic: TicketTopic, note: Note
+) -> None:
+    """No topic after all tries: the group is used as a plain group from now on."""
+    group.forum = False
+    ctx.session.add(group)
+    await ctx.session.delete(topic)
+    await ctx.session.flush()
+    await announce(ctx, ticket, note)
+
+
+def create_topic_after_commit(
+    ctx: Ctx,
+    create: Callable[[str, str], Awaitable[str]],
+    topic_id: int,
+    retry_id: int,
+    title: str,
+    note: Note,
+) -> Callable[[Database], Awaitable[None]]:
+    """The forum-topic call, run after the job's transaction, and its outcome recorded in a
+    short transaction of its own. Two runs may race (a retry while a slow call is still out):
+    the first to record wins — the thread is stored only where none is yet (a conditional
+    UPDATE) and the card is posted once; the loser's topic is left unused and logged."""
+
+    async def run(db: Database) -> None:
+        async with db.reader() as session:
+            topic = await session.get(TicketTopic, topic_id)
+        if topic is None or topic.thread_ref is not None:
+            return
+        try:
+            thread: str | Exception = str(
+                await asyncio.wait_for(create(topic.chat_ref, title), timeout=TOPIC_TIMEOUT)
+            )
+        except (Rejected, Blocked) as exc:
+            thread = exc
+        except Exception as exc:  # noqa: BLE001 - rate limits, network: the retry job stands
+            log.info("ticket.topic_retry topic=%s error=%s", topic_id, type(exc).__name__)
+            if isinstance(exc, RetryLater):
+                async with db.session() as session:
+                    later = ctx.now + timedelta(seconds=exc.seconds)
+                    await session.exec(
+                        update(DueJob)
+                        .where(col(DueJob.id) == retry_id, col(DueJob.due_at) < later)
+                        .values(due_at=later)
+                    )
+            return
+        async with db.session() as session:
+            await record_topic(replace(ctx, session=session), topic_id, retry_id, thread, note)
+
+    return run
+
+
+async def record_topic(
+    ctx: Ctx, topic_id: int, retry_id: int, thread: str | Exception, note: Note
+) -> None:
+    """Store the created thread (or what refusing it means) unless another run did already."""
+    topic = await ctx.session.get(TicketTopic, topic_id)
+    ticket = await ctx.session.get(Ticket, topic.ticket_id) if topic is not None else None
+    group = (
+        await group_for_chat(ctx.session, topic.channel, topic.chat_ref)
+        if topic is not None
+        else None
+    )
+    if topic is None or ticket is None or group is None or topic.thread_ref is not None:
+        log.info("ticket.topic_unused topic=%s", topic_id)  # another run recorded one first
+        return
+    await ctx.session.exec(
+        update(DueJob)
+        .where(col(DueJob.id) == retry_id, col(DueJob.status) == JobStatus.pending)
+        .values(status=JobStatus.skipped, note="not needed: topic settled", done_at=ctx.now)
+    )
+    lang = ctx.settings.default_language
+    if isinstance(thread, Rejected):  # not a forum (or no right to manage topics)
         ctx.services.outbox.add(
             ctx.session,
             channel=group.channel,
             chat_ref=group.chat_ref,
             view=View(t(lang, "sup.group.not_forum")),
         )
-        await announce(ctx, ticket, note)
+        await post_in_group_instead(ctx, ticket, group, topic, note)
         log.info("ticket.topic_refused id=%s group=%s", ticket.id, group.id)
-        return done("not a forum: posted in the group")
-    except Blocked:
+        return
+    if isinstance(thread, Exception):  # Blocked: the bot is no longer in the group
         log.warning("ticket.group_lost group=%s", group.id)
         await ctx.session.delete(topic)
         await ctx.session.delete(group)
         await ctx.session.flush()
         await announce(ctx, ticket, note)
-        return done("bot not in the group: unbound, sent privately")
-    except Exception as exc:  # noqa: BLE001 - rate limits and network trouble: try again later
-        wait = exc.seconds if isinstance(exc, RetryLater) else 2**tries * 5
-        if tries >= TOPIC_TRIES:
-            group.forum = False
-            ctx.session.add(group)
-            await ctx.session.delete(topic)
-            await ctx.session.flush()
-            await announce(ctx, ticket, note)
-            return done("gave up on the topic: posted in the group")
-        schedule(
-            ctx.session,
-            kind="ticket_topic",
-            due_at=ctx.now + timedelta(seconds=wait),
-            now=ctx.now,
-            ref_id=ticket.id,
-            payload={**work.payload, "tries": tries},
-        )
-        return done(f"retry: {type(exc).__name__}")
-    topic.thread_ref = str(thread)
-    ctx.session.add(topic)
-    chat = Chat(group.channel, group.chat_ref, topic.thread_ref, lang, True)
+        return
+    recorded = await ctx.session.exec(
+        update(TicketTopic)
+        .where(col(TicketTopic.id) == topic_id, col(TicketTopic.thread_ref).is_(None))
+        .values(thread_ref=thread)
+    )
+    if recorded.rowcount != 1:
+        log.info("ticket.topic_unused topic=%s", topic_id)
+        return
+    chat = Chat(group.channel, group.chat_ref, thread, lang, True)
     view = await card_view(ctx, ticket, lang, note=note, group=True)
     await post(ctx, ticket, chat, view, audience="staff", kind="card")
     log.info("ticket.topic id=%s group=%s", ticket.id, group.id)
-    return done("topic created")
 
 
 @job("ticket_delivery")

@@ -286,7 +286,7 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     telegram = FakeTelegram(token="42:RUN", per_chat_rate=(20, 0.05))
-    zalo = FakeZalo(token="zalo-run")
+    zalo = FakeZalo(token="zalo-run", webhook_proxy=f"http://127.0.0.1:{port}")  # TLS ends there
     await telegram.start()
     await zalo.start()
     env = {
@@ -298,7 +298,7 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
         "SOTAY_WEBHOOK_SECRET": "telegram-secret-0123456789",
         "SOTAY_ZALO_TOKEN": "zalo-run",
         "SOTAY_ZALO_API_URL": zalo.root,
-        "SOTAY_ZALO_WEBHOOK_URL": f"http://127.0.0.1:{port}/zalo",
+        "SOTAY_ZALO_WEBHOOK_URL": "https://bot.example.vn/zalo",
         "SOTAY_ZALO_WEBHOOK_SECRET": "zalo-secret-0123",
         "SOTAY_WEB_PORT": str(port),
         "SOTAY_SECRET_KEY": "k",
@@ -313,7 +313,7 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
     try:
         await telegram.wait_for(lambda: telegram.webhook_url is not None, timeout=30)
         await zalo.wait_for(lambda: zalo.webhook_url is not None, timeout=30)
-        assert zalo.webhook_url == f"http://127.0.0.1:{port}/zalo"
+        assert zalo.webhook_url == "https://bot.example.vn/zalo"
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200

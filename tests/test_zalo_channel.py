@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channels.base import Blocked, Rejected, RetryLater, Transient
+from bot.channels.base import Blocked, ChannelPaused, Rejected, Transient
 from bot.channels.zalo import (
     ZaloApiError,
     classify,
@@ -57,7 +57,7 @@ def test_image_event_carries_the_photo_url_as_attachment() -> None:
             "event_name": "message.image.received",
             "message": {
                 "message_id": "m-2",
-                "photo_url": "https://z.example/p.jpg",
+                "photo": "https://z.example/p.jpg",  # as documented (photo_url also read)
                 "caption": "Lỗi đăng nhập",
                 "from": {"id": "u-1"},
                 "chat": {"id": "u-1", "chat_type": "PRIVATE"},
@@ -142,25 +142,41 @@ def test_numbered_renders_choices_under_the_text() -> None:
 @pytest.mark.parametrize(
     ("error", "outcome"),
     [
-        (ZaloApiError(429, "Too Many Requests", 7), RetryLater),
-        (ZaloApiError(403, "Forbidden"), Blocked),
-        (ZaloApiError(400, "User has blocked the bot"), Blocked),
-        (ZaloApiError(400, "user does not follow the bot"), Blocked),
-        (ZaloApiError(400, "Bad Request: chat not found"), Blocked),
+        # Zalo's error table (https://bot.zapps.me/docs/error-code/)
+        (ZaloApiError(403, "Internal server error"), Transient),  # never "blocked"
+        (ZaloApiError(408, "Request timeout"), Transient),
+        (ZaloApiError(429, "Quota exceeded"), ChannelPaused),
+        (ZaloApiError(401, "Unauthorized"), ChannelPaused),
+        (ZaloApiError(400, "Bad request: the user has blocked the bot"), Blocked),
+        (ZaloApiError(400, "Bad request: chat not found"), Blocked),
         (ZaloApiError(500, "Internal Server Error"), Transient),
         (ZaloApiError(502, "Bad Gateway"), Transient),
-        (ZaloApiError(400, "Bad Request: text is too long"), Rejected),
+        (ZaloApiError(400, "Bad request: text is too long"), Rejected),
+        (ZaloApiError(404, "Not found"), Rejected),
     ],
 )
 def test_errors_map_to_dispatcher_outcomes(error: ZaloApiError, outcome: type) -> None:
     assert isinstance(classify(error), outcome)
 
 
-def test_retry_after_is_kept_and_never_below_a_second() -> None:
-    waited = classify(ZaloApiError(429, "Too Many Requests", 7))
-    assert isinstance(waited, RetryLater) and waited.seconds == 7
-    unknown = classify(ZaloApiError(429, "Too Many Requests"))
-    assert isinstance(unknown, RetryLater) and unknown.seconds == 1
+def test_quota_pauses_the_whole_channel_for_the_pause_given_and_a_bad_token_for_long() -> None:
+    quota = classify(ZaloApiError(429, "Quota exceeded"), quota_pause=240.0)
+    assert isinstance(quota, ChannelPaused) and quota.seconds == 240.0
+    token = classify(ZaloApiError(401, "Unauthorized"))
+    assert isinstance(token, ChannelPaused) and token.seconds >= 3600
+
+
+def test_own_messages_and_hidden_content() -> None:
+    own = text_event("echo", **{"from": {"id": "bot1"}})  # no is_bot flag: the id decides
+    assert to_inbound(own, bot_id="bot1") is None
+    assert to_inbound(own) is not None  # without knowing our id it is someone's message
+    hidden = to_inbound(
+        {
+            "event_name": "message.unsupported.received",
+            "message": {"message_id": "m-9", "from": {"id": "u-1"}, "chat": {"id": "u-1"}},
+        }
+    )
+    assert hidden is not None and hidden.hidden and not hidden.unsupported
 
 
 def test_choices_stand_apart_from_an_answers_own_numbered_steps() -> None:

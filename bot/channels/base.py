@@ -38,6 +38,17 @@ class Rejected(SendError):
     """The message itself was refused (bad request): retrying cannot help."""
 
 
+class ChannelPaused(SendError):
+    """The channel cannot send to anyone for a while (a plan's quota is spent, its token was
+    refused): every chat of the channel waits ``seconds``, nothing is counted as an attempt and
+    the send rate is left alone (the rate was not the cause)."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(f"channel paused {seconds}s ({reason})")
+        self.seconds = seconds
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a channel can do. Handlers and the dispatcher ask this; none of them names a

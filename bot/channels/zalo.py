@@ -5,13 +5,18 @@ The platform is modelled on Telegram's Bot API (``<base>/bot<TOKEN>/<method>``, 
 but has no buttons, no edits, no contact sharing, no update_id and no file uploads (``sendPhoto``
 takes a URL). So: choices are rendered as a numbered list under the text and remembered per chat in
 the database (``pending_choice``), and a reply that is just a number or a label becomes the pressed
-choice; the message_id is the idempotency key; an edit is sent as a new message; a file we made is
-replaced by a note saying where to get it; members type their phone number (the secretary approves).
+choice (the dispatcher remembers the choices, as on every channel); the message_id is the
+idempotency key; an edit is sent as a new message; a file we made is replaced by a note saying
+where to get it; members type their phone number (the secretary approves).
 
 Inbound events become ``Inbound`` for the router; outbound messages come only from the dispatcher
-via ``send``. Errors map onto the dispatcher's outcomes (429 → wait, 403/blocked → blocked,
-400 → rejected, 5xx/network → retry). Logs never carry message text, names or phone numbers, and
-never the token (it is part of every URL).
+via ``send``. Errors follow Zalo's error table (https://bot.zapps.me/docs/error-code/):
+403 is Zalo's *internal server error* (retried with backoff, never "blocked"); 429 is the plan's
+quota, spent, with no retry_after (the whole channel pauses, longer each time, and the admins are
+told once); 401 is a token that is no longer valid (the channel stops, says so in one log line and
+alerts the admins; queued messages wait for a restart with a good token); 400 is a refused
+message; 408 and 5xx are retried. The bot's own messages, if they come back, are ignored. Logs
+never carry message text, names or phone numbers, and never the token (it is part of every URL).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from urllib.parse import urlparse
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bot import choices as choices_rule
+from bot.channel_alerts import alert_admins
 from bot.channels.base import (
     Blocked,
     Capabilities,
+    ChannelPaused,
     Rejected,
-    RetryLater,
     SendError,
     Transient,
 )
@@ -53,6 +59,10 @@ TEXT_LIMIT = 2000
 CAPTION_LIMIT = 1000  # undocumented; kept well under the text limit
 POLL_TIMEOUT = 30  # seconds a getUpdates call may wait for an event
 MAX_POLL_BACKOFF = 30.0
+QUOTA_FIRST_PAUSE = 60.0  # seconds the channel waits after the plan's quota is first found spent
+QUOTA_MAX_PAUSE = 3600.0  # ...doubling at each further 429, up to an hour
+TOKEN_PAUSE = 3600.0  # a refused token: queued messages wait (re-checked hourly) for a restart
+EVENT_UNSUPPORTED = "message.unsupported.received"  # Zalo hides the content (protected users)
 
 Handle = Callable[[Inbound], Awaitable[bool]]
 
@@ -60,11 +70,10 @@ Handle = Callable[[Inbound], Awaitable[bool]]
 class ZaloApiError(Exception):
     """An answer of the Bot API with ``ok: false`` (or an HTTP error status)."""
 
-    def __init__(self, code: int, description: str, retry_after: float | None = None) -> None:
+    def __init__(self, code: int, description: str) -> None:
         super().__init__(f"{code} {description}")
         self.code = code
         self.description = description
-        self.retry_after = retry_after
 
 
 # --- inbound -------------------------------------------------------------------------------------
@@ -95,11 +104,16 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
+def to_inbound(event: Mapping[str, Any], bot_id: str | None = None) -> Inbound | None:
     """Translate a Zalo message event into a channel-neutral event (None for what we ignore).
 
     The key is the message_id: Zalo has no update_id, and a redelivered event keeps its
-    message_id. Group chats are ignored: the assistant serves members in private chats here.
+    message_id. Group chats are ignored: the assistant serves members in private chats here, and
+    so are messages from a bot — our own (``bot_id``, from getMe) coming back included.
+    An image event carries its URL in ``photo`` and its text in ``caption``
+    (https://bot.zapps.me/docs/webhook/; ``photo_url`` is accepted too). A
+    ``message.unsupported.received`` event is a message whose content Zalo withheld (it hides
+    some protected users' messages): ``hidden``, so the member is answered fittingly.
     """
     message = event.get("message")
     if not isinstance(message, dict):
@@ -107,6 +121,8 @@ def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
     sender, chat = _object(message.get("from")), _object(message.get("chat"))
     message_id, user_id = message.get("message_id"), sender.get("id")
     if not message_id or not user_id or sender.get("is_bot"):
+        return None
+    if bot_id is not None and str(user_id) == bot_id:
         return None
     if str(chat.get("chat_type") or "PRIVATE").upper() != "PRIVATE":
         return None
@@ -120,7 +136,9 @@ def to_inbound(event: Mapping[str, Any]) -> Inbound | None:
         language_hint=str(hint) if hint else None,
         display_name=sender.get("display_name") or sender.get("name"),
     )
-    photo = message.get("photo_url") or message.get("photo")
+    if event.get("event_name") == EVENT_UNSUPPORTED:
+        return base(hidden=True)
+    photo = message.get("photo") or message.get("photo_url")
     attachment = Attachment("photo", str(photo)) if isinstance(photo, str) and photo else None
     text = message.get("text") or message.get("caption")
     if isinstance(text, str) and text or attachment is not None:
@@ -156,32 +174,20 @@ def _is_url(ref: str | None) -> bool:
     return bool(ref) and urlparse(ref or "").scheme in ("http", "https")
 
 
-def classify(error: ZaloApiError) -> SendError:
-    """The dispatcher's outcome for an API error."""
+def classify(error: ZaloApiError, quota_pause: float = QUOTA_FIRST_PAUSE) -> SendError:
+    """The dispatcher's outcome for an API error, after Zalo's error table
+    (https://bot.zapps.me/docs/error-code/): 400 bad request, 401 unauthorized, 403 internal
+    server error, 404 not found, 408 request timeout, 429 quota exceeded."""
     description = error.description.lower()
-    if error.code == 429:
-        return RetryLater(max(1.0, error.retry_after or 1.0))
-    if error.code == 403 or "block" in description or "not follow" in description:
-        return Blocked(error.description[:200])
-    if error.code >= 500 or error.code in (401, 408):
-        return Transient(f"{error.code}")  # server trouble or a token hiccup: keep the message
-    if "chat not found" in description or "user not found" in description:
+    if error.code == 401:
+        return ChannelPaused(TOKEN_PAUSE, "token refused")
+    if error.code == 429:  # the plan's quota: no retry_after, and no use retrying each second
+        return ChannelPaused(quota_pause, "quota exceeded")
+    if error.code == 403 or error.code == 408 or error.code >= 500:
+        return Transient(f"{error.code}")  # Zalo's own trouble: keep the message, retry later
+    if "block" in description or "chat not found" in description or "user not found" in description:
         return Blocked(error.description[:200])
     return Rejected(error.description[:200])
-
-
-def _retry_after(body: Any, header: str | None) -> float | None:
-    values: list[Any] = [header]
-    if isinstance(body, dict):
-        parameters = body.get("parameters")
-        values.insert(0, body.get("retry_after"))
-        if isinstance(parameters, dict):
-            values.insert(0, parameters.get("retry_after"))
-    for value in values:
-        with contextlib.suppress(TypeError, ValueError):
-            if value is not None:
-                return float(value)
-    return None
 
 
 class ZaloChannel:
@@ -220,10 +226,19 @@ class ZaloChannel:
         self._poller: asyncio.Task[None] | None = None
         self._own_web: WebServer | None = None  # when started without the process's server
         self.bot_name: str | None = None
+        self.bot_id: str | None = None  # our own sender id: our messages coming back are ignored
+        self.token_refused = False  # a 401 while running: stopped until restarted
+        self._quota_pause = 0.0  # the pause after the last 429 (0: the quota is not spent)
+        self._alerted: set[str] = set()  # troubles the admins were told about (once each)
 
     @property
     def webhook_mode(self) -> bool:
         return bool(self._settings.zalo_webhook_url)
+
+    @property
+    def polling(self) -> bool:
+        """Whether the getUpdates loop runs (it ends when Zalo refuses the token)."""
+        return self._poller is not None and not self._poller.done()
 
     async def start(self, web_server: WebServer | None = None) -> None:
         """Check the token (getMe), then poll or register the webhook. In webhook mode the route
@@ -233,6 +248,7 @@ class ZaloChannel:
         try:
             me = await self._call("getMe")
             self.bot_name = (me or {}).get("account_name") or (me or {}).get("name")
+            self.bot_id = str(me["id"]) if isinstance(me, dict) and me.get("id") else None
             if self.webhook_mode:
                 if web_server is None:
                     self._own_web = await serve_alone(self._settings, self.add_routes)
@@ -274,7 +290,6 @@ class ZaloChannel:
                 body = await response.json(content_type=None)
             except ValueError:
                 body = None
-            header = response.headers.get("Retry-After")
             status = response.status
         if isinstance(body, dict) and body.get("ok") is True and status < 400:
             return body.get("result")
@@ -283,7 +298,7 @@ class ZaloChannel:
         if isinstance(body, dict):
             code = int(body.get("error_code") or code)
             description = str(body.get("description") or body.get("message") or "")
-        raise ZaloApiError(code, description, _retry_after(body, header))
+        raise ZaloApiError(code, description)
 
     # --- inbound -----------------------------------------------------------------------------
 
@@ -303,6 +318,9 @@ class ZaloChannel:
             except ZaloApiError as exc:
                 if exc.code == 408:  # nothing arrived within the long-poll timeout
                     continue
+                if exc.code == 401:
+                    await self._token_refused()
+                    return
                 log.warning("zalo.poll_failed code=%s", exc.code)
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_POLL_BACKOFF, backoff * 2)
@@ -323,7 +341,7 @@ class ZaloChannel:
             log.exception("zalo.event_failed")
 
     async def process(self, event: Mapping[str, Any]) -> None:
-        inbound = to_inbound(event)
+        inbound = to_inbound(event, self.bot_id)
         if inbound is not None:
             await self._handle(await self.resolve_choice(inbound))
 
@@ -365,17 +383,55 @@ class ZaloChannel:
 
     async def send(self, chat_ref: str, view: View) -> str:
         """Deliver one view. An edit (``view.edit_ref``) is sent as a new message: Zalo cannot
-        edit. The choices are remembered for the chat before the message leaves: a member may
-        answer "1" the moment it arrives, before the send call has even returned to us."""
-        choices = [choice for row in view.choices for choice in row]
-        if choices:
-            await self._remember(chat_ref, choices)
+        edit. (The dispatcher has remembered the choices for the chat before this call.)"""
+        if self.token_refused:  # nothing can leave until a restart with a valid token
+            raise ChannelPaused(TOKEN_PAUSE, "token refused")
         try:
-            return await self._send(chat_ref, view)
+            message_id = await self._send(chat_ref, view)
         except ZaloApiError as exc:
-            raise classify(exc) from exc
+            raise await self._outcome(exc) from exc
         except (ClientError, TimeoutError) as exc:
             raise Transient(type(exc).__name__) from exc
+        if self._quota_pause:  # the quota is back: a later 429 is a new trouble
+            log.info("zalo.quota_back")
+            self._quota_pause = 0.0
+            self._alerted.discard("quota")
+        return message_id
+
+    async def _outcome(self, error: ZaloApiError) -> SendError:
+        """The dispatcher's outcome for ``error``; a spent quota pauses longer each time it is
+        found still spent, and the channel's troubles are told to the admins once."""
+        if error.code == 401:
+            await self._token_refused()
+        elif error.code == 429:
+            self._quota_pause = min(QUOTA_MAX_PAUSE, 2 * self._quota_pause or QUOTA_FIRST_PAUSE)
+            log.warning("zalo.quota_exceeded pause=%s", self._quota_pause)
+            await self._alert_once("quota", "channel.alert.quota")
+        return classify(error, self._quota_pause or QUOTA_FIRST_PAUSE)
+
+    async def _token_refused(self) -> None:
+        """Zalo answered 401: the token is invalid or was reset. Stop polling and sending, say
+        so once in the log (never the token) and tell the admins."""
+        if self.token_refused:
+            return
+        self.token_refused = True
+        log.error(
+            "zalo.stopped: Zalo refused SOTAY_ZALO_TOKEN (401 Unauthorized); set a valid token "
+            "and restart, queued messages wait until then"
+        )
+        await self._alert_once("token", "channel.alert.token")
+
+    async def _alert_once(self, trouble: str, key: str) -> None:
+        if trouble in self._alerted:
+            return
+        self._alerted.add(trouble)
+        await alert_admins(
+            self._db,
+            self._clock,
+            channel=CHANNEL,
+            key=key,
+            default_language=self._settings.default_language,
+        )
 
     async def _send(self, chat_ref: str, view: View) -> str:
         lang = self._settings.default_language  # the view is already in the member's language
@@ -388,24 +444,14 @@ class ZaloChannel:
         message_id = ""
         if photo is not None:
             caption, text = caption_split(text, CAPTION_LIMIT)
-            sent = await self._call("sendPhoto", chat_id=chat_ref, photo=photo, caption=caption)
+            extra: dict[str, Any] = {"caption": caption} if caption.strip() else {}  # never empty
+            sent = await self._call("sendPhoto", chat_id=chat_ref, photo=photo, **extra)
             message_id = _message_id(sent)
         if text or not message_id:
             for part in split_text(text, self.text_limit):
                 sent = await self._call("sendMessage", chat_id=chat_ref, text=part)
                 message_id = _message_id(sent)
         return message_id
-
-    async def _remember(self, chat_ref: str, choices: list[Choice]) -> None:
-        """Replace the chat's numbered choices (its own small transaction). If this fails the
-        message is not sent; the dispatcher retries both, so numbers never outrun the mapping."""
-        mapping = [[choice.label, choice.data] for choice in choices]
-        async with self._db.session() as session:
-            row = await session.get(PendingChoices, (CHANNEL, chat_ref))
-            if row is None:
-                row = PendingChoices(channel=CHANNEL, chat_ref=chat_ref, choices=mapping)
-            row.choices, row.updated_at = mapping, self._clock.now()
-            session.add(row)
 
 
 def _message_id(sent: Any) -> str:
