@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import platform
-import re
 import sqlite3
 import sys
 import tempfile
@@ -36,12 +35,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import select
 
+from bench.docs import DOCS, cpu_model, write_section
 from bot.app import App
 from bot.channels.telegram import TelegramChannel
 from bot.core import View
@@ -50,7 +49,6 @@ from storage.migrate import upgrade
 from storage.models import Broadcast, OutboxMessage, OutboxStatus, utcnow
 from tests.fake_telegram import FakeTelegram
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Broadcast"
 TOKEN = "123:BENCH"
 RATE = 30.0  # Telegram's overall limit, enforced by the fake server
@@ -307,11 +305,7 @@ def table(results: list[Result]) -> str:
 
 
 def _machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        model = found.group(1).strip() if found else model
+    model = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
@@ -349,18 +343,6 @@ def interpretation(sotay: Result, baseline: Result) -> str:
         "not what Telegram's servers would do.",
     ]
     return "\n".join(lines)
-
-
-def _write_docs(body: str) -> None:
-    """Replace (or append) only our section: other benchmarks share the file."""
-    text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + section
-    DOCS.write_text(text, "utf-8")
 
 
 async def run_all(url: str, count: int, skip_baseline: bool) -> list[Result]:
@@ -413,7 +395,7 @@ delivery.
 {chr(10) + notes + chr(10) if notes else ""}
 {interpretation(results[0], results[1])}
 """
-        _write_docs(body)
+        write_section(SECTION, body)
         print(f"\nwrote {SECTION!r} in {DOCS}")
 
 
