@@ -240,8 +240,9 @@ async def register(user: FakeUser, phone: str, result: Result) -> None:
     thanks, msg = await step(user.share_contact(phone="84" + phone[1:]), replies=2)
     _expect("Cảm ơn đồng chí." in (thanks.get("text") or ""), "the thanks", thanks)
     _expect("Đồng chí có phải là" in (msg.get("text") or ""), "the roster match", msg)
-    for _ in range(4):  # it is me; smartphone; app installed; logged in
-        [msg] = await step(user.press(msg, "Có"))
+    # it is me; smartphone; app installed; logged in (answer labels as the chat shows them)
+    for label in ("Đúng, là tôi", "Có", "Đã cài", "Đã đăng nhập"):
+        [msg] = await step(user.press(msg, label))
     _expect("Đăng ký xong" in (msg.get("text") or ""), "the end of registration", msg)
 
 
