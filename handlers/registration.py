@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot import dialogs, scheduler
+from bot import dialogs, invite_codes, scheduler
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -126,7 +126,8 @@ async def pending_application(ctx: Ctx) -> Application | None:
 async def valid_invite(ctx: Ctx, code: str | None) -> Invite | None:
     if not code:
         return None
-    invite = (await ctx.session.exec(select(Invite).where(Invite.code == code))).first()
+    stmt = select(Invite).where(col(Invite.code).in_(invite_codes.candidates(code)))
+    invite = (await ctx.session.exec(stmt)).first()
     if invite is None or invite.used_at is not None or invite.expires_at <= ctx.now:  # type: ignore[operator]
         return None
     return invite
