@@ -159,7 +159,7 @@ async def test_member_to_staff_and_back_full_cycle(world: World) -> None:
         "✋ Nhận xử lý",
         "✍️ Trả lời",
         "📚 Trả lời bằng hỏi đáp",
-        "🗂 Cần sửa CSDL",
+        "🗂 Cần sửa hồ sơ",
         "✅ Đã giải quyết",
         "⬆️ Chuyển lên",
         "⬇️ Chuyển xuống",
@@ -180,9 +180,15 @@ async def test_member_to_staff_and_back_full_cycle(world: World) -> None:
     await staff.press("✅ Đã giải quyết")
     assert "Khó khăn của đồng chí đã hết chưa?" in an.new()[-1].text
     views = await an.press("✅ Đã xong")
-    assert "chấm điểm" in views[-1].text and labels(views[-1])[:5] == ["1", "2", "3", "4", "5"]
+    assert "chấm điểm" in views[-1].text and labels(views[-1])[:5] == [
+        "Kém (1)",
+        "Chưa tốt (2)",
+        "Bình thường (3)",
+        "Tốt (4)",
+        "Rất tốt (5)",
+    ]
     assert "Đảng viên đã đóng" in texts(staff.new())
-    await an.press("4")
+    await an.press("Tốt (4)")
     views = await an.say("Cán bộ nhiệt tình")
     assert "Cảm ơn" in views[-1].text
     ticket = await one_ticket(world)
@@ -567,18 +573,20 @@ async def test_faq_answer_reaches_the_member(world: World) -> None:
     views = await staff.press("📚 Trả lời bằng hỏi đáp")
     assert "Chọn mục hỏi đáp" in views[-1].text and labels(views[-1])
     await staff.press(labels(views[-1])[0])
-    answer = an.new()[-1]
+    answer, question = an.new()[-2:]
     assert "Trả lời yêu cầu #1" in answer.text and "OTP" in answer.text
-    assert (await one_ticket(world)).first_response_at is not None
+    assert "đã giúp đồng chí giải quyết được khó khăn (yêu cầu #1) chưa?" in question.text
+    ticket = await one_ticket(world)
+    assert ticket.first_response_at is not None and ticket.status == TicketStatus.resolved
 
 
 async def test_mark_database_correction_tells_the_member(world: World) -> None:
     an = await link(world, "an", AN)
     staff = world.chat("canbo")
-    await report(an, category="Sai thông tin trong CSDL đảng viên", text="Báo không tìm thấy")
-    views = await staff.press("🗂 Cần sửa CSDL")
+    await report(an, category="Sai thông tin trong hồ sơ đảng viên", text="Báo không tìm thấy")
+    views = await staff.press("🗂 Cần sửa hồ sơ")
     assert "danh sách cần sửa" in views[-1].text
-    assert "CSDL đảng viên cần sửa" in an.new()[-1].text
+    assert "hồ sơ đảng viên cần sửa" in an.new()[-1].text
     assert (await one_ticket(world)).db_correction is True
     views = await staff.press_data(world.app.services.signer.sign("a:tk:1:db"))
     assert "đã có trong danh sách" in views[-1].text
@@ -1110,7 +1118,7 @@ async def test_tickets_report_and_database_correction_csv(world: World, tmp_path
     an, binh = await link(world, "an", AN), await link(world, "binh", BINH)
     staff = world.chat("canbo")
     await report(an)
-    await report(binh, category="Sai thông tin trong CSDL đảng viên", text="Sai số điện thoại")
+    await report(binh, category="Sai thông tin trong hồ sơ đảng viên", text="Sai số điện thoại")
     world.clock.advance(timedelta(minutes=30))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:db"))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:reply"))
@@ -1118,7 +1126,7 @@ async def test_tickets_report_and_database_correction_csv(world: World, tmp_path
     world.clock.advance(timedelta(minutes=30))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:done"))
     await binh.press("✅ Đã xong")
-    await binh.press("5")
+    await binh.press("Rất tốt (5)")
     world.clock.advance(timedelta(hours=8))
     await world.app.scheduler.tick()  # ticket 1 escalates: one SLA breach
     out = tmp_path / "corrections.csv"
