@@ -24,7 +24,7 @@ from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.router import ANYONE, Router
 from bot.scheduler import JobResult, done, skip
-from handlers import identity, privacy, unitpicker
+from handlers import identity, install_help, privacy, unitpicker
 from handlers.membership import (
     apply_answers,
     approval_request,
@@ -445,6 +445,7 @@ async def tell_secretaries(ctx: Ctx, need: str) -> int:
     if member is None or not secretaries:
         return 0
     cell = await ctx.session.get(Unit, member.cell_id)
+    await install_help.record(ctx, member, need)  # for their /needhelp list, days later
     for secretary in secretaries:
         await ctx.notify_member(
             secretary,
