@@ -9,6 +9,8 @@ logged in, or moved to another cell, or asked to be forgotten.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,6 +83,16 @@ async def cmd_needhelp(ctx: Ctx, args: str) -> None:
 async def forget_requests(session: AsyncSession, member_id: int) -> None:
     """/forget: the request names the member; it goes."""
     await session.exec(delete(InstallHelp).where(col(InstallHelp.member_id) == member_id))
+
+
+@privacy.tells_about
+async def requests_about(session: AsyncSession, member_id: int) -> dict[str, Any]:
+    """/me's file: the member's request for help, if they made one."""
+    row = await session.get(InstallHelp, member_id)
+    if row is None:
+        return {}
+    asked = row.asked_at.isoformat() if row.asked_at else None
+    return {"help_asked_of_secretary": {"need": row.need, "asked_at": asked}}
 
 
 def setup(router: Router) -> None:

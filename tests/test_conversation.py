@@ -439,6 +439,12 @@ async def test_secretary_lists_who_asked_for_help(world: World) -> None:
     assert "Nguyễn Văn An" not in texts(views) and "Chưa có đảng viên nào" in texts(views)
     views = await chat.say("/needhelp")  # a plain member may not open it
     assert "Nguyễn Văn An (Chi bộ" not in texts(views)
+    from handlers.privacy import stored_about
+
+    async with world.app.db.reader() as session:
+        [member] = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).all()
+        about = await stored_about(session, member)
+    assert about["help_asked_of_secretary"]["need"] == "install"  # shown in /me's file
     # once logged in, the member leaves the list
     async with world.app.db.session() as session:
         [member] = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).all()
@@ -469,3 +475,17 @@ async def test_a_number_with_no_choices_waiting_is_answered_kindly(world: World)
     views = await world.chat("stranger").say("7")
     assert "Tôi chưa hiểu" not in texts(views)
     assert "không có lựa chọn nào đang chờ" in texts(views) and "/start" in texts(views)
+
+
+async def test_forget_erases_the_request_for_help(world: World) -> None:
+    from storage.forgive_models import InstallHelp
+
+    chat = world.chat("u1")
+    await register_not_installed(chat)
+    await chat.say("nho bi thu")
+    assert len(await rows(world, InstallHelp)) == 1
+    await chat.say("/forget")
+    await chat.press("Xóa thông tin")
+    assert await rows(world, InstallHelp) == []
+    views = await world.chat("bithu").say("/needhelp")
+    assert "Chưa có đảng viên nào" in views[-1].text
