@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from bot.i18n import t
 from bot.secrecy import RedactingFilter, redact, shown_url
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -40,6 +41,11 @@ def _settings(**overrides: Any) -> Settings:
         return load_settings(**overrides)
     except SettingsError as exc:
         raise Fail(str(exc)) from None
+
+
+def _say(settings: Settings, key: str, **values: object) -> str:
+    """A text for the operator, in SOTAY_DEFAULT_LANGUAGE."""
+    return t(settings.default_language, key, **values)
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -67,12 +73,17 @@ async def _require_current_schema(settings: Settings) -> None:
         current = await schema_is_current(engine)
     except Exception as exc:  # noqa: BLE001 - any connection problem is reported in one line
         raise Fail(
-            f"cannot open the database {shown_url(settings.database_url)!r}: {type(exc).__name__}"
+            _say(
+                settings,
+                "op.fail.db_open",
+                url=repr(shown_url(settings.database_url)),
+                error=type(exc).__name__,
+            )
         ) from None
     finally:
         await engine.dispose()
     if not current:
-        raise Fail("the database schema is out of date; run `sotay db upgrade` first.")
+        raise Fail(_say(settings, "op.fail.schema_old"))
 
 
 @click.group()
@@ -100,10 +111,14 @@ def db_upgrade() -> None:
         upgrade(settings.database_url)
     except Exception as exc:  # noqa: BLE001 - one sentence, the password masked
         raise Fail(
-            f"cannot upgrade the database {shown_url(settings.database_url)!r}: "
-            f"{redact(str(exc)).splitlines()[0][:200]}"
+            _say(
+                settings,
+                "op.fail.db_upgrade",
+                url=repr(shown_url(settings.database_url)),
+                error=redact(str(exc)).splitlines()[0][:200],
+            )
         ) from None
-    click.echo("database schema is up to date")
+    click.echo(_say(settings, "op.db.current"))
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -118,10 +133,7 @@ def run() -> None:
     except SettingsError as exc:
         raise Fail(str(exc)) from None
     if not settings.telegram_token and not settings.zalo_token:
-        raise Fail(
-            "SOTAY_TELEGRAM_TOKEN is not set, nor SOTAY_ZALO_TOKEN; set one or both "
-            "(or try `sotay demo` to chat in the terminal)."
-        )
+        raise Fail(_say(settings, "op.fail.no_token"))
     _run(_serve(settings))
 
 
@@ -133,10 +145,10 @@ async def _start_telegram(
     try:
         await telegram.start(web_server)
     except InvalidToken:
-        raise Fail("Telegram refused SOTAY_TELEGRAM_TOKEN (invalid token).") from None
+        raise Fail(_say(settings, "op.fail.tg_token")) from None
     except NetworkError as exc:
         raise Fail(
-            f"cannot reach the Telegram Bot API at {settings.telegram_api_url}: {exc}"
+            _say(settings, "op.fail.tg_unreachable", url=settings.telegram_api_url, error=exc)
         ) from None
     app.services.bot_username = telegram.username
 
@@ -150,11 +162,18 @@ async def _start_zalo(zalo: ZaloChannel, settings: Settings, web_server: WebServ
         await zalo.start(web_server)
     except ZaloApiError as exc:
         if exc.code == 401:  # Zalo's error table: 403 is its internal error, not the token
-            raise Fail("Zalo refused SOTAY_ZALO_TOKEN (invalid token).") from None
-        raise Fail(f"the Zalo Bot API at {settings.zalo_api_url} answered {exc.code}.") from None
+            raise Fail(_say(settings, "op.fail.zalo_token")) from None
+        raise Fail(
+            _say(settings, "op.fail.zalo_answer", url=settings.zalo_api_url, code=exc.code)
+        ) from None
     except (ClientError, TimeoutError) as exc:
         raise Fail(
-            f"cannot reach the Zalo Bot API at {settings.zalo_api_url}: {type(exc).__name__}"
+            _say(
+                settings,
+                "op.fail.zalo_unreachable",
+                url=settings.zalo_api_url,
+                error=type(exc).__name__,
+            )
         ) from None
 
 
@@ -222,23 +241,72 @@ def chat(user: str) -> None:
 
 @main.command()
 @click.option(
-    "--db", "db_path", default="sotay-demo.db", show_default=True, type=click.Path(dir_okay=False)
+    "--db",
+    "db_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="SQLite file (default: the database `sotay report` reads, sotay.db).",
 )
 @click.option("--user", "user", default="demo", show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over with a new demo database.")
-def demo(db_path: str, user: str, fresh: bool) -> None:
-    """A demo in the terminal: SQLite, a seeded demo organisation, no token, no network."""
+def demo(db_path: str | None, user: str, fresh: bool) -> None:
+    """A demo in the terminal: SQLite, a seeded demo organisation, no token, no network.
+
+    By default it uses the database every other command reads, so `sotay report` run in the
+    same folder reports on what was done in the demo. Its log goes to a file, not the chat."""
     from bot.demo import seed_demo
     from storage.migrate import upgrade
 
-    path = Path(db_path)
+    settings = _settings(**({"database_url": f"sqlite+aiosqlite:///{db_path}"} if db_path else {}))
+    log_file = Path("sotay-demo.log")
+    _log_to_file(log_file)
     if fresh:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-    settings = _settings(database_url=f"sqlite+aiosqlite:///{path}")
+        _forget_demo_database(settings)
     upgrade(settings.database_url)
+    prefix = f"SOTAY_DATABASE_URL=sqlite:///{db_path} " if db_path else ""
+    command = f"{prefix}sotay report"
     hint = _run(seed_demo(settings, history=True))
+    hint += "\n" + _say(settings, "op.demo.report", log=log_file, command=command)
     _run(_chat(settings, user, hint=hint))
+    click.echo(_say(settings, "op.demo.bye", command=command))
+
+
+def _log_to_file(path: Path) -> None:
+    """Send the log to ``path`` instead of the terminal, where it would fall inside the chat."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+
+
+def _forget_demo_database(settings: Settings) -> None:
+    """``demo --fresh``: delete the SQLite file, but only when it holds the demo organisation
+    (the default path is the one a real deployment uses too)."""
+    import sqlite3
+    from contextlib import closing
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(settings.database_url)
+    path = Path(parsed.database or "")
+    if parsed.get_backend_name() != "sqlite" or not path.name:
+        raise Fail(_say(settings, "op.fail.demo_fresh", path=shown_url(settings.database_url)))
+    if not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(path)) as connection:
+            row = connection.execute(
+                "SELECT 1 FROM member WHERE member_code = 'DEMO001'"
+            ).fetchone()
+    except sqlite3.Error:
+        row = None
+    if row is None:
+        raise Fail(_say(settings, "op.fail.demo_fresh", path=path))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def _chat(settings: Settings, user: str, *, hint: str | None) -> None:
@@ -491,8 +559,15 @@ def faq_import(file: Path, replace: bool) -> None:
         _with_session(settings, lambda s: import_kb(s, kb, now=Clock().now(), replace=replace))
     )
     click.echo(
-        f"{result.topics} topics; entries: {result.created} new, {result.updated} updated, "
-        f"{result.unchanged} unchanged, {result.removed} removed"
+        _say(
+            settings,
+            "op.faq.imported",
+            topics=result.topics,
+            created=result.created,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            removed=result.removed,
+        )
     )
 
 
@@ -510,12 +585,6 @@ def faq_export(output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
-
-
-SHIPPED_BASE_NOTE = (
-    "note: the database is not set up (run `sotay db upgrade`), "
-    "so this answer comes from the shipped knowledge base."
-)
 
 
 def _sqlite_file_missing(url: str) -> bool:
@@ -549,13 +618,13 @@ def faq_ask(question: str, as_json: bool) -> None:
     except Fail:
         from bot.faq import DEFAULT_KB_PATH, FaqIndex, load_kb
 
-        click.echo(SHIPPED_BASE_NOTE, err=True)
+        click.echo(_say(settings, "op.faq.shipped"), err=True)
         index = FaqIndex.build(load_kb(DEFAULT_KB_PATH))
     decision = index.ask(question)
     if as_json:
         click.echo(json.dumps(decision.to_json(), ensure_ascii=False))
         return
-    click.echo(f"decision: {decision.decision}")
+    click.echo(_say(settings, "op.faq.decision", decision=decision.decision))
     for candidate in decision.candidates:
         click.echo(f"  {candidate.score:.3f}  {candidate.entry_id}: {candidate.question}")
 
@@ -573,11 +642,9 @@ def faq_gaps(days: int | None) -> None:
     since = Clock().now() - timedelta(days=days) if days else None
     clusters = _run(_with_session(settings, lambda s: gap_clusters(s, since=since)))
     if not clusters:
-        click.echo("no unanswered questions")
+        click.echo(_say(settings, "op.faq.no_gaps"))
     for c in clusters:
-        click.echo(
-            f"{c.count:5d}  {c.text}  ({c.variants} phrasing(s); turn into an entry: /faqgaps)"
-        )
+        click.echo(_say(settings, "op.faq.gap", count=c.count, text=c.text, n=c.variants))
 
 
 # --- feedback for the software vendor (handlers/feedback.py) -------------------------------------
@@ -605,8 +672,8 @@ def feedback_export(since: str | None, output: Path) -> None:
     settings = _settings()
     try:
         start = parse_since(since, settings.tz)
-    except ExportError as exc:
-        raise Fail(str(exc)) from None
+    except ExportError:
+        raise Fail(_say(settings, "op.feedback.bad_since", text=since)) from None
     xlsx = output.suffix.lower() == ".xlsx"
     data, count = _run(
         _with_session(settings, lambda s: cli_export(s, since=start, xlsx=xlsx, tz=settings.tz))
@@ -615,7 +682,7 @@ def feedback_export(since: str | None, output: Path) -> None:
         output.write_bytes(data)
     except OSError as exc:
         raise Fail(str(exc)) from None
-    click.echo(f"{count} feedback groups written to {output}")
+    click.echo(_say(settings, "op.feedback.written", n=count, path=output))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ async def cli_report(
     db = Database(settings.database_url)
     try:
         async with db.reader() as session:
-            unit = await _cli_unit(session, unit_path)
+            unit = await _cli_unit(session, unit_path, lang)
             rows = await reports.scope_rows(session, unit=unit, span=span)
             report = reports.report_from_rows(unit, rows, span)
             cells = [row for row in rows if row.cells]
@@ -75,16 +75,16 @@ async def cli_report(
     return "\n".join([reports.render_text(lang, report, tz), *notes])
 
 
-async def _cli_unit(session: AsyncSession, unit_path: str | None) -> Unit:
+async def _cli_unit(session: AsyncSession, unit_path: str | None, lang: str) -> Unit:
     if unit_path:
         try:
             return await queries.operator_unit(session, unit_path)
         except queries.UnitNotFound as exc:
-            raise ReportError(str(exc)) from None
+            raise ReportError(t(lang, exc.key, **exc.values)) from None
     roots = list(await queries.child_units(session, parent_id=None))
     if not roots:
-        raise ReportError("there are no units yet; import a roster first (sotay roster import)")
+        raise ReportError(t(lang, "op.report.no_units"))
     if len(roots) > 1:
         names = ", ".join(f"'{root.path}'" for root in roots)
-        raise ReportError(f"there are several top units ({names}); choose one with --unit")
+        raise ReportError(t(lang, "op.report.several_roots", names=names))
     return roots[0]

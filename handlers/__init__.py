@@ -13,6 +13,7 @@ def setup(router: Router) -> None:
         fallback,
         faq,
         feedback,
+        install_help,
         meetings,
         notices,
         registration,
@@ -40,5 +41,6 @@ def setup(router: Router) -> None:
         training,
         venues,
         feedback,
+        install_help,
     ):
         module.setup(router)

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import dialogs
+from bot import dialogs, invite_codes
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.phones import PhoneError, display_phone, normalize_phone
@@ -46,7 +45,7 @@ async def create_invite(
     now: datetime,
 ) -> Invite:
     invite = Invite(
-        code=secrets.token_urlsafe(9),
+        code=invite_codes.new_code(),
         role=role,
         unit_id=unit.id or 0,
         created_by=created_by,
@@ -128,7 +127,7 @@ async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
             "invite.created",
             role=ctx.t(f"role.{role.value}"),
             unit=unit.name,
-            code=invite.code,
+            code=invite_codes.shown(invite.code),
             link=link or "—",
             expires=expires,
         )

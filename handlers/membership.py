@@ -127,6 +127,7 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
         items.insert(-1, ("invite", "menu.invite"))
     if ctx.actor.holds(Role.secretary, Role.deputy):
         items.insert(0, ("meeting", "menu.meeting"))
+        items.insert(-1, ("needhelp", "menu.needhelp"))
     if ctx.actor.member is not None and ctx.actor.member.cell_id is not None:
         items.insert(0, ("meetings", "menu.meetings"))
     if ctx.actor.holds(Role.secretary, Role.deputy, Role.staff, Role.admin):

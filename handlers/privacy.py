@@ -59,6 +59,7 @@ from storage.models import (
     Ticket,
     TicketMessage,
     TicketPost,
+    TicketStatus,
     Unit,
 )
 
@@ -203,7 +204,9 @@ async def forget_member(ctx: Ctx, member: Member) -> Forgotten:
 
 async def _withdraw_tickets(ctx: Ctx, member_id: int) -> int:
     """Open requests end with the member's wish: staff are told, the cards lose the name."""
-    stmt = select(Ticket).where(Ticket.member_id == member_id, col(Ticket.status).in_(ACTIVE))
+    # A resolved ticket waits for the member's word, which can no longer come: withdrawn too.
+    waiting = (*ACTIVE, TicketStatus.resolved)
+    stmt = select(Ticket).where(Ticket.member_id == member_id, col(Ticket.status).in_(waiting))
     withdrawn = 0
     for ticket in list((await ctx.session.exec(stmt)).all()):
         if await close(ctx, ticket, by_member=True):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot import dialogs, scheduler
+from bot import dialogs, invite_codes, scheduler
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -24,7 +24,7 @@ from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.router import ANYONE, Router
 from bot.scheduler import JobResult, done, skip
-from handlers import identity, privacy, unitpicker
+from handlers import identity, install_help, privacy, unitpicker
 from handlers.membership import (
     apply_answers,
     approval_request,
@@ -126,7 +126,8 @@ async def pending_application(ctx: Ctx) -> Application | None:
 async def valid_invite(ctx: Ctx, code: str | None) -> Invite | None:
     if not code:
         return None
-    invite = (await ctx.session.exec(select(Invite).where(Invite.code == code))).first()
+    stmt = select(Invite).where(col(Invite.code).in_(invite_codes.candidates(code)))
+    invite = (await ctx.session.exec(stmt)).first()
     if invite is None or invite.used_at is not None or invite.expires_at <= ctx.now:  # type: ignore[operator]
         return None
     return invite
@@ -444,6 +445,7 @@ async def tell_secretaries(ctx: Ctx, need: str) -> int:
     if member is None or not secretaries:
         return 0
     cell = await ctx.session.get(Unit, member.cell_id)
+    await install_help.record(ctx, member, need)  # for their /needhelp list, days later
     for secretary in secretaries:
         await ctx.notify_member(
             secretary,

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 
 from bot.context import Ctx
+from bot.core import Choice, View
 from bot.router import Router, TextStage
 from bot.textfold import fold
+from storage.models import PendingChoices
 
 # Folded (no diacritics, lower case) whole messages, polite words around them ignored.
 PHRASES: dict[str, frozenset[str]] = {
@@ -60,8 +62,36 @@ def _strip_polite(words: list[str]) -> list[str]:
     return trimmed
 
 
+def stray_number(text: str) -> int | None:
+    """A bare number ("7", "[7]", "7.") typed outside any step: a choice that is not on offer."""
+    stripped = text.strip().strip("[]").rstrip(".)").strip()
+    return int(stripped) if stripped.isdigit() and len(stripped) <= 3 else None
+
+
+async def answer_stray_number(ctx: Ctx, number: int) -> None:
+    """A number that names no current choice (it meant an older message's, which a newer one
+    replaced): say so kindly and offer the chat's current choices again, never "not understood".
+    Choices of a finished guided step are not offered again (they would be refused as stale)."""
+    row = await ctx.session.get(PendingChoices, (ctx.event.channel, ctx.event.chat_ref))
+    current = [
+        Choice(label, data)
+        for label, data in (row.choices if row is not None else [])
+        if (verified := ctx.services.signer.verify(data)) is not None
+        and not verified.startswith("d:")
+    ]
+    if not current:
+        suffix = "registered" if ctx.actor.registered else "guest"
+        ctx.reply(ctx.t(f"talk.number_none.{suffix}", n=number))
+        return
+    ctx.reply(View(ctx.t("talk.number_again", n=number), [[choice] for choice in current]))
+
+
 async def on_small_talk(ctx: Ctx, text: str) -> bool:
-    """Answer small talk briefly; leave anything else to the next stage."""
+    """Answer small talk (and a stray number) briefly; leave anything else to the next stage."""
+    number = stray_number(text) if ctx.event.attachment is None else None
+    if number is not None:
+        await answer_stray_number(ctx, number)
+        return True
     kind = kind_of(text) if ctx.event.attachment is None else None
     if kind is None:
         return False

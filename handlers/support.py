@@ -381,9 +381,13 @@ async def _draft_choice(ctx: Ctx, ticket: Ticket, verb: str, rest: list[str]) ->
 
 
 def _rating_view(ctx: Ctx, ticket: Ticket) -> View:
-    stars = [ctx.button(str(n), f"a:sup:{ticket.id}:rate:{n}") for n in range(1, 6)]
+    """Scores in words as well as numbers ("Rất tốt (5)"), in the numbers' order, so a member
+    may type "5", "rat tot" or "kem" as well as press."""
+    stars = [
+        [ctx.button(ctx.t(f"sup.rate.{n}"), f"a:sup:{ticket.id}:rate:{n}")] for n in range(1, 6)
+    ]
     skip = [ctx.button(ctx.t("sup.btn.skip"), f"a:sup:{ticket.id}:skip")]
-    return View(ctx.t("sup.rate_ask", id=ticket.id), [stars, skip])
+    return View(ctx.t("sup.rate_ask", id=ticket.id), [*stars, skip])
 
 
 @comment_flow.ask("comment")
@@ -581,7 +585,10 @@ async def _faq_send(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> N
     member = await ctx.session.get(Member, ticket.member_id)
     lang = member.language if member and member.language in entry.answer else "vi"
     text = f"{entry.questions[lang][0]}\n{entry.answer[lang]}"
-    await core.staff_answer(ctx, ticket, text=text, attachment=None, where=where)
+    if await core.staff_answer(ctx, ticket, text=text, attachment=None, where=where):
+        # An FAQ answer is a complete one: ask the member instead of leaving the ticket in the
+        # queue to escalate; "not yet" reopens it for staff with a new deadline.
+        await core.resolve(ctx, ticket, by_faq=True)
 
 
 async def _db(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None:

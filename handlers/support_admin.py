@@ -24,9 +24,8 @@ from bot.context import Actor, Ctx, Services
 from bot.core import Inbound
 from bot.i18n import t
 from bot.outbox import Outbox
-from bot.phones import PhoneError, normalize_phone
 from bot.settings import Settings
-from handlers.cli_admin import AdminError
+from handlers.cli_admin import AdminError, operator_unit, phone_of, role_name
 from handlers.support_core import CATEGORIES, release_claims
 from storage import queries
 from storage.db import Database
@@ -52,21 +51,16 @@ async def revoke_role(
     settings: Settings, *, role: str, unit_path: str, phone: str, clock: Clock | None = None
 ) -> str:
     """Take ``role`` on ``unit_path`` from the person with ``phone``; release their claims."""
-    try:
-        normalized = normalize_phone(phone)
-    except PhoneError:
-        raise AdminError(f"'{phone}' is not a Vietnamese phone number") from None
+    lang = settings.default_language
+    normalized = phone_of(settings, phone)
     clock = clock or Clock()
     db = Database(settings.database_url)
     try:
         async with db.session() as session:
-            try:
-                unit = await queries.operator_unit(session, unit_path)
-            except queries.UnitNotFound as exc:
-                raise AdminError(str(exc)) from None
+            unit = await operator_unit(session, unit_path, lang)
             member = await queries.member_by_phone(session, phone=normalized)
             if member is None:
-                raise AdminError("nobody in the roster has this phone number")
+                raise AdminError(t(lang, "op.revoke.nobody"))
             result = await session.exec(
                 delete(RoleGrant).where(
                     col(RoleGrant.member_id) == member.id,
@@ -75,26 +69,38 @@ async def revoke_role(
                 )
             )
             if result.rowcount == 0:
-                raise AdminError(f"member #{member.id} is not {role} of '{unit.path}'")
+                raise AdminError(
+                    t(
+                        lang,
+                        "op.revoke.not_holder",
+                        id=member.id,
+                        role=role_name(settings, role),
+                        unit=unit.path,
+                    )
+                )
             await session.flush()
             released = await release_claims(system_ctx(session, settings, clock), member.id or 0)
-            return (
-                f"{role} of '{unit.path}' taken from member #{member.id}; "
-                f"{released} claimed ticket(s) back in the queue"
+            return t(
+                lang,
+                "op.revoke.done",
+                role=role_name(settings, role),
+                unit=unit.path,
+                id=member.id,
+                n=released,
             )
     finally:
         await db.dispose()
 
 
-def _hours(delta: timedelta) -> str:
+def _hours(lang: str, delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    return t(lang, "op.tickets.hours", h=minutes // 60, m=minutes % 60)
 
 
-def _median(deltas: list[timedelta]) -> str:
+def _median(lang: str, deltas: list[timedelta]) -> str:
     if not deltas:
         return "—"
-    return _hours(timedelta(seconds=statistics.median(d.total_seconds() for d in deltas)))
+    return _hours(lang, timedelta(seconds=statistics.median(d.total_seconds() for d in deltas)))
 
 
 def _local(settings: Settings, at: datetime | None) -> str:
@@ -109,9 +115,7 @@ async def tickets_report(
         async with db.reader() as session:
             scope = None
             if unit_path:
-                scope = await queries.unit_by_path(session, path=unit_path)
-                if scope is None:
-                    raise AdminError(f"no unit named '{unit_path}'")
+                scope = await operator_unit(session, unit_path, settings.default_language)
             stmt = select(Ticket, Unit).join(Unit, col(Unit.id) == Ticket.cell_id)
             if scope is not None:
                 stmt = stmt.where(queries.in_subtree(Unit.path, scope.path))
@@ -137,22 +141,27 @@ def _render(
     codes: dict[int | None, str | None],
     csv_path: Path | None,
 ) -> str:
+    lang = settings.default_language
     tickets = [ticket for ticket, _ in rows]
-    title = scope.path if scope else "all units"
-    lines = [f"Support tickets — {title}"]
+    title = scope.path if scope else t(lang, "op.tickets.all_units")
+    lines = [t(lang, "op.tickets.title", scope=title)]
     states = Counter(ticket.status.value for ticket in tickets)
-    summary = ", ".join(f"{s.value} {states.get(s.value, 0)}" for s in TicketStatus)
-    lines.append(f"Tickets: {len(tickets)} ({summary})")
+    summary = ", ".join(
+        f"{t(lang, f'op.tickets.status.{s.value}')} {states.get(s.value, 0)}" for s in TicketStatus
+    )
+    lines.append(t(lang, "op.tickets.count", n=len(tickets), summary=summary))
     if not tickets:
         return "\n".join(lines)
     width = 40
-    lines += ["", f"{'By category':<{width}} tickets"]
+    heading = t(lang, "op.tickets.by_category")
+    lines += ["", f"{heading:<{width}} {t(lang, 'op.tickets.col.tickets')}"]
     by_category = Counter(ticket.category for ticket in tickets)
     for category in CATEGORIES:
         if by_category.get(category):
-            label = t("en", f"sup.cat.{category}")
+            label = t(lang, f"sup.cat.{category}")
             lines.append(f"  {label:<{width - 2}} {by_category[category]:>7}")
-    lines += ["", f"{'By responsible unit':<{width}} tickets    open  breached"]
+    columns = " ".join(t(lang, f"op.tickets.col.{c}") for c in ("tickets", "open", "breached"))
+    lines += ["", f"{t(lang, 'op.tickets.by_unit'):<{width}} {columns}"]
     by_unit: dict[int, list[Ticket]] = {}
     for ticket in tickets:
         by_unit.setdefault(ticket.unit_id, []).append(ticket)
@@ -171,17 +180,24 @@ def _render(
     ratings = [x.rating for x in tickets if x.rating]
     lines += [
         "",
-        f"Median time to first response: {_median(first)} ({len(first)} answered)",
-        f"Median time to resolution:     {_median(solved)} ({len(solved)} resolved)",
-        f"SLA breaches: {len(breached)} ticket(s) ({100 * len(breached) // len(tickets)}%), "
-        f"{sum(x.escalations for x in tickets)} escalation(s)",
+        t(lang, "op.tickets.first_response", median=_median(lang, first), n=len(first)),
+        t(lang, "op.tickets.resolution", median=_median(lang, solved), n=len(solved)),
+        t(
+            lang,
+            "op.tickets.breaches",
+            n=len(breached),
+            share=100 * len(breached) // len(tickets),
+            escalations=sum(x.escalations for x in tickets),
+        ),
     ]
     if ratings:
         spread = ", ".join(f"{n}★ {ratings.count(n)}" for n in range(5, 0, -1))
-        average = statistics.mean(ratings)
-        lines.append(f"Satisfaction: {average:.1f} / 5 from {len(ratings)} rating(s) ({spread})")
+        average = f"{statistics.mean(ratings):.1f}"
+        lines.append(
+            t(lang, "op.tickets.satisfaction", average=average, n=len(ratings), spread=spread)
+        )
     else:
-        lines.append("Satisfaction: no ratings yet")
+        lines.append(t(lang, "op.tickets.no_ratings"))
     corrections = [(ticket, cell) for ticket, cell in rows if ticket.db_correction]
     if csv_path is not None:
         with csv_path.open("w", encoding="utf-8", newline="") as handle:
@@ -197,9 +213,7 @@ def _render(
                         _local(settings, ticket.created_at),
                     ]
                 )
-        lines.append(f"Member-database corrections: {len(corrections)} → written to {csv_path}")
+        lines.append(t(lang, "op.tickets.corrections_file", n=len(corrections), path=csv_path))
     else:
-        lines.append(
-            f"Member-database corrections: {len(corrections)} (export them with --csv FILE)"
-        )
+        lines.append(t(lang, "op.tickets.corrections", n=len(corrections)))
     return "\n".join(lines)

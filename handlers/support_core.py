@@ -784,7 +784,15 @@ async def add_member_message(
     return True
 
 
-async def resolve(ctx: Ctx, ticket: Ticket) -> bool:
+async def resolve(ctx: Ctx, ticket: Ticket, *, by_faq: bool = False) -> bool:
+    """Staff say it is solved: the member is asked to confirm (close) or say it is not (reopen);
+    unanswered, it closes after ``AUTOCLOSE_AFTER``. ``by_faq``: the answer just relayed was an
+    FAQ entry, so the member is asked plainly whether it solved the difficulty."""
+    ask, yes, no = (
+        ("sup.member.faq_solved", "sup.btn.faq_solved", "sup.btn.faq_unsolved")
+        if by_faq
+        else ("sup.member.resolved", "sup.btn.solved", "sup.btn.unsolved")
+    )
     result = await ctx.session.exec(
         update(Ticket)
         .where(col(Ticket.id) == ticket.id, col(Ticket.status).in_(ACTIVE))
@@ -808,11 +816,11 @@ async def resolve(ctx: Ctx, ticket: Ticket) -> bool:
         ctx,
         ticket,
         lambda lang: View(
-            t(lang, "sup.member.resolved", id=ticket.id),
+            t(lang, ask, id=ticket.id),
             [
                 [
-                    ctx.button(t(lang, "sup.btn.solved"), f"a:sup:{ticket.id}:solved"),
-                    ctx.button(t(lang, "sup.btn.unsolved"), f"a:sup:{ticket.id}:unsolved"),
+                    ctx.button(t(lang, yes), f"a:sup:{ticket.id}:solved"),
+                    ctx.button(t(lang, no), f"a:sup:{ticket.id}:unsolved"),
                 ]
             ],
         ),

@@ -55,7 +55,14 @@ async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
 
 
 class UnitNotFound(LookupError):
-    """An operator's ``--unit`` names no unit, or several: the message says which."""
+    """An operator's ``--unit`` names no unit, or several: the message says which.
+
+    ``key`` and ``values`` name the catalog text, so the command line can word it in the
+    operator's language (storage does not read the catalogs); ``str()`` stays English."""
+
+    def __init__(self, message: str, key: str, **values: object) -> None:
+        super().__init__(message)
+        self.key, self.values = key, values
 
 
 async def operator_unit(session: AsyncSession, path: str) -> Unit:
@@ -64,9 +71,15 @@ async def operator_unit(session: AsyncSession, path: str) -> Unit:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise UnitNotFound(f"no unit named '{path}'")
+        raise UnitNotFound(f"no unit named '{path}'", "op.unit.none", path=path)
     shown = ", ".join(f"'{unit.path}'" for unit in found[:5])
-    raise UnitNotFound(f"'{path}' names {len(found)} units ({shown}); give more of the path")
+    raise UnitNotFound(
+        f"'{path}' names {len(found)} units ({shown}); give more of the path",
+        "op.unit.many",
+        path=path,
+        n=len(found),
+        shown=shown,
+    )
 
 
 async def child_units(session: AsyncSession, *, parent_id: int | None) -> Sequence[Unit]:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from storage.models import ConsentRecord, Invite, Member, Role, RoleGrant
+from storage.models import ConsentRecord, Invite, Member, Role, RoleGrant, Unit
 from tests.conftest import World
 
 
@@ -117,3 +117,49 @@ async def test_secretary_cannot_invite_a_secretary(world: World) -> None:
     forged = world.app.services.signer.sign(f"d:{1}:secretary")
     views = await secretary.press_data(forged)
     assert await all_rows(world, Invite) == []
+
+
+async def test_invite_code_typed_in_lower_case_with_spaces_and_dashes_is_accepted(
+    world: World,
+) -> None:
+    """A code read aloud and typed on a keypad: case, spaces, dashes and O/I look-alikes are
+    forgiven; still single use."""
+    secretary = world.chat("bithu")
+    await secretary.say("/invite")
+    views = await secretary.press("đảng viên")
+    [invite] = await all_rows(world, Invite)
+    assert invite.code.isupper() and len(invite.code) == 12
+    assert not set(invite.code) & set("ILOU")  # nothing to confuse when read aloud
+    shown = f"{invite.code[:4]}-{invite.code[4:8]}-{invite.code[8:]}"
+    assert shown in views[-1].text  # shown in groups of four
+    typed = f"{invite.code[:4].lower()} {invite.code[4:8].lower()}-{invite.code[8:].lower()}"
+    views = await world.chat("new1").say(f"/start {typed}")
+    assert "Mã mời không đúng" not in views[0].text and "Xin chọn ngôn ngữ" in views[0].text
+    newcomer = world.chat("new1")
+    await newcomer.press("Tiếng Việt")
+    await newcomer.press("Đồng ý")
+    await newcomer.share("0977000111")
+    await newcomer.press("Xin đăng ký vào chi bộ")
+    await newcomer.say("Đinh Văn Mời")
+    await newcomer.press("Không")
+    assert "Đăng ký xong" in newcomer.last.text
+    views = await world.chat("new2").say(f"/start {typed}")
+    assert "Mã mời không đúng, đã dùng hoặc đã hết hạn" in views[0].text  # single use
+
+
+async def test_an_old_mixed_case_invite_code_still_works_as_it_was_given(world: World) -> None:
+    async with world.app.db.session() as session:
+        cell = (await session.exec(select(Unit).where(Unit.name == "Chi bộ thôn Cầu Bâu"))).one()
+        session.add(
+            Invite(
+                code="aB3-xY_9kQ",
+                role=Role.member,
+                unit_id=cell.id or 0,
+                created_at=world.clock.now(),
+                expires_at=world.clock.now() + timedelta(days=7),
+            )
+        )
+    views = await world.chat("old").say("/start aB3-xY_9kQ")
+    assert "Mã mời không đúng" not in views[0].text
+    views = await world.chat("other").say("/start ZZZZ-ZZZZ-ZZZZ")
+    assert "Mã mời không đúng" in views[0].text

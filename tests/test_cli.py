@@ -95,6 +95,75 @@ def test_demo_keeps_its_state_between_runs(tmp_path: Path) -> None:
     assert "Trần Thị Bình" in again.stdout
 
 
+def test_demo_logs_to_a_file_and_sotay_report_in_the_same_folder_sees_its_data(
+    tmp_path: Path,
+) -> None:
+    lines = [":user bithu", "/support", "1", "Khong cai duoc so tay", ":quit"]
+    result = sotay("demo", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "Đã ghi nhận yêu cầu #1" in result.stdout
+    assert " INFO " not in result.stdout + result.stderr  # nothing of the log inside the chat
+    log = (tmp_path / "sotay-demo.log").read_text(encoding="utf-8")
+    assert "INFO sotay.support ticket.created id=1" in log and "Khong cai" not in log
+    assert "rồi chạy `sotay report` trong thư mục này" in result.stdout  # told how, before
+    assert result.stdout.rstrip().endswith("Xem báo cáo trên dữ liệu demo: `sotay report`")
+    report = sotay("report")  # no setting: the same default database as the demo
+    assert report.returncode == 0, report.stderr
+    assert "Họp trên Sổ tay: 2/6 chi bộ (33%)" in report.stdout  # the demo's seeded rollout
+    tickets = sotay("tickets", "report")
+    assert "Số yêu cầu: 1 (chờ nhận 1, đã nhận 0, đã giải quyết 0, đã đóng 0)" in tickets.stdout
+    assert "Cài đặt ứng dụng" in tickets.stdout and "Tickets" not in tickets.stdout
+    english = sotay("tickets", "report", env={"SOTAY_DEFAULT_LANGUAGE": "en"})
+    assert "Tickets: 1 (open 1, claimed 0, resolved 0, closed 0)" in english.stdout
+    assert "Installing the app" in english.stdout and "Số yêu cầu" not in english.stdout
+
+
+def test_demo_fresh_deletes_only_a_demo_database(tmp_path: Path) -> None:
+    assert sotay("demo", stdin=":user bithu\n/support\n1\nmot\n:quit\n").returncode == 0
+    fresh = sotay("demo", "--fresh", stdin=":user bithu\n/tickets\n:quit\n")
+    assert fresh.returncode == 0, fresh.stderr
+    assert sotay("tickets", "report").stdout.count("Số yêu cầu: 0") == 1  # started over
+    real = tmp_path / "real.db"
+    env = {"SOTAY_DATABASE_URL": f"sqlite:///{real}"}
+    assert sotay("db", "upgrade", env=env).returncode == 0
+    refused = sotay("demo", "--fresh", env=env, stdin=":quit\n")
+    assert refused.returncode == 1 and "không phải cơ sở dữ liệu demo" in refused.stderr
+    assert real.exists()
+
+
+def test_invite_code_from_the_command_line_is_typed_back_in_lower_case(tmp_path: Path) -> None:
+    db = tmp_path / "inv.db"
+    env = {"SOTAY_DATABASE_URL": f"sqlite:///{db}"}
+    assert sotay("db", "upgrade", env=env).returncode == 0
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "full_name,phone,unit_path,has_smartphone\n"
+        "Nguyễn Thị Hoa,0912345678,Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ Cầu Bâu,có\n",
+        encoding="utf-8",
+    )
+    assert sotay("roster", "import", str(roster), env=env).returncode == 0
+    made = sotay("invite", "--role", "member", "--unit", "Chi bộ Cầu Bâu", env=env)
+    assert made.returncode == 0, made.stderr
+    shown = re.search(r"mã: ([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})", made.stdout)
+    assert shown is not None, made.stdout
+    assert "vai trò: đảng viên của" in made.stdout and "hết hạn:" in made.stdout
+    typed = shown.group(1).lower().replace("-", " ")
+    chat = sotay("chat", "--user", "moi", env=env, stdin=f"/start {typed}\n:quit\n")
+    assert chat.returncode == 0, chat.stderr
+    assert "Xin chọn ngôn ngữ" in chat.stdout and "Mã mời không đúng" not in chat.stdout
+    wrong = sotay("chat", "--user", "khac", env=env, stdin="/start abcd efgh jkmn\n:quit\n")
+    assert "Mã mời không đúng" in wrong.stdout
+    english = sotay(
+        "invite",
+        "--role",
+        "member",
+        "--unit",
+        "Cầu Bâu",
+        env={**env, "SOTAY_DEFAULT_LANGUAGE": "en"},
+    )
+    assert english.returncode == 1 and "no unit named 'Cầu Bâu'" in english.stderr
+
+
 def test_chat_with_numbers_labels_and_bad_input(tmp_path: Path) -> None:
     db = tmp_path / "chat.db"
     env = {"SOTAY_DATABASE_URL": f"sqlite:///{db}"}
@@ -109,9 +178,13 @@ def test_run_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path) -> None:
     env = {"SOTAY_DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}", "SOTAY_TELEGRAM_TOKEN": "1:x"}
     result = sotay("run", env=env)
     assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        == "sotay: the database schema is out of date; run `sotay db upgrade` first."
+    assert result.stderr.strip() == (
+        "sotay: cơ sở dữ liệu chưa được nâng cấp lên phiên bản mới; hãy chạy `sotay db upgrade` "
+        "trước."
+    )
+    english = sotay("run", env={**env, "SOTAY_DEFAULT_LANGUAGE": "en"})
+    assert english.stderr.strip() == (
+        "sotay: the database schema is out of date; run `sotay db upgrade` first."
     )
 
 
@@ -122,7 +195,7 @@ def test_run_refuses_an_out_of_date_schema_in_one_line(tmp_path: Path) -> None:
         ({"SOTAY_TIMEZONE": "Mars/Base"}, "'Mars/Base' is not a known time zone"),
         ({"SOTAY_DATABASE_URL": "mysql://x"}, "Setting SOTAY_DATABASE_URL is invalid"),
         ({"SOTAY_DEFAULT_LANGUAGE": "fr"}, "Setting SOTAY_DEFAULT_LANGUAGE is invalid"),
-        ({"SOTAY_TELEGRAM_TOKEN": ""}, "SOTAY_TELEGRAM_TOKEN is not set"),
+        ({"SOTAY_TELEGRAM_TOKEN": ""}, "chưa đặt SOTAY_TELEGRAM_TOKEN"),
         (
             {"SOTAY_TELEGRAM_TOKEN": "1:x", "SOTAY_WEBHOOK_URL": "https://x/tg"},
             "SOTAY_WEBHOOK_SECRET must be set",
@@ -154,11 +227,11 @@ def test_grant_and_invite_from_the_command_line(tmp_path: Path) -> None:
     unknown = sotay(
         "grant", "--role", "admin", "--unit", "Tỉnh Nowhere", "--phone", "0912345678", env=env
     )
-    assert unknown.returncode == 1 and "no unit named" in unknown.stderr
+    assert unknown.returncode == 1 and "không có đơn vị nào tên" in unknown.stderr
     ok = sotay(
         "grant", "--role", "admin", "--unit", "Tỉnh Tuyên Quang", "--phone", "0912 345 678", env=env
     )
-    assert ok.returncode == 0 and "admin of 'Tỉnh Tuyên Quang' granted" in ok.stdout
+    assert ok.returncode == 0 and "đã giao vai trò quản trị của 'Tỉnh Tuyên Quang'" in ok.stdout
     stranger = sotay(
         "grant", "--role", "staff", "--unit", "Tỉnh Tuyên Quang", "--phone", "0987000000", env=env
     )
@@ -174,9 +247,9 @@ def test_grant_and_invite_from_the_command_line(tmp_path: Path) -> None:
         env=env,
     )
     assert invite.returncode == 0
-    assert "https://t.me/<bot username>?start=" in invite.stdout and "code: " in invite.stdout
+    assert "https://t.me/<bot username>?start=" in invite.stdout and "mã: " in invite.stdout
     not_cell = sotay("invite", "--role", "member", "--unit", "Tỉnh Tuyên Quang", env=env)
-    assert not_cell.returncode == 1 and "needs a cell" in not_cell.stderr
+    assert not_cell.returncode == 1 and "cần một chi bộ" in not_cell.stderr
 
 
 @pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running: skipped")
@@ -214,7 +287,7 @@ def test_db_upgrade_on_postgresql() -> None:
     env = {"SOTAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/sotay_cli_test"}
     assert sotay("db", "upgrade", env=env).returncode == 0
     again = sotay("db", "upgrade", env=env)
-    assert again.returncode == 0 and "up to date" in again.stdout
+    assert again.returncode == 0 and "phiên bản mới nhất" in again.stdout
 
 
 async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from bot.choices import pick
-from storage.models import Application, ApplicationStatus, ChannelAccount, Member
+from storage.models import Application, ApplicationStatus, ChannelAccount, Member, Role
 from tests.conftest import Chat, World
 
 AN_PHONE = "+84912000001"  # Nguyễn Văn An, Chi bộ thôn Cầu Bâu (demo roster)
@@ -337,3 +337,155 @@ async def test_ticket_confirmation_says_simply_that_staff_will_answer(world: Wor
     confirmation = views[-1].text
     assert "Đã ghi nhận yêu cầu #" in confirmation and "sẽ trả lời" in confirmation
     assert "chuyển lên cấp trên" not in confirmation and ":" not in confirmation.split("#")[1]
+
+
+# --- what was left of issue 17: FAQ-answered tickets, ratings, jargon, the help list, "7" -----
+
+
+async def faq_answered_ticket(world: World) -> Chat:
+    """An reports a difficulty; the commune's staff answer it with an FAQ entry."""
+    from tests.test_support import AN, link, report
+
+    an = await link(world, "an", AN)
+    await report(an, text="Không nhận được mã OTP")
+    staff = world.chat("canbo")
+    views = await staff.press("📚 Trả lời bằng hỏi đáp")
+    await staff.press([c.label for row in views[-1].choices for c in row][0])
+    return an
+
+
+async def test_an_faq_answered_ticket_asks_the_member_and_closes_on_yes(world: World) -> None:
+    from storage.models import Ticket, TicketStatus
+
+    an = await faq_answered_ticket(world)
+    answer, question = an.new()[-2:]
+    assert "Trả lời yêu cầu #1" in answer.text
+    assert "đã giúp đồng chí giải quyết được khó khăn (yêu cầu #1) chưa?" in question.text
+    views = await an.say("co")  # typed, not pressed
+    assert "chấm điểm" in views[-1].text
+    [ticket] = await rows(world, Ticket)
+    assert ticket.status == TicketStatus.closed
+    world.clock.advance(timedelta(hours=10))  # past the SLA: nothing escalates
+    await world.app.scheduler.tick()
+    await world.app.dispatcher.run_once()
+    assert all("chuyển lên" not in v.text for v in an.new())
+    views = await an.say("rat tot")  # the score in words, without diacritics
+    [ticket] = await rows(world, Ticket)
+    assert ticket.rating == 5 and "Tôi chưa hiểu" not in texts(views)
+
+
+async def test_an_faq_answer_that_did_not_help_goes_back_to_staff(world: World) -> None:
+    from storage.models import Ticket, TicketStatus
+
+    an = await faq_answered_ticket(world)
+    staff = world.chat("canbo")
+    staff.new()
+    await an.say("chua duoc")
+    [ticket] = await rows(world, Ticket)
+    assert ticket.status == TicketStatus.open and ticket.resolved_at is None
+    assert any("#1" in v.text for v in staff.new())  # staff are told
+
+
+async def test_forget_withdraws_an_faq_answered_ticket(world: World) -> None:
+    from storage.models import Ticket, TicketStatus
+
+    an = await faq_answered_ticket(world)
+    await an.say("/forget")
+    views = await an.press("Xóa thông tin")
+    assert "Đã rút 1 yêu cầu" in views[-1].text
+    [ticket] = await rows(world, Ticket)
+    assert ticket.status == TicketStatus.closed  # not left waiting, blank, for anyone
+
+
+@pytest.mark.parametrize(
+    ("typed", "score"), [("rat tot", 5), ("Rất tốt", 5), ("tot", 4), ("kem", 1), ("3", 3)]
+)
+def test_scores_are_understood_in_words(typed: str, score: int) -> None:
+    from bot.i18n import t
+
+    offered = [[t("vi", f"sup.rate.{n}"), str(n)] for n in range(1, 6)]
+    assert pick(offered, typed) == str(score)
+
+
+def test_member_facing_texts_carry_no_database_jargon() -> None:
+    from bot.i18n import catalog
+
+    jargon = [key for key, text in catalog("vi").items() if "CSDL" in text or "(JSON)" in text]
+    assert jargon == []
+
+
+async def test_secretary_lists_who_asked_for_help(world: World) -> None:
+    chat, secretary = world.chat("u1"), world.chat("bithu")
+    await register_not_installed(chat)
+    await chat.say("nho bi thu")
+    told = secretary.new()
+    assert any("/needhelp" in v.text for v in told)
+    views = await secretary.say("/menu")
+    assert "🙋 Ai nhờ giúp cài Sổ tay" in [c.label for row in views[-1].choices for c in row]
+    views = await secretary.press("🙋 Ai nhờ giúp cài Sổ tay")
+    assert "Nguyễn Văn An (Chi bộ thôn Cầu Bâu) — chưa cài được Sổ tay" in views[-1].text
+    # a secretary of another cell sees nothing of it, whatever they type
+    other = world.chat("other-secretary")
+    from tests.test_support import grant, link
+
+    await link(world, "other-secretary", "+84912000015")  # a member of Chi bộ thôn Đồng Giàn
+    await grant(
+        world,
+        "+84912000015",
+        Role.secretary,
+        "Tỉnh Tuyên Quang / Xã Kháng Nhật / Chi bộ thôn Đồng Giàn",
+    )
+    views = await other.say("/needhelp")
+    assert "Nguyễn Văn An" not in texts(views) and "Chưa có đảng viên nào" in texts(views)
+    views = await chat.say("/needhelp")  # a plain member may not open it
+    assert "Nguyễn Văn An (Chi bộ" not in texts(views)
+    from handlers.privacy import stored_about
+
+    async with world.app.db.reader() as session:
+        [member] = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).all()
+        about = await stored_about(session, member)
+    assert about["help_asked_of_secretary"]["need"] == "install"  # shown in /me's file
+    # once logged in, the member leaves the list
+    async with world.app.db.session() as session:
+        [member] = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).all()
+        member.app_installed = member.app_activated = True
+        session.add(member)
+    views = await secretary.say("/needhelp")
+    assert "Chưa có đảng viên nào" in views[-1].text
+
+
+async def test_a_number_from_an_older_message_is_answered_kindly(world: World) -> None:
+    from tests.test_support import AN, link
+
+    an = await link(world, "an", AN)
+    views = await an.say("/menu")  # many choices: 7 is one of them
+    assert len([c for row in views[-1].choices for c in row]) >= 7
+    await an.say("/tickets")  # a newer message with fewer choices replaces them
+    await an.say("/me")
+    views = await an.say("7")
+    text = texts(views)
+    assert "Tôi chưa hiểu" not in text
+    assert "Số 7 không có trong các lựa chọn đang chờ" in text
+    assert views[-1].choices  # the current choices, offered again
+    views = await an.say("1")  # and they work
+    assert "Số 1 không có" not in texts(views)
+
+
+async def test_a_number_with_no_choices_waiting_is_answered_kindly(world: World) -> None:
+    views = await world.chat("stranger").say("7")
+    assert "Tôi chưa hiểu" not in texts(views)
+    assert "không có lựa chọn nào đang chờ" in texts(views) and "/start" in texts(views)
+
+
+async def test_forget_erases_the_request_for_help(world: World) -> None:
+    from storage.forgive_models import InstallHelp
+
+    chat = world.chat("u1")
+    await register_not_installed(chat)
+    await chat.say("nho bi thu")
+    assert len(await rows(world, InstallHelp)) == 1
+    await chat.say("/forget")
+    await chat.press("Xóa thông tin")
+    assert await rows(world, InstallHelp) == []
+    views = await world.chat("bithu").say("/needhelp")
+    assert "Chưa có đảng viên nào" in views[-1].text

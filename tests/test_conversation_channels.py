@@ -24,7 +24,11 @@ from tests.harness import (
 )
 
 SECRETARY = "9001"
+STAFF = "9002"
 AN_PHONE = "+84912000001"
+
+
+PEOPLE = {"bithu": SECRETARY, "canbo": STAFF}
 
 
 @pytest.fixture
@@ -40,13 +44,13 @@ async def bot(
         server: Any = FakeTelegram(token=TELEGRAM_TOKEN, per_chat_rate=(20, 0.05))
         await server.start()
         settings = telegram_settings(database_url, server.root)
-        await seed_demo(settings, channel="telegram", refs={"bithu": SECRETARY})
+        await seed_demo(settings, channel="telegram", refs=PEOPLE)
         running = await Bot.launch(server, settings, clock)
     else:
         server = FakeZalo(token=ZALO_TOKEN)
         await server.start()
         settings = zalo_settings(database_url, server.root)
-        await seed_demo(settings, channel="zalo", refs={"bithu": SECRETARY})
+        await seed_demo(settings, channel="zalo", refs=PEOPLE)
         running = await Bot.launch(server, settings, clock, zalo_channel)
     yield running
     await running.stop()
@@ -119,3 +123,166 @@ async def test_terminal_understands_the_same_typed_answers() -> None:
     assert channel.inbound("chua").choice == "N"
     assert channel.inbound("roi").choice == "Y"
     assert channel.inbound("làm sao để cài").choice is None  # a question stays text
+
+
+# --- what was left of issue 17, typed on both channels --------------------------------------------
+
+
+async def registered_an(bot: Bot, ref: str) -> Any:
+    """Nguyễn Văn An, already registered on the bot's channel as ``ref``."""
+    await link_an(bot.app.db, bot.channel.name, ref)
+    return person(bot, ref)
+
+
+async def link_an(db: Any, channel: str, ref: str) -> None:
+    from storage import queries
+    from storage.models import ChannelAccount
+
+    now = ShiftedClock().now()
+    async with db.session() as session:
+        member = await queries.member_by_phone(session, phone=AN_PHONE)
+        assert member is not None
+        member.registered_at = now
+        session.add(member)
+        session.add(
+            ChannelAccount(
+                channel=channel,
+                user_ref=ref,
+                chat_ref=ref,
+                member_id=member.id,
+                language="vi",
+                verified=True,
+                created_at=now,
+            )
+        )
+
+
+async def awake(bot: Bot, ref: str) -> Any:
+    """A role holder who has written to the bot before (Telegram refuses a first message from a
+    bot), their earlier messages read."""
+    user = person(bot, ref)
+    await user.send("/help")
+    await user.next_message()
+    user.drain()
+    return user
+
+
+async def until(user: Any, fragment: str) -> str:
+    """The text of the first next message containing ``fragment`` (earlier ones skipped)."""
+    seen = []
+    for _ in range(12):
+        text = (await user.next_message())["text"]
+        if fragment in text:
+            return str(text)
+        seen.append(text)
+    raise AssertionError(f"{fragment!r} never came: {seen}")
+
+
+async def test_faq_answered_ticket_is_closed_by_a_typed_yes_and_rated_in_words(bot: Bot) -> None:
+    from storage.models import TicketStatus
+
+    an, staff = await registered_an(bot, "1101"), await awake(bot, STAFF)
+    await an.send("/support")
+    await until(an, "khó khăn về việc gì")
+    await an.send("tai khoan kich hoat")
+    await until(an, "kể ngắn gọn")
+    await an.send("Khong nhan duoc ma OTP")
+    await until(an, "Đã ghi nhận yêu cầu #1")
+    await until(staff, "#1")  # the ticket card
+    await staff.send("tra loi bang hoi dap")  # the card's choice, typed
+    await until(staff, "Chọn mục hỏi đáp")
+    await staff.send("1")
+    await until(an, "Trả lời yêu cầu #1")
+    await until(an, "đã giúp đồng chí giải quyết được khó khăn (yêu cầu #1) chưa?")
+    await an.send("co")
+    await until(an, "chấm điểm")
+    assert (await bot.ticket()).status == TicketStatus.closed  # closed, never escalated
+    await an.send("rat tot")
+    ticket = await bot.ticket()
+    await until(an, "góp ý")  # asked for a comment: the score was understood
+    assert (await bot.ticket()).rating == 5 and ticket.escalations == 0
+
+
+async def test_a_number_from_an_older_message_gets_the_current_choices(bot: Bot) -> None:
+    an = await registered_an(bot, "1102")
+    await an.send("/menu")  # nine choices
+    await until(an, "")
+    await an.send("khong nhan duoc ma OTP")  # the FAQ answer's few choices replace them
+    await until(an, "gửi lại mã")
+    await an.send("7")
+    reply = await until(an, "Số 7 không có trong các lựa chọn đang chờ")
+    assert "Tôi chưa hiểu" not in reply
+
+
+async def test_secretary_sees_who_asked_for_help_on_a_list(bot: Bot) -> None:
+    an, secretary = await registered_an(bot, "1103"), await awake(bot, SECRETARY)
+    await an.send("/status")
+    await until(an, "điện thoại")
+    await an.send("co")  # a smartphone
+    await until(an, "cài")
+    await an.send("chua")  # not installed
+    await until(an, "loại nào")
+    await an.send("nho bi thu")
+    await until(an, "đã báo bí thư")
+    await until(secretary, "/needhelp")
+    await secretary.send("/needhelp")
+    listed = await until(secretary, "Đảng viên nhờ đồng chí giúp")
+    assert "Nguyễn Văn An (Chi bộ thôn Cầu Bâu) — chưa cài được Sổ tay" in listed
+
+
+# --- the same transcripts on the terminal channel (`sotay chat`), one script per person switch --
+
+
+async def terminal_transcript(database_url: str, lines: list[str]) -> str:
+    """Everything the terminal printed for ``lines`` typed by An (registered), with ``:user``
+    switches to the demo's secretary (bithu) and staff (canbo), as `sotay chat` runs them."""
+    import io
+
+    from bot.terminal_chat import chat_loop
+    from storage.db import Database
+    from tests.harness import bot_settings
+
+    settings = bot_settings(database_url)
+    await seed_demo(settings)
+    db = Database(database_url)
+    try:
+        await link_an(db, "terminal", "an")
+    finally:
+        await db.dispose()
+    out = io.StringIO()
+    await chat_loop(settings, "an", stdin=io.StringIO("\n".join(lines) + "\n"), stdout=out)
+    return out.getvalue()
+
+
+async def test_terminal_faq_answered_ticket_closed_by_typing_and_rated_in_words(
+    database_url: str,
+) -> None:
+    from sqlmodel import select
+
+    from storage.db import Database
+    from storage.models import Ticket, TicketStatus
+
+    out = await terminal_transcript(
+        database_url,
+        ["/support", "tai khoan kich hoat", "Khong nhan duoc ma OTP", ":user canbo"]
+        + ["tra loi bang hoi dap", "1", ":user an", "co", "rat tot", ":quit"],
+    )
+    assert "đã giúp đồng chí giải quyết được khó khăn (yêu cầu #1) chưa?" in out
+    assert "chấm điểm" in out and "góp ý" in out and "Tôi chưa hiểu" not in out
+    db = Database(database_url)
+    try:
+        async with db.reader() as session:
+            ticket = (await session.exec(select(Ticket))).one()
+    finally:
+        await db.dispose()
+    assert ticket.status == TicketStatus.closed and ticket.rating == 5
+
+
+async def test_terminal_number_from_an_older_message_and_the_help_list(database_url: str) -> None:
+    out = await terminal_transcript(
+        database_url,
+        ["/menu", "khong nhan duoc ma OTP", "7", "/status", "co", "chua", "nho bi thu"]
+        + [":user bithu", "/needhelp", ":quit"],
+    )
+    assert "Số 7 không có trong các lựa chọn đang chờ" in out and "Tôi chưa hiểu" not in out
+    assert "Nguyễn Văn An (Chi bộ thôn Cầu Bâu) — chưa cài được Sổ tay" in out

@@ -183,7 +183,7 @@ def test_cli_ask_import_export_and_errors(tmp_path: Path) -> None:
     assert data["decision"] == "answer" and data["candidates"][0]["id"] == "otp_not_received"
     assert sotay("faq", "ask", "bóng đá tối nay", "--json", db=db).stdout.count('"none"') == 1
     again = sotay("faq", "import", str(DEFAULT_KB_PATH), db=db)
-    assert "0 new, 0 updated" in again.stdout  # idempotent
+    assert "0 mới, 0 cập nhật" in again.stdout  # idempotent; in the operator's language (vi)
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ntopics:\n  - id: a\n    title: {vi: A, en: A\n", encoding="utf-8")
     failed = sotay("faq", "import", str(bad), db=db)
@@ -191,7 +191,7 @@ def test_cli_ask_import_export_and_errors(tmp_path: Path) -> None:
     exported = tmp_path / "out.yaml"
     assert sotay("faq", "export", "-o", str(exported), db=db).returncode == 0
     assert len(load_kb(exported).entries) == len(KB.entries)
-    assert "no unanswered questions" in sotay("faq", "gaps", db=db).stdout
+    assert "không có câu hỏi nào chưa được trả lời" in sotay("faq", "gaps", db=db).stdout
 
 
 async def test_member_asks_over_telegram_and_gets_the_answer(bot) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

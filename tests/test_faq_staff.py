@@ -17,8 +17,9 @@ async def test_staff_find_an_entry_by_typing_and_it_reaches_the_member(world: Wo
     views = await staff.say("khóa tài khoản")
     assert "Tài khoản sổ tay bị khóa" in labels(views[-1])
     await staff.press("Tài khoản sổ tay bị khóa")
-    answer = an.new()[-1]
+    answer, question = an.new()[-2:]
     assert "Trả lời yêu cầu #1" in answer.text and "bị khóa" in answer.text
+    assert "đã giúp đồng chí giải quyết được" in question.text  # asked, not left to escalate
 
 
 async def test_search_that_finds_nothing_asks_again(world: World) -> None:

@@ -142,7 +142,7 @@ async def test_export_files_hold_no_name_or_phone_of_the_roster(
             "feedback", "export", "--since", "2026-11-01", "-o", str(tmp_path / name), env=env
         )
         assert result.returncode == 0, result.stderr
-        assert "2 feedback groups" in result.stdout
+        assert "đã ghi 2 nhóm góp ý" in result.stdout
         exported[name] = (tmp_path / name).read_bytes()
     csv_text = exported["gop-y.csv"].decode("utf-8-sig")
     with zipfile.ZipFile(BytesIO(exported["gop-y.xlsx"])) as archive:
@@ -156,4 +156,4 @@ async def test_export_files_hold_no_name_or_phone_of_the_roster(
     result = sotay(
         "feedback", "export", "--since", "hôm qua", "-o", str(tmp_path / "x.csv"), env=env
     )
-    assert result.returncode != 0 and "--since must be a date" in result.stderr
+    assert result.returncode != 0 and "--since phải là một ngày" in result.stderr

@@ -118,7 +118,7 @@ async def test_me_shows_everything_stored_and_offers_it_as_a_file(world: World) 
     for expected in ("Nguyễn Văn An", "0912 000 001", "Chi bộ thôn Cầu Bâu", REASON, "phiên bản"):
         assert expected in shown, expected
     assert "Ngôn ngữ: Tiếng Việt" in shown and "Vai trò: đảng viên" in shown
-    views = await an.press("📄 Tải toàn bộ dữ liệu (JSON)")
+    views = await an.press("📄 Tải toàn bộ dữ liệu về máy (một tệp)")
     upload = views[-1].upload
     assert upload is not None and upload.name.endswith(".json")
     data = json.loads(upload.data)

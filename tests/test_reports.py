@@ -522,11 +522,11 @@ async def test_cli_command_prints_the_report_and_fails_in_one_line(
     assert code == 0 and "📊 Triển khai Sổ tay: Xã Kháng Nhật" in out
     assert chart.read_bytes().startswith(PNG)
     code, _, err = await sotay("report", "--unit", "Tỉnh Không Có")
-    assert code == 1 and err.strip().endswith("sotay: no unit named 'Tỉnh Không Có'")
+    assert code == 1 and err.strip().endswith("sotay: không có đơn vị nào tên 'Tỉnh Không Có'")
     code, out, _ = await sotay("report", "--unit", "Xã Kháng Nhật")  # the end of the path is enough
     assert code == 0 and "📊 Triển khai Sổ tay: Xã Kháng Nhật" in out
     code, _, err = await sotay("report", "--unit", "Chi bộ cơ quan xã")  # two cells of that name
-    assert code == 1 and "names 2 units" in err and "Xã Hợp Thành / Chi bộ cơ quan xã" in err
+    assert code == 1 and "trùng tên 2 đơn vị" in err and "Xã Hợp Thành / Chi bộ cơ quan xã" in err
 
 
 async def test_an_operators_unit_is_a_path_or_its_unique_end(world: World) -> None:

@@ -21,7 +21,7 @@ from sqlmodel import select
 from bot.channels.base import Rejected, Transient
 from bot.core import Attachment, Inbound, View
 from bot.phones import normalize_phone
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from handlers import support_core as core
 from handlers.cli_admin import AdminError
 from handlers.roster import import_roster_text
@@ -159,7 +159,7 @@ async def test_member_to_staff_and_back_full_cycle(world: World) -> None:
         "✋ Nhận xử lý",
         "✍️ Trả lời",
         "📚 Trả lời bằng hỏi đáp",
-        "🗂 Cần sửa CSDL",
+        "🗂 Cần sửa hồ sơ",
         "✅ Đã giải quyết",
         "⬆️ Chuyển lên",
         "⬇️ Chuyển xuống",
@@ -180,9 +180,15 @@ async def test_member_to_staff_and_back_full_cycle(world: World) -> None:
     await staff.press("✅ Đã giải quyết")
     assert "Khó khăn của đồng chí đã hết chưa?" in an.new()[-1].text
     views = await an.press("✅ Đã xong")
-    assert "chấm điểm" in views[-1].text and labels(views[-1])[:5] == ["1", "2", "3", "4", "5"]
+    assert "chấm điểm" in views[-1].text and labels(views[-1])[:5] == [
+        "Kém (1)",
+        "Chưa tốt (2)",
+        "Bình thường (3)",
+        "Tốt (4)",
+        "Rất tốt (5)",
+    ]
     assert "Đảng viên đã đóng" in texts(staff.new())
-    await an.press("4")
+    await an.press("Tốt (4)")
     views = await an.say("Cán bộ nhiệt tình")
     assert "Cảm ơn" in views[-1].text
     ticket = await one_ticket(world)
@@ -567,18 +573,20 @@ async def test_faq_answer_reaches_the_member(world: World) -> None:
     views = await staff.press("📚 Trả lời bằng hỏi đáp")
     assert "Chọn mục hỏi đáp" in views[-1].text and labels(views[-1])
     await staff.press(labels(views[-1])[0])
-    answer = an.new()[-1]
+    answer, question = an.new()[-2:]
     assert "Trả lời yêu cầu #1" in answer.text and "OTP" in answer.text
-    assert (await one_ticket(world)).first_response_at is not None
+    assert "đã giúp đồng chí giải quyết được khó khăn (yêu cầu #1) chưa?" in question.text
+    ticket = await one_ticket(world)
+    assert ticket.first_response_at is not None and ticket.status == TicketStatus.resolved
 
 
 async def test_mark_database_correction_tells_the_member(world: World) -> None:
     an = await link(world, "an", AN)
     staff = world.chat("canbo")
-    await report(an, category="Sai thông tin trong CSDL đảng viên", text="Báo không tìm thấy")
-    views = await staff.press("🗂 Cần sửa CSDL")
+    await report(an, category="Sai thông tin trong hồ sơ đảng viên", text="Báo không tìm thấy")
+    views = await staff.press("🗂 Cần sửa hồ sơ")
     assert "danh sách cần sửa" in views[-1].text
-    assert "CSDL đảng viên cần sửa" in an.new()[-1].text
+    assert "hồ sơ đảng viên cần sửa" in an.new()[-1].text
     assert (await one_ticket(world)).db_correction is True
     views = await staff.press_data(world.app.services.signer.sign("a:tk:1:db"))
     assert "đã có trong danh sách" in views[-1].text
@@ -738,9 +746,9 @@ async def test_staff_losing_the_role_puts_claimed_tickets_back(world: World) -> 
     await staff.press("✋ Nhận xử lý")
     colleague.new()
     message = await revoke_role(
-        world.app.settings, role="staff", unit_path=COMMUNE, phone="0912000090", clock=world.clock
+        english(world), role="staff", unit_path=COMMUNE, phone="0912000090", clock=world.clock
     )
-    assert "1 claimed ticket(s) back in the queue" in message
+    assert "1 claimed ticket back in the queue" in message
     await world.app.dispatcher.run_once()
     ticket = await one_ticket(world)
     assert ticket.status == TicketStatus.open and ticket.claimed_by is None
@@ -751,7 +759,7 @@ async def test_staff_losing_the_role_puts_claimed_tickets_back(world: World) -> 
     assert "Trở lại hàng chờ" in card.text and "✋ Nhận xử lý" in labels(card)
     views = await staff.press_data(world.app.services.signer.sign("a:tk:1:claim"))
     assert NOT_ALLOWED in views[-1].text  # the former staff member cannot act any more
-    with pytest.raises(AdminError, match="is not staff"):
+    with pytest.raises(AdminError, match="không giữ vai trò cán bộ hỗ trợ"):  # operator's language
         await revoke_role(world.app.settings, role="staff", unit_path=COMMUNE, phone="0912000090")
 
 
@@ -1101,11 +1109,16 @@ async def test_admin_of_several_units_names_the_unit_to_bind(world: World) -> No
 # --- reports, privacy, settings -------------------------------------------------------------------
 
 
+def english(world: World) -> Settings:
+    """The world's settings for an operator whose SOTAY_DEFAULT_LANGUAGE is English."""
+    return world.app.settings.model_copy(update={"default_language": "en"})
+
+
 async def test_tickets_report_and_database_correction_csv(world: World, tmp_path: Path) -> None:
     an, binh = await link(world, "an", AN), await link(world, "binh", BINH)
     staff = world.chat("canbo")
     await report(an)
-    await report(binh, category="Sai thông tin trong CSDL đảng viên", text="Sai số điện thoại")
+    await report(binh, category="Sai thông tin trong hồ sơ đảng viên", text="Sai số điện thoại")
     world.clock.advance(timedelta(minutes=30))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:db"))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:reply"))
@@ -1113,15 +1126,15 @@ async def test_tickets_report_and_database_correction_csv(world: World, tmp_path
     world.clock.advance(timedelta(minutes=30))
     await staff.press_data(world.app.services.signer.sign("a:tk:2:done"))
     await binh.press("✅ Đã xong")
-    await binh.press("5")
+    await binh.press("Rất tốt (5)")
     world.clock.advance(timedelta(hours=8))
     await world.app.scheduler.tick()  # ticket 1 escalates: one SLA breach
     out = tmp_path / "corrections.csv"
-    text = await tickets_report(world.app.settings, unit_path="Tỉnh Tuyên Quang", csv_path=out)
+    text = await tickets_report(english(world), unit_path="Tỉnh Tuyên Quang", csv_path=out)
     assert "Tickets: 2 (open 1, claimed 0, resolved 0, closed 1)" in text
     assert "Account, activation, OTP code" in text and "Wrong data in the member database" in text
     assert "Median time to first response: 0 h 30 min (1 answered)" in text
-    assert "Median time to resolution:     1 h 00 min (1 resolved)" in text
+    assert "Median time to resolution: 1 h 00 min (1 resolved)" in text
     assert "SLA breaches: 1 ticket(s) (50%), 1 escalation(s)" in text
     assert "Satisfaction: 5.0 / 5 from 1 rating(s)" in text
     with out.open(encoding="utf-8") as handle:
@@ -1138,8 +1151,11 @@ async def test_tickets_report_and_database_correction_csv(world: World, tmp_path
     ]
     assert "Sai số điện thoại" not in out.read_text(encoding="utf-8")
     other = await tickets_report(world.app.settings, unit_path=OTHER_COMMUNE)
-    assert "Tickets: 0" in other
-    with pytest.raises(AdminError, match="no unit"):
+    assert "Số yêu cầu: 0" in other  # SOTAY_DEFAULT_LANGUAGE=vi: the whole report in Vietnamese
+    vietnamese = await tickets_report(world.app.settings, unit_path="Xã Hợp Thành")
+    assert "Thời gian trả lời đầu tiên (trung vị): 0 giờ 30 phút" in vietnamese
+    assert "Median" not in vietnamese and "Tickets" not in vietnamese
+    with pytest.raises(AdminError, match="không có đơn vị nào"):
         await tickets_report(world.app.settings, unit_path="Tỉnh Không Có")
 
 
@@ -1219,12 +1235,14 @@ async def test_cli_report_and_revoke(world: World, tmp_path: Path) -> None:
     args = ("tickets", "report", "--unit", "Tỉnh Tuyên Quang", "--csv", str(out))
     result = await asyncio.to_thread(sotay, *args, env=env)
     assert result.returncode == 0, result.stderr
-    assert "Tickets: 1 (open 0, claimed 1, resolved 0, closed 0)" in result.stdout
+    assert "Số yêu cầu: 1 (chờ nhận 0, đã nhận 1, đã giải quyết 0, đã đóng 0)" in result.stdout
     assert out.read_text(encoding="utf-8").startswith("ticket_id,member_code,cell_path")
     bad = await asyncio.to_thread(sotay, "tickets", "report", "--unit", "Tỉnh Nào Đó", env=env)
-    assert bad.returncode == 1 and bad.stderr.strip() == "sotay: no unit named 'Tỉnh Nào Đó'"
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("sotay: không có đơn vị nào tên 'Tỉnh Nào Đó'")
     args = ("revoke", "--role", "staff", "--unit", COMMUNE, "--phone", "0912 000 090")
-    result = await asyncio.to_thread(sotay, *args, env=env)
+    english = {**env, "SOTAY_DEFAULT_LANGUAGE": "en"}
+    result = await asyncio.to_thread(sotay, *args, env=english)
     assert result.returncode == 0, result.stderr
-    assert "1 claimed ticket(s) back in the queue" in result.stdout
+    assert "1 claimed ticket back in the queue" in result.stdout
     assert (await one_ticket(world)).status == TicketStatus.open

@@ -193,8 +193,14 @@ async def test_ticket_through_a_staff_group_topic_and_back_with_a_restart(bot: B
     assert button_texts(question) == ["✅ Đã xong", "❌ Chưa xong"]
     await member.press(question, "✅ Đã xong")
     rating = await member.next_message()
-    assert button_texts(rating)[:5] == ["1", "2", "3", "4", "5"]
-    await member.press(rating, "5")
+    assert button_texts(rating)[:5] == [
+        "Kém (1)",
+        "Chưa tốt (2)",
+        "Bình thường (3)",
+        "Tốt (4)",
+        "Rất tốt (5)",
+    ]
+    await member.press(rating, "Rất tốt (5)")
     assert "góp ý" in (await member.next_message())["text"]
     await member.send("Cán bộ giúp rất nhanh")
     assert "Cảm ơn" in (await member.next_message())["text"]

@@ -292,7 +292,7 @@ async def test_me_lists_trainings_and_forget_leaves_no_identity(world: World) ->
     await schedule(canbo)
     await an.press("✓ Tôi tham gia")
     await an.say("/me")
-    views = await an.press("📄 Tải toàn bộ dữ liệu (JSON)")
+    views = await an.press("📄 Tải toàn bộ dữ liệu về máy (một tệp)")
     data = json.loads(views[-1].upload.data)  # type: ignore[union-attr]
     assert data["trainings"][0]["answer"] == "yes"
     await bithu.press("👥 Đăng ký hộ đảng viên chi bộ")

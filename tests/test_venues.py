@@ -135,7 +135,7 @@ async def test_forget_keeps_the_answer_and_drops_who_gave_it(world: World) -> No
     await canbo.press("📨 Hỏi bí thư các chi bộ chưa trả lời")
     await bithu.press("Không có sóng")
     await bithu.say("/me")
-    views = await bithu.press("📄 Tải toàn bộ dữ liệu (JSON)")
+    views = await bithu.press("📄 Tải toàn bộ dữ liệu về máy (một tệp)")
     data = json.loads(views[-1].upload.data)  # type: ignore[union-attr]
     assert data["venue_answers"] == [{"cell": CAU_BAU, "place": NVH, "answer": "none"}]
     await bithu.say("/forget")
