@@ -20,7 +20,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import choices
-from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
+from bot.channels.base import (
+    Blocked,
+    Channel,
+    OutsideWindow,
+    Rejected,
+    RetryLater,
+    SendError,
+    Transient,
+)
 from bot.clock import Clock
 from bot.core import View
 from bot.ratelimit import RateLimiter
@@ -91,6 +99,8 @@ class Dispatcher:
         self._batch = batch
         self._wake = asyncio.Event()
         self._paused_until: dict[str, datetime] = {}
+        # Another way to reach a member outside a channel's window; returns what was done.
+        self.on_outside_window: Callable[[OutboxMessage], Awaitable[str]] | None = None
 
     def add_limiter(self, channel: str, limiter: RateLimiter) -> None:
         self._limiters[channel] = limiter
@@ -253,6 +263,11 @@ class Dispatcher:
             self._count(row, "rejected")
             log.warning("outbox.rejected id=%s channel=%s error=%s", row.id, row.channel, exc)
             await self._finish(row, OutboxStatus.failed, error=str(exc)[:200])
+            return True
+        except OutsideWindow as exc:
+            self._count(row, "outside_window")
+            note = await self.on_outside_window(row) if self.on_outside_window else str(exc)
+            await self._finish(row, OutboxStatus.failed, error=note[:200])
             return True
         except (Transient, SendError, OSError) as exc:
             self._count(row, "transient")
