@@ -181,6 +181,7 @@ class FakeZaloOA:
         self.fail_next: list[int] = []  # error codes the next consultation calls answer
         self.oauth_gate: asyncio.Event | None = None  # holds OAuth answers while cleared
         self.oauth_arrived = 0  # OAuth requests received (before the gate)
+        self.getoa_calls = 0  # the bot asks who it is when it starts
         self.internal_errors: list[str] = []
         self._ids = itertools.count(1)
         self._echoes: set[asyncio.Task[Delivery]] = set()
@@ -322,6 +323,8 @@ class FakeZaloOA:
     # --- OA API ---------------------------------------------------------------------------------
 
     async def _getoa(self, request: web.Request) -> web.Response:
+        self.getoa_calls += 1
+        await self._notify()
         if not self._token_ok(request):
             return web.json_response({"error": TOKEN_INVALID, "message": "Access token is invalid"})
         return web.json_response(

@@ -256,11 +256,34 @@ class ZaloOaChannel:
     async def start(self, web_server: WebServer | None = None) -> None:
         """Check that a token pair is stored (``sotay zalo-oa connect``), then serve the
         webhook (on ``web_server`` when the caller mounted ``add_routes`` there)."""
-        await self.tokens.access_token()
         self._http = ClientSession()
-        if web_server is None:
-            self._own_web = await serve_alone(self._settings, self.add_routes)
+        try:
+            await self._check_oa()
+            if web_server is None:
+                self._own_web = await serve_alone(self._settings, self.add_routes)
+        except BaseException:
+            await self.stop()
+            raise
         log.info("zalo_oa.started")
+
+    async def _check_oa(self) -> None:
+        """Ask Zalo who we are (``GET /v2.0/oa/getoa``): a token Zalo refuses even after one
+        refresh stops the start-up with one sentence instead of failing every send later."""
+        assert self._http is not None
+        token = await self.tokens.access_token()
+        for attempt in range(2):
+            async with self._http.get(
+                self._api + "/v2.0/oa/getoa",
+                headers={"access_token": token},
+                timeout=ClientTimeout(total=30),
+            ) as response:
+                answer: Any = await response.json(content_type=None)
+            code = int(answer.get("error") or 0) if isinstance(answer, dict) else 500
+            if code == 0:
+                return
+            if code not in TOKEN_INVALID or attempt:
+                raise TokenError(f"Zalo answered error {code} when asked for the OA's profile.")
+            token = await self.tokens.refresh(failed_token=token)
 
     async def stop(self) -> None:
         if self._work:  # events already answered 200: finish them before closing
