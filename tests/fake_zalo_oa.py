@@ -47,6 +47,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -103,6 +104,15 @@ class FakeOAUser:
         buttons = buttons_of(message)
         assert label in buttons, f"no button {label!r} in {list(buttons)}"
         return await self.send(buttons[label])
+
+    async def choose(self, message: JSON, label: str) -> Delivery:
+        """Tap the button ``label``, or type its number when the OA listed the choices."""
+        if label in buttons_of(message):
+            return await self.press(message, label)
+        numbered = dict(re.findall(r"^\[(\d+)\] (.+)$", text_of(message), re.MULTILINE))
+        number = next((n for n, text in numbered.items() if text == label), None)
+        assert number is not None, f"no choice {label!r} in {text_of(message)!r}"
+        return await self.send(number)
 
     async def send_image(self, url: str) -> Delivery:
         message = {

@@ -36,7 +36,7 @@ from storage.models import (
 from tests.fake_zalo_oa import FakeOAUser, FakeZaloOA, buttons_of, is_info_request, text_of
 from tests.harness import Bot, bot_settings
 
-SECRETARY = "oa9001"
+SECRETARY, STAFF = "oa9001", "oa9002"
 AN_PHONE = "+84912000001"
 CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
 
@@ -95,7 +95,7 @@ async def fake(clock: ShiftedClock) -> AsyncIterator[FakeZaloOA]:
 async def launch(fake: FakeZaloOA, database_url: str, clock: ShiftedClock, **extra: Any) -> Bot:
     port = free_port()
     settings = oa_settings(database_url, fake, port, **extra)
-    await seed_demo(settings, channel="zalo_oa", refs={"bithu": SECRETARY})
+    await seed_demo(settings, channel="zalo_oa", refs={"bithu": SECRETARY, "canbo": STAFF})
     await connect(settings, fake, clock)
     fake.webhook_url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     fake.user(SECRETARY, "Hoa", "84912000006")
@@ -409,8 +409,30 @@ async def test_reminder_outside_window_without_zns_is_reported_to_the_secretary(
 
 
 async def test_faq_and_a_support_ticket_answered_by_staff(bot: Bot) -> None:
-    member = bot.server.user("oa1007", "Nguyễn Văn An", "84912000001")
+    fake: FakeZaloOA = bot.server
+    staff = fake.user(STAFF, "Thắng", "84912000090")
+    await staff.send("/menu")  # the staff member has written to the OA: inside the window
+    await staff.next_message()
+    member = fake.user("oa1007", "Nguyễn Văn An", "84912000001")
     await register(member)
-    await member.send("Làm sao để cài đặt ứng dụng Sổ tay?")
+    await member.send("Quên mật khẩu đăng nhập Sổ tay thì làm thế nào?")
     answer = await member.next_message()
-    assert text_of(answer)
+    assert "mật khẩu" in text_of(answer).lower() and buttons_of(answer)  # FAQ, with buttons
+
+    await member.send("/support")
+    topics = await member.next_message()
+    assert buttons_of(topics) == {}  # nine topics: more than OA's buttons, so numbered lines
+    assert "[2] Tài khoản, kích hoạt, mã OTP" in text_of(topics)
+    await member.send("2")
+    assert "kể ngắn gọn" in text_of(await member.next_message())
+    await member.send("OTP không bao giờ về máy")
+    assert "Đã ghi nhận yêu cầu #" in text_of(await member.next_message())
+    card = await staff.next_message()
+    assert "OTP không bao giờ về máy" in text_of(card)
+    await staff.choose(card, "✍️ Trả lời")
+    await staff.next_message()
+    await staff.send("Đồng chí bấm «Gửi lại mã» rồi chờ 2 phút")
+    # The card, updated, comes again (OA cannot edit a message), then the sending notice.
+    await fake.wait_for(lambda: any("Đang gửi câu trả lời" in text_of(m) for m in staff.messages))
+    reply = await member.next_message()
+    assert "Gửi lại mã" in text_of(reply) and "Trả lời yêu cầu #1" in text_of(reply)
