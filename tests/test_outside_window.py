@@ -65,16 +65,21 @@ async def outcome(world: World, row_id: int) -> OutboxMessage:
     return row
 
 
-async def test_outside_the_window_the_member_gets_it_on_their_other_channel(world: World) -> None:
+async def send_outside(world: World, *, also_rec: bool) -> tuple[Windowed, OutboxMessage]:
+    """Queue a reminder to An on the windowed channel and let the dispatcher run twice (the
+    message, then whatever reached An or the secretary instead)."""
     windowed = Windowed()
     world.app.add_channel(windowed)
-    member = await member_an(world, also_rec=True)
-    row_id = await queue(world, member)
+    row_id = await queue(world, await member_an(world, also_rec=also_rec))
     await world.app.dispatcher.run_once()
     await world.app.dispatcher.run_once()
+    return windowed, await outcome(world, row_id)
+
+
+async def test_outside_the_window_the_member_gets_it_on_their_other_channel(world: World) -> None:
+    windowed, row = await send_outside(world, also_rec=True)
     assert windowed.tried == ["w1"]
     assert [v.text for v in world.recorder.sent["r1"]] == ["Nhắc lịch: họp chi bộ 19:30"]
-    row = await outcome(world, row_id)
     assert (
         row.status == OutboxStatus.failed
         and row.last_error == "outside window: sent by another channel"
@@ -82,13 +87,7 @@ async def test_outside_the_window_the_member_gets_it_on_their_other_channel(worl
 
 
 async def test_with_no_other_channel_nor_zns_the_secretary_is_told_once(world: World) -> None:
-    windowed = Windowed()
-    world.app.add_channel(windowed)
-    member = await member_an(world, also_rec=False)
-    row_id = await queue(world, member)
-    await world.app.dispatcher.run_once()
-    await world.app.dispatcher.run_once()
+    _windowed, row = await send_outside(world, also_rec=False)
     told = [v.text for views in world.recorder.sent.values() for v in views]
     assert len(told) == 1 and "Nguyễn Văn An" in told[0] and "7 ngày" in told[0]
-    row = await outcome(world, row_id)
     assert row.last_error is not None and row.last_error.startswith("outside window: secretaries")

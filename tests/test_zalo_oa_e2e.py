@@ -218,6 +218,19 @@ async def test_signed_events_are_answered_fast_once_and_echoes_ignored(bot: Bot)
     await bot.channel.idle()
 
 
+async def test_unfollow_makes_the_account_unreachable_until_follow(bot: Bot) -> None:
+    member = bot.server.user("oa1008", "Nguyễn Văn An", "84912000001")
+    await register(member)
+    assert (await member.follow("unfollow")).status == 200
+    await bot.channel.idle()
+    account = await account_of(bot, "oa1008")
+    assert account is not None and account.reachable is False
+    await member.follow()
+    await bot.channel.idle()
+    account = await account_of(bot, "oa1008")
+    assert account is not None and account.reachable is True
+
+
 # --- tokens --------------------------------------------------------------------------------------
 
 

@@ -332,25 +332,20 @@ class ZaloOaChannel:
             await self._handle(inbound)
 
     async def _interacted(self, user: str, event_name: str) -> None:
-        """Remember when the member last wrote (the 7-day window); unfollow: unreachable."""
+        """Remember when the member last wrote (the 7-day window); an unfollow makes their
+        account unreachable until they follow again."""
         now = self._clock.now()
         async with self._db.session() as session:
-            row = await session.get(ChannelInteraction, (CHANNEL, user))
+            if event_name in ("follow", "unfollow"):
+                await session.exec(
+                    update(ChannelAccount)
+                    .where(col(ChannelAccount.channel) == CHANNEL)
+                    .where(col(ChannelAccount.user_ref) == user)
+                    .values(reachable=event_name == "follow")
+                )
             if event_name == "unfollow":
-                await session.exec(
-                    update(ChannelAccount)
-                    .where(col(ChannelAccount.channel) == CHANNEL)
-                    .where(col(ChannelAccount.user_ref) == user)
-                    .values(reachable=False)
-                )
                 return
-            if event_name == "follow":
-                await session.exec(
-                    update(ChannelAccount)
-                    .where(col(ChannelAccount.channel) == CHANNEL)
-                    .where(col(ChannelAccount.user_ref) == user)
-                    .values(reachable=True)
-                )
+            row = await session.get(ChannelInteraction, (CHANNEL, user))
             if row is None:
                 row = ChannelInteraction(channel=CHANNEL, user_ref=user, last_at=now)
             row.last_at = max(row.last_at or now, now)
