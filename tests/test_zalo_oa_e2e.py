@@ -359,8 +359,8 @@ async def link_members(
 async def reminder_bot(
     fake: FakeZaloOA, database_url: str, clock: ShiftedClock, **extra: Any
 ) -> tuple[Bot, list[FakeOAUser]]:
-    """A meeting tomorrow-after-8-days; its reminder due in 8 days. Members[0] writes on day 7
-    (inside the window at the reminder), the others last wrote today (outside by then)."""
+    """A meeting in 9 days; its reminder due in 8 days. Members[0] writes on day 2 (inside the
+    window at the reminder, 6 days quiet), the others last wrote today (outside by then)."""
     bot = await launch(fake, database_url, clock, **extra)
     members = await link_members(bot.settings, fake, clock)
     async with bot.app.db.session() as session:
@@ -372,9 +372,10 @@ async def reminder_bot(
     await bot.channel.idle()
     for user in members:
         await user.next_message()
-    clock.advance(timedelta(days=7))
+    clock.advance(timedelta(days=2))
     await members[0].send("cảm ơn")
     await members[0].next_message()
+    clock.advance(timedelta(days=5))
     fake.last_interaction[SECRETARY] = clock.now() + timedelta(days=1)
     clock.advance(timedelta(days=1, minutes=1))
     await bot.app.scheduler.tick()  # the reminder is due: its job queues the notices
@@ -388,6 +389,7 @@ async def test_reminder_inside_window_by_consultation_outside_by_zns(
     try:
         reminder = await members[0].next_message(timeout=10)
         assert "Nhắc lịch" in text_of(reminder)  # consultation message
+        assert "7 ngày" in text_of(reminder)  # six quiet days: told why writing to the OA helps
         await fake.wait_for(lambda: len(fake.zns) == len(members) - 1, timeout=10)
         phones = {z["phone"] for z in fake.zns}
         assert phones == {u.phone for u in members[1:]}

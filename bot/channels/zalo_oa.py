@@ -26,6 +26,7 @@ until the quota resets (the next local midnight), not a retry every second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -66,6 +67,7 @@ TEXT_LIMIT = 2000
 MAX_BUTTONS = 5  # more choices than this are numbered lines under the text
 CHOICE_PREFIX = "#c:"  # a hidden button's payload: the signed choice data follows
 WINDOW = timedelta(days=7)  # Zalo's interaction window for consultation messages
+HINT_AFTER = timedelta(days=5)  # quiet this long: a message carries a word about the window
 RULE = "───────────"
 
 # Zalo's error codes (see tests/fake_zalo_oa.py for the pages they come from).
@@ -354,8 +356,13 @@ class ZaloOaChannel:
     # --- outbound ----------------------------------------------------------------------------
 
     async def send(self, chat_ref: str, view: View) -> str:
-        if await self._known_outside(chat_ref):
+        quiet_for = await self._quiet_for(chat_ref)
+        if quiet_for is not None and quiet_for > WINDOW:
             raise OutsideWindow("no interaction in 7 days")
+        if quiet_for is not None and quiet_for > HINT_AFTER and not view.choices:
+            # The window is closing: say why writing to the OA now and then helps.
+            lang = self._settings.default_language
+            view = dataclasses.replace(view, text=view.text + "\n\n" + t(lang, "zoa.window_hint"))
         try:
             return await self._send(chat_ref, view)
         except ZaloOaError as exc:
@@ -365,11 +372,12 @@ class ZaloOaChannel:
         except (ClientError, TimeoutError) as exc:
             raise Transient(type(exc).__name__) from exc
 
-    async def _known_outside(self, chat_ref: str) -> bool:
-        """Known to be outside the window: no API call (and no quota) spent to learn it again."""
+    async def _quiet_for(self, chat_ref: str) -> timedelta | None:
+        """How long since the member last wrote, when known. Known to be outside the window:
+        no API call (and no quota) is spent to learn it again."""
         async with self._db.reader() as session:
             row = await session.get(ChannelInteraction, (CHANNEL, chat_ref))
-        return row is not None and self._clock.now() - row.last_at > WINDOW  # type: ignore[operator]
+        return None if row is None else self._clock.now() - row.last_at  # type: ignore[operator]
 
     def _classify(self, exc: ZaloOaError) -> SendError:
         if exc.code in OUTSIDE_WINDOW:
