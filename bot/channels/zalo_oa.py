@@ -26,6 +26,7 @@ until the quota resets (the next local midnight), not a retry every second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -67,6 +68,7 @@ TEXT_LIMIT = 2000
 MAX_BUTTONS = 5  # more choices than this are numbered lines under the text
 CHOICE_PREFIX = "#c:"  # a hidden button's payload: the signed choice data follows
 WINDOW = timedelta(days=7)  # Zalo's interaction window for consultation messages
+TOKEN_CHECK_SECONDS = 600.0  # how often an idle process looks whether the token is due
 HINT_AFTER = timedelta(days=5)  # quiet this long: a message carries a word about the window
 RULE = "───────────"
 
@@ -254,6 +256,7 @@ class ZaloOaChannel:
         self._http: ClientSession | None = None
         self._own_web: WebServer | None = None
         self._work: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self, web_server: WebServer | None = None) -> None:
         """Check that a token pair is stored (``sotay zalo-oa connect``), then serve the
@@ -263,6 +266,7 @@ class ZaloOaChannel:
             await self._check_oa()
             if web_server is None:
                 self._own_web = await serve_alone(self._settings, self.add_routes)
+            self._keeper = asyncio.create_task(self._keep_fresh(), name="zalo-oa-tokens")
         except BaseException:
             await self.stop()
             raise
@@ -287,7 +291,22 @@ class ZaloOaChannel:
                 raise TokenError(f"Zalo answered error {code} when asked for the OA's profile.")
             token = await self.tokens.refresh(failed_token=token)
 
+    async def _keep_fresh(self) -> None:
+        """Renew the token when due even while nothing is sent: an idle OA must not let its
+        refresh token (valid for months, not forever) lapse."""
+        while True:
+            await asyncio.sleep(TOKEN_CHECK_SECONDS)
+            try:
+                await self.tokens.access_token()
+            except Exception as exc:  # noqa: BLE001 - the check must outlive a bad moment
+                log.warning("zalo_oa.token_check_failed error=%s", type(exc).__name__)
+
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         if self._work:  # events already answered 200: finish them before closing
             await asyncio.wait(set(self._work), timeout=10)
         if self._own_web is not None:
