@@ -8,7 +8,9 @@ when each person last wrote on a channel: Zalo lets an OA write freely only with
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from storage.models import utc_column
@@ -36,3 +38,15 @@ class ChannelInteraction(SQLModel, table=True):
     channel: str = Field(max_length=16, primary_key=True)
     user_ref: str = Field(max_length=64, primary_key=True)
     last_at: datetime | None = utc_column(nullable=False, index=True)
+
+
+class ZaloOaInbox(SQLModel, table=True):
+    """A signed webhook event, kept from the moment it is answered 200 until it is handled: a
+    crash in between loses nothing (the next start handles what is left, the router drops what
+    was handled already)."""
+
+    __tablename__ = "zalo_oa_inbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime | None = utc_column(nullable=False)

@@ -33,6 +33,7 @@ from storage.models import (
     ProcessedEvent,
     Unit,
 )
+from storage.zalo_oa_models import ZaloOaInbox
 from tests.fake_zalo_oa import FakeOAUser, FakeZaloOA, buttons_of, is_info_request, text_of
 from tests.harness import Bot, bot_settings
 
@@ -229,6 +230,23 @@ async def test_unfollow_makes_the_account_unreachable_until_follow(bot: Bot) -> 
     await bot.channel.idle()
     account = await account_of(bot, "oa1008")
     assert account is not None and account.reachable is True
+
+
+async def test_an_event_answered_before_a_crash_is_handled_at_the_next_start(bot: Bot) -> None:
+    fake: FakeZaloOA = bot.server
+    member = fake.user("oa1009", "An")
+    await bot.stop()
+    event = member._event("user_send_text", message={"text": "/start", "msg_id": "late1"})
+    fake.last_interaction[member.id] = bot.clock.now()
+    crashed = Database(bot.settings.database_url)  # what the crashed process had kept
+    async with crashed.session() as session:
+        session.add(ZaloOaInbox(event=event, received_at=bot.clock.now()))
+    await crashed.dispose()
+    await bot.start()
+    assert "Tiếng Việt" in buttons_of(await member.next_message())
+    await bot.channel.idle()
+    async with bot.app.db.reader() as session:
+        assert (await session.exec(select(ZaloOaInbox))).all() == []
 
 
 # --- tokens --------------------------------------------------------------------------------------

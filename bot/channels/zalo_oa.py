@@ -36,8 +36,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
-from sqlalchemy import update
-from sqlmodel import col
+from sqlalchemy import delete, update
+from sqlmodel import col, select
 
 from bot.channels.base import (
     Capabilities,
@@ -58,7 +58,7 @@ from bot.web import WebServer, serve_alone
 from bot.zalo_oa_tokens import TokenError, TokenKeeper
 from storage.db import Database
 from storage.models import ChannelAccount
-from storage.zalo_oa_models import ChannelInteraction
+from storage.zalo_oa_models import ChannelInteraction, ZaloOaInbox
 
 log = logging.getLogger("sotay.zalo_oa")
 CHANNEL = "zalo_oa"
@@ -267,6 +267,7 @@ class ZaloOaChannel:
             if web_server is None:
                 self._own_web = await serve_alone(self._settings, self.add_routes)
             self._keeper = asyncio.create_task(self._keep_fresh(), name="zalo-oa-tokens")
+            await self._left_over()
         except BaseException:
             await self.stop()
             raise
@@ -332,16 +333,34 @@ class ZaloOaChannel:
         if event is None:
             log.warning("zalo_oa.webhook_refused")
             return web.Response(status=403, text="forbidden")
-        task = asyncio.create_task(self._process_safely(event))
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
+        async with self._db.session() as session:  # one small insert: the answer stays fast
+            row = ZaloOaInbox(event=event, received_at=self._clock.now())
+            session.add(row)
+            await session.flush()
+            inbox_id = row.id or 0
+        self._later(inbox_id, event)
         return web.json_response({"error": 0})
 
-    async def _process_safely(self, event: Mapping[str, Any]) -> None:
+    def _later(self, inbox_id: int, event: Mapping[str, Any]) -> None:
+        task = asyncio.create_task(self._process_safely(inbox_id, event))
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def _left_over(self) -> None:
+        """Events answered before a crash but not handled: handle them now, in order."""
+        async with self._db.reader() as session:
+            stmt = select(ZaloOaInbox).order_by(col(ZaloOaInbox.id))
+            rows = (await session.exec(stmt)).all()
+        for row in rows:
+            self._later(row.id or 0, row.event)
+
+    async def _process_safely(self, inbox_id: int, event: Mapping[str, Any]) -> None:
         try:
             await self.process(event)
         except Exception:  # answered already: log, never let a task die silently
             log.exception("zalo_oa.event_failed event=%s", str(event.get("event_name"))[:40])
+        async with self._db.session() as session:  # handled (or failed for good): let it go
+            await session.exec(delete(ZaloOaInbox).where(col(ZaloOaInbox.id) == inbox_id))
 
     async def process(self, event: Mapping[str, Any]) -> None:
         user = user_of(event)

@@ -41,9 +41,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("channel", "user_ref"),
     )
     op.create_index("ix_channel_interaction_last_at", "channel_interaction", ["last_at"])
+    op.create_table(
+        "zalo_oa_inbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("event", sa.JSON(), nullable=False),
+        sa.Column("received_at", storage.models.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("zalo_oa_inbox")
     op.drop_index("ix_channel_interaction_last_at", table_name="channel_interaction")
     op.drop_table("channel_interaction")
     op.drop_table("zalo_oa_token")
