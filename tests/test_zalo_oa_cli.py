@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -124,3 +125,22 @@ async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
         _out, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, err_bytes.decode()
     assert "oa501" not in err_bytes.decode() and "/start" not in err_bytes.decode()
+
+
+async def test_two_processes_due_to_refresh_spend_the_refresh_token_once(
+    fake: FakeZaloOA, tmp_path: Path
+) -> None:
+    db = tmp_path / "sotay.db"
+    env = environment(fake, db, free_port())
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    code, _out, err = await sotay(
+        env, "zalo-oa", "connect", "--refresh-token", fake.consent_refresh_token()
+    )
+    assert code == 0, err
+    with sqlite3.connect(db) as conn:  # 90% of the token's life has passed
+        conn.execute("UPDATE zalo_oa_token SET refresh_at = '2000-01-01 00:00:00'")
+    calls = fake.refresh_calls
+    results = await asyncio.gather(*(sotay(env, "zalo-oa", "status") for _ in range(3)))
+    assert all(code == 0 for code, _out, _err in results), results
+    assert fake.refresh_calls == calls + 1 and fake.spent_attempts == 0
+    assert all("Đảng ủy xã" in out for _code, out, _err in results)  # all use the new token
