@@ -20,15 +20,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import choices
-from bot.channels.base import (
-    Blocked,
-    Channel,
-    OutsideWindow,
-    Rejected,
-    RetryLater,
-    SendError,
-    Transient,
-)
+from bot.channels import base as channel_base
+from bot.channels.base import Blocked, Channel, Rejected, RetryLater, SendError, Transient
 from bot.clock import Clock
 from bot.core import View
 from bot.ratelimit import RateLimiter
@@ -264,7 +257,7 @@ class Dispatcher:
             log.warning("outbox.rejected id=%s channel=%s error=%s", row.id, row.channel, exc)
             await self._finish(row, OutboxStatus.failed, error=str(exc)[:200])
             return True
-        except OutsideWindow as exc:
+        except channel_base.OutsideWindow as exc:
             self._count(row, "outside_window")
             note = await self.on_outside_window(row) if self.on_outside_window else str(exc)
             await self._finish(row, OutboxStatus.failed, error=note[:200])

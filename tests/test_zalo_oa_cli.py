@@ -98,6 +98,9 @@ async def test_connect_without_app_settings_says_what_is_missing(
     assert (await sotay(env, "db", "upgrade"))[0] == 0
     code, _out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", "x")
     assert code == 1 and "SOTAY_ZALO_OA_APP_SECRET" in err
+    del env["SOTAY_ZALO_OA_WEBHOOK_SECRET"]
+    code, _out, err = await sotay(env, "run")
+    assert code == 1 and "SOTAY_ZALO_OA_WEBHOOK_SECRET" in err and "Traceback" not in err
 
 
 async def test_run_serves_the_oa_webhook_on_the_shared_web_server(

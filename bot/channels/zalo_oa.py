@@ -261,6 +261,11 @@ class ZaloOaChannel:
     async def start(self, web_server: WebServer | None = None) -> None:
         """Check that a token pair is stored (``sotay zalo-oa connect``), then serve the
         webhook (on ``web_server`` when the caller mounted ``add_routes`` there)."""
+        if not self._settings.zalo_oa_webhook_secret:
+            raise TokenError(
+                "SOTAY_ZALO_OA_WEBHOOK_SECRET (the OA secret key) must be set: without it every "
+                "event from Zalo would be refused."
+            )
         self._http = ClientSession()
         try:
             await self._check_oa()
