@@ -137,7 +137,7 @@ class FakeOAUser:
         }
         return await self.server.deliver(event)
 
-    async def next_message(self, timeout: float = 5.0) -> JSON:  # noqa: ASYNC109
+    async def next_message(self, timeout: float = 10.0) -> JSON:  # noqa: ASYNC109
         await self.server.wait_for(lambda: len(self.messages) > self._cursor, timeout)
         message = self.messages[self._cursor]
         self._cursor += 1
