@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 import handlers
 from bot.buttons import ButtonSigner
@@ -14,6 +15,7 @@ from bot.context import Services
 from bot.core import Inbound
 from bot.metrics import Metrics, backlogs, database_answers
 from bot.outbox import Dispatcher, Outbox
+from bot.outside_window import reach_otherwise
 from bot.ratelimit import RateLimiter
 from bot.router import Router
 from bot.scheduler import Scheduler, ensure_recurring
@@ -49,6 +51,9 @@ class App:
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress
+        self.dispatcher.on_outside_window = partial(
+            reach_otherwise, self.db, self.channels, settings, self.clock
+        )
         self.router.after_commit.append(self.dispatcher.wake)
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm

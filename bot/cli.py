@@ -132,7 +132,7 @@ def run() -> None:
         settings.require_webhook_secret()
     except SettingsError as exc:
         raise Fail(str(exc)) from None
-    if not settings.telegram_token and not settings.zalo_token:
+    if not settings.telegram_token and not settings.zalo_token and not settings.zalo_oa_app_id:
         raise Fail(_say(settings, "op.fail.no_token"))
     _run(_serve(settings))
 
@@ -196,8 +196,11 @@ async def _serve(settings: Settings) -> None:
     for channel in (telegram, zalo):
         if channel is not None and channel.webhook_mode:
             web_server.mount(channel.add_routes)
+    zalo_oa = _zalo_oa_channel(app, settings)
+    if zalo_oa is not None:
+        web_server.mount(zalo_oa.add_routes)
     web_server.mount_operations(app.readiness, lambda: app.metrics.render(app.db, app.clock.now()))
-    started: list[TelegramChannel | ZaloChannel] = []
+    started: list[Any] = []
     try:
         if web_server.mounted or settings.ops_endpoints:
             await web_server.start()
@@ -209,6 +212,10 @@ async def _serve(settings: Settings) -> None:
             app.add_channel(zalo)
             await _start_zalo(zalo, settings, web_server)
             started.append(zalo)
+        if zalo_oa is not None:
+            app.add_channel(zalo_oa)
+            await _start_zalo_oa(zalo_oa, web_server)
+            started.append(zalo_oa)
     except BaseException:
         for channel in reversed(started):
             await channel.stop()
@@ -683,6 +690,70 @@ def feedback_export(since: str | None, output: Path) -> None:
     except OSError as exc:
         raise Fail(str(exc)) from None
     click.echo(_say(settings, "op.feedback.written", n=count, path=output))
+
+
+# --- the committee's Zalo Official Account (bot/channels/zalo_oa.py) ------------------------------
+
+
+def _zalo_oa_channel(app: App, settings: Settings) -> Any:
+    if not settings.zalo_oa_app_id:
+        return None
+    from bot.channels.zalo_oa import ZaloOaChannel
+
+    return ZaloOaChannel(settings, app.router.handle, app.db, clock=app.clock)
+
+
+async def _start_zalo_oa(channel: Any, web_server: WebServer) -> None:
+    from aiohttp import ClientError
+
+    from bot.zalo_oa_tokens import TokenError
+
+    try:
+        await channel.start(web_server)
+    except TokenError as exc:
+        raise Fail(str(exc)) from None
+    except (ClientError, TimeoutError) as exc:
+        raise Fail(f"cannot reach the Zalo OA API: {type(exc).__name__}") from None
+
+
+@main.group("zalo-oa")
+def zalo_oa() -> None:
+    """The committee's Zalo Official Account: connect it, see its state."""
+
+
+@zalo_oa.command("connect")
+@click.option("--refresh-token", default=None, help="From the OA's OAuth consent (single-use).")
+@click.option("--code", default=None, help="An OAuth authorization code (with --code-verifier).")
+@click.option("--code-verifier", default=None, help="The PKCE verifier the code was asked with.")
+def zalo_oa_connect(refresh_token: str | None, code: str | None, code_verifier: str | None) -> None:
+    """Store the OA's tokens (encrypted with SOTAY_SECRET_KEY)."""
+    from bot.zalo_oa_admin import connect
+    from bot.zalo_oa_tokens import TokenError
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        expires = _run(
+            connect(settings, refresh_token=refresh_token, code=code, code_verifier=code_verifier)
+        )
+    except TokenError as exc:
+        raise Fail(str(exc)) from None
+    local = expires.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+    click.echo(f"Zalo OA connected; the access token is valid until {local} and renews itself.")
+
+
+@zalo_oa.command("status")
+def zalo_oa_status() -> None:
+    """The connected OA, token expiry, last refresh and webhook health."""
+    from bot.zalo_oa_admin import status_lines
+    from bot.zalo_oa_tokens import TokenError
+
+    settings = _settings()
+    try:
+        for line in _run(status_lines(settings)):
+            click.echo(line)
+    except TokenError as exc:
+        raise Fail(str(exc)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

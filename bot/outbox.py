@@ -24,6 +24,7 @@ from bot.channels.base import (
     Blocked,
     Channel,
     ChannelPaused,
+    OutsideWindow,
     Rejected,
     RetryLater,
     SendError,
@@ -99,6 +100,8 @@ class Dispatcher:
         self._batch = batch
         self._wake = asyncio.Event()
         self._paused_until: dict[str, datetime] = {}
+        # Another way to reach a member outside a channel's window; returns what was done.
+        self.on_outside_window: Callable[[OutboxMessage], Awaitable[str]] | None = None
 
     def add_limiter(self, channel: str, limiter: RateLimiter) -> None:
         self._limiters[channel] = limiter
@@ -272,6 +275,11 @@ class Dispatcher:
             self._count(row, "rejected")
             log.warning("outbox.rejected id=%s channel=%s error=%s", row.id, row.channel, exc)
             await self._finish(row, OutboxStatus.failed, error=str(exc)[:200])
+            return True
+        except OutsideWindow as exc:
+            self._count(row, "outside_window")
+            note = await self.on_outside_window(row) if self.on_outside_window else str(exc)
+            await self._finish(row, OutboxStatus.failed, error=note[:200])
             return True
         except (Transient, SendError, OSError) as exc:
             self._count(row, "transient")

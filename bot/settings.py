@@ -132,6 +132,19 @@ class Settings(BaseSettings):
     public_holidays: str = "VN"  # python-holidays country code; "" for none
     tickets_per_day: int = Field(default=5, ge=1)
     max_attachment_mb: int = Field(default=10, ge=1)
+    # Zalo Official Account (issue 11): the OA app's id and secret (OAuth calls), the OA secret
+    # key that signs webhook events, the API roots, and the ZNS template for members outside
+    # Zalo's 7-day window. The channel runs when the app id is set and a token pair is stored.
+    zalo_oa_app_id: str | None = None
+    zalo_oa_app_secret: str | None = None
+    zalo_oa_webhook_secret: str | None = None
+    zalo_oa_api_url: str = "https://openapi.zalo.me"
+    zalo_oa_oauth_url: str = "https://oauth.zaloapp.com"
+    zns_api_url: str = "https://business.openapi.zalo.me"
+    zns_reminder_template: str | None = None
+    zalo_oa_overall_rate: float = Field(default=10.0, gt=0)
+    zalo_oa_chat_rate: float = Field(default=1.0, gt=0)
+    zalo_oa_chat_burst: float = Field(default=3.0, ge=1)
 
     @field_validator("default_language")
     @classmethod
@@ -344,5 +357,7 @@ def load_settings(**overrides: object) -> Settings:
         settings.webhook_secret,
         settings.zalo_webhook_secret,
         settings.secret_key,
+        settings.zalo_oa_app_secret,
+        settings.zalo_oa_webhook_secret,
     )
     return settings

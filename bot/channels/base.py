@@ -49,6 +49,12 @@ class ChannelPaused(SendError):
         self.reason = reason
 
 
+class OutsideWindow(SendError):
+    """The member is outside the channel's interaction window (Zalo OA: no free-form message
+    more than 7 days after they last wrote): retrying cannot help, another way may
+    (``bot.outside_window``)."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a channel can do. Handlers and the dispatcher ask this; none of them names a

@@ -8,7 +8,13 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from storage import faq_models, forgive_models, models, training_models  # noqa: F401
+from storage import (  # noqa: F401
+    faq_models,
+    forgive_models,
+    models,
+    training_models,
+    zalo_oa_models,
+)
 from storage.db import make_engine
 
 target_metadata = SQLModel.metadata

@@ -1,0 +1,149 @@
+"""`sotay zalo-oa connect / status` and `sotay run` with only the OA, as an operator meets them:
+subprocesses against the fake OA platform. The tokens are stored encrypted, never printed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.clock import ShiftedClock
+from tests.fake_zalo_oa import FakeZaloOA, text_of
+from tests.test_zalo_oa_e2e import free_port
+
+SOTAY = [sys.executable, "-m", "bot.cli"]
+pytestmark = pytest.mark.engine_neutral  # SQLite files of the operator's own; no fixture database
+
+
+@pytest.fixture(autouse=True)
+def scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("SOTAY_")]:
+        monkeypatch.delenv(name)
+    return tmp_path
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeZaloOA]:
+    server = FakeZaloOA(ShiftedClock().now)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def environment(fake: FakeZaloOA, db: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SOTAY_DATABASE_URL": f"sqlite:///{db}",
+        "SOTAY_SECRET_KEY": "operator-secret",
+        "SOTAY_ZALO_OA_APP_ID": fake.app_id,
+        "SOTAY_ZALO_OA_APP_SECRET": fake.app_secret,
+        "SOTAY_ZALO_OA_WEBHOOK_SECRET": fake.oa_secret,
+        "SOTAY_ZALO_OA_API_URL": fake.root,
+        "SOTAY_ZALO_OA_OAUTH_URL": fake.root,
+        "SOTAY_ZNS_API_URL": fake.root,
+        "SOTAY_WEB_PORT": str(port),
+    }
+
+
+async def sotay(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *SOTAY, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_connect_status_and_a_spent_token_refused(fake: FakeZaloOA, tmp_path: Path) -> None:
+    db = tmp_path / "sotay.db"
+    env = environment(fake, db, free_port())
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    token = fake.consent_refresh_token()
+    code, out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", token)
+    assert code == 0, err
+    assert "connected" in out and token not in out + err
+    code, out, _err = await sotay(env, "zalo-oa", "status")
+    assert code == 0 and "Đảng ủy xã" in out and "expires" in out and "no member event" in out
+    stored = db.read_bytes()
+    assert token.encode() not in stored and b"at-" not in stored  # only Fernet tokens stored
+    code, _out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", token)
+    assert code == 1 and "refused" in err and "Traceback" not in err and token not in err
+    verifier = "v" * 43
+    code, _out, err = await sotay(
+        env,
+        "zalo-oa",
+        "connect",
+        "--code",
+        fake.consent_code(verifier),
+        "--code-verifier",
+        verifier,
+    )
+    assert code == 0, err
+
+
+async def test_connect_without_app_settings_says_what_is_missing(
+    fake: FakeZaloOA, tmp_path: Path
+) -> None:
+    env = environment(fake, tmp_path / "sotay.db", free_port())
+    del env["SOTAY_ZALO_OA_APP_SECRET"]
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    code, _out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", "x")
+    assert code == 1 and "SOTAY_ZALO_OA_APP_SECRET" in err
+    del env["SOTAY_ZALO_OA_WEBHOOK_SECRET"]
+    code, _out, err = await sotay(env, "run")
+    assert code == 1 and "SOTAY_ZALO_OA_WEBHOOK_SECRET" in err and "Traceback" not in err
+
+
+async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
+    fake: FakeZaloOA, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = environment(fake, tmp_path / "sotay.db", port)
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    code, _out, err = await sotay(
+        env, "zalo-oa", "connect", "--refresh-token", fake.consent_refresh_token()
+    )
+    assert code == 0, err
+    process = await asyncio.create_subprocess_exec(
+        *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    fake.webhook_url = f"http://127.0.0.1:{port}/zalo-oa/webhook"
+    member = fake.user("oa501", "An")
+    try:
+        # The web server listens before the channel starts; the channel asks who it is.
+        await fake.wait_for(lambda: fake.getoa_calls > 0, timeout=30)
+        assert (await member.send("/start")).status == 200
+        assert "ngôn ngữ" in text_of(await member.next_message(timeout=30)).lower()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err_bytes.decode()
+    assert "oa501" not in err_bytes.decode() and "/start" not in err_bytes.decode()
+
+
+async def test_two_processes_due_to_refresh_spend_the_refresh_token_once(
+    fake: FakeZaloOA, tmp_path: Path
+) -> None:
+    db = tmp_path / "sotay.db"
+    env = environment(fake, db, free_port())
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    code, _out, err = await sotay(
+        env, "zalo-oa", "connect", "--refresh-token", fake.consent_refresh_token()
+    )
+    assert code == 0, err
+    with sqlite3.connect(db) as conn:  # 90% of the token's life has passed
+        conn.execute("UPDATE zalo_oa_token SET refresh_at = '2000-01-01 00:00:00'")
+    calls = fake.refresh_calls
+    results = await asyncio.gather(*(sotay(env, "zalo-oa", "status") for _ in range(3)))
+    assert all(code == 0 for code, _out, _err in results), results
+    assert fake.refresh_calls == calls + 1 and fake.spent_attempts == 0
+    assert all("Đảng ủy xã" in out for _code, out, _err in results)  # all use the new token
