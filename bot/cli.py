@@ -177,6 +177,10 @@ async def _serve(settings: Settings) -> None:
     for channel in (telegram, zalo):
         if channel is not None and channel.webhook_mode:
             web_server.mount(channel.add_routes)
+    if settings.web_base_url:  # the staff dashboard (handlers/dashboard) under /web/
+        from handlers import dashboard
+
+        web_server.mount(dashboard.mount(app))
     web_server.mount_operations(app.readiness, lambda: app.metrics.render(app.db, app.clock.now()))
     started: list[TelegramChannel | ZaloChannel] = []
     try:

@@ -42,3 +42,6 @@ def setup(router: Router) -> None:
         feedback,
     ):
         module.setup(router)
+    from handlers import dashboard
+
+    dashboard.setup(router)
