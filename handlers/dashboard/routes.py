@@ -151,6 +151,9 @@ def middleware(deps: Deps) -> Any:
                 response = render(request, "message.html", exc.status, key=f"web.http.{exc.status}")
             else:  # a redirect
                 response = web.Response(status=exc.status, headers=exc.headers)
+        except Exception:
+            log.exception("dashboard.failed path=%s", request.match_info.route.resource)
+            response = render(request, "message.html", 500, key="web.http.500")
         response.headers.update(HEADERS)
         return response
 
@@ -406,7 +409,7 @@ def make_routes(deps: Deps) -> web.RouteTableDef:
             unit=unit,
             member=member,
             entries=entries,
-            status=core.status_text(lang, ticket, claimer),
+            state=core.status_text(lang, ticket, claimer),
             category=core.category_label(lang, ticket.category),
             when=lambda at: core.when(deps.services.settings, at),
             done=request.query.get("done", ""),
