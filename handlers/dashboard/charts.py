@@ -36,7 +36,7 @@ def trend(
     goal line; ``labels``: (installed, cells using, goal). Empty markup for fewer than 2 days."""
     if len(points) < 2:
         return Markup("")
-    width, height, left, top, bottom = 640, 220, 40, 12, 30
+    width, height, left, top, bottom = 480, 240, 50, 14, 34
     span = (points[-1][0] - points[0][0]).days or 1
 
     def x(day: date) -> float:
@@ -53,19 +53,19 @@ def trend(
 
     grid = "".join(
         f'<line x1="{left}" y1="{y(v):.1f}" x2="{width - 10}" y2="{y(v):.1f}" stroke="#ccc"/>'
-        f'<text x="{left - 6}" y="{y(v) + 5:.1f}" text-anchor="end" font-size="13">'
+        f'<text x="{left - 6}" y="{y(v) + 5:.1f}" text-anchor="end" font-size="17">'
         f"{round(v * 100)}%</text>"
         for v in (0.0, 0.5, 1.0)
     )
     goal = (
         f'<line x1="{left}" y1="{y(TARGET):.1f}" x2="{width - 10}" y2="{y(TARGET):.1f}" '
         f'stroke="#111" stroke-dasharray="6 4" stroke-width="1.5"/>'
-        f'<text x="{width - 12}" y="{y(TARGET) - 5:.1f}" text-anchor="end" font-size="13">'
+        f'<text x="{width - 12}" y="{y(TARGET) - 5:.1f}" text-anchor="end" font-size="17">'
         f"{escape(labels[2])}</text>"
     )
     days = (
-        f'<text x="{left}" y="{height - 8}" font-size="13">{points[0][0]:%d/%m}</text>'
-        f'<text x="{width - 10}" y="{height - 8}" font-size="13" text-anchor="end">'
+        f'<text x="{left}" y="{height - 8}" font-size="17">{points[0][0]:%d/%m}</text>'
+        f'<text x="{width - 10}" y="{height - 8}" font-size="17" text-anchor="end">'
         f"{points[-1][0]:%d/%m}</text>"
     )
     title = escape(f"{labels[0]} / {labels[1]}")

@@ -301,7 +301,7 @@ def make_routes(deps: Deps) -> web.RouteTableDef:
             unit=unit,
             report=report,
             crumbs=crumbs,
-            window=reports.window_text(lang, report.window, tz),
+            window=reports.window_text(lang, report.window, tz).removeprefix("🗓").strip(),
             bar=charts.bar,
             trend=charts.trend(points, labels),
             snaps=snaps,
