@@ -1,4 +1,5 @@
-"""web dashboard: one-time sign-in links and sessions (issue 13)
+"""web dashboard: one-time sign-in links and sessions; covering indexes for the rollout
+figures every page computes (issue 13)
 
 Revision ID: 0011
 Revises: 0010
@@ -47,9 +48,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash"),
     )
     op.create_index("ix_web_session_member_id", "web_session", ["member_id"])
+    op.create_index(
+        "ix_member_rollout",
+        "member",
+        [
+            "cell_id",
+            "status",
+            "has_smartphone",
+            "app_installed",
+            "app_activated",
+            "hb_installed",
+            "hb_activated",
+        ],
+    )
+    op.create_index("ix_account_registered", "channelaccount", ["member_id", "verified", "pending"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_account_registered", table_name="channelaccount")
+    op.drop_index("ix_member_rollout", table_name="member")
     op.drop_index("ix_web_session_member_id", table_name="web_session")
     op.drop_table("web_session")
     op.drop_index("ix_web_link_member_id", table_name="web_link")
