@@ -288,11 +288,33 @@ async def test_the_session_cookie_is_secure_behind_https(web_settings: Settings)
 
 async def test_the_admin_sees_the_province_weakest_first_and_switches_to_english(site) -> None:
     app, client = site
+    from bot.demo import seed_history
+    from storage.models import RolloutSnapshot
+
+    async with app.db.session() as session:
+        await seed_history(session, app.clock.now())  # meetings in two communes
+        for week, installed in enumerate((3, 6)):
+            session.add(
+                RolloutSnapshot(
+                    unit_id=await unit_id(app, PROVINCE),
+                    taken_on=(app.clock.now() - timedelta(days=14 - 7 * week)).date(),
+                    members=24,
+                    installed=installed,
+                    cells=6,
+                    cells_using=week,
+                )
+            )
     await sign_in(client, await link_for(app, ADMIN_PHONE))
     page = await client.get("/web/")
     assert str(page.url).endswith(f"/web/unit/{await unit_id(app, PROVINCE)}")
     html = await page.text()
-    assert html.index("Xã Hợp Thành") < html.index("Xã Kháng Nhật") or "Xã Kháng Nhật" in html
+    rows = html[html.index('id="children"') :]
+    # Weakest first: both communes have 1 of 3 cells meeting in the app; Hợp Thành has fewer
+    # members installed, so it comes first (the chat report's order).
+    assert rows.index("Xã Hợp Thành") < rows.index("Xã Kháng Nhật")
+    assert '<svg class="trend"' in html and "polyline" in html  # two snapshots: a line
+    latest = (app.clock.now() - timedelta(days=7)).date()
+    assert f'<td>{latest:%d/%m/%Y}</td><td class="n">24</td><td class="n">6</td>' in html
     csrf = csrf_of(html)
     english = await client.post(
         "/web/lang", data={"csrf": csrf, "lang": "en", "back": page.url.path}
@@ -310,7 +332,12 @@ async def test_the_admin_sees_the_province_weakest_first_and_switches_to_english
         assert "attachment" in got.headers["Content-Disposition"]
     assert (await client.get("/web/gaps")).status == 200
     meetings = await client.get(f"/web/unit/{await unit_id(app, PROVINCE)}/meetings")
-    assert meetings.status == 200
+    text = await meetings.text()
+    assert meetings.status == 200 and 'id="meetings-past"' in text
+    past = text[text.index('id="meetings-past"') :]
+    for cell in ("Chi bộ thôn Đồng Bèn", "Chi bộ thôn Khuôn Thê", "Chi bộ thôn Đồng Giàn"):
+        assert cell in past
+    assert "2/6 chi bộ đã sinh hoạt trên Sổ tay" in text
 
 
 async def test_web_off_in_the_chat_ends_every_session(world, settings) -> None:  # type: ignore[no-untyped-def]
@@ -339,3 +366,35 @@ async def test_web_off_in_the_chat_ends_every_session(world, settings) -> None: 
     assert len(rows) == 2 and all(row.revoked_at is not None for row in rows)
     assert Member  # noqa: B018 - imported for the type in other tests
     assert Unit  # noqa: B018
+
+
+@pytest.mark.engine_neutral
+async def test_the_terminal_demo_serves_the_dashboard_when_a_base_url_is_set(
+    web_settings: Settings,
+) -> None:
+    import socket
+
+    from aiohttp import ClientSession
+
+    from bot.terminal_chat import _dashboard
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = web_settings.model_copy(update={"web_port": port})
+    app = App(settings, clock=FakeClock())
+    web_server = await _dashboard(app)
+    assert web_server is not None
+    try:
+        async with (
+            ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/web/signin?t=x") as page,
+        ):
+            assert page.status == 200 and 'id="signin"' in await page.text()
+    finally:
+        await web_server.stop()
+        await app.close()
+    off = web_settings.model_copy(update={"web_base_url": None})
+    quiet = App(off, clock=FakeClock())
+    assert await _dashboard(quiet) is None  # no address, no dashboard
+    await quiet.close()
