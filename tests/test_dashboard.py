@@ -331,6 +331,11 @@ async def test_the_admin_sees_the_province_weakest_first_and_switches_to_english
         assert got.status == 200 and len(await got.read()) > 100
         assert "attachment" in got.headers["Content-Disposition"]
     assert (await client.get("/web/gaps")).status == 200
+    for url in (page.url.path, "/web/tickets", "/web/gaps", f"{page.url.path}/meetings"):
+        body = await (await client.get(url)).text()
+        forms = re.findall(r"<form.*?</form>", body, re.S)
+        assert forms and all(f'name="csrf" value="{csrf}"' in form for form in forms), url
+    assert (await client.get("/web", allow_redirects=False)).headers["Location"] == "/web/"
     meetings = await client.get(f"/web/unit/{await unit_id(app, PROVINCE)}/meetings")
     text = await meetings.text()
     assert meetings.status == 200 and 'id="meetings-past"' in text

@@ -155,6 +155,8 @@ def middleware(deps: Deps) -> Any:
             log.exception("dashboard.failed path=%s", request.match_info.route.resource)
             response = render(request, "message.html", 500, key="web.http.500")
         response.headers.update(HEADERS)
+        if request.path.startswith("/web/static/") and response.status == 200:
+            response.headers["Cache-Control"] = "max-age=3600"  # one stylesheet, no secrets
         return response
 
     return guard
@@ -488,12 +490,17 @@ async def act(ctx: Ctx, ticket: Ticket, verb: str, text: str) -> str:
     return "sent" if sent else "not_sent"
 
 
+async def _to_start(_request: web.Request) -> web.Response:
+    return see_other("/web/")
+
+
 def add_routes(deps: Deps) -> Callable[[web.Application], None]:
     """For ``WebServer.mount``: the dashboard's routes and its guard on the process's server."""
 
     def mount(app: web.Application) -> None:
         sub = web.Application(middlewares=[middleware(deps)])
         sub.add_routes(make_routes(deps))
+        app.router.add_get("/web", _to_start)  # before the sub-application, which takes "/web"
         app.add_subapp("/web/", sub)  # the guard applies to /web/... only
 
     return mount
