@@ -16,7 +16,7 @@ from storage.models import ChannelAccount, Member, utc_column
 
 # Covering indexes for the rollout figures (bot/reports.py), which every dashboard page view
 # computes for the viewer's unit: SQLite answers the province's member aggregate from the index
-# alone (bench/dashboard.py: the province query 0.55-0.58 s -> 0.21-0.25 s on a loaded machine).
+# alone (bench/dashboard.py times the province query with and without them in one run).
 # Declared here, with the dashboard that made them worth their writes, not in storage/models.py.
 MEMBER_ROLLOUT = sa.Index(
     "ix_member_rollout",
