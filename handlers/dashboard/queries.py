@@ -26,7 +26,6 @@ from storage.models import (
     ReplyAnswer,
     RolloutSnapshot,
     Ticket,
-    TicketMessage,
     TicketStatus,
     Unit,
 )
@@ -178,12 +177,3 @@ async def queue(session: AsyncSession, actor: Actor) -> list[QueueRow]:
         .limit(SHOWN)
     )
     return [QueueRow(ticket, cell, name) for ticket, cell, name in (await session.exec(stmt)).all()]
-
-
-async def history(session: AsyncSession, ticket_id: int) -> list[TicketMessage]:
-    stmt = (
-        select(TicketMessage)
-        .where(TicketMessage.ticket_id == ticket_id)
-        .order_by(col(TicketMessage.id))
-    )
-    return list((await session.exec(stmt)).all())
