@@ -199,6 +199,10 @@ async def _serve(settings: Settings) -> None:
     zalo_oa = _zalo_oa_channel(app, settings)
     if zalo_oa is not None:
         web_server.mount(zalo_oa.add_routes)
+    if settings.web_base_url:  # the staff dashboard (handlers/dashboard) under /web/
+        from handlers import dashboard
+
+        web_server.mount(dashboard.mount(app))
     web_server.mount_operations(app.readiness, lambda: app.metrics.render(app.db, app.clock.now()))
     started: list[Any] = []
     try:

@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     zalo_oa_chat_rate: float = Field(default=1.0, gt=0)
     zalo_oa_chat_burst: float = Field(default=3.0, ge=1)
 
+    # The staff web dashboard (handlers/dashboard): the address people open, as seen from their
+    # browser (the sign-in links start with it); unset, the dashboard is off. Sessions last
+    # SOTAY_WEB_SESSION (a working day).
+    web_base_url: str | None = None
+    web_session: str = "10h"
+
     @field_validator("default_language")
     @classmethod
     def _known_language(cls, value: str) -> str:
@@ -261,6 +267,20 @@ class Settings(BaseSettings):
             raise ValueError("must have 8 to 256 characters (Zalo's rule)")
         return value or None
 
+    @field_validator("web_base_url")
+    @classmethod
+    def _web_base_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://sotay.example.vn")
+        return value.rstrip("/") if value else None
+
+    @field_validator("web_session")
+    @classmethod
+    def _web_session(cls, value: str) -> str:
+        if not timedelta(minutes=5) <= parse_duration(value) <= timedelta(days=7):
+            raise ValueError("must be between 5m and 7d (for example 10h)")
+        return value
+
     @field_validator("webhook_url")
     @classmethod
     def _https_webhook(cls, value: str | None) -> str | None:
@@ -317,6 +337,10 @@ class Settings(BaseSettings):
     @property
     def outbox_retention_delta(self) -> timedelta:
         return parse_duration(self.outbox_retention)
+
+    @property
+    def web_session_delta(self) -> timedelta:
+        return parse_duration(self.web_session)
 
     @property
     def invite_ttl_delta(self) -> timedelta:

@@ -14,6 +14,7 @@ from bot.app import App
 from bot.channels.terminal import PROMPT, TerminalChannel
 from bot.i18n import t
 from bot.settings import Settings
+from bot.web import WebServer
 
 
 async def _readline(stream: TextIO) -> str | None:
@@ -33,6 +34,7 @@ async def chat_loop(
     app = App(settings)
     channel = TerminalChannel(user, stdout)
     app.add_channel(channel)
+    web = await _dashboard(app)
     stdout.write(t(settings.default_language, "terminal.banner") + "\n")
     if hint:
         stdout.write(hint + "\n")
@@ -57,4 +59,19 @@ async def chat_loop(
     finally:
         stdout.write("\n")
         stdout.flush()
+        if web is not None:
+            await web.stop()
         await app.close()
+
+
+async def _dashboard(app: App) -> WebServer | None:
+    """With SOTAY_WEB_BASE_URL set, the staff dashboard is served next to the terminal chat
+    (``sotay demo``: ``:user canbo``, then ``/web`` gives the sign-in link)."""
+    if not app.settings.web_base_url:
+        return None
+    from handlers import dashboard
+
+    web = WebServer(app.settings)
+    web.mount(dashboard.mount(app))
+    await web.start()
+    return web

@@ -44,3 +44,6 @@ def setup(router: Router) -> None:
         install_help,
     ):
         module.setup(router)
+    from handlers import dashboard
+
+    dashboard.setup(router)

@@ -13,6 +13,7 @@ from storage import (  # noqa: F401
     forgive_models,
     models,
     training_models,
+    web_models,
     zalo_oa_models,
 )
 from storage.db import make_engine
