@@ -4,32 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ChannelAccount, Member, MemberStatus, Role, RoleGrant, Unit
-
-PATH_SEP = " / "
-
-
-def within(path: str, scope: str) -> bool:
-    """True when the unit at ``path`` is ``scope`` itself or lies below it."""
-    return path == scope or path.startswith(scope + PATH_SEP)
-
-
-def in_subtree(path_column: Any, scope_path: str) -> ColumnElement[bool]:
-    """SQL for "the unit at ``path_column`` is ``scope_path`` or lies below it".
-
-    The one way every query scopes by unit: the prefix is matched literally (LIKE wildcards
-    escaped), so a unit whose name holds ``_`` or ``%`` never widens anyone's scope.
-    """
-    return or_(
-        path_column == scope_path,
-        col(path_column).startswith(scope_path + PATH_SEP, autoescape=True),
-    )
+from storage.paths import PATH_SEP as PATH_SEP
+from storage.paths import in_subtree as in_subtree
+from storage.paths import within as within
 
 
 async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
