@@ -45,9 +45,13 @@ async def cli_report(
     try:
         async with db.reader() as session:
             unit = await _cli_unit(session, unit_path)
-            rows = await reports.scope_rows(session, unit=unit, span=span)
-            report = reports.report_from_rows(unit, rows, span)
-            cells = [row for row in rows if row.cells]
+            cells: list[reports.Figures] = []
+            if csv_path is None and xlsx_path is None:  # totals by child only: a few rows
+                report = await reports.unit_report(session, unit=unit, span=span)
+            else:  # every unit, for the files' cell rows; the report adds them up
+                rows = await reports.scope_rows(session, unit=unit, span=span)
+                report = reports.report_from_rows(unit, rows, span)
+                cells = [row for row in rows if row.cells]
             difficulties = await reports.open_difficulties(session, unit=unit) if docx_path else {}
     finally:
         await db.dispose()

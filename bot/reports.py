@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import and_, case, exists, func, select, text
+from sqlalchemy import and_, case, exists, func, literal, select, text, union_all
 
 from bot.i18n import t
 from bot.textfold import fold
@@ -216,27 +216,24 @@ async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[F
     stmt = _unit_rows(unit.path, span).order_by(tables.unit.c.path)
     connection = await session.connection()
     return [
-        Figures(
-            row.unit_id,
-            row.name,
-            row.path,
-            members=int(row.members),
-            registered=int(row.registered),
-            smartphone=int(row.smartphone),
-            installed=int(row.installed),
-            activated=int(row.activated),
-            installed_hb=int(row.installed_hb),
-            activated_hb=int(row.activated_hb),
-            hb_known=int(row.hb_known),
-            cells=int(row.is_cell),
-            cells_using=int(row.using),
-            meetings=int(row.meetings),
-            meetings_in_app=int(row.in_app),
-            open_tickets=int(row.open_tickets),
-            last_meeting=row.last_meeting,
-        )
+        _figures(row, cells=int(row.is_cell), cells_using=int(row.using))
         for row in (await connection.execute(stmt)).all()
     ]
+
+
+def _figures(row: Any, *, cells: int, cells_using: int) -> Figures:
+    return Figures(
+        row.unit_id,
+        row.name,
+        row.path,
+        **{name: int(getattr(row, name)) for name in MEMBER_COUNTS},
+        cells=cells,
+        cells_using=cells_using,
+        meetings=int(row.meetings),
+        meetings_in_app=int(row.in_app),
+        open_tickets=int(row.open_tickets),
+        last_meeting=row.last_meeting,
+    )
 
 
 _COUNTS = (
@@ -278,8 +275,86 @@ async def scope_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list
 
 
 async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
-    """The unit's totals and one line per direct child, worst first."""
-    return report_from_rows(unit, await _scope_rows(session, unit, span), span)
+    """The unit's totals and one line per direct child, worst first.
+
+    Added up by child in SQL: the national root has some 200,000 units below it and only ~60
+    children, so the statement returns ~60 rows instead of every unit (bench/national_scale.py)."""
+    scope_id = id_of(unit)
+    await _plan_each_call(session)
+    connection = await session.connection()
+    rows = [
+        _figures(row, cells=int(row.cells), cells_using=int(row.cells_using))
+        for row in (await connection.execute(_child_totals(scope_id, span))).all()
+    ]
+    children = [row for row in rows if row.unit_id != scope_id]
+    children.sort(key=worst_first)
+    scope = summed(scope_id, unit.name, unit.path, rows)
+    return Report(scope, children, span, is_cell=not children)
+
+
+def _child_totals(scope_id: int, span: Window) -> Any:
+    """One row per direct child of the scope with its whole subtree's figures, and one for the
+    scope's own members, meetings and tickets (keyed by the scope's id).
+
+    The subtree is walked down ``parent_id`` (a recursive CTE, each unit tagged with the child
+    it lies under); counts come from ``unit_rollup``, meetings and tickets grouped by cell."""
+    unit, rollup, meeting, ticket = tables.unit, tables.unit_rollup, tables.meeting, tables.ticket
+    top = (
+        select(unit.c.id.label("id"), unit.c.id.label("child_id"))
+        .where(unit.c.parent_id == scope_id)
+        .cte("below", recursive=True)
+    )
+    deeper = unit.alias("deeper")
+    below = top.union_all(select(deeper.c.id, top.c.child_id).where(deeper.c.parent_id == top.c.id))
+    own = select(literal(scope_id).label("id"), literal(scope_id).label("child_id"))
+    scope = union_all(select(below.c.id, below.c.child_id), own).subquery("scope")
+    ids = select(scope.c.id)
+    in_window = meeting.c.starts_at >= span.start
+    meetings = (
+        select(
+            meeting.c.cell_id.label("unit_id"),
+            _flag(in_window).label("meetings"),
+            _flag(and_(in_window, meeting.c.entered_in_app.is_(True))).label("in_app"),
+            func.max(meeting.c.starts_at).label("last_meeting"),
+        )
+        .where(
+            meeting.c.status != "cancelled",
+            meeting.c.starts_at <= span.end,
+            meeting.c.cell_id.in_(ids),
+        )
+        .group_by(meeting.c.cell_id)
+        .subquery()
+    )
+    tickets = (
+        select(ticket.c.cell_id.label("unit_id"), func.count().label("open_tickets"))
+        .where(ticket.c.status.in_(OPEN_TICKETS), ticket.c.cell_id.in_(ids))
+        .group_by(ticket.c.cell_id)
+        .subquery()
+    )
+    kid = unit.alias("kid")
+    is_cell = ~exists().where(kid.c.parent_id == scope.c.id)
+    in_app = func.coalesce(meetings.c.in_app, 0)
+    totals = (
+        select(
+            scope.c.child_id,
+            *(func.sum(func.coalesce(rollup.c[name], 0)).label(name) for name in MEMBER_COUNTS),
+            func.sum(case((is_cell, 1), else_=0)).label("cells"),
+            func.sum(case((and_(is_cell, in_app > 0), 1), else_=0)).label("cells_using"),
+            func.sum(func.coalesce(meetings.c.meetings, 0)).label("meetings"),
+            func.sum(in_app).label("in_app"),
+            func.max(meetings.c.last_meeting).label("last_meeting"),
+            func.sum(func.coalesce(tickets.c.open_tickets, 0)).label("open_tickets"),
+        )
+        .select_from(scope)
+        .outerjoin(rollup, rollup.c.unit_id == scope.c.id)
+        .outerjoin(meetings, meetings.c.unit_id == scope.c.id)
+        .outerjoin(tickets, tickets.c.unit_id == scope.c.id)
+        .group_by(scope.c.child_id)
+        .subquery("totals")
+    )
+    return select(unit.c.id.label("unit_id"), unit.c.name, unit.c.path, *totals.c[1:]).join(
+        totals, totals.c.child_id == unit.c.id
+    )
 
 
 def report_from_rows(unit: Unit, rows: list[Figures], span: Window) -> Report:
