@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import and_, case, exists, func, literal, select, text, union_all
+from sqlalchemy import String, and_, case, func, select, text
 
 from bot.i18n import t
 from bot.textfold import fold
@@ -175,7 +175,8 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         .subquery()
     )
     kid = tables.unit.alias("kid")
-    is_cell = ~exists().where(kid.c.parent_id == unit.c.id)
+    parents = select(kid.c.parent_id).where(kid.c.parent_id.is_not(None)).distinct().subquery()
+    is_cell = parents.c.parent_id.is_(None)  # no unit names it as parent: a leaf
     in_app = func.coalesce(meetings.c.in_app, 0)
     return (
         select(
@@ -193,6 +194,7 @@ def _unit_rows(scope_path: str, span: Window) -> Any:
         .outerjoin(rollup, rollup.c.unit_id == unit.c.id)
         .outerjoin(meetings, meetings.c.unit_id == unit.c.id)
         .outerjoin(tickets, tickets.c.unit_id == unit.c.id)
+        .outerjoin(parents, parents.c.parent_id == unit.c.id)
         .where(_under(unit.c.path, scope_path))
     )
 
@@ -203,11 +205,14 @@ async def _plan_each_call(session: AsyncSession) -> None:
     A prepared statement switches to a generic plan from its sixth call on a connection; for
     these scope parameters that plan nests the member aggregate in a loop over units and the
     province export ran for minutes. JIT compilation cost more than half of a province
-    statement. Both measured by bench/reports.py; SET LOCAL ends with the transaction."""
+    statement. Both measured by bench/reports.py. A national report groups ~200,000 unit rows:
+    with the default 4 MB of work memory its sort spilled to disk (bench/national_scale.py).
+    SET LOCAL ends with the transaction."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         await connection.execute(text("SET LOCAL jit = off"))
+        await connection.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[Figures]:
@@ -216,17 +221,21 @@ async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[F
     stmt = _unit_rows(unit.path, span).order_by(tables.unit.c.path)
     connection = await session.connection()
     return [
-        _figures(row, cells=int(row.is_cell), cells_using=int(row.using))
+        _figures(
+            row, row.unit_id, row.name, row.path, cells=int(row.is_cell), cells_using=int(row.using)
+        )
         for row in (await connection.execute(stmt)).all()
     ]
 
 
-def _figures(row: Any, *, cells: int, cells_using: int) -> Figures:
+def _figures(
+    row: Any, unit_id: int, name: str, path: str, *, cells: int, cells_using: int
+) -> Figures:
     return Figures(
-        row.unit_id,
-        row.name,
-        row.path,
-        **{name: int(getattr(row, name)) for name in MEMBER_COUNTS},
+        unit_id,
+        name,
+        path,
+        **{count: int(getattr(row, count)) for count in MEMBER_COUNTS},
         cells=cells,
         cells_using=cells_using,
         meetings=int(row.meetings),
@@ -278,83 +287,45 @@ async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Rep
     """The unit's totals and one line per direct child, worst first.
 
     Added up by child in SQL: the national root has some 200,000 units below it and only ~60
-    children, so the statement returns ~60 rows instead of every unit (bench/national_scale.py)."""
-    scope_id = id_of(unit)
+    children, so the statement returns ~60 rows instead of every unit (bench/national_scale.py).
+    """
     await _plan_each_call(session)
     connection = await session.connection()
-    rows = [
-        _figures(row, cells=int(row.cells), cells_using=int(row.cells_using))
-        for row in (await connection.execute(_child_totals(scope_id, span))).all()
-    ]
-    children = [row for row in rows if row.unit_id != scope_id]
+    position = func.strpos if connection.dialect.name == "postgresql" else func.instr
+    totals = (await connection.execute(_child_totals(unit.path, span, position))).all()
+    kids = tables.unit
+    named = select(kids.c.id, kids.c.name, kids.c.path).where(kids.c.parent_id == id_of(unit))
+    children_of = {row.path: row for row in (await connection.execute(named)).all()}
+    rows = []
+    for row in totals:
+        child = children_of[unit.path + PATH_SEP + row.child] if row.child else None
+        ref = (child.id, child.name, child.path) if child else (id_of(unit), unit.name, unit.path)
+        rows.append(_figures(row, *ref, cells=int(row.is_cell), cells_using=int(row.using)))
+    children = [row for row in rows if row.unit_id != id_of(unit)]
     children.sort(key=worst_first)
-    scope = summed(scope_id, unit.name, unit.path, rows)
+    scope = summed(id_of(unit), unit.name, unit.path, rows)
     return Report(scope, children, span, is_cell=not children)
 
 
-def _child_totals(scope_id: int, span: Window) -> Any:
-    """One row per direct child of the scope with its whole subtree's figures, and one for the
-    scope's own members, meetings and tickets (keyed by the scope's id).
+def _child_totals(scope_path: str, span: Window, position: Any) -> Any:
+    """One row per direct child of the scope with its whole subtree's figures, keyed by the
+    child's name as its path spells it, and one keyed '' for the scope's own members, meetings
+    and tickets.
 
-    The subtree is walked down ``parent_id`` (a recursive CTE, each unit tagged with the child
-    it lies under); counts come from ``unit_rollup``, meetings and tickets grouped by cell."""
-    unit, rollup, meeting, ticket = tables.unit, tables.unit_rollup, tables.meeting, tables.ticket
-    top = (
-        select(unit.c.id.label("id"), unit.c.id.label("child_id"))
-        .where(unit.c.parent_id == scope_id)
-        .cte("below", recursive=True)
-    )
-    deeper = unit.alias("deeper")
-    below = top.union_all(select(deeper.c.id, top.c.child_id).where(deeper.c.parent_id == top.c.id))
-    own = select(literal(scope_id).label("id"), literal(scope_id).label("child_id"))
-    scope = union_all(select(below.c.id, below.c.child_id), own).subquery("scope")
-    ids = select(scope.c.id)
-    in_window = meeting.c.starts_at >= span.start
-    meetings = (
-        select(
-            meeting.c.cell_id.label("unit_id"),
-            _flag(in_window).label("meetings"),
-            _flag(and_(in_window, meeting.c.entered_in_app.is_(True))).label("in_app"),
-            func.max(meeting.c.starts_at).label("last_meeting"),
-        )
-        .where(
-            meeting.c.status != "cancelled",
-            meeting.c.starts_at <= span.end,
-            meeting.c.cell_id.in_(ids),
-        )
-        .group_by(meeting.c.cell_id)
-        .subquery()
-    )
-    tickets = (
-        select(ticket.c.cell_id.label("unit_id"), func.count().label("open_tickets"))
-        .where(ticket.c.status.in_(OPEN_TICKETS), ticket.c.cell_id.in_(ids))
-        .group_by(ticket.c.cell_id)
-        .subquery()
-    )
-    kid = unit.alias("kid")
-    is_cell = ~exists().where(kid.c.parent_id == scope.c.id)
-    in_app = func.coalesce(meetings.c.in_app, 0)
-    totals = (
-        select(
-            scope.c.child_id,
-            *(func.sum(func.coalesce(rollup.c[name], 0)).label(name) for name in MEMBER_COUNTS),
-            func.sum(case((is_cell, 1), else_=0)).label("cells"),
-            func.sum(case((and_(is_cell, in_app > 0), 1), else_=0)).label("cells_using"),
-            func.sum(func.coalesce(meetings.c.meetings, 0)).label("meetings"),
-            func.sum(in_app).label("in_app"),
-            func.max(meetings.c.last_meeting).label("last_meeting"),
-            func.sum(func.coalesce(tickets.c.open_tickets, 0)).label("open_tickets"),
-        )
-        .select_from(scope)
-        .outerjoin(rollup, rollup.c.unit_id == scope.c.id)
-        .outerjoin(meetings, meetings.c.unit_id == scope.c.id)
-        .outerjoin(tickets, tickets.c.unit_id == scope.c.id)
-        .group_by(scope.c.child_id)
-        .subquery("totals")
-    )
-    return select(unit.c.id.label("unit_id"), unit.c.name, unit.c.path, *totals.c[1:]).join(
-        totals, totals.c.child_id == unit.c.id
-    )
+    The per-unit rows are ``_unit_rows``' (the same plans as the cell export); the child a unit
+    lies under is the first name of its path after the scope's (``position`` is the engine's
+    strpos / instr), so grouping needs no walk of the tree and only the children's rows leave
+    the database."""
+    per_unit = _unit_rows(scope_path, span).subquery("per_unit")
+    start = len(scope_path) + len(PATH_SEP) + 1
+    rest = func.substr(per_unit.c.path, start, type_=String)
+    child = func.substr(rest, 1, position(rest.concat(PATH_SEP), PATH_SEP) - 1, type_=String)
+    sums = (*MEMBER_COUNTS, "is_cell", "using", "meetings", "in_app", "open_tickets")
+    return select(
+        child.label("child"),
+        *(func.sum(per_unit.c[name]).label(name) for name in sums),
+        func.max(per_unit.c.last_meeting).label("last_meeting"),
+    ).group_by(child)
 
 
 def report_from_rows(unit: Unit, rows: list[Figures], span: Window) -> Report:

@@ -6,11 +6,16 @@ queries without loading every SQLModel table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, or_
 
 PATH_SEP = " / "
+
+
+def normalized_path(path: str) -> str:
+    """A path as typed ("Tỉnh X/ Huyện Y ") in the stored form ("Tỉnh X / Huyện Y")."""
+    return PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
 
 
 def within(path: str, scope: str) -> bool:
@@ -28,3 +33,25 @@ def in_subtree(path_column: Any, scope_path: str) -> ColumnElement[bool]:
         path_column == scope_path,
         path_column.startswith(scope_path + PATH_SEP, autoescape=True),
     )
+
+
+class UnitNotFound(LookupError):
+    """An operator's ``--unit`` names no unit, or several: the message says which."""
+
+
+class _HasPath(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+U = TypeVar("U", bound=_HasPath)
+
+
+def the_one(typed: str, found: list[U]) -> U:
+    """The one unit an operator's ``--unit`` matched; else UnitNotFound saying what to type."""
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UnitNotFound(f"no unit named '{typed}'")
+    shown = ", ".join(f"'{unit.path}'" for unit in found[:5])
+    raise UnitNotFound(f"'{typed}' names {len(found)} units ({shown}); give more of the path")

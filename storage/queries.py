@@ -10,12 +10,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ChannelAccount, Member, MemberStatus, Role, RoleGrant, Unit
 from storage.paths import PATH_SEP as PATH_SEP
+from storage.paths import UnitNotFound as UnitNotFound
 from storage.paths import in_subtree as in_subtree
+from storage.paths import normalized_path, the_one
 from storage.paths import within as within
 
 
 async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
-    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    normalized = normalized_path(path)
     return (await session.exec(select(Unit).where(Unit.path == normalized))).first()
 
 
@@ -25,7 +27,7 @@ async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
     exact = await unit_by_path(session, path=path)
     if exact is not None:
         return [exact]
-    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    normalized = normalized_path(path)
     if not normalized:
         return []
     stmt = (
@@ -36,19 +38,9 @@ async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
     return list((await session.exec(stmt)).all())
 
 
-class UnitNotFound(LookupError):
-    """An operator's ``--unit`` names no unit, or several: the message says which."""
-
-
 async def operator_unit(session: AsyncSession, path: str) -> Unit:
     """The one unit an operator's ``--unit`` means (a full path or its unique end)."""
-    found = await units_named(session, path=path)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UnitNotFound(f"no unit named '{path}'")
-    shown = ", ".join(f"'{unit.path}'" for unit in found[:5])
-    raise UnitNotFound(f"'{path}' names {len(found)} units ({shown}); give more of the path")
+    return the_one(path, await units_named(session, path=path))
 
 
 async def child_units(session: AsyncSession, *, parent_id: int | None) -> Sequence[Unit]:
