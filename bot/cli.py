@@ -18,12 +18,13 @@ import click
 
 from bot.i18n import t
 from bot.secrecy import RedactingFilter, redact, shown_url
-from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: `sotay --help` must not load the messengers
     from bot.app import App
     from bot.channels.telegram import TelegramChannel
     from bot.channels.zalo import ZaloChannel
+    from bot.quick_settings import ReportSettings
+    from bot.settings import Settings  # lazily too: pydantic-settings costs `sotay report` 0.2 s
     from bot.web import WebServer
 
 T = TypeVar("T")
@@ -37,13 +38,15 @@ class Fail(click.ClickException):
 
 
 def _settings(**overrides: Any) -> Settings:
+    from bot.settings import SettingsError, load_settings
+
     try:
         return load_settings(**overrides)
     except SettingsError as exc:
         raise Fail(str(exc)) from None
 
 
-def _say(settings: Settings, key: str, **values: object) -> str:
+def _say(settings: ReportSettings, key: str, **values: object) -> str:
     """A text for the operator, in SOTAY_DEFAULT_LANGUAGE."""
     return t(settings.default_language, key, **values)
 
@@ -64,7 +67,7 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _require_current_schema(settings: Settings) -> None:
+async def _require_current_schema(settings: ReportSettings) -> None:
     from storage.db import make_engine
     from storage.migrate import schema_is_current
 
@@ -127,6 +130,8 @@ def db_upgrade() -> None:
 @main.command()
 def run() -> None:
     """Start everything configured (Telegram and/or Zalo, polling or webhook; dispatcher)."""
+    from bot.settings import SettingsError
+
     settings = _settings()
     try:
         settings.require_webhook_secret()
@@ -489,9 +494,13 @@ def report(
     as_json: bool,
 ) -> None:
     """Handbook rollout by unit, weakest first: the same text as /report in the chat."""
+    from bot.quick_settings import QuickSettingsError, read_quick_settings
     from bot.report_cli import ReportError, cli_report
 
-    settings = _settings()
+    try:  # three settings, read without pydantic-settings: the report must start fast
+        settings = read_quick_settings()
+    except QuickSettingsError as exc:
+        raise Fail(str(exc)) from None
     _run(_require_current_schema(settings))
     try:
         click.echo(

@@ -18,31 +18,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import and_, case, exists, func, or_, select, text
-from sqlalchemy.orm import aliased
-from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import String, and_, case, func, select, text
 
 from bot.i18n import t
 from bot.textfold import fold
+from storage import report_tables as tables
 from storage.ids import id_of
-from storage.models import (
-    ChannelAccount,
-    Meeting,
-    MeetingStatus,
-    Member,
-    MemberStatus,
-    Ticket,
-    TicketStatus,
-    Unit,
-)
-from storage.queries import PATH_SEP, in_subtree
+from storage.paths import PATH_SEP, in_subtree
+from storage.rollup import COUNTS as MEMBER_COUNTS
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 WINDOW_DAYS = 30
 TARGET = 0.80  # the province's goal: more than 80% of cells use the handbook in their meetings
-OPEN_TICKETS = (TicketStatus.open, TicketStatus.claimed)
+OPEN_TICKETS = ("open", "claimed")  # TicketStatus values: a waiting or claimed request
+
+
+class Unit(Protocol):
+    """The unit a report is about: a ``storage.models.Unit`` row, or any object with its id,
+    name and path (``sotay report`` looks the unit up without loading the SQLModel tables)."""
+
+    id: int | None
+    name: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -141,91 +142,60 @@ def _flag(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
-# The handbook system's export takes precedence over the member's own chat answer.
-_INSTALLED = func.coalesce(col(Member.hb_installed), col(Member.app_installed))
-_ACTIVATED = func.coalesce(col(Member.hb_activated), col(Member.app_activated))
-
-
 def _unit_rows(scope_path: str, span: Window) -> Any:
     """One row per unit under the scope with its own members, meetings and open tickets.
 
-    Members, meetings and tickets are each grouped by their unit first, and only those small
-    aggregates meet the unit tree. Each table is reached through ``cell_id IN (units in scope)``,
-    so a commune's or a cell's report reads its own members by index, not the whole province
-    (bench/reports.py measured both shapes)."""
-    registered = exists().where(
-        col(ChannelAccount.member_id) == Member.id,
-        col(ChannelAccount.verified).is_(True),
-        col(ChannelAccount.pending).is_(False),
-    )
-    scope = select(col(Unit.id)).where(_under(Unit.path, scope_path)).scalar_subquery()
-    members = (
-        select(
-            col(Member.cell_id).label("unit_id"),
-            func.count().label("members"),
-            _flag(registered).label("registered"),
-            _flag(col(Member.has_smartphone).is_(True)).label("smartphone"),
-            _flag(_INSTALLED.is_(True)).label("installed"),
-            _flag(_ACTIVATED.is_(True)).label("activated"),
-            _flag(col(Member.hb_installed).is_(True)).label("installed_hb"),
-            _flag(col(Member.hb_activated).is_(True)).label("activated_hb"),
-            _flag(
-                or_(col(Member.hb_installed).is_not(None), col(Member.hb_activated).is_not(None))
-            ).label("hb_known"),
-        )
-        .where(col(Member.status) == MemberStatus.active, col(Member.cell_id).in_(scope))
-        .group_by(col(Member.cell_id))
-        .subquery()
-    )
-    in_window = col(Meeting.starts_at) >= span.start
+    The member counts come from ``unit_rollup`` (one row per unit, kept exact by triggers in
+    the write's own transaction: storage/rollup.py), so a national report reads a few hundred
+    thousand small rows instead of millions of members. Meetings and tickets are each grouped
+    by their unit first, reached through ``cell_id IN (units in scope)``, and only those small
+    aggregates meet the unit tree (bench/reports.py measured the shapes)."""
+    unit, rollup, meeting, ticket = tables.unit, tables.unit_rollup, tables.meeting, tables.ticket
+    scope = select(unit.c.id).where(_under(unit.c.path, scope_path)).scalar_subquery()
+    in_window = meeting.c.starts_at >= span.start
     meetings = (
         select(
-            col(Meeting.cell_id).label("unit_id"),
+            meeting.c.cell_id.label("unit_id"),
             _flag(in_window).label("meetings"),
-            _flag(and_(in_window, col(Meeting.entered_in_app).is_(True))).label("in_app"),
-            func.max(Meeting.starts_at).label("last_meeting"),
+            _flag(and_(in_window, meeting.c.entered_in_app.is_(True))).label("in_app"),
+            func.max(meeting.c.starts_at).label("last_meeting"),
         )
         .where(
-            col(Meeting.status) != MeetingStatus.cancelled,
-            col(Meeting.starts_at) <= span.end,
-            col(Meeting.cell_id).in_(scope),
+            meeting.c.status != "cancelled",
+            meeting.c.starts_at <= span.end,
+            meeting.c.cell_id.in_(scope),
         )
-        .group_by(col(Meeting.cell_id))
+        .group_by(meeting.c.cell_id)
         .subquery()
     )
     tickets = (
-        select(col(Ticket.cell_id).label("unit_id"), func.count().label("open_tickets"))
-        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), col(Ticket.cell_id).in_(scope))
-        .group_by(col(Ticket.cell_id))
+        select(ticket.c.cell_id.label("unit_id"), func.count().label("open_tickets"))
+        .where(ticket.c.status.in_(OPEN_TICKETS), ticket.c.cell_id.in_(scope))
+        .group_by(ticket.c.cell_id)
         .subquery()
     )
-    kid = aliased(Unit)
-    is_cell = ~exists().where(col(kid.parent_id) == Unit.id)
+    kid = tables.unit.alias("kid")
+    parents = select(kid.c.parent_id).where(kid.c.parent_id.is_not(None)).distinct().subquery()
+    is_cell = parents.c.parent_id.is_(None)  # no unit names it as parent: a leaf
     in_app = func.coalesce(meetings.c.in_app, 0)
     return (
         select(
-            col(Unit.id).label("unit_id"),
-            col(Unit.name).label("name"),
-            col(Unit.path).label("path"),
+            unit.c.id.label("unit_id"),
+            unit.c.name.label("name"),
+            unit.c.path.label("path"),
             case((is_cell, 1), else_=0).label("is_cell"),
             case((and_(is_cell, in_app > 0), 1), else_=0).label("using"),
-            func.coalesce(members.c.members, 0).label("members"),
-            func.coalesce(members.c.registered, 0).label("registered"),
-            func.coalesce(members.c.smartphone, 0).label("smartphone"),
-            func.coalesce(members.c.installed, 0).label("installed"),
-            func.coalesce(members.c.activated, 0).label("activated"),
-            func.coalesce(members.c.installed_hb, 0).label("installed_hb"),
-            func.coalesce(members.c.activated_hb, 0).label("activated_hb"),
-            func.coalesce(members.c.hb_known, 0).label("hb_known"),
+            *(func.coalesce(rollup.c[name], 0).label(name) for name in MEMBER_COUNTS),
             func.coalesce(meetings.c.meetings, 0).label("meetings"),
             in_app.label("in_app"),
             meetings.c.last_meeting.label("last_meeting"),
             func.coalesce(tickets.c.open_tickets, 0).label("open_tickets"),
         )
-        .outerjoin(members, members.c.unit_id == Unit.id)
-        .outerjoin(meetings, meetings.c.unit_id == Unit.id)
-        .outerjoin(tickets, tickets.c.unit_id == Unit.id)
-        .where(_under(Unit.path, scope_path))
+        .outerjoin(rollup, rollup.c.unit_id == unit.c.id)
+        .outerjoin(meetings, meetings.c.unit_id == unit.c.id)
+        .outerjoin(tickets, tickets.c.unit_id == unit.c.id)
+        .outerjoin(parents, parents.c.parent_id == unit.c.id)
+        .where(_under(unit.c.path, scope_path))
     )
 
 
@@ -235,39 +205,44 @@ async def _plan_each_call(session: AsyncSession) -> None:
     A prepared statement switches to a generic plan from its sixth call on a connection; for
     these scope parameters that plan nests the member aggregate in a loop over units and the
     province export ran for minutes. JIT compilation cost more than half of a province
-    statement. Both measured by bench/reports.py; SET LOCAL ends with the transaction."""
+    statement. Both measured by bench/reports.py. A national report groups ~200,000 unit rows:
+    with the default 4 MB of work memory its sort spilled to disk (bench/national_scale.py).
+    SET LOCAL ends with the transaction."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await connection.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         await connection.execute(text("SET LOCAL jit = off"))
+        await connection.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 async def _scope_rows(session: AsyncSession, unit: Unit, span: Window) -> list[Figures]:
     """One Figures per unit in the scope (its own members, meetings and tickets), by path."""
     await _plan_each_call(session)
-    stmt = _unit_rows(unit.path, span).order_by(col(Unit.path))
+    stmt = _unit_rows(unit.path, span).order_by(tables.unit.c.path)
+    connection = await session.connection()
     return [
-        Figures(
-            row.unit_id,
-            row.name,
-            row.path,
-            members=int(row.members),
-            registered=int(row.registered),
-            smartphone=int(row.smartphone),
-            installed=int(row.installed),
-            activated=int(row.activated),
-            installed_hb=int(row.installed_hb),
-            activated_hb=int(row.activated_hb),
-            hb_known=int(row.hb_known),
-            cells=int(row.is_cell),
-            cells_using=int(row.using),
-            meetings=int(row.meetings),
-            meetings_in_app=int(row.in_app),
-            open_tickets=int(row.open_tickets),
-            last_meeting=row.last_meeting,
+        _figures(
+            row, row.unit_id, row.name, row.path, cells=int(row.is_cell), cells_using=int(row.using)
         )
-        for row in (await session.exec(stmt)).all()
+        for row in (await connection.execute(stmt)).all()
     ]
+
+
+def _figures(
+    row: Any, unit_id: int, name: str, path: str, *, cells: int, cells_using: int
+) -> Figures:
+    return Figures(
+        unit_id,
+        name,
+        path,
+        **{count: int(getattr(row, count)) for count in MEMBER_COUNTS},
+        cells=cells,
+        cells_using=cells_using,
+        meetings=int(row.meetings),
+        meetings_in_app=int(row.in_app),
+        open_tickets=int(row.open_tickets),
+        last_meeting=row.last_meeting,
+    )
 
 
 _COUNTS = (
@@ -309,8 +284,48 @@ async def scope_rows(session: AsyncSession, *, unit: Unit, span: Window) -> list
 
 
 async def unit_report(session: AsyncSession, *, unit: Unit, span: Window) -> Report:
-    """The unit's totals and one line per direct child, worst first."""
-    return report_from_rows(unit, await _scope_rows(session, unit, span), span)
+    """The unit's totals and one line per direct child, worst first.
+
+    Added up by child in SQL: the national root has some 200,000 units below it and only ~60
+    children, so the statement returns ~60 rows instead of every unit (bench/national_scale.py).
+    """
+    await _plan_each_call(session)
+    connection = await session.connection()
+    position = func.strpos if connection.dialect.name == "postgresql" else func.instr
+    totals = (await connection.execute(_child_totals(unit.path, span, position))).all()
+    kids = tables.unit
+    named = select(kids.c.id, kids.c.name, kids.c.path).where(kids.c.parent_id == id_of(unit))
+    children_of = {row.path: row for row in (await connection.execute(named)).all()}
+    rows = []
+    for row in totals:
+        child = children_of[unit.path + PATH_SEP + row.child] if row.child else None
+        ref = (child.id, child.name, child.path) if child else (id_of(unit), unit.name, unit.path)
+        rows.append(_figures(row, *ref, cells=int(row.is_cell), cells_using=int(row.using)))
+    children = [row for row in rows if row.unit_id != id_of(unit)]
+    children.sort(key=worst_first)
+    scope = summed(id_of(unit), unit.name, unit.path, rows)
+    return Report(scope, children, span, is_cell=not children)
+
+
+def _child_totals(scope_path: str, span: Window, position: Any) -> Any:
+    """One row per direct child of the scope with its whole subtree's figures, keyed by the
+    child's name as its path spells it, and one keyed '' for the scope's own members, meetings
+    and tickets.
+
+    The per-unit rows are ``_unit_rows``' (the same plans as the cell export); the child a unit
+    lies under is the first name of its path after the scope's (``position`` is the engine's
+    strpos / instr), so grouping needs no walk of the tree and only the children's rows leave
+    the database."""
+    per_unit = _unit_rows(scope_path, span).subquery("per_unit")
+    start = len(scope_path) + len(PATH_SEP) + 1
+    rest = func.substr(per_unit.c.path, start, type_=String)
+    child = func.substr(rest, 1, position(rest.concat(PATH_SEP), PATH_SEP) - 1, type_=String)
+    sums = (*MEMBER_COUNTS, "is_cell", "using", "meetings", "in_app", "open_tickets")
+    return select(
+        child.label("child"),
+        *(func.sum(per_unit.c[name]).label(name) for name in sums),
+        func.max(per_unit.c.last_meeting).label("last_meeting"),
+    ).group_by(child)
 
 
 def report_from_rows(unit: Unit, rows: list[Figures], span: Window) -> Report:
@@ -346,14 +361,16 @@ async def laggard_cells(session: AsyncSession, *, unit: Unit, span: Window) -> l
 
 async def open_difficulties(session: AsyncSession, *, unit: Unit) -> dict[str, int]:
     """Open support requests under the unit by category (for the written report)."""
+    ticket, units = tables.ticket, tables.unit
     stmt = (
-        select(col(Ticket.category), func.count())
-        .join(Unit, col(Unit.id) == Ticket.cell_id)
-        .where(col(Ticket.status).in_(list(OPEN_TICKETS)), _under(Unit.path, unit.path))
-        .group_by(col(Ticket.category))
+        select(ticket.c.category, func.count())
+        .join(units, units.c.id == ticket.c.cell_id)
+        .where(ticket.c.status.in_(OPEN_TICKETS), _under(units.c.path, unit.path))
+        .group_by(ticket.c.category)
         .order_by(func.count().desc())
     )
-    return {str(category): int(n) for category, n in (await session.exec(stmt)).all()}  # type: ignore[call-overload]
+    rows = (await (await session.connection()).execute(stmt)).all()
+    return {str(category): int(n) for category, n in rows}
 
 
 # --- text -----------------------------------------------------------------------------------------

@@ -223,13 +223,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        if value.startswith("sqlite:///"):
-            value = value.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
-        if value.startswith(("postgresql://", "postgres://")):
-            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
+        from bot.quick_settings import async_driver  # one rule for `sotay report`'s quick read
+
+        return async_driver(value)
 
     @field_validator("webhook_secret")
     @classmethod

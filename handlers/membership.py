@@ -31,13 +31,22 @@ APPROVER_ROLES = (Role.secretary, Role.deputy, Role.staff, Role.admin)
 
 
 def apply_answers(member: Member, answers: dict[str, Any], now: datetime) -> None:
-    """Copy the smartphone / install / activation answers onto the member."""
-    if "smartphone" in answers:
-        member.has_smartphone = answers["smartphone"]
-        member.smartphone_source = "member"
-        member.app_installed = answers.get("installed", False) if answers["smartphone"] else False
-        member.app_activated = answers.get("activated", False) if member.app_installed else False
-        member.status_updated_at = now
+    """Copy the smartphone / install / activation answers onto the member.
+
+    "No smartphone" records just that: the member leaves the target (installed / smartphone)
+    and the install questions were not asked, so their answers are unknown (None), not "no".
+    The handbook system's imported statuses (``hb_*``) are not touched and still count first.
+    """
+    if "smartphone" not in answers:
+        return
+    member.has_smartphone = answers["smartphone"]
+    member.smartphone_source = "member"
+    member.status_updated_at = now
+    if not answers["smartphone"]:
+        member.app_installed = member.app_activated = None
+        return
+    member.app_installed = answers.get("installed", False)
+    member.app_activated = answers.get("activated", False) if member.app_installed else False
 
 
 async def link_account(

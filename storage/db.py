@@ -11,11 +11,13 @@ import asyncio
 import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
 _holding_write_lock: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "write_lock", default=False
@@ -65,6 +67,9 @@ class Database:
     """Owns the engine and hands out sessions; one per process."""
 
     def __init__(self, url: str) -> None:
+        # Imported here: ``make_engine`` alone (the quick schema check) needs no SQLModel.
+        from sqlmodel.ext.asyncio.session import AsyncSession
+
         self.url = url
         self.engine = make_engine(url)
         self._sessions = async_sessionmaker(

@@ -12,25 +12,9 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores aware datetimes as naive UTC and returns them aware, on SQLite and PostgreSQL."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; use aware UTC datetimes")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
+from storage.types import UTCDateTime
 
 
 def utc_column(*, nullable: bool = True, index: bool = False) -> Any:

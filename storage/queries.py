@@ -4,36 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ChannelAccount, Member, MemberStatus, Role, RoleGrant, Unit
-
-PATH_SEP = " / "
-
-
-def within(path: str, scope: str) -> bool:
-    """True when the unit at ``path`` is ``scope`` itself or lies below it."""
-    return path == scope or path.startswith(scope + PATH_SEP)
-
-
-def in_subtree(path_column: Any, scope_path: str) -> ColumnElement[bool]:
-    """SQL for "the unit at ``path_column`` is ``scope_path`` or lies below it".
-
-    The one way every query scopes by unit: the prefix is matched literally (LIKE wildcards
-    escaped), so a unit whose name holds ``_`` or ``%`` never widens anyone's scope.
-    """
-    return or_(
-        path_column == scope_path,
-        col(path_column).startswith(scope_path + PATH_SEP, autoescape=True),
-    )
+from storage.paths import PATH_SEP as PATH_SEP
+from storage.paths import UnitNotFound as UnitNotFound
+from storage.paths import in_subtree as in_subtree
+from storage.paths import normalized_path, the_one
+from storage.paths import within as within
 
 
 async def unit_by_path(session: AsyncSession, *, path: str) -> Unit | None:
-    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    normalized = normalized_path(path)
     return (await session.exec(select(Unit).where(Unit.path == normalized))).first()
 
 
@@ -43,7 +27,7 @@ async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
     exact = await unit_by_path(session, path=path)
     if exact is not None:
         return [exact]
-    normalized = PATH_SEP.join(part.strip() for part in path.split("/") if part.strip())
+    normalized = normalized_path(path)
     if not normalized:
         return []
     stmt = (
@@ -54,32 +38,9 @@ async def units_named(session: AsyncSession, *, path: str) -> list[Unit]:
     return list((await session.exec(stmt)).all())
 
 
-class UnitNotFound(LookupError):
-    """An operator's ``--unit`` names no unit, or several: the message says which.
-
-    ``key`` and ``values`` name the catalog text, so the command line can word it in the
-    operator's language (storage does not read the catalogs); ``str()`` stays English."""
-
-    def __init__(self, message: str, key: str, **values: object) -> None:
-        super().__init__(message)
-        self.key, self.values = key, values
-
-
 async def operator_unit(session: AsyncSession, path: str) -> Unit:
     """The one unit an operator's ``--unit`` means (a full path or its unique end)."""
-    found = await units_named(session, path=path)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UnitNotFound(f"no unit named '{path}'", "op.unit.none", path=path)
-    shown = ", ".join(f"'{unit.path}'" for unit in found[:5])
-    raise UnitNotFound(
-        f"'{path}' names {len(found)} units ({shown}); give more of the path",
-        "op.unit.many",
-        path=path,
-        n=len(found),
-        shown=shown,
-    )
+    return the_one(path, await units_named(session, path=path))
 
 
 async def child_units(session: AsyncSession, *, parent_id: int | None) -> Sequence[Unit]:

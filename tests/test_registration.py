@@ -155,7 +155,7 @@ async def test_typed_phone_needs_secretary_approval(world: World) -> None:
     [account] = await rows(world, ChannelAccount, ChannelAccount.user_ref == "u6")
     assert not account.pending and account.verified
     [member] = await rows(world, Member, Member.phone == AN_PHONE)
-    assert member.has_smartphone is False and member.app_installed is False
+    assert member.has_smartphone is False and member.app_installed is None  # not asked
     again = await secretary.press("✓ Duyệt")  # a double tap decides nothing twice
     assert "đã được xử lý" in again[-1].text
 

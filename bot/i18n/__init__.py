@@ -17,8 +17,6 @@ import unicodedata
 from functools import cache
 from pathlib import Path
 
-import yaml
-
 LANGUAGES = ("vi", "en")
 _DIR = Path(__file__).parent
 
@@ -37,6 +35,8 @@ def _nfc(value: object) -> str:
 @cache
 def raw_catalog(lang: str) -> dict[str, Entry]:
     """Every key of ``lang`` as written: a text, or a mapping of plural forms to texts."""
+    import yaml  # here: `sotay report --json` prints no text and skips loading PyYAML
+
     merged: dict[str, Entry] = {}
     for path in catalog_files(lang):
         with path.open(encoding="utf-8") as handle:

@@ -12,6 +12,7 @@ from storage import (  # noqa: F401
     faq_models,
     forgive_models,
     models,
+    rollup_models,
     training_models,
     web_models,
     zalo_oa_models,
