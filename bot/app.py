@@ -18,6 +18,7 @@ from bot.ratelimit import RateLimiter
 from bot.router import Router
 from bot.scheduler import Scheduler, ensure_recurring
 from bot.settings import Settings
+from bot.workers import WorkerIdentity
 from handlers.broadcast import BroadcastReporter
 from storage.db import Database
 
@@ -46,6 +47,8 @@ class App:
             self.clock,
             max_attempts=settings.outbox_max_attempts,
             lease=settings.outbox_lease_delta,
+            identity=WorkerIdentity.named(settings.worker_name),
+            heartbeat=settings.heartbeat_delta,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress
@@ -131,6 +134,10 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        try:
+            await self.dispatcher.retire()
+        except Exception:  # noqa: BLE001 - the database may be gone; leases then run out
+            log.warning("worker.retire_failed")
 
     async def close(self) -> None:
         await self.stop_background()

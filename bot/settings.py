@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     public_holidays: str = "VN"  # python-holidays country code; "" for none
     tickets_per_day: int = Field(default=5, ge=1)
     max_attachment_mb: int = Field(default=10, ge=1)
+    # Scale-out (issue 14). The worker's name: one per systemd instance / compose replica, so a
+    # restarted worker takes over its predecessor's outbox leases at once ("" = the host name).
+    worker_name: str = Field(default="", max_length=64)
+    # How often a worker says it is alive; one silent for five beats is taken for dead.
+    heartbeat: str = "2s"
 
     @field_validator("default_language")
     @classmethod
@@ -241,6 +246,13 @@ class Settings(BaseSettings):
             raise ValueError("must be between 5s and 30m")
         return value
 
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat(cls, value: str) -> str:
+        if not timedelta(seconds=1) <= parse_duration(value) <= timedelta(minutes=1):
+            raise ValueError("must be between 1s and 1m")
+        return value
+
     @field_validator("zalo_webhook_secret")
     @classmethod
     def _zalo_secret(cls, value: str | None) -> str | None:
@@ -295,6 +307,10 @@ class Settings(BaseSettings):
     @property
     def outbox_retention_delta(self) -> timedelta:
         return parse_duration(self.outbox_retention)
+
+    @property
+    def heartbeat_delta(self) -> timedelta:
+        return parse_duration(self.heartbeat)
 
     @property
     def invite_ttl_delta(self) -> timedelta:

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from storage import faq_models, models, training_models  # noqa: F401  (registers the tables)
+from storage import faq_models, models, training_models, worker_models  # noqa: F401  (registers the tables)
 from storage.db import make_engine
 
 target_metadata = SQLModel.metadata
