@@ -23,6 +23,7 @@ from handlers.broadcast import BroadcastReporter
 from storage.db import Database
 
 log = logging.getLogger("sotay.app")
+STOP_GRACE = 5.0  # seconds in-flight sends get to finish at a stop (SIGTERM budget: 10 s)
 
 
 class App:
@@ -128,6 +129,9 @@ class App:
             _done, late = await asyncio.wait(set(self._background), timeout=5)
             for task in late:
                 task.cancel()
+        self.dispatcher.stop_taking()  # requests already started finish and are recorded
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_GRACE)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

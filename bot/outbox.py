@@ -91,6 +91,7 @@ class Dispatcher:
         self._heartbeat = heartbeat
         self._registered = False
         self._journal = SendJournal(db)
+        self._stopping = False
         # (channel, outcome) of every send attempt, for the operator's metrics
         self.on_outcome: Callable[[str, str], None] | None = None
         self._limiters = limiters or {}
@@ -134,6 +135,16 @@ class Dispatcher:
             await register(self._db, self.identity, self._clock.now())
             self._registered = True
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop_taking(self) -> None:
+        """Graceful stop, first step: claim and start nothing more; requests already started
+        finish and are recorded, and ``run_forever`` returns once they are."""
+        self._stopping = True
+        self._wake.set()
+
     async def retire(self) -> None:
         """A clean stop: record the answers in flight, then hand our leases back at once."""
         await self._journal.drain()
@@ -142,12 +153,14 @@ class Dispatcher:
             self._registered = False
 
     async def _drain_forever(self, idle: float) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.run_once()
                 if sent:
                     continue
                 self._wake.clear()
+                if self.stopping:
+                    return
                 timeout = await self._idle_wait(idle)
             except asyncio.CancelledError:
                 raise
@@ -176,7 +189,7 @@ class Dispatcher:
     async def run_once(self, channel: str | None = None, chat_ref: str | None = None) -> int:
         """Send everything due now (optionally for one chat); return how many rows were handled."""
         handled = 0
-        while rows := await self._claim(channel, chat_ref):
+        while not self._stopping and (rows := await self._claim(channel, chat_ref)):
             by_chat: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
             for row in rows:
                 by_chat[(row.channel, row.chat_ref)].append(row)
@@ -237,6 +250,9 @@ class Dispatcher:
         """Send one chat's rows in order; stop at the first that must wait."""
         async with self._semaphore:
             for row in rows:
+                if self._stopping:  # a graceful stop: what has not started is handed back
+                    await self._release(rows[rows.index(row) :])
+                    return
                 if not await self._send_row(row):
                     await self._release(rows[rows.index(row) + 1 :])
                     return
