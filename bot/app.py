@@ -50,6 +50,7 @@ class App:
             lease=settings.outbox_lease_delta,
             identity=WorkerIdentity.named(settings.worker_name),
             heartbeat=settings.heartbeat_delta,
+            in_flight=settings.outbox_in_flight,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress

@@ -82,6 +82,7 @@ class Dispatcher:
         lease: timedelta = LEASE,
         identity: WorkerIdentity | None = None,
         heartbeat: timedelta = HEARTBEAT,
+        in_flight: int = 2,
     ) -> None:
         self._db = db
         self._lease = lease
@@ -90,7 +91,7 @@ class Dispatcher:
         self.identity = identity or WorkerIdentity(f"dispatcher-{uuid.uuid4().hex[:8]}")
         self._heartbeat = heartbeat
         self._registered = False
-        self._journal = SendJournal(db)
+        self._journal = SendJournal(db, in_flight)
         self._stopping = False
         # (channel, outcome) of every send attempt, for the operator's metrics
         self.on_outcome: Callable[[str, str], None] | None = None
@@ -253,7 +254,11 @@ class Dispatcher:
                 if self._stopping:  # a graceful stop: what has not started is handed back
                     await self._release(rows[rows.index(row) :])
                     return
-                if not await self._send_row(row):
+                try:
+                    went_on = await self._send_row(row)
+                finally:  # outcome written (or never started): its place in flight is free
+                    self._journal.answered(row.id or 0)
+                if not went_on:
                     await self._release(rows[rows.index(row) + 1 :])
                     return
 

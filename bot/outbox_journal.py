@@ -5,6 +5,11 @@ answer comes, the outcome is recorded and the mark cleared. Every lane's marks a
 that arrive while one commit is running go into the next one, so a commit never waits behind a
 queue of single-row transactions: the window between an answer and its record stays one commit
 long. A SIGKILL therefore repeats only the rows still marked — requests whose answer was lost.
+
+At most ``in_flight`` rows are marked at once (``SOTAY_OUTBOX_IN_FLIGHT``, default 2): that is
+the bound on what a kill repeats, whatever the load. It also bounds the rate to in_flight divided
+by the answer time (2 at 30 ms = 66/s); where the Bot API answers slower (a distant data centre),
+raise it to rate × answer time, and a kill may then repeat that many.
 """
 
 from __future__ import annotations
@@ -30,22 +35,44 @@ class _Write:
 class SendJournal:
     """Queues small outbox writes and commits all that are waiting in one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, in_flight: int = 2) -> None:
         self._db = db
+        self._window = asyncio.Semaphore(in_flight)
+        self._holding: set[int] = set()
         self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def sending(self, row_id: int, at: datetime) -> None:
-        """Returns once it is durable that this row's request is about to start."""
-        await self._submit(_Write(row_id, {"sending_at": at}))
+        """Returns once it is durable that this row's request is about to start (waiting first
+        for a place in the window of requests in flight)."""
+        await self._window.acquire()
+        self._holding.add(row_id)
+        try:
+            await self._submit(_Write(row_id, {"sending_at": at}))
+        except BaseException:
+            self.answered(row_id)
+            raise
 
     async def record(self, row_id: int, values: dict[str, Any]) -> None:
         """Returns once the row's outcome is durable; the sending mark goes with it."""
-        await self._submit(_Write(row_id, {**values, "sending_at": None}))
+        try:
+            await self._submit(_Write(row_id, {**values, "sending_at": None}))
+        finally:
+            self.answered(row_id)
 
     async def forget(self, row_id: int) -> None:
         """Returns once the row is gone (messages to someone we keep nothing of)."""
-        await self._submit(_Write(row_id, None))
+        try:
+            await self._submit(_Write(row_id, None))
+        finally:
+            self.answered(row_id)
+
+    def answered(self, row_id: int) -> None:
+        """The row's request is over (its outcome written elsewhere, or it never started): its
+        place in the window is free. Calling it again, or for a row never marked, does nothing."""
+        if row_id in self._holding:
+            self._holding.discard(row_id)
+            self._window.release()
 
     async def drain(self) -> None:
         """Wait for the commit in progress (at shutdown, before the database goes)."""

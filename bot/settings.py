@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     worker_name: str = Field(default="", max_length=64)
     # How often a worker says it is alive; one silent for five beats is taken for dead.
     heartbeat: str = "2s"
+    # Requests started and not yet answered, per worker: what a SIGKILL may repeat at most. The
+    # rate it allows is this divided by the Bot API's answer time (raise it for a distant API).
+    outbox_in_flight: int = Field(default=2, ge=1, le=64)
 
     @field_validator("default_language")
     @classmethod

@@ -319,7 +319,7 @@ async def test_sigkill_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone
                 )
             ).all()
         await db.dispose()
-        assert len(marked) <= 2
+        assert len(marked) <= 2  # SOTAY_OUTBOX_IN_FLIGHT: at most two requests in flight
         second = await asyncio.create_subprocess_exec(
             *command, env=env, stdout=log, stderr=log, cwd=tmp_path
         )
