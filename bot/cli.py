@@ -158,6 +158,15 @@ async def _start_zalo(zalo: ZaloChannel, settings: Settings, web_server: WebServ
         ) from None
 
 
+async def _stop_taking_updates(telegram: TelegramChannel | None, web_server: WebServer) -> None:
+    """A graceful stop's first step (SIGTERM, 10 s in all): no new updates — the poll loop ends
+    after the batch in hand, the web server closes (webhooks in progress are answered) — while
+    sending still works for what those updates produce."""
+    if telegram is not None:
+        await telegram.poller.stop(grace=3.0)
+    await web_server.stop()
+
+
 async def _serve(settings: Settings) -> None:
     from bot.app import App
     from bot.channels.telegram import TelegramChannel
@@ -204,7 +213,8 @@ async def _serve(settings: Settings) -> None:
     await stop.wait()
     log = logging.getLogger("sotay.run")
     log.info("run.stopping")
-    await app.stop_background()  # no more sends or timed work while the channels close
+    await _stop_taking_updates(telegram, web_server)
+    await app.stop_background()  # sends started finish, the rest is handed back; no timed work
     for channel in reversed(started):
         await channel.stop()
     await web_server.stop()
