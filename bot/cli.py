@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable
@@ -54,6 +55,10 @@ def _logging(verbose: bool) -> None:
     )
     for handler in logging.getLogger().handlers:  # tokens and the database password, masked
         handler.addFilter(RedactingFilter())
+        if os.environ.get("SOTAY_LOG_FORMAT", "").lower() == "json":
+            from bot.jsonlog import JsonFormatter
+
+            handler.setFormatter(JsonFormatter())
     for noisy in ("httpx", "telegram", "apscheduler", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -110,7 +115,14 @@ def db_upgrade() -> None:
 
 
 @main.command()
-def run() -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing one port (PostgreSQL and webhooks only).",
+)
+def run(workers: int) -> None:
     """Start everything configured (Telegram and/or Zalo, polling or webhook; dispatcher)."""
     settings = _settings()
     try:
@@ -122,6 +134,13 @@ def run() -> None:
             "SOTAY_TELEGRAM_TOKEN is not set, nor SOTAY_ZALO_TOKEN; set one or both "
             "(or try `sotay demo` to chat in the terminal)."
         )
+    if workers > 1:
+        from bot.workers_cli import refuse_several, supervise
+
+        refusal = refuse_several(settings)
+        if refusal:
+            raise Fail(refusal)
+        raise SystemExit(supervise(workers, settings))
     _run(_serve(settings))
 
 

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     # Requests started and not yet answered, per worker: what a SIGKILL may repeat at most. The
     # rate it allows is this divided by the Bot API's answer time (raise it for a distant API).
     outbox_in_flight: int = Field(default=2, ge=1, le=64)
+    # Several processes listen on one port, the kernel sharing the connections (SO_REUSEPORT;
+    # set by `sotay run --workers N` for its workers).
+    web_reuse_port: bool = False
+    # "json": one JSON object per log line (same fields, same masking); anything else: text.
+    log_format: str = "text"
 
     @field_validator("default_language")
     @classmethod

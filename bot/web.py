@@ -55,7 +55,12 @@ class WebServer:
         # nothing. Requests in progress at a stop get 3 s (SIGTERM's budget is 10 s in all).
         self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=3.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._settings.web_host, self._settings.web_port)
+        site = web.TCPSite(
+            self._runner,
+            self._settings.web_host,
+            self._settings.web_port,
+            reuse_port=self._settings.web_reuse_port or None,  # `sotay run --workers N`
+        )
         await site.start()
 
     async def stop(self) -> None:
