@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import select
 
+from bot.election import SCHEDULER_LOCK
 from bot.jsonlog import JsonFormatter
 from bot.secrecy import RedactingFilter, remember
 from storage.db import Database
@@ -170,3 +171,43 @@ async def test_three_workers_behind_one_webhook_lose_nothing_when_one_is_killed(
             await supervisor.wait()
         log.close()
         await server.stop()
+
+
+async def until(election: Any, condition: Any, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    """Wait for ``condition()``, re-checked whenever the election changes something."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await election.changed.wait()
+            election.changed.clear()
+
+
+async def test_one_worker_runs_the_scheduler_and_another_takes_over_when_it_dies(
+    pg_url: str,
+) -> None:
+    from bot.app import App
+    from bot.settings import load_settings
+
+    settings = load_settings(database_url=pg_url, secret_key="k", heartbeat="1s", _env_file=None)
+    first, second = App(settings), App(settings)
+    try:
+        await first.start_background()
+        await until(first.election, lambda: first.scheduler.running)
+        await second.start_background()
+        await until(second.election, lambda: second.election.alive)
+        assert not second.scheduler.running  # a standby: one scheduler among the workers
+        assert (await second.readiness())[0]  # and ready all the same
+        async with second.db.session() as session:  # the holder's connection dies
+            killed = await session.exec(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND granted AND classid = :high AND objid = :low"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                ).bindparams(high=SCHEDULER_LOCK >> 32, low=SCHEDULER_LOCK & 0xFFFFFFFF)
+            )
+            assert killed.all() == [(True,)]
+        await until(second.election, lambda: second.scheduler.running)
+        await until(first.election, lambda: not first.scheduler.running)  # it stepped down
+    finally:
+        await second.close()
+        await first.close()
