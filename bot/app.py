@@ -135,8 +135,9 @@ class App:
     async def stop_background(self) -> None:
         """Stop timed work and sending, and wait for both, before channels and the database go."""
         if self.election is not None:
-            await self.election.stop()
-        await self.scheduler.stop()
+            await self.election.stop()  # stops the scheduler if this worker held it
+        else:
+            await self.scheduler.stop()
         if self._background:  # menus being published: a moment to finish, then dropped
             _done, late = await asyncio.wait(set(self._background), timeout=5)
             for task in late:
