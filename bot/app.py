@@ -13,6 +13,7 @@ from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.context import Services
 from bot.core import Inbound
+from bot.election import SchedulerElection
 from bot.metrics import Metrics, backlogs, database_answers
 from bot.outbox import Dispatcher, Outbox
 from bot.outside_window import reach_otherwise
@@ -20,10 +21,12 @@ from bot.ratelimit import RateLimiter
 from bot.router import Router
 from bot.scheduler import Scheduler, ensure_recurring
 from bot.settings import Settings
+from bot.workers import WorkerIdentity
 from handlers.broadcast import BroadcastReporter
-from storage.db import Database
+from storage.db import Database, is_postgres
 
 log = logging.getLogger("sotay.app")
+STOP_GRACE = 5.0  # seconds in-flight sends get to finish at a stop (SIGTERM budget: 10 s)
 
 
 class App:
@@ -48,6 +51,9 @@ class App:
             self.clock,
             max_attempts=settings.outbox_max_attempts,
             lease=settings.outbox_lease_delta,
+            identity=WorkerIdentity.named(settings.worker_name),
+            heartbeat=settings.heartbeat_delta,
+            in_flight=settings.outbox_in_flight,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress
@@ -57,6 +63,11 @@ class App:
         self.router.after_commit.append(self.dispatcher.wake)
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
+        self.election = (
+            SchedulerElection(self.db, self.scheduler, interval=settings.heartbeat_delta.seconds)
+            if is_postgres(self.db.engine)
+            else None
+        )
         self.metrics = Metrics()
         self.router.observe = self.metrics.observe_update
         self.dispatcher.on_outcome = self.metrics.observe_send
@@ -90,7 +101,7 @@ class App:
         """Ready: the database answers, timed work runs, and no due message has waited longer
         than SOTAY_READY_BACKLOG (a stuck sender or a channel banned for long)."""
         database = await database_answers(self.db)
-        scheduler = self.scheduler.running
+        scheduler = self.scheduler.running or (self.election is not None and self.election.alive)
         worst = 0.0
         if database:
             backlog = await backlogs(self.db, self.clock.now())
@@ -121,21 +132,34 @@ class App:
         self.start_dispatcher()
         async with self.db.session() as session:
             await ensure_recurring(session, self.settings, self.clock.now())
-        await self.scheduler.start()
+        if self.election is not None:  # PostgreSQL: one scheduler among the workers
+            self.election.start()
+        else:
+            await self.scheduler.start()
 
     async def stop_background(self) -> None:
         """Stop timed work and sending, and wait for both, before channels and the database go."""
-        await self.scheduler.stop()
+        if self.election is not None:
+            await self.election.stop()  # stops the scheduler if this worker held it
+        else:
+            await self.scheduler.stop()
         if self._background:  # menus being published: a moment to finish, then dropped
             _done, late = await asyncio.wait(set(self._background), timeout=5)
             for task in late:
                 task.cancel()
+        self.dispatcher.stop_taking()  # requests already started finish and are recorded
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_GRACE)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        try:
+            await self.dispatcher.retire()
+        except Exception:  # noqa: BLE001 - the database may be gone; leases then run out
+            log.warning("worker.retire_failed")
 
     async def close(self) -> None:
         await self.stop_background()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable
@@ -63,6 +64,10 @@ def _logging(verbose: bool) -> None:
     )
     for handler in logging.getLogger().handlers:  # tokens and the database password, masked
         handler.addFilter(RedactingFilter())
+        if os.environ.get("SOTAY_LOG_FORMAT", "").lower() == "json":
+            from bot.jsonlog import JsonFormatter
+
+            handler.setFormatter(JsonFormatter())
     for noisy in ("httpx", "telegram", "apscheduler", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -128,7 +133,14 @@ def db_upgrade() -> None:
 
 
 @main.command()
-def run() -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes sharing one port (PostgreSQL and webhooks only).",
+)
+def run(workers: int) -> None:
     """Start everything configured (Telegram and/or Zalo, polling or webhook; dispatcher)."""
     from bot.settings import SettingsError
 
@@ -139,6 +151,13 @@ def run() -> None:
         raise Fail(str(exc)) from None
     if not settings.telegram_token and not settings.zalo_token and not settings.zalo_oa_app_id:
         raise Fail(_say(settings, "op.fail.no_token"))
+    if workers > 1:
+        from bot.workers_cli import refuse_several, supervise
+
+        refusal = refuse_several(settings)
+        if refusal:
+            raise Fail(refusal)
+        raise SystemExit(supervise(workers, settings))
     _run(_serve(settings))
 
 
@@ -180,6 +199,15 @@ async def _start_zalo(zalo: ZaloChannel, settings: Settings, web_server: WebServ
                 error=type(exc).__name__,
             )
         ) from None
+
+
+async def _stop_taking_updates(telegram: TelegramChannel | None, web_server: WebServer) -> None:
+    """A graceful stop's first step (SIGTERM, 10 s in all): no new updates — the poll loop ends
+    after the batch in hand, the web server closes (webhooks in progress are answered) — while
+    sending still works for what those updates produce."""
+    if telegram is not None:
+        await telegram.poller.stop(grace=3.0)
+    await web_server.stop()
 
 
 async def _serve(settings: Settings) -> None:
@@ -239,7 +267,8 @@ async def _serve(settings: Settings) -> None:
     await stop.wait()
     log = logging.getLogger("sotay.run")
     log.info("run.stopping")
-    await app.stop_background()  # no more sends or timed work while the channels close
+    await _stop_taking_updates(telegram, web_server)
+    await app.stop_background()  # sends started finish, the rest is handed back; no timed work
     for channel in reversed(started):
         await channel.stop()
     await web_server.stop()

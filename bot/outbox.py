@@ -32,13 +32,16 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.core import View
+from bot.outbox_journal import SendJournal
 from bot.ratelimit import RateLimiter
+from bot.workers import WorkerIdentity, beat, owner_alive, register, retire
 from storage.db import Database, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
 
 log = logging.getLogger("sotay.outbox")
 
 LEASE = timedelta(seconds=60)
+HEARTBEAT = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 
 
@@ -86,9 +89,19 @@ class Dispatcher:
         batch: int = 200,
         limiters: dict[str, RateLimiter] | None = None,
         lease: timedelta = LEASE,
+        identity: WorkerIdentity | None = None,
+        heartbeat: timedelta = HEARTBEAT,
+        in_flight: int = 2,
     ) -> None:
         self._db = db
         self._lease = lease
+        # Crash safety (issue 14): leases carry our incarnation, kept alive by a heartbeat;
+        # every row is marked "sending" (committed) before its request starts.
+        self.identity = identity or WorkerIdentity(f"dispatcher-{uuid.uuid4().hex[:8]}")
+        self._heartbeat = heartbeat
+        self._registered = False
+        self._journal = SendJournal(db, in_flight)
+        self._stopping = False
         # (channel, outcome) of every send attempt, for the operator's metrics
         self.on_outcome: Callable[[str, str], None] | None = None
         self._limiters = limiters or {}
@@ -112,12 +125,54 @@ class Dispatcher:
     async def run_forever(self, idle: float = 5.0) -> None:
         """Drain the outbox until cancelled. A database hiccup (e.g. a lock held too long) is
         logged and retried: this loop is the only way replies leave, it must never die."""
+        heart = asyncio.create_task(self._beat_forever(), name="heartbeat")
+        try:
+            await self._drain_forever(idle)
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+
+    async def _beat_forever(self) -> None:
         while True:
+            await asyncio.sleep(self._heartbeat.total_seconds())
+            try:
+                if self._registered:
+                    await beat(self._db, self.identity, self._clock.now())
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                log.warning("worker.beat_failed")
+
+    async def _ensure_registered(self) -> None:
+        if not self._registered:
+            await register(self._db, self.identity, self._clock.now())
+            self._registered = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop_taking(self) -> None:
+        """Graceful stop, first step: claim and start nothing more; requests already started
+        finish and are recorded, and ``run_forever`` returns once they are."""
+        self._stopping = True
+        self._wake.set()
+
+    async def retire(self) -> None:
+        """A clean stop: record the answers in flight, then hand our leases back at once."""
+        await self._journal.drain()
+        if self._registered:
+            await retire(self._db, self.identity)
+            self._registered = False
+
+    async def _drain_forever(self, idle: float) -> None:
+        while not self._stopping:
             try:
                 sent = await self.run_once()
                 if sent:
                     continue
                 self._wake.clear()
+                if self.stopping:
+                    return
                 timeout = await self._idle_wait(idle)
             except asyncio.CancelledError:
                 raise
@@ -146,7 +201,7 @@ class Dispatcher:
     async def run_once(self, channel: str | None = None, chat_ref: str | None = None) -> int:
         """Send everything due now (optionally for one chat); return how many rows were handled."""
         handled = 0
-        while rows := await self._claim(channel, chat_ref):
+        while not self._stopping and (rows := await self._claim(channel, chat_ref)):
             by_chat: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
             for row in rows:
                 by_chat[(row.channel, row.chat_ref)].append(row)
@@ -162,7 +217,12 @@ class Dispatcher:
         SQLite too (where SELECT ... FOR UPDATE does not exist): only rows we flipped are ours."""
         now = self._clock.now()
         paused = [name for name, until in self._paused_until.items() if until > now]
-        free = (col(OutboxMessage.lease_until).is_(None)) | (col(OutboxMessage.lease_until) < now)
+        await self._ensure_registered()
+        free = (
+            (col(OutboxMessage.lease_until).is_(None))
+            | (col(OutboxMessage.lease_until) < now)
+            | ~owner_alive(now, self._heartbeat)  # its worker died or restarted: free at once
+        )
         async with self._db.session() as session:
             stmt = (
                 select(OutboxMessage.id)
@@ -185,7 +245,7 @@ class Dispatcher:
             ids = list((await session.exec(stmt)).all())
             if not ids:
                 return []
-            token = uuid.uuid4().hex
+            token = self.identity.lease_token()
             await session.exec(
                 update(OutboxMessage)
                 .where(
@@ -202,7 +262,14 @@ class Dispatcher:
         """Send one chat's rows in order; stop at the first that must wait."""
         async with self._semaphore:
             for row in rows:
-                if not await self._send_row(row):
+                if self._stopping:  # a graceful stop: what has not started is handed back
+                    await self._release(rows[rows.index(row) :])
+                    return
+                try:
+                    went_on = await self._send_row(row)
+                finally:  # outcome written (or never started): its place in flight is free
+                    self._journal.answered(row.id or 0)
+                if not went_on:
                     await self._release(rows[rows.index(row) + 1 :])
                     return
 
@@ -237,6 +304,7 @@ class Dispatcher:
             view.edit_ref = target
         if view.choices:
             await choices.remember(self._db, row.channel, row.chat_ref, view, self._clock.now())
+        await self._journal.sending(row.id or 0, self._clock.now())
         try:
             external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:
@@ -332,22 +400,20 @@ class Dispatcher:
         external_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        async with self._db.session() as session:
-            if row.payload.get("last_word"):  # to someone we keep nothing of: gone once done
-                await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
-                return
-            await session.exec(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == row.id)
-                .values(
-                    status=status,
-                    attempts=OutboxMessage.attempts + 1,
-                    sent_at=self._clock.now() if status == OutboxStatus.sent else None,
-                    external_id=external_id,
-                    last_error=error,
-                    lease_until=None,
-                )
-            )
+        if row.payload.get("last_word"):  # to someone we keep nothing of: gone once done
+            await self._journal.forget(row.id or 0)
+            return
+        await self._journal.record(
+            row.id or 0,
+            {
+                "status": status,
+                "attempts": OutboxMessage.attempts + 1,
+                "sent_at": self._clock.now() if status == OutboxStatus.sent else None,
+                "external_id": external_id,
+                "last_error": error,
+                "lease_until": None,
+            },
+        )
 
     async def _postpone_chat(self, row: OutboxMessage, delay: timedelta, *, counts: bool) -> None:
         """Push this row and everything queued after it for the chat, keeping their order."""
@@ -359,7 +425,7 @@ class Dispatcher:
                 .where(col(OutboxMessage.chat_ref) == row.chat_ref)
                 .where(col(OutboxMessage.status) == OutboxStatus.pending)
                 .where(col(OutboxMessage.id) >= row.id)
-                .values(next_attempt_at=when, lease_until=None)
+                .values(next_attempt_at=when, lease_until=None, sending_at=None)
             )
             if counts:
                 await session.exec(
@@ -387,7 +453,12 @@ class Dispatcher:
                 .where(col(OutboxMessage.channel) == row.channel)
                 .where(col(OutboxMessage.chat_ref) == row.chat_ref)
                 .where(col(OutboxMessage.status) == OutboxStatus.pending)
-                .values(status=OutboxStatus.blocked, lease_until=None, last_error="blocked")
+                .values(
+                    status=OutboxStatus.blocked,
+                    lease_until=None,
+                    last_error="blocked",
+                    sending_at=None,
+                )
             )
             if row.payload.get("last_word"):
                 await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))

@@ -27,8 +27,9 @@ from bot.context import Actor, Ctx, Services
 from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
-from storage.db import Database
+from storage.db import Database, is_postgres
 from storage.ids import id_of
+from storage.locks import hold_for_transaction, lock_key
 from storage.models import Dialog, Member, ProcessedEvent, Role
 
 log = logging.getLogger("sotay.router")
@@ -112,6 +113,7 @@ class Router:
         # (event, the commands its registered sender may use, language): the chat's own menu
         self.on_menu: Callable[[Inbound, list[str], str], None] | None = None
         self._locks = UserLocks()
+        self._several_workers = is_postgres(db.engine)
 
     def command(
         self, name: str, *, requires: tuple[Role, ...] = ANYONE, published: bool = True
@@ -191,6 +193,8 @@ class Router:
         async with self._locks.hold((event.channel, event.user_ref)):
             try:
                 async with self.db.session() as session:
+                    if self._several_workers:  # the in-process lock holds one process only
+                        await hold_for_transaction(session, lock_key(event.channel, event.user_ref))
                     await self._claim(session, event)
                     ctx = await self._context(session, event)
                     await self._route(ctx)

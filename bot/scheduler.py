@@ -185,7 +185,13 @@ class Scheduler:
     async def start(self) -> None:
         self._aps.start()
         self._aps.add_job(
-            self.purge, "interval", hours=1, id="purge", misfire_grace_time=None, coalesce=True
+            self.purge,
+            "interval",
+            hours=1,
+            id="purge",
+            misfire_grace_time=None,
+            coalesce=True,
+            replace_existing=True,  # started again after a scheduler election (bot/election.py)
         )
         self._aps.add_job(
             self.rearm,
@@ -194,6 +200,7 @@ class Scheduler:
             id="look",
             misfire_grace_time=None,
             coalesce=True,
+            replace_existing=True,
         )
         await self.rearm()
 

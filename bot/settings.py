@@ -152,6 +152,20 @@ class Settings(BaseSettings):
     web_base_url: str | None = None
     web_session: str = "10h"
 
+    # Scale-out (issue 14). The worker's name: one per systemd instance / compose replica, so a
+    # restarted worker takes over its predecessor's outbox leases at once ("" = the host name).
+    worker_name: str = Field(default="", max_length=64)
+    # How often a worker says it is alive; one silent for five beats is taken for dead.
+    heartbeat: str = "2s"
+    # Requests started and not yet answered, per worker: what a SIGKILL may repeat at most. The
+    # rate it allows is this divided by the Bot API's answer time (raise it for a distant API).
+    outbox_in_flight: int = Field(default=2, ge=1, le=64)
+    # Several processes listen on one port, the kernel sharing the connections (SO_REUSEPORT;
+    # set by `sotay run --workers N` for its workers).
+    web_reuse_port: bool = False
+    # "json": one JSON object per log line (same fields, same masking); anything else: text.
+    log_format: str = "text"
+
     @field_validator("default_language")
     @classmethod
     def _known_language(cls, value: str) -> str:
@@ -256,6 +270,13 @@ class Settings(BaseSettings):
             raise ValueError("must be between 5s and 30m")
         return value
 
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat(cls, value: str) -> str:
+        if not timedelta(seconds=1) <= parse_duration(value) <= timedelta(minutes=1):
+            raise ValueError("must be between 1s and 1m")
+        return value
+
     @field_validator("zalo_webhook_secret")
     @classmethod
     def _zalo_secret(cls, value: str | None) -> str | None:
@@ -337,6 +358,10 @@ class Settings(BaseSettings):
     @property
     def web_session_delta(self) -> timedelta:
         return parse_duration(self.web_session)
+
+    @property
+    def heartbeat_delta(self) -> timedelta:
+        return parse_duration(self.heartbeat)
 
     @property
     def invite_ttl_delta(self) -> timedelta:

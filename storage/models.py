@@ -237,6 +237,9 @@ class OutboxMessage(SQLModel, table=True):
     lease_until: datetime | None = utc_column()
     lease_owner: str | None = Field(default=None, max_length=32)
     created_at: datetime | None = utc_column(nullable=False)
+    # set, committed, just before the request starts; a crash leaves it on the one row whose
+    # answer was lost (see bot/outbox_journal.py)
+    sending_at: datetime | None = utc_column()
     sent_at: datetime | None = utc_column()
     external_id: str | None = Field(default=None, max_length=64)
     last_error: str | None = Field(default=None, max_length=200)

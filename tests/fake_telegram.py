@@ -1051,6 +1051,10 @@ class FakeTelegram:
     def pending_updates(self) -> list[JSON]:
         return [entry.update for entry in self._pending]
 
+    def handed_out_unconfirmed(self) -> list[int]:
+        """update_ids a getUpdates returned that no later offset has confirmed yet."""
+        return [entry.update_id for entry in self._pending if entry.handed_out]
+
     # --------------------------------------------------------------------- state and updates
 
     def _changed(self) -> None:

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.clock import ShiftedClock
 from bot.core import View
@@ -179,11 +180,12 @@ async def seed_big_cell(settings: Settings, server: FakeTelegram, size: int) -> 
 async def test_notice_to_a_big_cell_under_rate_limits_each_delivered_once(
     database_url: str,
 ) -> None:
-    """The server allows a burst of 10 and 40/s; the assistant sends 16 at once and up to 45/s,
-    so its first burst is usually answered with 429; on a loaded machine the lanes may not get
-    there together, so three 429s are also injected into the broadcast itself. Every member
+    """The server allows a burst of 3 and 15/s; the assistant's ceiling is 45/s, so it meets
+    429s on any machine, however loaded (with two requests in flight, SOTAY_OUTBOX_IN_FLIGHT,
+    a busy machine's slow round trips kept it under 25/s in a full-suite run); three 429s are
+    also injected into the broadcast itself, so the path is taken on any machine. Every member
     still gets the notice exactly once."""
-    server = FakeTelegram(token=TOKEN, global_rate=(10, 0.25), per_chat_rate=(3, 1.0))
+    server = FakeTelegram(token=TOKEN, global_rate=(3, 0.2), per_chat_rate=(3, 1.0))
     await server.start()
     settings = telegram_settings(database_url, server.root, telegram_overall_rate=45)
     users = await seed_big_cell(settings, server, BIG_CELL)
@@ -256,9 +258,12 @@ async def test_blocked_members_are_marked_and_skipped_next_time(
         await app.close()
 
 
-async def test_sigkill_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+async def test_stop_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone(
+    tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
+    """SIGKILL: at most the two requests in flight are repeated. SIGTERM: exits within 10 s
+    having recorded every request it started and handed the rest back: nothing repeated."""
     from storage.migrate import upgrade
 
     server = FakeTelegram(token="77:KILL", global_rate=(150, 1.0), per_chat_rate=(3, 1.0))
@@ -293,8 +298,11 @@ async def test_sigkill_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone
         "SOTAY_TELEGRAM_TOKEN": "77:KILL",
         "SOTAY_TELEGRAM_API_URL": server.root,
         "SOTAY_SECRET_KEY": "k",
-        "SOTAY_TELEGRAM_OVERALL_RATE": "60",  # slow enough to be killed mid-way on any machine
-        "SOTAY_OUTBOX_LEASE": "10s",  # the killed sender's rows are taken over after this
+        "SOTAY_TELEGRAM_OVERALL_RATE": "30",  # Telegram's own ceiling
+        # Far longer than the test may take: the restarted worker (same name, as systemd or
+        # compose restart it) must take the killed one's rows over at once, not when this ends.
+        "SOTAY_OUTBOX_LEASE": "30m",
+        "SOTAY_WORKER_NAME": "bot-1",
     }
     command = [sys.executable, "-m", "bot.cli", "run"]
     log = (tmp_path / "bot.log").open("wb")
@@ -305,10 +313,21 @@ async def test_sigkill_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone
         await server.wait_for(
             lambda: sum(server.delivered_count(u.id) for u in users) >= BIG_CELL // 4, timeout=60
         )
-        first.send_signal(signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
+        first.send_signal(stop_signal)
+        graceful = stop_signal == signal.SIGTERM
+        code = await asyncio.wait_for(first.wait(), timeout=10)
+        assert code == (0 if graceful else -signal.SIGKILL)
         before = sum(server.delivered_count(u.id) for u in users)
         assert before < BIG_CELL  # really killed mid-broadcast
+        db = Database(url)
+        async with db.reader() as session:  # requests started whose answer was not recorded
+            marked = (
+                await session.exec(
+                    select(OutboxMessage.id).where(col(OutboxMessage.sending_at).is_not(None))
+                )
+            ).all()
+        await db.dispose()
+        assert len(marked) <= (0 if graceful else 2)  # SOTAY_OUTBOX_IN_FLIGHT: two in flight
         second = await asyncio.create_subprocess_exec(
             *command, env=env, stdout=log, stderr=log, cwd=tmp_path
         )
@@ -321,7 +340,11 @@ async def test_sigkill_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone
         duplicates = sum(c - 1 for c in counts)
         assert min(counts) == 1  # nobody missed
         assert max(counts) <= 2  # nobody got it more than twice
-        assert duplicates <= 16  # only messages in flight at the kill (one per dispatcher lane)
+        # Only requests whose answer was lost are repeated: at most the rows marked "sending"
+        # at the kill, and at 30 msg/s that is at most two (issue 14's goal).
+        assert duplicates <= len(marked) <= 2
+        if graceful:
+            assert duplicates == 0
     finally:
         log.close()
         await server.stop()

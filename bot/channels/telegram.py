@@ -40,6 +40,7 @@ from bot.channels.base import (
     RetryLater,
     Transient,
 )
+from bot.channels.telegram_poll import ConfirmingPoller
 from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.ratelimit import Limits
@@ -199,9 +200,12 @@ class TelegramChannel:
             .base_file_url(f"{root}/file/bot")
             .concurrent_updates(True)
         )
-        if settings.webhook_url:
-            builder = builder.updater(None)
+        # No PTB Updater: it confirms updates before they are handled (see telegram_poll.py).
+        builder = builder.updater(None)
         self.ptb = builder.build()
+        self.poller = ConfirmingPoller(
+            self.ptb.bot, self.process, allowed_updates=["message", "callback_query"]
+        )
         self.ptb.add_handler(TypeHandler(Update, self._on_update))
         self._own_web: WebServer | None = None  # when started without the process's server
 
@@ -225,14 +229,13 @@ class TelegramChannel:
             await self._set_webhook()
         else:
             await self.ptb.bot.delete_webhook()
-            assert self.ptb.updater is not None
-            await self.ptb.updater.start_polling(allowed_updates=["message", "callback_query"])
         await self.ptb.start()
+        if not self._settings.webhook_url:
+            self.poller.start()
         log.info("telegram.started mode=%s", "webhook" if self._settings.webhook_url else "polling")
 
     async def stop(self) -> None:
-        if self.ptb.updater is not None and self.ptb.updater.running:
-            await self.ptb.updater.stop()
+        await self.poller.stop()
         if self.ptb.running:
             await self.ptb.stop()
         if self._own_web is not None:

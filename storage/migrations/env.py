@@ -15,6 +15,7 @@ from storage import (  # noqa: F401
     rollup_models,
     training_models,
     web_models,
+    worker_models,
     zalo_oa_models,
 )
 from storage.db import make_engine

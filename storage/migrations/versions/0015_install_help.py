@@ -1,7 +1,7 @@
 """install_help: who asked their cell secretary for help with the handbook (issue 17)
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-03 03:40:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import storage.models
 
 revision: str = "0015"
-down_revision: str | None = "0013"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,129 @@
+"""Crash safety of the outbox (issue 14): a row is marked "sending" (committed) before its
+request starts, and leases belong to a worker's incarnation, so a restarted worker takes over
+its predecessor's rows at once and another worker takes a silent one's after five heartbeats —
+never a live worker's. The SIGKILL test over HTTP is in tests/test_meetings_e2e.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from bot.app import App
+from bot.clock import FakeClock
+from bot.core import View
+from bot.outbox import Dispatcher
+from bot.settings import Settings
+from bot.workers import WorkerIdentity, beat
+from storage.models import OutboxMessage, OutboxStatus
+from tests.conftest import Recorder
+
+LONG_LEASE = timedelta(minutes=30)  # longer than any test: a takeover here is never the lease's
+HEARTBEAT = timedelta(seconds=2)
+
+
+async def queue(app: App, chats: list[str]) -> None:
+    async with app.db.session() as session:
+        for chat in chats:
+            app.services.outbox.add(session, channel="rec", chat_ref=chat, view=View(chat))
+
+
+def dispatcher(app: App, recorder: Recorder, clock: FakeClock, name: str) -> Dispatcher:
+    return Dispatcher(
+        app.db,
+        {"rec": recorder},
+        clock,
+        lease=LONG_LEASE,
+        identity=WorkerIdentity(name),
+        heartbeat=HEARTBEAT,
+    )
+
+
+async def test_a_row_is_marked_sending_before_its_request_and_cleared_by_its_answer(
+    settings: Settings,
+) -> None:
+    app = App(settings, clock=FakeClock())
+    seen_marked: list[bool] = []
+
+    class Inspecting(Recorder):
+        async def send(self, chat_ref: str, view: View) -> str:
+            async with app.db.reader() as session:  # another connection: only committed data
+                row = (await session.exec(select(OutboxMessage))).one()
+            seen_marked.append(row.sending_at is not None)
+            return await super().send(chat_ref, view)
+
+    app.add_channel(Inspecting())
+    await queue(app, ["u"])
+    try:
+        assert await app.dispatcher.run_once() == 1
+        async with app.db.reader() as session:
+            row = (await session.exec(select(OutboxMessage))).one()
+    finally:
+        await app.close()
+    assert seen_marked == [True]
+    assert row.status == OutboxStatus.sent and row.sending_at is None
+
+
+async def test_a_restarted_worker_takes_over_its_predecessors_rows_at_once(
+    settings: Settings,
+) -> None:
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    recorder = Recorder()
+    await queue(app, ["a", "b", "c"])
+    try:
+        killed = dispatcher(app, recorder, clock, "bot-1")
+        assert len(await killed._claim(None, None)) == 3  # leased, then the process dies
+        other = dispatcher(app, recorder, clock, "bot-2")
+        assert await other.run_once() == 0  # the owner's heartbeat is recent: not taken
+        restarted = dispatcher(app, recorder, clock, "bot-1")  # same name, new incarnation
+        assert await restarted.run_once() == 3  # at once, 30 minutes before the lease ends
+    finally:
+        await app.close()
+    assert sorted(recorder.sent) == ["a", "b", "c"]
+
+
+async def test_a_silent_worker_loses_its_rows_after_five_heartbeats_a_beating_one_keeps_them(
+    settings: Settings,
+) -> None:
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    recorder = Recorder()
+    await queue(app, ["a", "b"])
+    try:
+        alive = dispatcher(app, recorder, clock, "bot-1")
+        assert len(await alive._claim(None, None)) == 2
+        other = dispatcher(app, recorder, clock, "bot-2")
+        for _ in range(10):  # twenty seconds of beating: the rows stay with their owner
+            clock.advance(HEARTBEAT)
+            await beat(app.db, alive.identity, clock.now())
+            assert await other.run_once() == 0
+        clock.advance(HEARTBEAT * 4)
+        assert await other.run_once() == 0  # four beats missed: maybe only slow
+        clock.advance(HEARTBEAT * 1 + timedelta(seconds=1))
+        assert await other.run_once() == 2  # five missed: dead
+    finally:
+        await app.close()
+    assert sorted(recorder.sent) == ["a", "b"]
+
+
+async def test_a_clean_stop_hands_its_leases_back_at_once(settings: Settings) -> None:
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    recorder = Recorder()
+    await queue(app, ["a"])
+    try:
+        stopping = dispatcher(app, recorder, clock, "bot-1")
+        assert len(await stopping._claim(None, None)) == 1
+        await stopping.retire()
+        other = dispatcher(app, recorder, clock, "bot-2")
+        assert await other.run_once() == 1
+        async with app.db.reader() as session:
+            marked = (
+                await session.exec(
+                    select(OutboxMessage.id).where(col(OutboxMessage.sending_at).is_not(None))
+                )
+            ).all()
+    finally:
+        await app.close()
+    assert recorder.sent["a"][0].text == "a" and marked == []
