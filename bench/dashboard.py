@@ -27,6 +27,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from bench.docs import write_section
 from bench.rollout_data import PROVINCE, make_files, sotay
 
 GOAL_MS = 300.0
@@ -170,26 +171,16 @@ def main() -> None:
 
 
 def write_docs(body: str, runs: int, load: float) -> None:
-    docs = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    head = "## Web dashboard (issue 13)"
-    section = (
-        f"{head}\n\n"
+    write_section(
+        "## Web dashboard (issue 13)",
         f"Command: `.venv/bin/python -m bench.dashboard --runs {runs} --write-docs` "
         f"({datetime.now(UTC):%Y-%m-%d}, SQLite, 2 cores shared with other jobs, 1-minute load "
         f"average {load:.1f} at the start). The province of `bench.rollout_data` (57,597 "
         "members, 2,000 cells) with 8 weekly snapshots; an administrator of the province signed "
         f"in; median of {runs} interleaved runs. The page's time includes the session and grant "
         "check, the same report query as /report, the breadcrumb, the snapshots and the "
-        "template (SVG bars), over loopback HTTP.\n\n" + body + "\n"
+        "template (SVG bars), over loopback HTTP.\n\n" + body,
     )
-    current = docs.read_text(encoding="utf-8")
-    if head in current:
-        before, _, after = current.partition(head)
-        rest = after.split("\n## ", 1)
-        current = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    docs.write_text(current, encoding="utf-8")
 
 
 if __name__ == "__main__":

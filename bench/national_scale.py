@@ -39,10 +39,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+
+from bench.docs import write_section
 
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/{db}"
 ROOT = "Việt Nam"
@@ -489,17 +490,7 @@ def report_body(
 
 
 def write_docs(body: str) -> None:
-    docs = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    head = "## National scale (PostgreSQL, unit_rollup)"
-    section = head + "\n\n" + body + "\n"
-    current = docs.read_text(encoding="utf-8")
-    if head in current:
-        before, _, after = current.partition(head)
-        rest = after.split("\n## ", 1)
-        current = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    docs.write_text(current, encoding="utf-8")
+    write_section("## National scale (PostgreSQL, unit_rollup)", body)
 
 
 if __name__ == "__main__":

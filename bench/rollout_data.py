@@ -29,6 +29,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.docs import write_section
+
 MEMBERS, SMARTPHONES, INSTALLED = 57_597, 46_728, 48_597
 DISTRICTS, COMMUNES, CELLS = 7, 138, 2_000
 PROVINCE = "Tỉnh Tuyên Quang"
@@ -200,26 +202,16 @@ def main() -> None:
 
 
 def write_docs(body: str, runs: int, load: float) -> None:
-    docs = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    section = (
-        "## Rollout data (status import, province report)\n\n"
+    write_section(
+        "## Rollout data (status import, province report)",
         "Command (from the repository root): `.venv/bin/python -m bench.rollout_data "
         f"--runs {runs} --write-docs`\n\n"
         "A province like the source's (57,597 members; 46,728 with a smartphone; 48,597 "
         "installed in the handbook export; 7 districts, 138 communes, 2,000 cells) on SQLite. "
         f"Report rows: median of {runs} interleaved runs; imports: one run each. Machine: 2 "
         f"cores shared with other jobs, 1-minute load average {load:.1f} when the run started "
-        "(on a loaded machine every figure grows; compare rows of the same run).\n\n" + body + "\n"
+        "(on a loaded machine every figure grows; compare rows of the same run).\n\n" + body,
     )
-    current = docs.read_text(encoding="utf-8")
-    head = "## Rollout data"
-    if head in current:
-        before, _, after = current.partition(head)
-        rest = after.split("\n## ", 1)
-        current = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    docs.write_text(current, encoding="utf-8")
 
 
 if __name__ == "__main__":
