@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import tzinfo
+from typing import Any
 
 from bot.i18n import t
 from bot.reports import (
@@ -62,6 +63,16 @@ def levels(scope: Figures, cells: Sequence[Figures]) -> list[tuple[int, list[Fig
     return sorted(by_depth.items())
 
 
+_HEADER_HEIGHT = 48  # points: three lines of a wrapped header
+
+
+def _fit_to_width(sheet: Any) -> None:
+    sheet.page_setup.orientation = "landscape"
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+
+
 def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo) -> bytes:
     """A summary sheet (one row per direct child and the total, frozen header, widths that fit
     Vietnamese names, percentages formatted, the chart) and a sheet with every cell."""
@@ -85,6 +96,7 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
     for cell in summary[2]:
         cell.font = Font(bold=True)
         cell.alignment = Alignment(wrap_text=True, vertical="center")
+    summary.row_dimensions[2].height = _HEADER_HEIGHT  # wrapped headers never spill upwards
     for cell in summary[last]:
         cell.font = Font(bold=True)
     for row in summary.iter_rows(min_row=3, max_row=last):
@@ -112,6 +124,7 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
         for cell in level[1]:
             cell.font = Font(bold=True)
             cell.alignment = Alignment(wrap_text=True, vertical="center")
+        level.row_dimensions[1].height = _HEADER_HEIGHT
         level.freeze_panes = "C2"
         level.column_dimensions["A"].width = _WIDTHS["path"]
         level.column_dimensions["B"].width = _WIDTHS["name"]
@@ -146,6 +159,8 @@ def render_xlsx(lang: str, report: Report, cells: Sequence[Figures], tz: tzinfo)
     for index in range(3, 11):
         sheet.column_dimensions[get_column_letter(index)].width = _WIDTHS["number"]
     sheet.auto_filter.ref = sheet.dimensions
+    for each in book.worksheets:  # printed, each sheet fits the page's width, landscape
+        _fit_to_width(each)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
