@@ -359,8 +359,8 @@ def roster_import(file: Path, dry_run: bool) -> None:
             )
         )
     except RosterFileError as exc:
-        raise Fail(str(exc)) from None
-    click.echo(report.render())
+        raise Fail(_say(settings, exc.key, **exc.values)) from None
+    click.echo(report.render(settings.default_language))
     if report.errors:
         sys.exit(3)
 
@@ -384,8 +384,8 @@ def status_import(file: Path) -> None:
     try:
         result = _run(import_status_file(settings.database_url, file, progress=sys.stderr.isatty()))
     except StatusFileError as exc:
-        raise Fail(str(exc)) from None
-    click.echo(result.render())
+        raise Fail(_say(settings, exc.key, **exc.values)) from None
+    click.echo(result.render(settings.default_language))
     if result.errors:
         sys.exit(3)
 
