@@ -251,7 +251,7 @@ async def _serve(settings: Settings) -> None:
             started.append(zalo)
         if zalo_oa is not None:
             app.add_channel(zalo_oa)
-            await _start_zalo_oa(zalo_oa, web_server)
+            await _start_zalo_oa(zalo_oa, web_server, settings)
             started.append(zalo_oa)
     except BaseException:
         for channel in reversed(started):
@@ -388,8 +388,8 @@ def roster_import(file: Path, dry_run: bool) -> None:
             )
         )
     except RosterFileError as exc:
-        raise Fail(str(exc)) from None
-    click.echo(report.render())
+        raise Fail(_say(settings, exc.key, **exc.values)) from None
+    click.echo(report.render(settings.default_language))
     if report.errors:
         sys.exit(3)
 
@@ -413,8 +413,8 @@ def status_import(file: Path) -> None:
     try:
         result = _run(import_status_file(settings.database_url, file, progress=sys.stderr.isatty()))
     except StatusFileError as exc:
-        raise Fail(str(exc)) from None
-    click.echo(result.render())
+        raise Fail(_say(settings, exc.key, **exc.values)) from None
+    click.echo(result.render(settings.default_language))
     if result.errors:
         sys.exit(3)
 
@@ -745,7 +745,7 @@ def _zalo_oa_channel(app: App, settings: Settings) -> Any:
     return ZaloOaChannel(settings, app.router.handle, app.db, clock=app.clock)
 
 
-async def _start_zalo_oa(channel: Any, web_server: WebServer) -> None:
+async def _start_zalo_oa(channel: Any, web_server: WebServer, settings: Settings) -> None:
     from aiohttp import ClientError
 
     from bot.zalo_oa_tokens import TokenError
@@ -753,9 +753,11 @@ async def _start_zalo_oa(channel: Any, web_server: WebServer) -> None:
     try:
         await channel.start(web_server)
     except TokenError as exc:
-        raise Fail(str(exc)) from None
+        raise Fail(exc.text(settings.default_language)) from None
     except (ClientError, TimeoutError) as exc:
-        raise Fail(f"cannot reach the Zalo OA API: {type(exc).__name__}") from None
+        error = type(exc).__name__
+        url = settings.zalo_oa_api_url
+        raise Fail(_say(settings, "op.oa.api_unreachable", url=url, error=error)) from None
 
 
 @main.group("zalo-oa")
@@ -779,9 +781,9 @@ def zalo_oa_connect(refresh_token: str | None, code: str | None, code_verifier: 
             connect(settings, refresh_token=refresh_token, code=code, code_verifier=code_verifier)
         )
     except TokenError as exc:
-        raise Fail(str(exc)) from None
+        raise Fail(exc.text(settings.default_language)) from None
     local = expires.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
-    click.echo(f"Zalo OA connected; the access token is valid until {local} and renews itself.")
+    click.echo(_say(settings, "op.oa.connected", at=local))
 
 
 @zalo_oa.command("status")
@@ -795,7 +797,7 @@ def zalo_oa_status() -> None:
         for line in _run(status_lines(settings)):
             click.echo(line)
     except TokenError as exc:
-        raise Fail(str(exc)) from None
+        raise Fail(exc.text(settings.default_language)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

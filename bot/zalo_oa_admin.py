@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from bot.clock import Clock
+from bot.i18n import t
 from bot.settings import Settings
 from bot.zalo_oa_tokens import OAuthRefused, TokenError, TokenKeeper
 from storage.db import Database
@@ -33,7 +34,7 @@ def require_oa_settings(settings: Settings) -> None:
         if not value
     ]
     if missing:
-        raise TokenError(f"{', '.join(missing)} must be set to connect the Zalo OA.")
+        raise TokenError("op.oa.need_settings", names=", ".join(missing))
 
 
 async def connect(
@@ -55,10 +56,10 @@ async def connect(
                 refresh_token=refresh_token, code=code, code_verifier=code_verifier
             )
         except OAuthRefused as exc:
-            raise TokenError(f"Zalo refused the token or code (error {exc}).") from None
+            raise TokenError("op.oa.refused_code", error=str(exc)) from None
         except (ClientError, TimeoutError) as exc:
             raise TokenError(
-                f"cannot reach Zalo OAuth at {settings.zalo_oa_oauth_url}: {type(exc).__name__}"
+                "op.oa.oauth_unreachable", url=settings.zalo_oa_oauth_url, error=type(exc).__name__
             ) from None
         status = await keeper.status()
         assert status.expires_at is not None
@@ -69,32 +70,34 @@ async def connect(
 
 
 async def status_lines(settings: Settings) -> list[str]:
-    """What ``sotay zalo-oa status`` prints: the OA, token expiry, last refresh, webhook health."""
+    """What ``sotay zalo-oa status`` prints: the OA, token expiry, last refresh, webhook health,
+    in SOTAY_DEFAULT_LANGUAGE."""
     require_oa_settings(settings)
+    lang = settings.default_language
     db = Database(settings.database_url)
     try:
         keeper = TokenKeeper(db, settings, Clock())
         state = await keeper.status()
         if not state.connected:
-            return ["not connected: run `sotay zalo-oa connect --refresh-token TOKEN`"]
+            return [t(lang, "op.oa.status.not_connected")]
         tz = settings.tz
         lines = [
-            f"OA: {await _oa_name(settings, keeper)}",
-            f"access token expires: {_local(state.expires_at, tz)}",
-            f"next refresh: {_local(state.refresh_at, tz)}",
-            f"last refresh: {_local(state.refreshed_at, tz)}",
+            t(lang, "op.oa.status.oa", name=await _oa_name(settings, keeper)),
+            t(lang, "op.oa.status.expires", at=_local(state.expires_at, tz)),
+            t(lang, "op.oa.status.next", at=_local(state.refresh_at, tz)),
+            t(lang, "op.oa.status.last", at=_local(state.refreshed_at, tz)),
         ]
         if state.last_error:
-            lines.append(f"last refresh FAILED: {state.last_error}")
+            lines.append(t(lang, "op.oa.status.failed", error=state.last_error))
         async with db.reader() as session:
             stmt = select(func.max(ChannelInteraction.last_at)).where(
                 ChannelInteraction.channel == CHANNEL
             )
             last_event = (await session.exec(stmt)).first()
         lines.append(
-            f"webhook: last member event {_local(last_event, tz)}"
+            t(lang, "op.oa.status.webhook", at=_local(last_event, tz))
             if last_event
-            else "webhook: no member event received yet"
+            else t(lang, "op.oa.status.no_webhook")
         )
         return lines
     finally:
@@ -103,6 +106,7 @@ async def status_lines(settings: Settings) -> list[str]:
 
 async def _oa_name(settings: Settings, keeper: TokenKeeper) -> str:
     """The OA's name from ``GET /v2.0/oa/getoa``, or why it could not be read."""
+    lang = settings.default_language
     try:
         token = await keeper.access_token()
         url = settings.zalo_oa_api_url.rstrip("/") + "/v2.0/oa/getoa"
@@ -112,11 +116,12 @@ async def _oa_name(settings: Settings, keeper: TokenKeeper) -> str:
         ):
             body: Any = await r.json(content_type=None)
     except (ClientError, TimeoutError, ValueError) as exc:
-        return f"unknown ({type(exc).__name__})"
+        return t(lang, "op.oa.status.unknown", error=type(exc).__name__)
     if isinstance(body, dict) and body.get("error") == 0 and isinstance(body.get("data"), dict):
         data = body["data"]
         return f"{data.get('name', '?')} (id {data.get('oa_id', '?')})"
-    return f"unknown (Zalo error {body.get('error') if isinstance(body, dict) else '?'})"
+    code = body.get("error") if isinstance(body, dict) else "?"
+    return t(lang, "op.oa.status.zalo_error", code=code)
 
 
 def _local(at: datetime | None, tz: Any) -> str:

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlmodel import select
 
 from bot.clock import Clock
+from bot.i18n import t
 from bot.secrecy import remember
 from bot.settings import Settings
 from storage.db import Database, is_postgres
@@ -47,14 +48,24 @@ Alert = Callable[[str], Awaitable[None]]
 
 
 class TokenError(Exception):
-    """No usable token: not connected, the secret key changed, or Zalo refused the refresh."""
+    """No usable token: not connected, the secret key changed, or Zalo refused the refresh.
+
+    ``key``/``values`` word it for the operator (SOTAY_DEFAULT_LANGUAGE); ``str()`` is English,
+    for logs."""
+
+    def __init__(self, key: str, /, **values: object) -> None:
+        self.key, self.values = key, values
+        super().__init__(t("en", key, **values))
+
+    def text(self, lang: str) -> str:
+        return t(lang, self.key, **self.values)
 
 
 def fernet(secret_key: str | None) -> Fernet:
     """Fernet with a key derived from SOTAY_SECRET_KEY (HKDF-SHA256, its own purpose label), so
     the tokens are unreadable without the key and no other use of the secret shares this key."""
     if not secret_key:
-        raise TokenError("SOTAY_SECRET_KEY must be set to store the Zalo OA tokens (encrypted).")
+        raise TokenError("op.oa.no_secret_key")
     kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"sotay zalo-oa tokens")
     return Fernet(base64.urlsafe_b64encode(kdf.derive(secret_key.encode())))
 
@@ -128,10 +139,7 @@ class TokenKeeper:
         try:
             value = self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise TokenError(
-                "the stored Zalo OA tokens cannot be decrypted (SOTAY_SECRET_KEY changed?): "
-                "run `sotay zalo-oa connect` again."
-            ) from None
+            raise TokenError("op.oa.undecryptable") from None
         remember(value)
         return value
 
@@ -151,7 +159,7 @@ class TokenKeeper:
         async with self._db.reader() as session:
             row = await session.get(ZaloOaToken, TOKEN_ROW)
         if row is None:
-            raise TokenError("the Zalo OA is not connected: run `sotay zalo-oa connect`.")
+            raise TokenError("op.oa.not_connected")
         if self._clock.now() >= row.refresh_at and not self._should_wait(row):  # type: ignore[operator]
             try:
                 return await self.refresh()
@@ -184,9 +192,7 @@ class TokenKeeper:
             if failed_token is None and now < row.refresh_at:  # type: ignore[operator]
                 return current
             if row.last_error is not None and row.last_error.startswith(REJECTED):
-                raise TokenError(
-                    "Zalo refused the OA's refresh token: run `sotay zalo-oa connect`."
-                )
+                raise TokenError("op.oa.rejected")
             spent = self._open(row.refresh_token)
             self.refresh_calls += 1
             try:
@@ -200,10 +206,12 @@ class TokenKeeper:
                 self._failed(row, f"{REJECTED}: {exc}"[:200], now)
                 session.add(row)
                 failure: str | None = f"Zalo refused the refresh ({exc})"
+                error = TokenError("op.oa.refresh_refused", error=str(exc))
             except (ClientError, TimeoutError) as exc:
                 self._failed(row, f"network: {type(exc).__name__}", now)
                 session.add(row)
                 failure = f"OAuth unreachable ({type(exc).__name__})"
+                error = TokenError("op.oa.refresh_unreachable", error=type(exc).__name__)
             else:
                 self._store(row, grant, now)
                 session.add(row)
@@ -212,7 +220,7 @@ class TokenKeeper:
         log.warning("zalo_oa.refresh_failed reason=%s", failure)
         if self.on_alert is not None:
             await self.on_alert(failure or "")
-        raise TokenError(f"the Zalo OA token could not be refreshed: {failure}.")
+        raise error
 
     async def connect(
         self,
@@ -232,7 +240,7 @@ class TokenKeeper:
                 "code_verifier": code_verifier,
             }
         else:
-            raise TokenError("give --refresh-token TOKEN, or --code CODE with --code-verifier V.")
+            raise TokenError("op.oa.connect_usage")
         async with self._local, self._db.session() as session:
             row = await self._locked_row(session, create=True)
             self.refresh_calls += 1
@@ -252,7 +260,7 @@ class TokenKeeper:
         row: ZaloOaToken | None = result.first()
         if row is None:
             if not create:
-                raise TokenError("the Zalo OA is not connected: run `sotay zalo-oa connect`.")
+                raise TokenError("op.oa.not_connected")
             now = self._clock.now()
             row = ZaloOaToken(
                 access_token="", refresh_token="", expires_at=now, refresh_at=now, refreshed_at=now

@@ -34,7 +34,16 @@ from bot.phones import PhoneError, normalize_phone
 from bot.reports import Figures, number, pct_text
 from bot.router import Router
 from bot.scheduler import JobResult, done
-from handlers.roster import RosterFileError, _clean, _records, read_roster
+from handlers.roster import (
+    Reason,
+    RosterFileError,
+    RowError,
+    _clean,
+    _records,
+    read_roster,
+    reason,
+    render_errors,
+)
 from storage.db import Database
 from storage.models import (
     ChannelAccount,
@@ -55,7 +64,6 @@ _YES = frozenset({"có", "co", "yes", "y", "1", "true", "x"})
 _NO = frozenset({"không", "khong", "no", "n", "0", "false"})
 _DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
 BATCH = 1000
-LISTED_ERRORS = 50
 _MEMBERS: Table = Member.__table__  # type: ignore[attr-defined]
 _STATUS = ("hb_installed", "hb_activated", "hb_installed_on", "hb_activated_on")
 _UPDATE = (
@@ -70,36 +78,31 @@ class StatusFileError(RosterFileError):
 
 
 @dataclass
-class RowError:
-    line: int
-    reason: str
-
-
-@dataclass
 class StatusReport:
     rows: int
     updated: int
     unchanged: int
     errors: list[RowError] = field(default_factory=list)
 
-    def render(self) -> str:
+    def render(self, lang: str = "en") -> str:
         """One summary line, then the bad rows (at most 50: a terminal stays readable)."""
-        lines = [
-            f"Statuses imported, {self.rows} rows: {self.updated} updated, "
-            f"{self.unchanged} unchanged, {len(self.errors)} with errors."
-        ]
-        lines += [f"line {e.line}: {e.reason}" for e in self.errors[:LISTED_ERRORS]]
-        if len(self.errors) > LISTED_ERRORS:
-            lines.append(f"... and {len(self.errors) - LISTED_ERRORS} more")
-        return "\n".join(lines)
+        summary = t(
+            lang,
+            "op.status.imported",
+            n=self.rows,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            errors=len(self.errors),
+        )
+        return "\n".join([summary, *render_errors(lang, self.errors)])
 
 
 Flag = tuple[bool | None, date | None]  # (yes/no/unknown, since when)
 
 
-def parse_flag(value: Any) -> Flag | str:
+def parse_flag(value: Any) -> Flag | Reason:
     """có/không, yes/no, 1/0, or a date (dd/mm/yyyy, or an Excel date cell) meaning "yes since
-    that day"; a blank is "not known". A string is the reason the value is refused."""
+    that day"; a blank is "not known". A Reason says why the value is refused."""
     if value is None:
         return None, None
     if isinstance(value, bool):
@@ -111,7 +114,7 @@ def parse_flag(value: Any) -> Flag | str:
     if isinstance(value, int | float):
         if value in (0, 1):
             return bool(value), None
-        return f"'{value}' is not có/không, yes/no, 1/0 or a date dd/mm/yyyy"
+        return reason("op.status.row.flag", value=value)
     text = _clean(str(value))
     if not text:
         return None, None
@@ -126,8 +129,8 @@ def parse_flag(value: Any) -> Flag | str:
         try:
             return True, date(year, month, day)
         except ValueError:
-            return f"'{text}' is not a real date"
-    return f"'{text}' is not có/không, yes/no, 1/0 or a date dd/mm/yyyy"
+            return reason("op.status.row.no_date", value=text)
+    return reason("op.status.row.flag", value=text)
 
 
 def _text(value: Any) -> str:
@@ -145,7 +148,7 @@ def _text(value: Any) -> str:
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
     text = read_roster(path).removeprefix("\ufeff")
     if not text.strip():
-        raise StatusFileError("the file is empty.")
+        raise StatusFileError("op.import.file.empty")
     yield from _records(text)
 
 
@@ -156,7 +159,7 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, XML or format errors: one sentence
-        raise StatusFileError(f"{path.name} cannot be read as an Excel workbook ({exc}).") from None
+        raise StatusFileError("op.status.file.xlsx", name=path.name, error=exc) from None
     try:
         sheet = book.worksheets[0]
         for number, row in enumerate(sheet.iter_rows(values_only=True), 1):
@@ -172,21 +175,19 @@ def file_rows(path: Path) -> list[tuple[int, list[Any]]]:
     else:
         rows = list(_csv_rows(path))
     if not rows:
-        raise StatusFileError("the file is empty.")
+        raise StatusFileError("op.import.file.empty")
     return rows
 
 
 def _columns(header: list[Any]) -> dict[str, int]:
     names = [_text(name).lower() for name in header]
     if not any(name in IDS for name in names):
-        raise StatusFileError(
-            "the header must name member_code or phone (and installed, activated)."
-        )
+        raise StatusFileError("op.status.file.no_id")
     if not any(name in FLAGS for name in names):
-        raise StatusFileError("the header names neither installed nor activated.")
+        raise StatusFileError("op.status.file.no_flag")
     for name in (*IDS, *FLAGS):
         if names.count(name) > 1:
-            raise StatusFileError(f"the column {name} appears twice in the header.")
+            raise StatusFileError("op.import.file.twice", column=name)
     return {name: names.index(name) for name in (*IDS, *FLAGS) if name in names}
 
 
@@ -204,16 +205,16 @@ class _Status:
         return self.installed, self.activated, self.installed_on, self.activated_on
 
 
-def _status(value: dict[str, Any]) -> _Status | str:
+def _status(value: dict[str, Any]) -> _Status | Reason:
     flags: dict[str, Flag] = {}
     for name in FLAGS:
         parsed = parse_flag(value.get(name))
-        if isinstance(parsed, str):
-            return f"{name} {parsed}"
+        if isinstance(parsed, Reason):
+            return reason("op.status.row.column", column=name, why=parsed)
         flags[name] = parsed
     (installed, installed_on), (activated, activated_on) = flags["installed"], flags["activated"]
     if activated and installed is False:
-        return "activated without installed"
+        return reason("op.status.row.activated_only")
     if activated and installed is None:
         installed = True  # an activated account implies the app was installed
     return _Status(installed, activated, installed_on, activated_on)
@@ -244,15 +245,15 @@ def _who(value: dict[str, Any], by_code: dict[str, Any], by_phone: dict[str, Any
     """The member a row names (the row object), or why it names nobody."""
     code = _text(value.get("member_code"))
     if code:
-        return by_code.get(code) or f"member_code '{code}' is not in the roster"
+        return by_code.get(code) or reason("op.status.row.no_code", code=code)
     raw = _text(value.get("phone"))
     if not raw:
-        return "neither member_code nor phone is given"
+        return reason("op.status.row.no_id")
     try:
         phone = normalize_phone(raw if not raw.isdigit() or raw[0] == "0" else "0" + raw)
     except PhoneError:
-        return f"phone '{raw}' is not a Vietnamese number"
-    return by_phone.get(phone) or f"phone '{raw}' is not in the roster"
+        return reason("op.import.row.phone_bad", phone=raw)
+    return by_phone.get(phone) or reason("op.status.row.no_phone", phone=raw)
 
 
 async def import_status_rows(
@@ -279,11 +280,13 @@ async def import_status_rows(
             value = {name: fields[i] if i < len(fields) else None for name, i in columns.items()}
             member = _who(value, by_code, by_phone)
             status = _status(value)
-            if isinstance(member, str) or isinstance(status, str):
-                errors.append(RowError(line, member if isinstance(member, str) else str(status)))
+            if isinstance(member, Reason) or isinstance(status, Reason):
+                errors.append(RowError(line, member if isinstance(member, Reason) else status))
                 continue
             if member.id in seen:
-                errors.append(RowError(line, f"the same member as on line {seen[member.id]}"))
+                errors.append(
+                    RowError(line, reason("op.status.row.same_member", first=seen[member.id]))
+                )
                 continue
             seen[member.id] = line
             before = (

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
+from bot.i18n import t
 from bot.phones import PhoneError, normalize_phone
 from bot.textfold import fold
 from storage.db import Database
@@ -53,13 +54,55 @@ LISTED_ERRORS = 50
 
 
 class RosterFileError(Exception):
-    """The file as a whole cannot be imported; nothing was written. One sentence for the CLI."""
+    """The file as a whole cannot be imported; nothing was written. One sentence for the CLI.
+
+    ``key``/``values`` word it in the operator's language; ``str()`` is English, for logs."""
+
+    def __init__(self, key: str, /, **values: object) -> None:
+        self.key, self.values = key, values
+        super().__init__(t("en", key, **values))
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a row is refused, as a catalog key and its values: the CLI words it in
+    SOTAY_DEFAULT_LANGUAGE, a chat in the reader's language. A value may itself be a Reason."""
+
+    key: str
+    values: dict[str, object] = field(default_factory=dict)
+
+    def text(self, lang: str) -> str:
+        shown = {k: v.text(lang) if isinstance(v, Reason) else v for k, v in self.values.items()}
+        return t(lang, self.key, **shown)
+
+    def __str__(self) -> str:
+        return self.text("en")
+
+
+def reason(key: str, /, **values: object) -> Reason:
+    return Reason(key, values)
 
 
 @dataclass
 class RowError:
     line: int  # physical line in the CSV, the header being line 1
-    reason: str
+    why: Reason
+
+    @property
+    def reason(self) -> str:
+        """In English, for logs and tests; readers get ``text(lang)``."""
+        return str(self.why)
+
+    def text(self, lang: str) -> str:
+        return t(lang, "op.import.row", line=self.line, reason=self.why.text(lang))
+
+
+def render_errors(lang: str, errors: list[RowError]) -> list[str]:
+    """One line per bad row, at most LISTED_ERRORS of them, so a terminal stays usable."""
+    lines = [e.text(lang) for e in errors[:LISTED_ERRORS]]
+    if len(errors) > LISTED_ERRORS:
+        lines.append(t(lang, "op.import.more", n=len(errors) - LISTED_ERRORS))
+    return lines
 
 
 @dataclass
@@ -72,18 +115,19 @@ class RosterReport:
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
 
-    def render(self) -> str:
+    def render(self, lang: str = "en") -> str:
         """A summary line, then one line per bad row (at most 50, so a terminal stays usable)."""
-        head = "Dry run (nothing written)" if self.dry_run else "Roster imported"
-        lines = [
-            f"{head}, {self.rows} rows: {self.created} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged, {len(self.errors)} with errors; "
-            f"{self.units_created} new units."
-        ]
-        lines += [f"line {e.line}: {e.reason}" for e in self.errors[:LISTED_ERRORS]]
-        if len(self.errors) > LISTED_ERRORS:
-            lines.append(f"... and {len(self.errors) - LISTED_ERRORS} more")
-        return "\n".join(lines)
+        summary = t(
+            lang,
+            "op.roster.dry_run" if self.dry_run else "op.roster.imported",
+            n=self.rows,
+            created=self.created,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            errors=len(self.errors),
+            units=self.units_created,
+        )
+        return "\n".join([summary, *render_errors(lang, self.errors)])
 
 
 @dataclass(slots=True)
@@ -131,64 +175,58 @@ def _records(text: str) -> Iterator[tuple[int, list[str]]]:
             yield start, fields
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise RosterFileError(f"line {start} cannot be read as CSV ({exc}).") from None
+        raise RosterFileError("op.roster.file.csv", line=start, error=exc) from None
 
 
 def _header(fields: list[str]) -> dict[str, int]:
     names = [_clean(name).lower() for name in fields]
     if not any(names):
-        raise RosterFileError(
-            "the first line is empty; it must be the header naming the columns "
-            + ", ".join(COLUMNS)
-            + "."
-        )
+        raise RosterFileError("op.roster.file.no_header", columns=", ".join(COLUMNS))
     if not set(names) & set(COLUMNS):
-        raise RosterFileError(
-            "the first line is not a header; it must name the columns " + ", ".join(COLUMNS) + "."
-        )
+        raise RosterFileError("op.roster.file.not_header", columns=", ".join(COLUMNS))
     missing = [name for name in REQUIRED if name not in names]
     if missing:
-        raise RosterFileError("the header lacks the required column(s) " + ", ".join(missing) + ".")
+        raise RosterFileError("op.roster.file.missing", columns=", ".join(missing))
     for name in COLUMNS:
         if names.count(name) > 1:
-            raise RosterFileError(f"the column {name} appears twice in the header.")
+            raise RosterFileError("op.import.file.twice", column=name)
     return {name: names.index(name) for name in COLUMNS if name in names}
 
 
 def _row(line: int, fields: list[str], columns: dict[str, int], width: int) -> _Row | RowError:
     """Validate one record; the first problem found is the one reported."""
     if len(fields) != width:
-        return RowError(line, f"expected {width} fields, found {len(fields)}")
+        return RowError(line, reason("op.roster.row.width", want=width, found=len(fields)))
     value = {name: _clean(fields[index]) for name, index in columns.items()}
     code = value.get("member_code") or None
     name = value["full_name"]
     if not name:
-        return RowError(line, "full_name is empty")
+        return RowError(line, reason("op.roster.row.no_name"))
     if len(name) > _MAX_NAME:
-        return RowError(line, f"full_name is longer than {_MAX_NAME} characters")
+        return RowError(line, reason("op.roster.row.long_name", max=_MAX_NAME))
     if code is not None and len(code) > _MAX_CODE:
-        return RowError(line, f"member_code is longer than {_MAX_CODE} characters")
+        return RowError(line, reason("op.roster.row.long_code", max=_MAX_CODE))
     raw_path = value["unit_path"]
     if not raw_path:
-        return RowError(line, "unit_path is empty")
+        return RowError(line, reason("op.roster.row.no_path"))
     segments = [segment.strip() for segment in raw_path.split("/")]
     if not all(segments):
-        return RowError(line, f"unit_path '{raw_path}' has an empty unit name")
+        return RowError(line, reason("op.roster.row.empty_unit", path=raw_path))
     cell = PATH_SEP.join(segments)
     if len(cell) > _MAX_PATH or any(len(segment) > _MAX_UNIT for segment in segments):
-        return RowError(line, "unit_path is too long")
+        return RowError(line, reason("op.roster.row.long_path"))
     raw_phone = value["phone"]
     phone = None
     if raw_phone:
         try:
             phone = normalize_phone(raw_phone)
         except PhoneError as exc:
-            kind = "a foreign number" if exc.reason == "foreign" else "not a Vietnamese number"
-            return RowError(line, f"phone '{raw_phone}' is {kind}")
+            kind = "foreign" if exc.reason == "foreign" else "bad"
+            return RowError(line, reason(f"op.import.row.phone_{kind}", phone=raw_phone))
     flag = value.get("has_smartphone", "").lower()
     if flag and flag not in _YES | _NO:
         shown = value["has_smartphone"]
-        return RowError(line, f"has_smartphone '{shown}' is not yes/no (có/không)")
+        return RowError(line, reason("op.roster.row.smartphone", value=shown))
     smartphone = True if flag in _YES else False if flag in _NO else None
     return _Row(line, code, name, phone, raw_phone, cell, smartphone)
 
@@ -197,11 +235,9 @@ def _parse(text: str) -> tuple[list[_Row], list[RowError], int]:
     """Whole-file checks, then per-row validation; no database access."""
     text = text.removeprefix("\ufeff")
     if not text.strip():
-        raise RosterFileError("the file is empty.")
+        raise RosterFileError("op.import.file.empty")
     if "\x00" in text:  # valid UTF-8, but PostgreSQL refuses it: really UTF-16 ("Unicode Text")
-        raise RosterFileError(
-            'the file contains NUL characters (UTF-16?); save it from Excel as "CSV UTF-8".'
-        )
+        raise RosterFileError("op.roster.file.nul")
     records = _records(text)
     _, header = next(records)
     columns = _header(header)
@@ -218,7 +254,7 @@ def _parse(text: str) -> tuple[list[_Row], list[RowError], int]:
         else:
             rows.append(result)
     if count == 0:
-        raise RosterFileError("the file has a header but no member rows.")
+        raise RosterFileError("op.roster.file.no_rows")
     return rows, errors, count
 
 
@@ -247,17 +283,21 @@ class _Plan:
         self.unchanged = 0
         self.errors: list[RowError] = []
 
-    def _match(self, row: _Row) -> _Known | None | str:
+    def _match(self, row: _Row) -> _Known | None | Reason:
         """The existing member this row is, None for a new one, or why the row is refused."""
         phone_holder = self.by_phone.get(row.phone) if row.phone else None
         if row.code and (member := self.by_code.get(row.code)):
             if phone_holder and phone_holder is not member:
-                return f"phone '{row.raw_phone}' belongs to another member ({_who(phone_holder)})"
+                return reason(
+                    "op.roster.row.phone_taken", phone=row.raw_phone, who=_who(phone_holder)
+                )
         elif row.code and row.code in self.blocked_codes:
-            return f"member_code '{row.code}' belongs to a member who asked to be forgotten"
+            return reason("op.roster.row.forgotten", code=row.code)
         elif phone_holder:
             if row.code and phone_holder.code:
-                return f"phone '{row.raw_phone}' belongs to another member ({_who(phone_holder)})"
+                return reason(
+                    "op.roster.row.phone_taken", phone=row.raw_phone, who=_who(phone_holder)
+                )
             member = phone_holder
         else:
             candidates = self.by_name.get((row.name, row.cell), [])
@@ -266,18 +306,22 @@ class _Plan:
                 return None
             member = free[0]
         if member.id in self.claimed:
-            return f"this is the same member as on line {self.claimed[member.id]}"
+            return reason("op.roster.row.same_member", first=self.claimed[member.id])
         return member
 
     def add(self, row: _Row) -> None:
         if row.code and row.code in self.seen_codes:
-            reason = f"member_code '{row.code}' already appears on line {self.seen_codes[row.code]}"
-            self.errors.append(RowError(row.line, reason))
+            first = self.seen_codes[row.code]
+            self.errors.append(
+                RowError(row.line, reason("op.roster.row.code_twice", code=row.code, first=first))
+            )
             return
         if row.phone and row.phone in self.seen_phones:
             first = self.seen_phones[row.phone]
             self.errors.append(
-                RowError(row.line, f"phone '{row.raw_phone}' already appears on line {first}")
+                RowError(
+                    row.line, reason("op.roster.row.phone_twice", phone=row.raw_phone, first=first)
+                )
             )
             return
         if row.code:
@@ -285,7 +329,7 @@ class _Plan:
         if row.phone:
             self.seen_phones[row.phone] = row.line
         match = self._match(row)
-        if isinstance(match, str):
+        if isinstance(match, Reason):
             self.errors.append(RowError(row.line, match))
         elif match is None:
             self.creates.append(row)
@@ -462,13 +506,15 @@ def read_roster(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise RosterFileError(f"cannot read {path}: {exc.strerror}.") from None
+        raise RosterFileError("op.import.file.unreadable", path=path, error=exc.strerror) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RosterFileError(
-            f"{path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            'save it from Excel as "CSV UTF-8 (Comma delimited)" and import it again.'
+            "op.import.file.not_utf8",
+            name=path.name,
+            byte=f"0x{data[exc.start]:02x}",
+            offset=exc.start,
         ) from None
 
 

@@ -18,6 +18,7 @@ from sqlmodel import select
 from bot.settings import Settings
 from handlers.reports import cli_report
 from handlers.rollout_data import StatusFileError, import_status_file, parse_flag
+from handlers.roster import Reason
 from storage.db import Database
 from storage.models import DueJob, Member, Unit
 from tests.conftest import World
@@ -200,9 +201,11 @@ def test_flags_read_as_excel_and_people_write_them() -> None:
     assert parse_flag(None) == (None, None)
     assert parse_flag("05/03/2026") == (True, date(2026, 3, 5))
     assert parse_flag(datetime(2026, 3, 5, 0, 0)) == (True, date(2026, 3, 5))
-    assert parse_flag("31/02/2026") == "'31/02/2026' is not a real date"
-    assert isinstance(parse_flag("maybe"), str)
-    assert isinstance(parse_flag(2), str)
+    assert str(parse_flag("31/02/2026")) == "'31/02/2026' is not a real date"
+    assert isinstance(parse_flag("maybe"), Reason)
+    assert isinstance(parse_flag(2), Reason)
+    refused = parse_flag("maybe")
+    assert isinstance(refused, Reason) and "không phải có/không" in refused.text("vi")
 
 
 async def test_bad_rows_are_reported_and_good_ones_import(world: World, tmp_path: Path) -> None:
@@ -269,7 +272,11 @@ async def test_unreadable_files_write_nothing(world: World, tmp_path: Path) -> N
 
 
 async def test_cli_status_import_and_report_json(world: World, tmp_path: Path) -> None:
-    env = {**os.environ, "SOTAY_DATABASE_URL": world.app.settings.database_url}
+    env = {
+        **os.environ,
+        "SOTAY_DATABASE_URL": world.app.settings.database_url,
+        "SOTAY_DEFAULT_LANGUAGE": "vi",
+    }
     export = tmp_path / "hb.csv"
     export.write_text("member_code;installed;activated\r\nDEMO001;1;1\r\nBAD;1;1\r\n")
 
@@ -289,7 +296,22 @@ async def test_cli_status_import_and_report_json(world: World, tmp_path: Path) -
 
     code, out, _ = await sotay("status", "import", str(export))
     assert code == 3  # some rows had errors
-    assert "1 updated" in out and "line 3: member_code 'BAD' is not in the roster" in out
+    assert out.splitlines() == [
+        "Đã nhập trạng thái, 2 dòng: 1 cập nhật, 0 không đổi, 1 có lỗi.",
+        "dòng 3: member_code 'BAD' không có trong danh sách",
+    ]
+    env["SOTAY_DEFAULT_LANGUAGE"] = "en"
+    code, out, _ = await sotay("status", "import", str(export))
+    assert code == 3
+    assert out.splitlines() == [
+        "Statuses imported, 2 rows: 0 updated, 1 unchanged, 1 with errors.",
+        "line 3: member_code 'BAD' is not in the roster",
+    ]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    env["SOTAY_DEFAULT_LANGUAGE"] = "vi"
+    code, _, err = await sotay("status", "import", str(empty))
+    assert code == 1 and err.strip() == "sotay: tệp trống."
     code, out, _ = await sotay("report", "--json")
     assert code == 0
     figures = json.loads(out)

@@ -24,6 +24,7 @@ from handlers.roster import (
     RowError,
     import_roster_file,
     import_roster_text,
+    reason,
 )
 from storage.db import Database
 from storage.migrate import upgrade
@@ -230,7 +231,9 @@ async def test_duplicate_member_codes(db_url: str) -> None:
         + f"D1,Lê Văn Cường,0912000703,{CELL},có\n",
     )
     assert report.created == 2
-    assert report.errors == [RowError(4, "member_code 'D1' already appears on line 2")]
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (4, "member_code 'D1' already appears on line 2")
+    ]
 
 
 async def test_phone_of_another_existing_member_is_refused(db_url: str) -> None:
@@ -316,7 +319,9 @@ async def test_semicolons_bom_crlf_and_loose_header(db_url: str) -> None:
     )
     report = await run(db_url, text)
     assert (report.rows, report.created) == (2, 1)
-    assert report.errors == [RowError(5, "has_smartphone 'x' is not yes/no (có/không)")]
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (5, "has_smartphone 'x' is not yes/no (có/không)")
+    ]
     members, _ = await state(db_url)
     assert members["Nguyễn Văn An"].has_smartphone is False
 
@@ -398,7 +403,7 @@ async def test_whole_file_problems(
 
 
 def test_render_lists_at_most_fifty_errors() -> None:
-    errors = [RowError(line, f"problem {line}") for line in range(2, 62)]
+    errors = [RowError(line, reason("op.roster.row.long_path")) for line in range(2, 62)]
     report = RosterReport(
         rows=70, created=10, updated=0, unchanged=0, units_created=3, errors=errors, dry_run=False
     )
@@ -406,7 +411,7 @@ def test_render_lists_at_most_fifty_errors() -> None:
     assert lines[0] == (
         "Roster imported, 70 rows: 10 new, 0 updated, 0 unchanged, 60 with errors; 3 new units."
     )
-    assert lines[1] == "line 2: problem 2" and lines[50] == "line 51: problem 51"
+    assert lines[1] == "line 2: unit_path is too long" and lines[50].startswith("line 51: ")
     assert lines[51:] == ["... and 10 more"]
 
 
@@ -420,8 +425,12 @@ def cli_db(tmp_path: Path) -> Path:
     return path
 
 
-def sotay(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SOTAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+def sotay(db: Path, *args: str, lang: str = "vi") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SOTAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+        "SOTAY_DEFAULT_LANGUAGE": lang,
+    }
     return subprocess.run(
         [str(SOTAY), "roster", "import", *args],
         env=env,
@@ -441,26 +450,52 @@ def test_cli_imports_a_clean_file(cli_db: Path) -> None:
     done = sotay(cli_db, str(DATA / "roster_good.csv"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        "Roster imported, 8 rows: 8 new, 0 updated, 0 unchanged, 0 with errors; 7 new units."
+        "Đã nhập danh sách, 8 dòng: 8 mới, 0 cập nhật, 0 không đổi, 0 có lỗi; 7 đơn vị mới."
     )
     assert "checking" not in done.stderr  # no progress bar when stderr is not a terminal
     assert count_members(cli_db) == 8
-    again = sotay(cli_db, str(DATA / "roster_good.csv"))
-    assert again.returncode == 0 and "0 new, 0 updated, 8 unchanged" in again.stdout
+    again = sotay(cli_db, str(DATA / "roster_good.csv"), lang="en")
+    assert again.returncode == 0 and again.stdout.strip() == (
+        "Roster imported, 8 rows: 0 new, 0 updated, 8 unchanged, 0 with errors; 0 new units."
+    )
 
 
 def test_cli_reports_bad_rows_with_exit_code_3(cli_db: Path) -> None:
     done = sotay(cli_db, str(DATA / "roster_bad.csv"))
     assert done.returncode == 3
-    assert "line 4: phone '123' is not a Vietnamese number" in done.stdout.splitlines()
-    assert "line 17: phone 'abc' is not a Vietnamese number" in done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    assert "11 có lỗi" in lines[0]
+    assert "dòng 4: số điện thoại '123' không phải số Việt Nam" in lines
+    assert "dòng 5: số điện thoại '+1 202 555 0100' là số nước ngoài" in lines
+    assert "dòng 9: member_code 'B001' đã có ở dòng 2" in lines
+    assert not any("line" in line or "not a" in line for line in lines)  # no English left
     assert count_members(cli_db) == 3
+    english = sotay(cli_db, str(DATA / "roster_bad.csv"), lang="en")
+    assert english.returncode == 3
+    assert "line 17: phone 'abc' is not a Vietnamese number" in english.stdout.splitlines()
+    assert "dòng" not in english.stdout
+
+
+@pytest.mark.parametrize(
+    ("lang", "message"),
+    [
+        ("vi", "sotay: tệp có dòng tiêu đề nhưng không có dòng đảng viên nào."),
+        ("en", "sotay: the file has a header but no member rows."),
+    ],
+)
+def test_cli_whole_file_problem_in_the_operators_language(
+    cli_db: Path, tmp_path: Path, lang: str, message: str
+) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("full_name,phone,unit_path\n", encoding="utf-8")
+    done = sotay(cli_db, str(path), lang=lang)
+    assert done.returncode == 1 and done.stderr.strip() == message
 
 
 def test_cli_dry_run(cli_db: Path) -> None:
     done = sotay(cli_db, "--dry-run", str(DATA / "roster_good.csv"))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Dry run (nothing written), 8 rows: 8 new")
+    assert done.stdout.startswith("Chạy thử (không ghi gì), 8 dòng: 8 mới")
     assert count_members(cli_db) == 0
 
 
@@ -469,5 +504,7 @@ def test_cli_wrong_encoding_is_one_line(cli_db: Path, tmp_path: Path) -> None:
     path.write_bytes("full_name,phone,unit_path\nLê Hà,,Xã A\n".encode("latin-1"))
     done = sotay(cli_db, str(path))
     assert done.returncode == 1
-    assert done.stderr.startswith("sotay: excel.csv is not UTF-8 text")
+    assert done.stderr.startswith("sotay: excel.csv không phải văn bản UTF-8")
     assert len(done.stderr.strip().splitlines()) == 1
+    english = sotay(cli_db, str(path), lang="en")
+    assert english.stderr.startswith("sotay: excel.csv is not UTF-8 text")

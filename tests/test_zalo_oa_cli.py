@@ -68,15 +68,36 @@ async def test_connect_status_and_a_spent_token_refused(fake: FakeZaloOA, tmp_pa
     env = environment(fake, db, free_port())
     assert (await sotay(env, "db", "upgrade"))[0] == 0
     token = fake.consent_refresh_token()
+    code, out, err = await sotay(env, "zalo-oa", "status")
+    assert (
+        code == 0
+        and out.strip() == "chưa kết nối: hãy chạy `sotay zalo-oa connect --refresh-token TOKEN`"
+    )
     code, out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", token)
     assert code == 0, err
-    assert "connected" in out and token not in out + err
+    assert "Đã kết nối Zalo OA" in out and "tự gia hạn" in out and token not in out + err
     code, out, _err = await sotay(env, "zalo-oa", "status")
-    assert code == 0 and "Đảng ủy xã" in out and "expires" in out and "no member event" in out
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("OA: Đảng ủy xã")
+    assert lines[1].startswith("access token hết hạn: ") and lines[2].startswith(
+        "lần làm mới tới: "
+    )
+    assert lines[-1] == "webhook: chưa nhận sự kiện nào của đảng viên"
+    english = {**env, "SOTAY_DEFAULT_LANGUAGE": "en"}
+    code, out, _err = await sotay(english, "zalo-oa", "status")
+    assert code == 0 and "Đảng ủy xã" in out and "access token expires: " in out
+    assert out.splitlines()[-1] == "webhook: no member event received yet" and "hết hạn" not in out
     stored = db.read_bytes()
     assert token.encode() not in stored and b"at-" not in stored  # only Fernet tokens stored
     code, _out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", token)
-    assert code == 1 and "refused" in err and "Traceback" not in err and token not in err
+    assert code == 1 and "Zalo từ chối token hoặc mã" in err and "Traceback" not in err
+    assert token not in err
+    code, _out, err = await sotay(english, "zalo-oa", "connect", "--refresh-token", token)
+    assert code == 1 and "Zalo refused the token or code" in err and token not in err
+    code, _out, err = await sotay(english, "zalo-oa", "connect")
+    assert code == 1 and err.strip() == (
+        "sotay: give --refresh-token TOKEN, or --code CODE with --code-verifier V."
+    )
     verifier = "v" * 43
     code, _out, err = await sotay(
         env,
@@ -97,10 +118,29 @@ async def test_connect_without_app_settings_says_what_is_missing(
     del env["SOTAY_ZALO_OA_APP_SECRET"]
     assert (await sotay(env, "db", "upgrade"))[0] == 0
     code, _out, err = await sotay(env, "zalo-oa", "connect", "--refresh-token", "x")
-    assert code == 1 and "SOTAY_ZALO_OA_APP_SECRET" in err
+    assert (
+        code == 1 and err.strip() == "sotay: cần đặt SOTAY_ZALO_OA_APP_SECRET để kết nối Zalo OA."
+    )
+    code, _out, err = await sotay(env, "zalo-oa", "status")
+    assert code == 1 and "cần đặt SOTAY_ZALO_OA_APP_SECRET" in err
+    english = {**env, "SOTAY_DEFAULT_LANGUAGE": "en"}
+    code, _out, err = await sotay(english, "zalo-oa", "status")
+    assert code == 1 and "SOTAY_ZALO_OA_APP_SECRET must be set to connect the Zalo OA." in err
     del env["SOTAY_ZALO_OA_WEBHOOK_SECRET"]
     code, _out, err = await sotay(env, "run")
     assert code == 1 and "SOTAY_ZALO_OA_WEBHOOK_SECRET" in err and "Traceback" not in err
+    assert "mọi sự kiện từ Zalo đều bị từ chối" in err
+
+
+async def test_run_says_in_the_operators_language_when_the_oa_is_not_connected(
+    fake: FakeZaloOA, tmp_path: Path
+) -> None:
+    env = environment(fake, tmp_path / "sotay.db", free_port())
+    assert (await sotay(env, "db", "upgrade"))[0] == 0
+    code, _out, err = await sotay(env, "run")
+    assert code == 1 and "Zalo OA chưa được kết nối" in err and "Traceback" not in err
+    code, _out, err = await sotay({**env, "SOTAY_DEFAULT_LANGUAGE": "en"}, "run")
+    assert code == 1 and "the Zalo OA is not connected" in err
 
 
 async def test_run_serves_the_oa_webhook_on_the_shared_web_server(

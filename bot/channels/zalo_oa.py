@@ -262,10 +262,7 @@ class ZaloOaChannel:
         """Check that a token pair is stored (``sotay zalo-oa connect``), then serve the
         webhook (on ``web_server`` when the caller mounted ``add_routes`` there)."""
         if not self._settings.zalo_oa_webhook_secret:
-            raise TokenError(
-                "SOTAY_ZALO_OA_WEBHOOK_SECRET (the OA secret key) must be set: without it every "
-                "event from Zalo would be refused."
-            )
+            raise TokenError("op.oa.webhook_secret")
         self._http = ClientSession()
         try:
             await self._check_oa()
@@ -294,7 +291,7 @@ class ZaloOaChannel:
             if code == 0:
                 return
             if code not in TOKEN_INVALID or attempt:
-                raise TokenError(f"Zalo answered error {code} when asked for the OA's profile.")
+                raise TokenError("op.oa.getoa_error", code=code)
             token = await self.tokens.refresh(failed_token=token)
 
     async def _keep_fresh(self) -> None:
