@@ -115,11 +115,25 @@ class Browser:
     def _navigate(self, by: str, value: str) -> None:
         """Click, then wait until the next page has replaced this one (a click returns as soon
         as the browser took it, not when the page it leads to is there)."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
-        page = self.driver.find_element("tag name", "html")
-        self.driver.find_element(by, value).click()
+        def press() -> Any:
+            """The page as it is when the click lands: a page still settling (after a download
+            or a redirect) may swap its nodes between the lookup and the click, so try again."""
+            try:
+                page = self.driver.find_element("tag name", "html")
+                self.driver.find_element(by, value).click()
+            except StaleElementReferenceException:
+                return False
+            except WebDriverException as exc:
+                if "does not belong to the document" not in str(exc):
+                    raise
+                return False
+            return page
+
+        page = WebDriverWait(self.driver, 15).until(lambda _driver: press())
         WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
 
     async def click(self, css: str) -> None:
