@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from bot.app import App
 from bot.channels.base import Channel
 from bot.clock import ShiftedClock
 from bot.settings import Settings, load_settings
-from storage.models import Ticket
+from storage.models import ChannelAccount, Member, Ticket, Unit
 
 TELEGRAM_TOKEN = "123:TEST"
 ZALO_TOKEN = "zalo-bot-token"
@@ -128,3 +131,32 @@ class Bot:
         due = (await self.ticket(ticket_id)).sla_due_at
         assert due is not None
         self.clock.advance(due - self.clock.now() + timedelta(minutes=1))
+
+
+DEMO_CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
+DEMO_SECRETARY_PHONE = "+84912000006"
+
+
+async def link_cell_members(
+    session: AsyncSession, channel: str, ref_of: Callable[[int], str]
+) -> list[tuple[str, Member]]:
+    """Every member of the demo's Cầu Bâu cell except its secretary gets a verified account on
+    ``channel`` with the ref ``ref_of(i)`` (i = 0, 1, …); the channel's fake server makes the
+    matching users. Returns (ref, member) in that order."""
+    cell = (await session.exec(select(Unit).where(Unit.path == DEMO_CELL))).one()
+    members = (await session.exec(select(Member).where(Member.cell_id == cell.id))).all()
+    linked = []
+    for offset, member in enumerate(m for m in members if m.phone != DEMO_SECRETARY_PHONE):
+        ref = ref_of(offset)
+        session.add(
+            ChannelAccount(
+                channel=channel,
+                user_ref=ref,
+                chat_ref=ref,
+                member_id=member.id or 0,
+                language="vi",
+                verified=True,
+            )
+        )
+        linked.append((ref, member))
+    return linked

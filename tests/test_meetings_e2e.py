@@ -33,7 +33,7 @@ from storage.models import (
     Unit,
 )
 from tests.fake_telegram import FakeTelegram, button_texts
-from tests.harness import BIG_CELL
+from tests.harness import BIG_CELL, link_cell_members
 from tests.test_telegram_e2e import SECRETARY_ID, TOKEN, start_bot, telegram_settings
 
 CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
@@ -46,21 +46,10 @@ async def link_telegram_members(
     db = Database(settings.database_url)
     users = []
     async with db.session() as session:
-        cell = (await session.exec(select(Unit).where(Unit.path == CELL))).one()
-        members = (await session.exec(select(Member).where(Member.cell_id == cell.id))).all()
-        for offset, member in enumerate(m for m in members if m.phone != "+84912000006"):
-            user_id = first_id + offset
-            session.add(
-                ChannelAccount(
-                    channel="telegram",
-                    user_ref=str(user_id),
-                    chat_ref=str(user_id),
-                    member_id=member.id or 0,
-                    language="vi",
-                    verified=True,
-                )
-            )
-            user = server.user(user_id, first_name=member.full_name, language_code="vi")
+        for ref, member in await link_cell_members(
+            session, "telegram", lambda i: str(first_id + i)
+        ):
+            user = server.user(int(ref), first_name=member.full_name, language_code="vi")
             user.started = True
             users.append(user)
     await db.dispose()

@@ -38,7 +38,7 @@ from storage.models import (
     Unit,
 )
 from tests.fake_zalo import FakeZalo, FakeZaloUser, numbered_choices
-from tests.harness import ZALO_TOKEN, Bot, start_app, zalo_channel, zalo_settings
+from tests.harness import ZALO_TOKEN, Bot, link_cell_members, start_app, zalo_channel, zalo_settings
 from tests.test_cli import sotay
 
 TOKEN = ZALO_TOKEN
@@ -268,20 +268,7 @@ async def link_zalo_members(settings: Settings, server: FakeZalo) -> list[FakeZa
     db = Database(settings.database_url)
     users = []
     async with db.session() as session:
-        cell = (await session.exec(select(Unit).where(Unit.path == CELL))).one()
-        members = (await session.exec(select(Member).where(Member.cell_id == cell.id))).all()
-        for offset, member in enumerate(m for m in members if m.phone != "+84912000006"):
-            ref = f"z{2000 + offset}"
-            session.add(
-                ChannelAccount(
-                    channel="zalo",
-                    user_ref=ref,
-                    chat_ref=ref,
-                    member_id=member.id or 0,
-                    language="vi",
-                    verified=True,
-                )
-            )
+        for ref, member in await link_cell_members(session, "zalo", lambda i: f"z{2000 + i}"):
             users.append(server.user(ref, member.full_name))
     await db.dispose()
     return users

@@ -28,14 +28,13 @@ from storage.models import (
     DueJob,
     Meeting,
     MeetingKind,
-    Member,
     OutboxMessage,
     ProcessedEvent,
     Unit,
 )
 from storage.zalo_oa_models import ZaloOaInbox
 from tests.fake_zalo_oa import FakeOAUser, FakeZaloOA, buttons_of, is_info_request, text_of
-from tests.harness import Bot, bot_settings
+from tests.harness import Bot, bot_settings, link_cell_members
 
 SECRETARY, STAFF = "oa9001", "oa9002"
 AN_PHONE = "+84912000001"
@@ -337,19 +336,7 @@ async def link_members(
     users = []
     async with db.session() as session:
         cell = (await session.exec(select(Unit).where(Unit.path == CELL))).one()
-        members = (await session.exec(select(Member).where(Member.cell_id == cell.id))).all()
-        for offset, member in enumerate(m for m in members if m.phone != "+84912000006"):
-            ref = f"oa{2000 + offset}"
-            session.add(
-                ChannelAccount(
-                    channel="zalo_oa",
-                    user_ref=ref,
-                    chat_ref=ref,
-                    member_id=member.id or 0,
-                    language="vi",
-                    verified=True,
-                )
-            )
+        for ref, member in await link_cell_members(session, "zalo_oa", lambda i: f"oa{2000 + i}"):
             users.append(fake.user(ref, member.full_name or "", (member.phone or "").lstrip("+")))
         meeting = Meeting(
             cell_id=cell.id or 0,
