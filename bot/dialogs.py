@@ -8,9 +8,9 @@ buttons carry it: a press on an older prompt is recognised as stale and refused.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete
 from sqlalchemy.orm.attributes import flag_modified
@@ -53,47 +53,66 @@ class Retry:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+# A flow's state: a TypedDict per flow (``class RegisterState(TypedDict, total=False)``), stored
+# as the dialog row's JSON ``data``; plain ``dict[str, Any]`` for a flow that declares none.
+S = TypeVar("S", bound=Mapping[str, Any])
+
+
 @dataclass(frozen=True)
 class Switch:
-    """Leave this flow and start another at ``step`` with ``data``."""
+    """Leave this flow and start ``flow`` at ``step`` with ``data``."""
 
-    flow: str
+    flow: Flow[Any]
     step: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 Next = str | Retry | Switch | None  # None: the dialog is finished
-AskFn = Callable[[Ctx, dict[str, Any]], Awaitable[Prompt]]
-AnswerFn = Callable[[Ctx, dict[str, Any], Answer], Awaitable[Next]]
+AskFn = Callable[[Ctx, S], Awaitable[Prompt]]
+AnswerFn = Callable[[Ctx, S, Answer], Awaitable[Next]]
 
 
-class Flow:
+class Flow(Generic[S]):
+    """A guided conversation: its steps' ``ask`` and ``answer`` functions over a state ``S``.
+
+    Handlers hold the ``Flow`` object and pass it to ``start`` and ``Switch``; the name is only
+    what the dialog row stores, so a restart finds the flow again (see ``FLOWS``)."""
+
     def __init__(self, name: str) -> None:
         self.name = name
-        self.asks: dict[str, AskFn] = {}
-        self.answers: dict[str, AnswerFn] = {}
+        self.asks: dict[str, AskFn[S]] = {}
+        self.answers: dict[str, AnswerFn[S]] = {}
 
-    def ask(self, step: str) -> Callable[[AskFn], AskFn]:
-        def register(fn: AskFn) -> AskFn:
+    def ask(self, step: str) -> Callable[[AskFn[S]], AskFn[S]]:
+        def register(fn: AskFn[S]) -> AskFn[S]:
             self.asks[step] = fn
             return fn
 
         return register
 
-    def answer(self, step: str) -> Callable[[AnswerFn], AnswerFn]:
-        def register(fn: AnswerFn) -> AnswerFn:
+    def answer(self, step: str) -> Callable[[AnswerFn[S]], AnswerFn[S]]:
+        def register(fn: AnswerFn[S]) -> AnswerFn[S]:
             self.answers[step] = fn
             return fn
 
         return register
 
 
-FLOWS: dict[str, Flow] = {}
+# Every flow by the name its dialog rows store. Filled when a feature module defines its flows;
+# a second flow of the same name is a programming error, refused at import.
+FLOWS: dict[str, Flow[Any]] = {}
 
 
-def flow(name: str) -> Flow:
+def flow(name: str) -> Flow[Any]:
+    """Define a flow; annotate the result with its state: ``x: Flow[XState] = flow("x")``."""
+    if name in FLOWS:
+        raise ValueError(f"flow {name!r} is defined twice")
     FLOWS[name] = Flow(name)
     return FLOWS[name]
+
+
+def _flow_of(dialog: Dialog) -> Flow[Any]:
+    return FLOWS[dialog.flow]
 
 
 async def current(ctx: Ctx) -> Dialog | None:
@@ -103,8 +122,9 @@ async def current(ctx: Ctx) -> Dialog | None:
     return (await ctx.session.exec(stmt)).first()
 
 
-async def start(ctx: Ctx, flow_name: str, step: str, data: dict[str, Any] | None = None) -> None:
+async def start(ctx: Ctx, flow: Flow[S], step: str, data: S | None = None) -> None:
     """Open a dialog (replacing any other one of this user) and ask its first step."""
+    flow_name = flow.name
     dialog = await current(ctx)
     if dialog is None:
         dialog = Dialog(
@@ -135,7 +155,7 @@ def expired(ctx: Ctx, dialog: Dialog) -> bool:
 
 async def ask(ctx: Ctx, dialog: Dialog) -> None:
     """Render the dialog's current step and remember which options it offered."""
-    prompt = await FLOWS[dialog.flow].asks[dialog.step](ctx, dialog.data)
+    prompt = await _flow_of(dialog).asks[dialog.step](ctx, dialog.data)
     dialog.seq += 1
     dialog.updated_at = ctx.now
     dialog.prompt = {
@@ -204,7 +224,7 @@ async def answer(ctx: Ctx, dialog: Dialog, reply: Answer) -> None:
         ctx.reply(ctx.t("common.choose_option" if ctx.caps.buttons else "talk.choose_typed"))
         await ask(ctx, dialog)
         return
-    next_step = await FLOWS[dialog.flow].answers[dialog.step](ctx, dialog.data, reply)
+    next_step = await _flow_of(dialog).answers[dialog.step](ctx, dialog.data, reply)
     await follow(ctx, dialog, next_step)
 
 
@@ -229,7 +249,8 @@ async def follow(ctx: Ctx, dialog: Dialog, next_step: Next) -> None:
         ctx.reply(ctx.t(next_step.key, **next_step.values))
         await ask(ctx, dialog)
     elif isinstance(next_step, Switch):
-        dialog.flow, dialog.step, dialog.data = next_step.flow, next_step.step, dict(next_step.data)
+        dialog.flow, dialog.step = next_step.flow.name, next_step.step
+        dialog.data = dict(next_step.data)
         await ask(ctx, dialog)
     elif next_step is None:
         await end(ctx, dialog)

@@ -15,9 +15,8 @@ from bot.phones import display_phone
 from bot.router import ANYONE, REGISTERED, Router
 from handlers import privacy
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
-from handlers.registration import status_steps, tell_unregistered
+from handlers.registration import status_flow, status_steps, tell_unregistered
 
-status_flow = dialogs.flow("status")
 lang_flow = dialogs.flow("lang")
 forget_flow = dialogs.flow("forget")
 
@@ -159,7 +158,7 @@ def _yes_no_unknown(ctx: Ctx, value: bool | None) -> str:
 
 
 async def cmd_status(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, "status", "q_smartphone", {"lang": ctx.lang})
+    await dialogs.start(ctx, status_flow, "q_smartphone", {"lang": ctx.lang})
 
 
 async def finish_status(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
@@ -186,7 +185,7 @@ status_steps(status_flow, finish_status)
 
 
 async def cmd_lang(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, "lang", "choose")
+    await dialogs.start(ctx, lang_flow, "choose")
 
 
 @lang_flow.ask("choose")
@@ -211,7 +210,7 @@ async def on_language(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 async def cmd_forget(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, "forget", "confirm", {"lang": ctx.lang})
+    await dialogs.start(ctx, forget_flow, "confirm", {"lang": ctx.lang})
 
 
 @forget_flow.ask("confirm")

@@ -65,7 +65,7 @@ def deep_link(bot_username: str | None, code: str) -> str | None:
 
 
 async def cmd_invite(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, "invite", "role", {"lang": ctx.lang})
+    await dialogs.start(ctx, invite_flow, "role", {"lang": ctx.lang})
 
 
 def _roles_actor_may_invite(ctx: Ctx) -> list[Role]:
@@ -141,7 +141,7 @@ async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
 async def cmd_addmember(ctx: Ctx, args: str) -> None:
     cells = ctx.actor.scopes(*SECRETARIES)
     data = {"lang": ctx.lang, "cell_id": cells[0].id}
-    await dialogs.start(ctx, "addmember", "cell" if len(cells) > 1 else "name", data)
+    await dialogs.start(ctx, add_flow, "cell" if len(cells) > 1 else "name", data)
 
 
 @add_flow.ask("cell")

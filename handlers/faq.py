@@ -348,7 +348,7 @@ async def cmd_faqedit(ctx: Ctx, args: str) -> None:
     if not may_edit_base(ctx):
         ctx.reply(ctx.t("faqgaps.not_allowed"))
         return
-    await dialogs.start(ctx, "faqedit", "pick", {"lang": ctx.lang})
+    await dialogs.start(ctx, edit_flow, "pick", {"lang": ctx.lang})
 
 
 @edit_flow.ask("pick")

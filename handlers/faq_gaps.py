@@ -24,7 +24,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry, Switch
 from bot.faq.gaps import Cluster, cluster_questions
 from bot.faq.text import detect_language
 from bot.router import Router
-from handlers.faq import SERVICE, UNSETTLED, bump_version, may_edit_base
+from handlers.faq import SERVICE, UNSETTLED, bump_version, edit_flow, may_edit_base
 from storage.faq_models import FaqEntryRow, FaqQuery
 from storage.models import Role
 
@@ -95,7 +95,7 @@ async def cmd_faqgaps(ctx: Ctx, args: str) -> None:
     if not await gap_clusters(ctx.session):
         ctx.reply(ctx.t("faqgaps.none"))
         return
-    await dialogs.start(ctx, "faqgaps", "pick", {})
+    await dialogs.start(ctx, gaps_flow, "pick", {})
 
 
 @gaps_flow.ask("pick")
@@ -145,7 +145,7 @@ async def on_act(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         return "search"
     if a.value == "new":
         data = {"lang": ctx.lang, "entry": None, "gap_ids": s["ids"], "gap_text": s["text"]}
-        return Switch("faqedit", "topic", data)
+        return Switch(edit_flow, "topic", data)
     await settle(ctx.session, s["ids"], outcome="dismissed", entry_id=None)
     ctx.reply(ctx.t("faqgaps.dismissed"))
     return None

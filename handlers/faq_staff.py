@@ -24,7 +24,7 @@ FLOOR = 0.15
 
 async def start_search(ctx: Ctx, ticket_id: int) -> None:
     """Open the search in the staff member's private chat (never a dialog in a group)."""
-    await dialogs.start(ctx, "sup_faq", "query", {"ticket_id": ticket_id})
+    await dialogs.start(ctx, search_flow, "query", {"ticket_id": ticket_id})
 
 
 @search_flow.ask("query")

@@ -139,7 +139,7 @@ async def cmd_feedback(ctx: Ctx, args: str) -> None:
 async def on_action(ctx: Ctx, args: list[str]) -> None:
     """``a:fb:new:<category>`` (a member), ``a:fb:tk`` and ``a:fb:gap`` (staff)."""
     if len(args) == 2 and args[0] == "new" and args[1] in CATEGORIES:
-        await dialogs.start(ctx, "feedback", "text", {"lang": ctx.lang, "category": args[1]})
+        await dialogs.start(ctx, member_flow, "text", {"lang": ctx.lang, "category": args[1]})
         return
     if args in (["tk"], ["gap"]):
         if not ctx.actor.holds(*STAFF):
@@ -149,7 +149,7 @@ async def on_action(ctx: Ctx, args: list[str]) -> None:
         if step == "gap" and not await gap_rows(ctx.session):
             ctx.reply(ctx.t("fb.gap.none"))
             return
-        await dialogs.start(ctx, "feedback_mark", step, {"lang": ctx.lang})
+        await dialogs.start(ctx, mark_flow, step, {"lang": ctx.lang})
         return
     ctx.reply(ctx.t("common.stale_button"))
 

@@ -53,10 +53,10 @@ async def cmd_notice(ctx: Ctx, args: str) -> None:
     data: dict[str, Any] = {"lang": ctx.lang}
     if wide:
         unitpicker.reset(data, root_id=wide[0].id, inner=True)
-        await dialogs.start(ctx, "notice", "unit", data)
+        await dialogs.start(ctx, notice_flow, "unit", data)
         return
     data.update(unit_id=ctx.actor.scopes(*SECRETARIES)[0].id, audience="members")
-    await dialogs.start(ctx, "notice", "text", data)
+    await dialogs.start(ctx, notice_flow, "text", data)
 
 
 @notice_flow.ask("unit")

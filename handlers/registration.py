@@ -48,6 +48,8 @@ from storage.models import (
 from storage.queries import ensure_grant, grants_of, holders, member_by_phone, unit_by_path
 
 register = dialogs.flow("register")
+# /status (the account module adds its last step): the registration's status questions again.
+status_flow = dialogs.flow("status")
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
 SECRETARIES = (Role.secretary, Role.deputy)
 MAX_NAME = 100
@@ -111,7 +113,7 @@ async def cmd_start(ctx: Ctx, args: str) -> None:
     ):
         ctx.reply(ctx.t("reg.still_pending"))
         return
-    await dialogs.start(ctx, "register", "lang", {"invite": invite.code if invite else None})
+    await dialogs.start(ctx, register, "lang", {"invite": invite.code if invite else None})
 
 
 async def pending_application(ctx: Ctx) -> Application | None:
@@ -512,7 +514,7 @@ async def on_check_back(ctx: Ctx, args: list[str]) -> None:
     data: dict[str, Any] = {"lang": ctx.lang, "answers": {"smartphone": True}}
     if need == NEED_INSTALL and answer == "yes":
         data["answers"]["installed"] = True
-        await dialogs.start(ctx, "status", "q_activated", data)
+        await dialogs.start(ctx, status_flow, "q_activated", data)
         return
     if answer == "yes":
         member.app_installed = member.app_activated = True
@@ -526,7 +528,7 @@ async def on_check_back(ctx: Ctx, args: list[str]) -> None:
     apply_answers(member, data["answers"], ctx.now)
     ctx.session.add(member)
     data["need"] = need
-    await dialogs.start(ctx, "status", "not_yet", data)
+    await dialogs.start(ctx, status_flow, "not_yet", data)
 
 
 # --- finishing -----------------------------------------------------------------------------------

@@ -90,14 +90,14 @@ async def start_report(ctx: Ctx, *, text: str | None = None, category: str | Non
     active = await core.active_tickets(ctx.session, member.id or 0)
     if active:
         data["active"] = [ticket.id for ticket in active[:3]]
-        await dialogs.start(ctx, "support", "existing", data)
+        await dialogs.start(ctx, support_flow, "existing", data)
         return
     if await over_limit(ctx):
         return
     if "category" in data and "text" in data:  # nothing left to ask
         await _create(ctx, data)
         return
-    await dialogs.start(ctx, "support", "describe" if "category" in data else "category", data)
+    await dialogs.start(ctx, support_flow, "describe" if "category" in data else "category", data)
 
 
 async def over_limit(ctx: Ctx) -> bool:
@@ -323,12 +323,12 @@ async def on_member_action(ctx: Ctx, args: list[str]) -> None:
         await core.tell_staff(
             ctx, ticket, lambda c: View(t(c.lang, "sup.staff.member_unsolved", id=ticket.id))
         )
-        await dialogs.start(ctx, "support", "more", {"lang": ctx.lang, "ticket_id": ticket.id})
+        await dialogs.start(ctx, support_flow, "more", {"lang": ctx.lang, "ticket_id": ticket.id})
     elif verb == "more":
         if ticket.status == TicketStatus.closed:
             ctx.reply(ctx.t("sup.member.ticket_closed", id=ticket.id))
             return
-        await dialogs.start(ctx, "support", "more", {"lang": ctx.lang, "ticket_id": ticket.id})
+        await dialogs.start(ctx, support_flow, "more", {"lang": ctx.lang, "ticket_id": ticket.id})
     elif verb == "rate" and rest and rest[0] in ("1", "2", "3", "4", "5"):
         if ticket.status != TicketStatus.closed or ticket.rating is not None:
             ctx.reply(ctx.t("sup.rate_done_before"))
@@ -337,7 +337,7 @@ async def on_member_action(ctx: Ctx, args: list[str]) -> None:
         ctx.session.add(ticket)
         log.info("ticket.rated id=%s rating=%s", ticket.id, ticket.rating)
         await dialogs.start(
-            ctx, "sup_comment", "comment", {"lang": ctx.lang, "ticket_id": ticket.id}
+            ctx, comment_flow, "comment", {"lang": ctx.lang, "ticket_id": ticket.id}
         )
     elif verb == "skip":
         ctx.reply(ctx.t("sup.thanks"))
@@ -375,7 +375,7 @@ async def _draft_choice(ctx: Ctx, ticket: Ticket, verb: str, rest: list[str]) ->
             "text": text,
             "attachment": asdict(attachment) if attachment else None,
         }
-        await dialogs.start(ctx, "support", "category", data)
+        await dialogs.start(ctx, support_flow, "category", data)
     else:  # "not about a ticket": a question for the assistant after all
         await faq.on_question(ctx, text)
 
@@ -522,7 +522,7 @@ async def _reply(ctx: Ctx, ticket: Ticket, where: Chat, rest: list[str]) -> None
         key = "sup.staff.reply_in_topic" if where.thread_ref else "sup.staff.reply_to_message"
         _say(ctx, where, ctx.t(key, id=ticket.id))
     else:
-        await dialogs.start(ctx, "sup_reply", "text", {"lang": ctx.lang, "ticket_id": ticket.id})
+        await dialogs.start(ctx, reply_flow, "text", {"lang": ctx.lang, "ticket_id": ticket.id})
 
 
 async def _faq_index(ctx: Ctx) -> Any:

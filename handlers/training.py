@@ -254,7 +254,7 @@ async def on_new(ctx: Ctx, args: list[str]) -> None:
     if not trainer_scopes(ctx):
         ctx.reply(ctx.t("common.not_allowed"))
         return
-    await dialogs.start(ctx, "training", "unit", {"lang": ctx.lang})
+    await dialogs.start(ctx, create_flow, "unit", {"lang": ctx.lang})
 
 
 # --- scheduling dialog ----------------------------------------------------------------------------
@@ -569,7 +569,7 @@ async def on_signup_others(ctx: Ctx, args: list[str]) -> None:
         return
     await dialogs.start(
         ctx,
-        "training_signup",
+        signup_flow,
         "pick",
         {"lang": ctx.lang, "session_id": row.id, "cell_id": cells[0].id, "added": []},
     )
@@ -756,7 +756,7 @@ async def start_attendance(ctx: Ctx, row: TrainingSession) -> None:
     ]
     await dialogs.start(
         ctx,
-        "training_attendance",
+        attendance_flow,
         "who",
         {"lang": ctx.lang, "session_id": row.id, "present": present},
     )

@@ -34,7 +34,7 @@ async def start_attendance(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
     absent = [mid for mid, r in replies.items() if r.answer == ReplyAnswer.absent]
     await dialogs.start(
         ctx,
-        "attendance",
+        attendance_flow,
         "absent",
         {
             "lang": ctx.lang,

@@ -15,8 +15,10 @@ from handlers.meetings.attendance import start_attendance
 from handlers.meetings.common import (
     CardVerb,
     MeetingCard,
+    cancel_flow,
     card_button,
     cell_members,
+    create_flow,
     local,
     meeting_for_secretary,
     notice_text,
@@ -63,7 +65,7 @@ async def _start_change(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
     local_start = local(ctx, meeting.starts_at)  # type: ignore[arg-type]
     await dialogs.start(
         ctx,
-        "meeting",
+        create_flow,
         "preview",
         {
             "lang": ctx.lang,
@@ -81,9 +83,7 @@ async def _start_change(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
 
 
 async def _start_cancel(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
-    await dialogs.start(
-        ctx, "meeting_cancel", "confirm", {"lang": ctx.lang, "meeting_id": meeting.id}
-    )
+    await dialogs.start(ctx, cancel_flow, "confirm", {"lang": ctx.lang, "meeting_id": meeting.id})
 
 
 def _entered_in_app(value: bool) -> Callable[[Ctx, Meeting, Unit], Awaitable[None]]:

@@ -69,7 +69,7 @@ async def on_new(ctx: Ctx, press: NewMeeting) -> None:
 
 async def start_new(ctx: Ctx, cell: Unit) -> None:
     await dialogs.start(
-        ctx, "meeting", "kind", {"lang": ctx.lang, "mode": "new", "cell_id": cell.id}
+        ctx, create_flow, "kind", {"lang": ctx.lang, "mode": "new", "cell_id": cell.id}
     )
 
 

@@ -47,7 +47,7 @@ async def on_member_reply(ctx: Ctx, press: MeetingAnswer) -> None:
         await save_reply(ctx, meeting, member, ReplyAnswer.attend, None)
         ctx.reply(ctx.t("mt.reply.attend_saved"))
         return
-    await dialogs.start(ctx, "absence", "reason", {"lang": ctx.lang, "meeting_id": meeting.id})
+    await dialogs.start(ctx, absence_flow, "reason", {"lang": ctx.lang, "meeting_id": meeting.id})
 
 
 async def save_reply(
