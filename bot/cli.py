@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,6 +92,20 @@ async def _require_current_schema(settings: ReportSettings) -> None:
         await engine.dispose()
     if not current:
         raise Fail(_say(settings, "op.fail.schema_old"))
+
+
+def _admin_command(make: Callable[[Settings], Awaitable[str]], *also: type[Exception]) -> None:
+    """Run one administrative command on a current schema and print its answer; a refusal
+    (``AdminError``, or one of ``also``) is the one line the operator sees, exit 1."""
+    from handlers.cli_admin import AdminError
+
+    refusals: tuple[type[Exception], ...] = (AdminError, *also)
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        click.echo(_run(make(settings)))
+    except refusals as exc:
+        raise Fail(str(exc)) from None
 
 
 @click.group()
@@ -430,16 +444,13 @@ def status_import(file: Path) -> None:
 @click.option("--name", default=None, help="Full name, when the person is not in the roster.")
 def grant(role: str, unit_path: str, phone: str, name: str | None) -> None:
     """Give a role on a unit to the person with this phone number."""
-    from handlers.cli_admin import AdminError, grant_role
+    from handlers.cli_admin import grant_role
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        click.echo(
-            _run(grant_role(settings, role=role, unit_path=unit_path, phone=phone, name=name))
+    _admin_command(
+        lambda settings: grant_role(
+            settings, role=role, unit_path=unit_path, phone=phone, name=name
         )
-    except AdminError as exc:
-        raise Fail(str(exc)) from None
+    )
 
 
 @main.command()
@@ -450,14 +461,9 @@ def grant(role: str, unit_path: str, phone: str, name: str | None) -> None:
 @click.option("--ttl", default=None, help="Validity, e.g. 7d or 48h (default SOTAY_INVITE_TTL).")
 def invite(role: str, unit_path: str, ttl: str | None) -> None:
     """Create a single-use, expiring invite and print its link and code."""
-    from handlers.cli_admin import AdminError, make_invite
+    from handlers.cli_admin import make_invite
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        click.echo(_run(make_invite(settings, role=role, unit_path=unit_path, ttl=ttl)))
-    except AdminError as exc:
-        raise Fail(str(exc)) from None
+    _admin_command(lambda settings: make_invite(settings, role=role, unit_path=unit_path, ttl=ttl))
 
 
 # --- support tickets ------------------------------------------------------------------------------
@@ -479,15 +485,11 @@ def tickets() -> None:
 )
 def tickets_report(unit_path: str | None, csv_path: Path | None) -> None:
     """Tickets by category and unit, response times, SLA breaches, satisfaction."""
-    from handlers.cli_admin import AdminError
     from handlers.support_admin import tickets_report as build_report
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        click.echo(_run(build_report(settings, unit_path=unit_path, csv_path=csv_path)))
-    except (AdminError, OSError) as exc:
-        raise Fail(str(exc)) from None
+    _admin_command(
+        lambda settings: build_report(settings, unit_path=unit_path, csv_path=csv_path), OSError
+    )
 
 
 # --- rollout reports ------------------------------------------------------------------------------
@@ -559,15 +561,11 @@ def report(
 @click.option("--phone", required=True)
 def revoke(role: str, unit_path: str, phone: str) -> None:
     """Take a role away; support tickets the person had claimed go back to the queue."""
-    from handlers.cli_admin import AdminError
     from handlers.support_admin import revoke_role
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        click.echo(_run(revoke_role(settings, role=role, unit_path=unit_path, phone=phone)))
-    except AdminError as exc:
-        raise Fail(str(exc)) from None
+    _admin_command(
+        lambda settings: revoke_role(settings, role=role, unit_path=unit_path, phone=phone)
+    )
 
 
 # --- FAQ ------------------------------------------------------------------------------------------
