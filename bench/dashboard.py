@@ -18,17 +18,14 @@ Goal (issue 13): the province page in at most 300 ms on SQLite. Medians of ``--r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from bench.docs import write_section
-from bench.rollout_data import PROVINCE, make_files, sotay
+from bench.rollout_data import PROVINCE, bench_arguments, scratch_province, sotay
 
 GOAL_MS = 300.0
 
@@ -138,20 +135,12 @@ def ms(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__ or "", runs=7)
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as folder_name:
-        folder = Path(folder_name)
-        url = f"sqlite+aiosqlite:///{folder / 'sotay.db'}"
-        env = {**os.environ, "SOTAY_DATABASE_URL": url}
-        roster, export = make_files(folder)
-        sotay(env, "db", "upgrade")
-        sotay(env, "roster", "import", str(roster))
-        sotay(env, "status", "import", str(export))
-        times = asyncio.run(measure(url, args.runs))
+    with scratch_province() as scratch:
+        sotay(scratch.env, "roster", "import", str(scratch.roster))
+        sotay(scratch.env, "status", "import", str(scratch.export))
+        times = asyncio.run(measure(scratch.url, args.runs))
     page = statistics.median(times["page"]) * 1000
     lines = [
         "| what | median ms |",

@@ -24,6 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,6 +72,35 @@ def make_files(folder: Path, seed: int = 7) -> tuple[Path, Path]:
     roster_path.write_text("\n".join(roster) + "\n", encoding="utf-8")
     export_path.write_bytes("\ufeff".encode() + "\r\n".join(export).encode() + b"\r\n")
     return roster_path, export_path
+
+
+@dataclass(frozen=True)
+class Scratch:
+    url: str
+    env: dict[str, str]
+    roster: Path
+    export: Path
+
+
+@contextmanager
+def scratch_province() -> Iterator[Scratch]:
+    """A throw-away SQLite database at the current schema, with the source's province's roster
+    and handbook export written beside it (not imported: each benchmark times its own)."""
+    with tempfile.TemporaryDirectory() as folder_name:
+        folder = Path(folder_name)
+        url = f"sqlite+aiosqlite:///{folder / 'sotay.db'}"
+        env = {**os.environ, "SOTAY_DATABASE_URL": url}
+        roster, export = make_files(folder)
+        sotay(env, "db", "upgrade")
+        yield Scratch(url, env, roster, export)
+
+
+def bench_arguments(doc: str, runs: int) -> argparse.Namespace:
+    """The two options every data benchmark takes: ``--runs`` and ``--write-docs``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--write-docs", action="store_true")
+    return parser.parse_args()
 
 
 def sotay(env: dict[str, str], *args: str) -> tuple[float, str]:
@@ -161,17 +193,10 @@ def median(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__ or "", runs=3)
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as folder_name:
-        folder = Path(folder_name)
-        url = f"sqlite+aiosqlite:///{folder / 'sotay.db'}"
-        env = {**os.environ, "SOTAY_DATABASE_URL": url}
-        roster, export = make_files(folder)
-        sotay(env, "db", "upgrade")
+    with scratch_province() as scratch:
+        env, roster, export = scratch.env, scratch.roster, scratch.export
         steps: list[tuple[str, float]] = []
         for name, call in (
             ("roster import (first)", lambda: sotay(env, "roster", "import", str(roster))),
@@ -184,7 +209,7 @@ def main() -> None:
             elapsed, out = call()
             steps.append((name, elapsed))
             print(f"{name}: {elapsed:.2f} s  {out.splitlines()[0]}", file=sys.stderr)
-        times = asyncio.run(measure(url, args.runs, env))
+        times = asyncio.run(measure(scratch.url, args.runs, env))
     lines = [
         "| step | seconds |",
         "|---|---:|",

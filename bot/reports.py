@@ -245,21 +245,7 @@ def _figures(
     )
 
 
-_COUNTS = (
-    "members",
-    "registered",
-    "smartphone",
-    "installed",
-    "activated",
-    "installed_hb",
-    "activated_hb",
-    "hb_known",
-    "cells",
-    "cells_using",
-    "meetings",
-    "meetings_in_app",
-    "open_tickets",
-)
+_COUNTS = (*MEMBER_COUNTS, "cells", "cells_using", "meetings", "meetings_in_app", "open_tickets")
 
 
 def summed(unit_id: int, name: str, path: str, parts: Sequence[Figures]) -> Figures:
