@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientTimeout, web
+
+from tests.fake_server import FakeServer
 
 __all__ = [
     "OWN_CONTACT",
@@ -766,7 +768,7 @@ class FakeGroup(FakeChat):
 # --------------------------------------------------------------------------------------------
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """The fake Bot API: an aiohttp server plus the chat state it serves."""
 
     def __init__(
@@ -788,6 +790,7 @@ class FakeTelegram:
         """Rates: ``per_chat_rate`` is (burst, seconds per further message) for private chats;
         ``global_rate`` and ``group_rate`` are (messages, per seconds). ``clock`` drives the rate
         limiter only; ``wall_clock`` gives the unix dates stamped on messages."""
+        super().__init__()
         self.token = token
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
@@ -829,12 +832,6 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._poll_generation = 0
-        self._changed_event = asyncio.Event()
-        self._closing = False
-        self._runner: web.AppRunner | None = None
-        self._session: ClientSession | None = None
-        self._webhook_task: asyncio.Task[None] | None = None
-        self.root = ""
         self._methods: dict[str, Callable[[Params], Awaitable[Any]]] = {
             name.lower(): getattr(self, f"_api_{name}")
             for name in (
@@ -872,35 +869,7 @@ class FakeTelegram:
         app = web.Application(client_max_size=DOCUMENT_SIZE_LIMIT + 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown_path)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.root = f"http://127.0.0.1:{port}"
-        self._session = ClientSession()
-        self._webhook_task = asyncio.create_task(self._webhook_loop())
-        return self.root
-
-    async def stop(self) -> None:
-        """Wake pending long polls, stop webhook delivery and close the server."""
-        self._closing = True
-        self._changed()
-        if self._webhook_task:
-            self._webhook_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._webhook_task
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeTelegram:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        return await self._serve(app, self._webhook_loop)
 
     # ------------------------------------------------------------------------- test-facing API
 
@@ -976,22 +945,6 @@ class FakeTelegram:
         """Wait until ``predicate()`` is true, re-checked on every state change."""
         await self.wait_until(predicate, timeout, lambda: what or repr(predicate))
 
-    async def wait_until(
-        self,
-        predicate: Callable[[], object],
-        timeout: float,  # noqa: ASYNC109
-        describe: Callable[[], str],
-    ) -> None:
-        """Like :meth:`wait_for`, with a callback that explains a timeout when it happens."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await self._wait_change(remaining):
-                if predicate():
-                    return
-                raise AssertionError(f"timed out after {timeout}s: {describe()}")
-
     async def answer_of(self, update: JSON, timeout: float = 5.0) -> JSON:  # noqa: ASYNC109
         """The bot's answerCallbackQuery for a callback_query update, once it arrives."""
         query_id = update["callback_query"]["id"]
@@ -1056,21 +1009,6 @@ class FakeTelegram:
         return [entry.update_id for entry in self._pending if entry.handed_out]
 
     # --------------------------------------------------------------------- state and updates
-
-    def _changed(self) -> None:
-        """Wake every waiter; each waits on the event that was current when it checked."""
-        event, self._changed_event = self._changed_event, asyncio.Event()
-        event.set()
-
-    async def _wait_change(self, seconds: float | None) -> bool:
-        """Wait for the next state change; False when ``seconds`` pass first."""
-        event = self._changed_event
-        try:
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
 
     def _now(self) -> int:
         return int(self.wall_clock())

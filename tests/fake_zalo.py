@@ -55,7 +55,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientTimeout, web
+
+from tests.fake_server import FakeServer
 
 JSON = dict[str, Any]
 TEXT_LIMIT = 2000
@@ -158,7 +160,7 @@ class FakeZaloUser:
         self.blocked = True
 
 
-class FakeZalo:
+class FakeZalo(FakeServer):
     """The fake API: an aiohttp server plus the chats it serves."""
 
     def __init__(
@@ -173,6 +175,7 @@ class FakeZalo:
     ) -> None:
         """``quota``: the messages the plan still allows (None: no end); beyond it every send
         is a 429 Quota exceeded until ``renew_quota``."""
+        super().__init__()
         self.token = token
         self.quota = quota
         self.wrap_webhook = wrap_webhook
@@ -187,16 +190,10 @@ class FakeZalo:
         self.webhook_secret: str | None = None
         self.webhook_deliveries: list[Delivery] = []
         self.internal_errors: list[str] = []
-        self.root = ""
         self._pending: list[JSON] = []
         self._faults: list[tuple[str, ApiError]] = []
         self._ids = itertools.count(1)
         self._poll_generation = 0
-        self._changed_event = asyncio.Event()
-        self._closing = False
-        self._runner: web.AppRunner | None = None
-        self._session: ClientSession | None = None
-        self._webhook_task: asyncio.Task[None] | None = None
         self._methods: dict[str, Callable[[JSON], Awaitable[Any]]] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -212,25 +209,7 @@ class FakeZalo:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.root = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        self._session = ClientSession()
-        self._webhook_task = asyncio.create_task(self._webhook_loop())
-        return self.root
-
-    async def stop(self) -> None:
-        self._closing = True
-        self._changed()
-        if self._webhook_task:
-            self._webhook_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._webhook_task
-        if self._session:
-            await self._session.close()
-        if self._runner:
-            await self._runner.cleanup()
+        return await self._serve(app, self._webhook_loop)
 
     # --- test-facing API ----------------------------------------------------------------------
 
@@ -267,16 +246,7 @@ class FakeZalo:
         describe: Callable[[], str] | None = None,
     ) -> None:
         """Wait until ``predicate()`` holds, re-checked on every state change."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await self._wait_change(remaining):
-                if predicate():
-                    return
-                raise AssertionError(
-                    f"timed out after {timeout}s: {describe() if describe else predicate}"
-                )
+        await self.wait_until(predicate, timeout, describe or (lambda: repr(predicate)))
 
     def delivered_count(self, user_id: str) -> int:
         user = self.users.get(user_id)
@@ -305,19 +275,6 @@ class FakeZalo:
         self._pending.append(event)
         self._changed()
         return event
-
-    def _changed(self) -> None:
-        event, self._changed_event = self._changed_event, asyncio.Event()
-        event.set()
-
-    async def _wait_change(self, seconds: float | None) -> bool:
-        event = self._changed_event
-        try:
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
 
     # --- HTTP ---------------------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from tests.fake_server import FakeServer
+
 JSON = dict[str, Any]
 WINDOW = timedelta(days=7)
 SPENT_REFRESH = -14014
@@ -164,7 +166,7 @@ def is_info_request(message: JSON) -> bool:
     return payload.get("template_type") == "request_user_info"
 
 
-class FakeZaloOA:
+class FakeZaloOA(FakeServer):
     def __init__(
         self,
         clock: Callable[[], datetime],
@@ -174,6 +176,7 @@ class FakeZaloOA:
         oa_secret: str = "oa-secret-key-456",
         access_ttl: int = 90000,
     ) -> None:
+        super().__init__()
         self.clock = clock
         self.app_id, self.app_secret, self.oa_secret = app_id, app_secret, oa_secret
         self.oa_id = "579745863508352884"
@@ -195,9 +198,6 @@ class FakeZaloOA:
         self.internal_errors: list[str] = []
         self._ids = itertools.count(1)
         self._echoes: set[asyncio.Task[Delivery]] = set()
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.root = ""
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -207,19 +207,12 @@ class FakeZaloOA:
         app.router.add_post("/v3.0/oa/message/cs", self._cs)
         app.router.add_post("/message/template", self._zns)
         app.router.add_get("/v2.0/oa/getoa", self._getoa)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.root = f"http://127.0.0.1:{port}"
-        return self.root
+        return await self._serve(app)
 
     async def stop(self) -> None:
         for task in list(self._echoes):
             task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # --- helpers for tests --------------------------------------------------------------------
 
@@ -251,12 +244,7 @@ class FakeZaloOA:
         return self.users.setdefault(user_id, FakeOAUser(self, user_id, name, phone))
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        await self.wait_until(condition, timeout, lambda: repr(condition))
 
     def sign(self, body: bytes, timestamp: str) -> str:
         raw = self.app_id.encode() + body + timestamp.encode() + self.oa_secret.encode()
@@ -289,7 +277,7 @@ class FakeZaloOA:
     async def _oauth(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.oauth_arrived += 1
-        await self._notify()
+        self._changed()
         if self.oauth_gate is not None:
             await self.oauth_gate.wait()
         if (
@@ -334,7 +322,7 @@ class FakeZaloOA:
 
     async def _getoa(self, request: web.Request) -> web.Response:
         self.getoa_calls += 1
-        await self._notify()
+        self._changed()
         if not self._token_ok(request):
             return web.json_response({"error": TOKEN_INVALID, "message": "Access token is invalid"})
         return web.json_response(
@@ -373,7 +361,7 @@ class FakeZaloOA:
         if len(text_of(message)) > 2000:
             return {"error": -201, "message": "text too long"}
         user.messages.append(message)
-        await self._notify()
+        self._changed()
         message_id = self.new_id()
         # The OA's own message comes back as an event, as on Zalo (the bot must ignore it).
         if self.webhook_url and message.get("text"):
@@ -402,7 +390,7 @@ class FakeZaloOA:
         if not phone.startswith("84") or not body.get("template_id"):
             return web.json_response({"error": -108, "message": "Phone number is invalid"})
         self.zns.append(body)
-        await self._notify()
+        self._changed()
         return web.json_response(
             {
                 "error": 0,
