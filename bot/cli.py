@@ -11,9 +11,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -106,6 +106,29 @@ def _admin_command(make: Callable[[Settings], Awaitable[str]], *also: type[Excep
         click.echo(_run(make(settings)))
     except refusals as exc:
         raise Fail(str(exc)) from None
+
+
+class _Imported(Protocol):
+    @property
+    def errors(self) -> Sequence[object]: ...
+
+    def render(self, lang: str) -> str: ...
+
+
+def _import_command(run_import: Callable[[str], Awaitable[_Imported]]) -> None:
+    """Import a file into the database at SOTAY_DATABASE_URL and print the summary in the
+    operator's language; a file refused as a whole is one line (exit 1), rows refused exit 3."""
+    from handlers.roster import RosterFileError
+
+    settings = _settings()
+    _run(_require_current_schema(settings))
+    try:
+        result = _run(run_import(settings.database_url))
+    except RosterFileError as exc:  # a StatusFileError too
+        raise Fail(_say(settings, exc.key, **exc.values)) from None
+    click.echo(result.render(settings.default_language))
+    if result.errors:
+        sys.exit(3)
 
 
 @click.group()
@@ -391,21 +414,11 @@ def roster_import(file: Path, dry_run: bool) -> None:
 
     Columns: member_code, full_name, phone, unit_path, has_smartphone.
     """
-    from handlers.roster import RosterFileError, import_roster_file
+    from handlers.roster import import_roster_file
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        report = _run(
-            import_roster_file(
-                settings.database_url, file, dry_run=dry_run, progress=sys.stderr.isatty()
-            )
-        )
-    except RosterFileError as exc:
-        raise Fail(_say(settings, exc.key, **exc.values)) from None
-    click.echo(report.render(settings.default_language))
-    if report.errors:
-        sys.exit(3)
+    _import_command(
+        lambda url: import_roster_file(url, file, dry_run=dry_run, progress=sys.stderr.isatty())
+    )
 
 
 @main.group()
@@ -420,17 +433,9 @@ def status_import(file: Path) -> None:
 
     Columns: member_code (or phone), installed, activated: có/không, yes/no, 1/0 or a date.
     """
-    from handlers.rollout_data import StatusFileError, import_status_file
+    from handlers.rollout_data import import_status_file
 
-    settings = _settings()
-    _run(_require_current_schema(settings))
-    try:
-        result = _run(import_status_file(settings.database_url, file, progress=sys.stderr.isatty()))
-    except StatusFileError as exc:
-        raise Fail(_say(settings, exc.key, **exc.values)) from None
-    click.echo(result.render(settings.default_language))
-    if result.errors:
-        sys.exit(3)
+    _import_command(lambda url: import_status_file(url, file, progress=sys.stderr.isatty()))
 
 
 @main.command()
