@@ -19,10 +19,11 @@ import io
 import logging
 import re
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from typing import Any
+from datetime import date, datetime, time, tzinfo
+from enum import StrEnum
+from typing import Any, ClassVar, Self, TypedDict
 from xml.sax.saxutils import escape
 
 from sqlalchemy import delete, func
@@ -30,6 +31,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs
+from bot.callbacks import SEP, BadCallback, Callback
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -38,6 +40,7 @@ from bot.textfold import fold
 from handlers import privacy
 from handlers.faq import UNSETTLED
 from storage.faq_models import FaqQuery
+from storage.ids import id_of
 from storage.models import Member, Role, Ticket, TicketMessage, Unit
 from storage.queries import in_subtree
 from storage.training_models import SoftwareFeedback
@@ -45,7 +48,6 @@ from storage.training_models import SoftwareFeedback
 log = logging.getLogger("sotay.feedback")
 
 STAFF = (Role.staff, Role.admin)
-CATEGORIES = ("bug", "suggestion", "hard")
 TEXT_MIN, TEXT_MAX = 10, 1000
 DEVICE_MAX = 100
 MASK = "[…]"
@@ -53,8 +55,76 @@ _DIGITS = re.compile(r"\+?\d[\d .\-]{5,}\d")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _VERSION = re.compile(r"\b\d+(?:\.\d+){1,3}\b")
 
-member_flow = dialogs.flow("feedback")
-mark_flow = dialogs.flow("feedback_mark")
+
+class Category(StrEnum):
+    """What kind of software feedback, stored as its value."""
+
+    bug = "bug"
+    suggestion = "suggestion"
+    hard = "hard"  # hard to use
+
+
+class FeedbackState(TypedDict, total=False):
+    """A member's feedback: its category, then the words (the last step reads the phone and app
+    version and stores the row)."""
+
+    lang: str
+    category: str  # a Category value
+    text: str
+
+
+class MarkState(TypedDict, total=False):
+    """Staff marking a ticket or an FAQ gap as feedback: the ticket, or the gap picked from the
+    offered ones (folded texts), then the category."""
+
+    lang: str
+    ticket_id: int
+    gaps: list[str]
+    gap: str
+
+
+member_flow: dialogs.Flow[FeedbackState] = dialogs.flow("feedback")
+mark_flow: dialogs.Flow[MarkState] = dialogs.flow("feedback_mark")
+
+
+# --- buttons --------------------------------------------------------------------------------------
+
+
+class FeedbackVerb(StrEnum):
+    new = "new"  # a member's feedback of a category
+    ticket = "tk"  # staff mark a support ticket
+    gap = "gap"  # staff mark a question the FAQ could not answer
+
+
+@dataclass(frozen=True)
+class FeedbackButton(Callback):
+    """``a:fb:new:<category>`` (a member) or ``a:fb:tk`` / ``a:fb:gap`` (staff).
+
+    The one action whose buttons differ in length: the category goes with ``new`` only, so
+    ``encode`` and ``decode`` are written out here, keeping the wire strings already sent."""
+
+    action: ClassVar[str] = "fb"
+    verb: FeedbackVerb
+    category: Category | None = None
+
+    def __post_init__(self) -> None:
+        if (self.verb == FeedbackVerb.new) != (self.category is not None):
+            raise ValueError("a category goes with 'new' and with nothing else")
+
+    def encode(self) -> str:
+        tail = [self.category.value] if self.category is not None else []
+        return SEP.join(["a", self.key(), self.verb.value, *tail])
+
+    @classmethod
+    def decode(cls, args: list[str]) -> Self:
+        try:
+            verb = FeedbackVerb(args[0]) if args else None
+            category = Category(args[1]) if len(args) == 2 else None
+            if verb is None or len(args) > 2:
+                raise ValueError(args)
+            return cls(verb, category)
+        except ValueError as exc:
+            raise BadCallback(f"{cls.key()}: {args!r}") from exc
 
 
 # --- masking --------------------------------------------------------------------------------------
@@ -129,38 +199,57 @@ async def nearby_names(session: AsyncSession, member: Member) -> set[str]:
 async def cmd_feedback(ctx: Ctx, args: str) -> None:
     """First the kind: help from a person, or feedback for the software."""
     rows = [[ctx.button(ctx.t("fb.kind.help"), "a:cmd:support")]]
-    rows += [[ctx.button(ctx.t(f"fb.kind.{c}"), f"a:fb:new:{c}")] for c in CATEGORIES]
+    rows += [
+        [ctx.button(ctx.t(f"fb.kind.{c}"), FeedbackButton(FeedbackVerb.new, c))] for c in Category
+    ]
     if ctx.actor.holds(*STAFF):
-        rows.append([ctx.button(ctx.t("fb.mark.ticket"), "a:fb:tk")])
-        rows.append([ctx.button(ctx.t("fb.mark.gap"), "a:fb:gap")])
+        rows.append([ctx.button(ctx.t("fb.mark.ticket"), FeedbackButton(FeedbackVerb.ticket))])
+        rows.append([ctx.button(ctx.t("fb.mark.gap"), FeedbackButton(FeedbackVerb.gap))])
     ctx.reply(View(ctx.t("fb.kind.ask"), rows))
 
 
-async def on_action(ctx: Ctx, args: list[str]) -> None:
-    """``a:fb:new:<category>`` (a member), ``a:fb:tk`` and ``a:fb:gap`` (staff)."""
-    if len(args) == 2 and args[0] == "new" and args[1] in CATEGORIES:
-        await dialogs.start(ctx, member_flow, "text", {"lang": ctx.lang, "category": args[1]})
+async def on_action(ctx: Ctx, press: FeedbackButton) -> None:
+    """A member's kind of feedback, or staff marking a ticket or an FAQ gap."""
+    await FEEDBACK_VERBS[press.verb](ctx, press)
+
+
+async def _start_member(ctx: Ctx, press: FeedbackButton) -> None:
+    assert press.category is not None  # FeedbackButton refuses "new" without one
+    start = FeedbackState(lang=ctx.lang, category=press.category.value)
+    await dialogs.start(ctx, member_flow, "text", start)
+
+
+async def _start_ticket(ctx: Ctx, press: FeedbackButton) -> None:
+    if not ctx.actor.holds(*STAFF):
+        ctx.reply(ctx.t("common.not_allowed"))
         return
-    if args in (["tk"], ["gap"]):
-        if not ctx.actor.holds(*STAFF):
-            ctx.reply(ctx.t("common.not_allowed"))
-            return
-        step = "ticket" if args[0] == "tk" else "gap"
-        if step == "gap" and not await gap_rows(ctx.session):
-            ctx.reply(ctx.t("fb.gap.none"))
-            return
-        await dialogs.start(ctx, mark_flow, step, {"lang": ctx.lang})
+    await dialogs.start(ctx, mark_flow, "ticket", MarkState(lang=ctx.lang))
+
+
+async def _start_gap(ctx: Ctx, press: FeedbackButton) -> None:
+    if not ctx.actor.holds(*STAFF):
+        ctx.reply(ctx.t("common.not_allowed"))
         return
-    ctx.reply(ctx.t("common.stale_button"))
+    if not await gap_rows(ctx.session):
+        ctx.reply(ctx.t("fb.gap.none"))
+        return
+    await dialogs.start(ctx, mark_flow, "gap", MarkState(lang=ctx.lang))
+
+
+FEEDBACK_VERBS: dict[FeedbackVerb, Callable[[Ctx, FeedbackButton], Awaitable[None]]] = {
+    FeedbackVerb.new: _start_member,
+    FeedbackVerb.ticket: _start_ticket,
+    FeedbackVerb.gap: _start_gap,
+}
 
 
 @member_flow.ask("text")
-async def ask_text(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_text(ctx: Ctx, s: FeedbackState) -> Prompt:
     return Prompt(ctx.t(f"fb.ask.text.{s['category']}"), free_text=True)
 
 
 @member_flow.answer("text")
-async def on_text(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_text(ctx: Ctx, s: FeedbackState, a: Answer) -> Next:
     text = " ".join((a.text or "").split())
     if len(text) < TEXT_MIN:
         return Retry("fb.text.short", {"min": TEXT_MIN})
@@ -171,12 +260,12 @@ async def on_text(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @member_flow.ask("device")
-async def ask_device(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_device(ctx: Ctx, s: FeedbackState) -> Prompt:
     return Prompt(ctx.t("fb.ask.device"), [Option("skip", ctx.t("fb.skip"))], free_text=True)
 
 
 @member_flow.answer("device")
-async def on_device(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_device(ctx: Ctx, s: FeedbackState, a: Answer) -> Next:
     version = phone = None
     if a.value != "skip":
         typed = " ".join((a.text or "").split())
@@ -209,12 +298,12 @@ async def on_device(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @mark_flow.ask("ticket")
-async def ask_ticket(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_ticket(ctx: Ctx, s: MarkState) -> Prompt:
     return Prompt(ctx.t("fb.ask.ticket"), free_text=True)
 
 
 @mark_flow.answer("ticket")
-async def on_ticket(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_ticket(ctx: Ctx, s: MarkState, a: Answer) -> Next:
     raw = (a.text or "").strip().lstrip("#")
     ticket = await ctx.session.get(Ticket, int(raw)) if raw.isdigit() else None
     cell = await ctx.session.get(Unit, ticket.cell_id) if ticket else None
@@ -224,7 +313,7 @@ async def on_ticket(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if (await ctx.session.exec(stmt)).first() is not None:
         ctx.reply(ctx.t("fb.ticket.already", id=ticket.id))
         return None
-    s["ticket_id"] = ticket.id
+    s["ticket_id"] = id_of(ticket)
     return "category"
 
 
@@ -244,7 +333,7 @@ async def gap_rows(session: AsyncSession, limit: int = 8) -> list[tuple[str, int
 
 
 @mark_flow.ask("gap")
-async def ask_gap(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_gap(ctx: Ctx, s: MarkState) -> Prompt:
     found = await gap_rows(ctx.session)
     s["gaps"] = [folded for folded, _n, _text in found]
     options = [Option(str(i), f"({n}×) {text[:50]}") for i, (_f, n, text) in enumerate(found)]
@@ -254,7 +343,7 @@ async def ask_gap(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @mark_flow.answer("gap")
-async def on_gap(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_gap(ctx: Ctx, s: MarkState, a: Answer) -> Next:
     index = int(a.value) if a.value and a.value.isdigit() else -1
     if not 0 <= index < len(s.get("gaps", [])):
         return Retry("common.choose_option")
@@ -263,13 +352,13 @@ async def on_gap(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @mark_flow.ask("category")
-async def ask_category(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-    return Prompt(ctx.t("fb.ask.category"), [Option(c, ctx.t(f"fb.kind.{c}")) for c in CATEGORIES])
+async def ask_category(ctx: Ctx, s: MarkState) -> Prompt:
+    return Prompt(ctx.t("fb.ask.category"), [Option(c, ctx.t(f"fb.kind.{c}")) for c in Category])
 
 
 @mark_flow.answer("category")
-async def on_category(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    if a.value not in CATEGORIES:
+async def on_category(ctx: Ctx, s: MarkState, a: Answer) -> Next:
+    if a.value not in list(Category):
         return Retry("common.choose_option")
     marker = ctx.actor.member.id if ctx.actor.member else None
     if "ticket_id" in s:
@@ -385,7 +474,7 @@ async def export_groups(session: AsyncSession, since: datetime | None = None) ->
 HEADER = ("category", "text", "members", "app_versions", "phone_types", "sources", "first", "last")
 
 
-def table(groups: Sequence[Group], tz: Any) -> list[list[str]]:
+def table(groups: Sequence[Group], tz: tzinfo) -> list[list[str]]:
     def day(moment: datetime | None) -> str:
         return moment.astimezone(tz).strftime("%Y-%m-%d") if moment else ""
 
@@ -474,7 +563,7 @@ class ExportError(Exception):
     """A sentence for the operator."""
 
 
-def parse_since(text: str | None, tz: Any) -> datetime | None:
+def parse_since(text: str | None, tz: tzinfo) -> datetime | None:
     if not text:
         return None
     try:
@@ -485,7 +574,7 @@ def parse_since(text: str | None, tz: Any) -> datetime | None:
 
 
 async def cli_export(
-    session: AsyncSession, *, since: datetime | None, xlsx: bool, tz: Any
+    session: AsyncSession, *, since: datetime | None, xlsx: bool, tz: tzinfo
 ) -> tuple[bytes, int]:
     """The file's bytes and how many groups it holds."""
     groups = await export_groups(session, since)
@@ -499,7 +588,7 @@ async def cli_export(
 @privacy.forgets
 async def forget_feedback(session: AsyncSession, member_id: int) -> None:
     """The member's words go (the vendor's copy included); who marked something goes too."""
-    await session.exec(delete(SoftwareFeedback).where(col(SoftwareFeedback.member_id) == member_id))  # type: ignore[call-overload]
+    await session.exec(delete(SoftwareFeedback).where(col(SoftwareFeedback.member_id) == member_id))
     stmt = select(SoftwareFeedback).where(SoftwareFeedback.marked_by == member_id)
     for row in (await session.exec(stmt)).all():
         row.marked_by = None
@@ -525,4 +614,4 @@ async def feedback_about(session: AsyncSession, member_id: int) -> dict[str, Any
 
 def setup(router: Router) -> None:
     router.command("feedback", requires=REGISTERED)(cmd_feedback)
-    router.action("fb", requires=REGISTERED)(on_action)
+    router.callback(FeedbackButton, requires=REGISTERED)(on_action)

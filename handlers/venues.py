@@ -16,20 +16,24 @@ import csv
 import io
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import Any, ClassVar
 
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.core import Upload, View
 from bot.i18n import t
 from bot.router import Router
 from handlers import privacy
 from storage import queries
+from storage.ids import id_of
 from storage.models import Meeting, MeetingStatus, Member, MemberStatus, Role, Unit
 from storage.queries import in_subtree
 from storage.training_models import VenueSurvey
@@ -38,9 +42,42 @@ log = logging.getLogger("sotay.venues")
 
 STAFF = (Role.staff, Role.admin)
 SECRETARIES = (Role.secretary, Role.deputy)
-ANSWERS = ("wifi", "good", "weak", "none")
-POOR = ("weak", "none")
 ASK_AGAIN_AFTER = timedelta(days=3)  # an unanswered question is repeated at most this often
+
+
+class Internet(StrEnum):
+    """A secretary's answer about the venue, stored as its value."""
+
+    wifi = "wifi"
+    good = "good"  # mobile data works well
+    weak = "weak"
+    none = "none"
+
+
+POOR = (Internet.weak, Internet.none)
+
+
+@dataclass(frozen=True)
+class VenueAnswer(Callback):
+    """The cell's secretary answers about its venue: ``a:vn:<survey>:<answer>``."""
+
+    action: ClassVar[str] = "vn"
+    survey_id: int
+    answer: Internet
+
+
+class StaffVerb(StrEnum):
+    ask = "ask"  # ask the secretaries of cells not yet answered
+    csv = "csv"  # the list as a file
+
+
+@dataclass(frozen=True)
+class VenueStaff(Callback):
+    """A button of the staff list: ``a:vnq:<unit>:ask|csv``."""
+
+    action: ClassVar[str] = "vnq"
+    unit_id: int
+    verb: StaffVerb
 
 
 @dataclass(frozen=True)
@@ -65,10 +102,10 @@ async def usual_places(session: AsyncSession, unit: Unit) -> dict[int, str]:
         )
         .join(Unit, col(Unit.id) == Meeting.cell_id)
         .where(Meeting.status != MeetingStatus.cancelled, in_subtree(Unit.path, unit.path))
-        .group_by(Meeting.cell_id, Meeting.place)
+        .group_by(col(Meeting.cell_id), col(Meeting.place))
     )
     best: dict[int, tuple[int, Any, str]] = {}
-    for cell_id, place, count, last in (await session.exec(stmt)).all():  # type: ignore[call-overload]
+    for cell_id, place, count, last in (await session.exec(stmt)).all():
         if cell_id not in best or (count, last) > best[cell_id][:2]:
             best[cell_id] = (count, last, place)
     return {cell_id: entry[2] for cell_id, entry in best.items()}
@@ -95,7 +132,7 @@ async def venues_under(session: AsyncSession, unit: Unit) -> list[Venue]:
             await session.exec(
                 select(Member.cell_id, func.count())
                 .where(col(Member.cell_id).in_(list(places)), Member.status == MemberStatus.active)
-                .group_by(Member.cell_id)
+                .group_by(col(Member.cell_id))
             )
         ).all()
     )
@@ -132,7 +169,7 @@ def home_unit(ctx: Ctx) -> Unit | None:
 def question_view(ctx: Ctx, lang: str, survey: VenueSurvey, cell: Unit) -> View:
     return View(
         t(lang, "vn.ask", cell=cell.name, place=survey.place),
-        [[ctx.button(t(lang, f"vn.answer.{a}"), f"a:vn:{survey.id}:{a}")] for a in ANSWERS],
+        [[ctx.button(t(lang, f"vn.answer.{a}"), VenueAnswer(id_of(survey), a))] for a in Internet],
     )
 
 
@@ -155,37 +192,42 @@ async def ask_secretaries(ctx: Ctx, unit: Unit) -> tuple[int, int]:
         ctx.session.add(survey)
         await ctx.session.flush()
         for person in secretaries:
-            await ctx.notify_member(
-                person, lambda lang, s=survey, c=venue.cell: question_view(ctx, lang, s, c)
-            )
+            await ctx.notify_member(person, _question(ctx, survey, venue.cell))
         asked += 1
     log.info("venues.asked unit=%s cells=%s orphans=%s", unit.id, asked, orphans)
     return asked, orphans
 
 
-async def on_answer(ctx: Ctx, args: list[str]) -> None:
-    """``a:vn:<survey>:<answer>``: the cell's secretary or deputy answers (again, if they like)."""
-    if len(args) != 2 or not args[0].isdigit() or args[1] not in ANSWERS:
-        ctx.reply(ctx.t("common.stale_button"))
-        return
-    survey = await ctx.session.get(VenueSurvey, int(args[0]))
+def _question(ctx: Ctx, survey: VenueSurvey, cell: Unit) -> Callable[[str], View]:
+    """The question about this survey's venue, in the language of whoever receives it."""
+    return lambda lang: question_view(ctx, lang, survey, cell)
+
+
+async def on_answer(ctx: Ctx, press: VenueAnswer) -> None:
+    """The cell's secretary or deputy answers (again, if they like)."""
+    survey = await ctx.session.get(VenueSurvey, press.survey_id)
     cell = await ctx.session.get(Unit, survey.cell_id) if survey else None
     if survey is None or cell is None or not ctx.actor.can_act_on(cell, *SECRETARIES):
-        log.warning("venues.refused survey=%s", args[0])
+        log.warning("venues.refused survey=%s", press.survey_id)
         ctx.reply(ctx.t("common.not_allowed"))
         return
-    survey.answer, survey.answered_at = args[1], ctx.now
+    survey.answer, survey.answered_at = press.answer.value, ctx.now
     survey.answered_by = ctx.actor.member.id if ctx.actor.member else None
     ctx.session.add(survey)
-    ctx.reply(ctx.t("vn.thanks_poor" if args[1] in POOR else "vn.thanks"))
+    ctx.reply(ctx.t("vn.thanks_poor" if press.answer in POOR else "vn.thanks"))
 
 
 # --- the staff list and its export ----------------------------------------------------------------
 
 
+def answer_of(venue: Venue) -> str | None:
+    """The secretary's answer about the venue, if any."""
+    return venue.survey.answer if venue.survey is not None else None
+
+
 def summary_text(lang: str, unit: Unit, venues: list[Venue]) -> str:
-    answered = [v for v in venues if v.survey is not None and v.survey.answer]
-    by_answer = {a: sum(1 for v in answered if v.survey.answer == a) for a in ANSWERS}  # type: ignore[union-attr]
+    answered = [v for v in venues if answer_of(v)]
+    by_answer = {a.value: sum(1 for v in answered if answer_of(v) == a) for a in Internet}
     asked = sum(1 for v in venues if v.survey is not None and v.survey.asked_at)
     lines = [
         t(
@@ -198,7 +240,7 @@ def summary_text(lang: str, unit: Unit, venues: list[Venue]) -> str:
             **by_answer,
         )
     ]
-    poor = [v for v in answered if v.survey.answer in POOR]  # type: ignore[union-attr]
+    poor = [v for v in answered if answer_of(v) in POOR]
     if not poor:
         lines.append(t(lang, "vn.no_poor"))
         return "\n".join(lines)
@@ -209,21 +251,21 @@ def summary_text(lang: str, unit: Unit, venues: list[Venue]) -> str:
     for commune, items in sorted(by_commune.items()):
         lines.append(f"{commune}:")
         for v in items:
-            answer = t(lang, f"vn.answer.{v.survey.answer}")  # type: ignore[union-attr]
+            answer = t(lang, f"vn.answer.{answer_of(v)}")
             lines.append(
                 t(lang, "vn.poor_line", cell=v.cell.name, place=v.place, answer=answer, n=v.members)
             )
     return "\n".join(lines)
 
 
-def render_csv(lang: str, venues: list[Venue], tz: Any) -> bytes:
+def render_csv(lang: str, venues: list[Venue], tz: tzinfo) -> bytes:
     """Every cell with a known venue: commune, cell, place, answer, members, answer date.
     UTF-8 with BOM so Excel opens Vietnamese correctly."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(t(lang, "vn.csv.header").split("|"))
     for v in venues:
-        answer = v.survey.answer if v.survey else None
+        answer = answer_of(v)
         answered: datetime | None = v.survey.answered_at if v.survey else None
         writer.writerow(
             [
@@ -240,8 +282,7 @@ def render_csv(lang: str, venues: list[Venue], tz: Any) -> bytes:
 
 def list_view(ctx: Ctx, unit: Unit, venues: list[Venue]) -> View:
     rows = [
-        [ctx.button(ctx.t("vn.btn.ask"), f"a:vnq:{unit.id}:ask")],
-        [ctx.button(ctx.t("vn.btn.csv"), f"a:vnq:{unit.id}:csv")],
+        [ctx.button(ctx.t(f"vn.btn.{verb}"), VenueStaff(id_of(unit), verb))] for verb in StaffVerb
     ]
     return View(summary_text(ctx.lang, unit, venues), rows)
 
@@ -254,28 +295,35 @@ async def cmd_venues(ctx: Ctx, args: str) -> None:
     ctx.reply(list_view(ctx, unit, await venues_under(ctx.session, unit)))
 
 
-async def on_staff_action(ctx: Ctx, args: list[str]) -> None:
-    """``a:vnq:<unit>:ask|csv``: staff or admins of that unit (or above)."""
-    unit = await ctx.session.get(Unit, int(args[0])) if args and args[0].isdigit() else None
-    if unit is None or len(args) != 2 or not ctx.actor.can_act_on(unit, *STAFF):
+async def on_staff_action(ctx: Ctx, press: VenueStaff) -> None:
+    """Staff or admins of that unit (or above): the verb's own function runs."""
+    unit = await ctx.session.get(Unit, press.unit_id)
+    if unit is None or not ctx.actor.can_act_on(unit, *STAFF):
         ctx.reply(ctx.t("common.not_allowed"))
         return
-    if args[1] == "ask":
-        asked, orphans = await ask_secretaries(ctx, unit)
-        ctx.reply(ctx.t("vn.asked", n=asked, orphans=orphans))
-    elif args[1] == "csv":
-        venues = await venues_under(ctx.session, unit)
-        caption = ctx.t("vn.csv.caption", unit=unit.name, n=len(venues))
-        if not ctx.can_upload:
-            ctx.reply(caption + "\n\n" + ctx.t("vn.csv.elsewhere"))
-            return
-        stamp = ctx.now.astimezone(ctx.settings.tz).strftime("%Y%m%d")
-        data = render_csv(ctx.lang, venues, ctx.settings.tz)
-        ctx.reply(
-            View(caption, upload=Upload(f"internet-noi-sinh-hoat-{stamp}.csv", "document", data))
-        )
-    else:
-        ctx.reply(ctx.t("common.stale_button"))
+    await STAFF_VERBS[press.verb](ctx, unit)
+
+
+async def _ask(ctx: Ctx, unit: Unit) -> None:
+    asked, orphans = await ask_secretaries(ctx, unit)
+    ctx.reply(ctx.t("vn.asked", n=asked, orphans=orphans))
+
+
+async def _export(ctx: Ctx, unit: Unit) -> None:
+    venues = await venues_under(ctx.session, unit)
+    caption = ctx.t("vn.csv.caption", unit=unit.name, n=len(venues))
+    if not ctx.can_upload:
+        ctx.reply(caption + "\n\n" + ctx.t("vn.csv.elsewhere"))
+        return
+    stamp = ctx.now.astimezone(ctx.settings.tz).strftime("%Y%m%d")
+    data = render_csv(ctx.lang, venues, ctx.settings.tz)
+    ctx.reply(View(caption, upload=Upload(f"internet-noi-sinh-hoat-{stamp}.csv", "document", data)))
+
+
+STAFF_VERBS: dict[StaffVerb, Callable[[Ctx, Unit], Awaitable[None]]] = {
+    StaffVerb.ask: _ask,
+    StaffVerb.csv: _export,
+}
 
 
 # --- privacy --------------------------------------------------------------------------------------
@@ -307,5 +355,5 @@ async def venue_answers_about(session: AsyncSession, member_id: int) -> dict[str
 
 def setup(router: Router) -> None:
     router.command("venues", requires=STAFF)(cmd_venues)
-    router.action("vnq", requires=STAFF)(on_staff_action)
-    router.action("vn", requires=SECRETARIES)(on_answer)
+    router.callback(VenueStaff, requires=STAFF)(on_staff_action)
+    router.callback(VenueAnswer, requires=SECRETARIES)(on_answer)

@@ -8,9 +8,19 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
-from handlers.feedback import export_groups, mask, split_device
+from bot.callbacks import BadCallback
+from bot.i18n import t
+from handlers.feedback import (
+    Category,
+    FeedbackButton,
+    FeedbackVerb,
+    export_groups,
+    mask,
+    split_device,
+)
 from handlers.privacy import phone_forms
 from storage.models import Member, Role, Ticket
 from storage.training_models import SoftwareFeedback
@@ -22,6 +32,51 @@ from tests.test_training import KHANG_NHAT, link
 
 BUG = "Ứng dụng bị treo khi mở tài liệu nghị quyết, tôi là Nguyễn Văn An, gọi 0912 000 001"
 QUESTION = "Làm sao đổi ảnh đại diện trong ứng dụng ngân hàng nông nghiệp?"
+
+
+@pytest.mark.engine_neutral
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [
+        ("a:fb:new:bug", FeedbackButton(FeedbackVerb.new, Category.bug)),
+        ("a:fb:new:suggestion", FeedbackButton(FeedbackVerb.new, Category.suggestion)),
+        ("a:fb:new:hard", FeedbackButton(FeedbackVerb.new, Category.hard)),
+        ("a:fb:tk", FeedbackButton(FeedbackVerb.ticket)),
+        ("a:fb:gap", FeedbackButton(FeedbackVerb.gap)),
+    ],
+)
+def test_buttons_already_in_chats_keep_their_wire_format(wire: str, value: FeedbackButton) -> None:
+    """The data of buttons sent before the typed codec reads as the same press, both ways."""
+    assert value.encode() == wire
+    assert FeedbackButton.decode(wire.split(":")[2:]) == value
+
+
+@pytest.mark.engine_neutral
+@pytest.mark.parametrize(
+    "args",
+    [[], ["new"], ["new", "zz"], ["new", "bug", "x"], ["tk", "bug"], ["gap", ""], ["xx"], [""]],
+)
+def test_feedback_data_of_the_wrong_shape_is_refused(args: list[str]) -> None:
+    with pytest.raises(BadCallback):
+        FeedbackButton.decode(args)
+
+
+@pytest.mark.engine_neutral
+def test_a_category_goes_with_new_only() -> None:
+    with pytest.raises(ValueError):
+        FeedbackButton(FeedbackVerb.new)
+    with pytest.raises(ValueError):
+        FeedbackButton(FeedbackVerb.ticket, Category.bug)
+
+
+async def test_a_signed_feedback_button_of_the_wrong_shape_is_a_stale_button(world: World) -> None:
+    an = (await link_members(world))["Nguyễn Văn An"]
+    sign = world.app.services.signer.sign
+    for data in ("a:fb:new:zz", "a:fb:new", "a:fb", "a:fb:tk:bug"):
+        views = await an.press_data(sign(data))
+        assert "Nút này đã cũ" in views[-1].text, data
+    views = await an.press_data(sign(FeedbackButton(FeedbackVerb.new, Category.bug).encode()))
+    assert views[-1].text == t("vi", "fb.ask.text.bug")
 
 
 def test_masking_and_the_device_line() -> None:

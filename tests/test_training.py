@@ -9,10 +9,23 @@ import asyncio
 import json
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col, select
 
+from bot.callbacks import Callback
 from bot.i18n import t
 from handlers.training import child_path, needs_training
+from handlers.training.common import (
+    CardVerb,
+    FollowUp,
+    FollowupAnswer,
+    InviteAnswer,
+    NewTraining,
+    SignUpOthers,
+    TrainingAnswer,
+    TrainingCard,
+    TrainingReport,
+)
 from storage.models import ChannelAccount, DueJob, JobStatus, Member, Role, RoleGrant, Unit
 from storage.training_models import TrainingSeat, TrainingSession, TrainingStatus
 from tests.conftest import Chat, World
@@ -83,6 +96,57 @@ def test_who_needs_training_and_the_child_a_path_falls_in() -> None:
     assert child_path("A", "A / B / C") == "A / B"
     assert child_path("A", "A") == "A"
     assert child_path("A", "AB / C") == "A"  # a name that merely starts alike is not below
+
+
+@pytest.mark.engine_neutral
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [
+        ("a:trn", NewTraining()),
+        ("a:trc:5:card", TrainingCard(5, CardVerb.card)),
+        ("a:trc:5:st", TrainingCard(5, CardVerb.status)),
+        ("a:trc:5:at", TrainingCard(5, CardVerb.attendance)),
+        ("a:trc:5:cx", TrainingCard(5, CardVerb.cancel)),
+        ("a:trc:5:cy", TrainingCard(5, CardVerb.cancel_confirmed)),
+        ("a:trr:3", TrainingReport(3)),
+        ("a:tr:7:y", TrainingAnswer(7, InviteAnswer.yes)),
+        ("a:tr:7:n", TrainingAnswer(7, InviteAnswer.no)),
+        ("a:trs:7", SignUpOthers(7)),
+        ("a:trf:7:ok", FollowUp(7, FollowupAnswer.ok)),
+        ("a:trf:7:inst", FollowUp(7, FollowupAnswer.installed)),
+        ("a:trf:7:none", FollowUp(7, FollowupAnswer.none)),
+    ],
+)
+def test_buttons_already_in_chats_keep_their_wire_format(wire: str, value: Callback) -> None:
+    """The data of buttons sent before the typed codecs reads as the same press, both ways."""
+    assert value.encode() == wire
+    assert type(value).decode(wire.split(":")[2:]) == value
+
+
+async def test_a_signed_training_button_of_the_wrong_shape_is_a_stale_button(
+    world: World,
+) -> None:
+    """Signed by us but of another shape: answered as an old button, and nothing changes."""
+    await link_members(world)
+    canbo, bithu = world.chat("canbo"), world.chat("bithu")
+    await schedule(canbo)
+    training = await the_session(world)
+    sign = world.app.services.signer.sign
+    for chat, data in (
+        (canbo, "a:trn:1"),
+        (canbo, f"a:trc:{training.id}:cz"),
+        (canbo, f"a:trc:{training.id}"),
+        (canbo, "a:trr:x"),
+        (bithu, f"a:tr:{training.id}:maybe"),
+        (bithu, "a:trs:"),
+        (bithu, f"a:trf:{training.id}:yes"),
+    ):
+        views = await chat.press_data(sign(data))
+        assert "Nút này đã cũ" in views[-1].text, data
+    assert (await the_session(world)).status == TrainingStatus.scheduled
+    assert not any(s.answer for s in (await seats(world)).values())
+    views = await canbo.press_data(sign(TrainingCard(training.id or 0, CardVerb.status).encode()))
+    assert "Tham gia (0/20)" in views[-1].text
 
 
 async def test_training_from_scheduling_to_the_report(world: World) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
-from handlers.venues import usual_places
+from bot.callbacks import Callback
+from handlers.venues import Internet, StaffVerb, VenueAnswer, VenueStaff, usual_places
 from storage.db import Database
 from storage.models import Meeting, MeetingKind, MeetingStatus, Role, Unit
 from storage.training_models import VenueSurvey
@@ -101,6 +103,49 @@ async def test_survey_from_the_question_to_the_list_and_its_export(world: World)
 
     views = await world.chat("admin").say("/venues")
     assert "3 chi bộ đã biết nơi sinh hoạt" in views[-1].text  # the province sees both communes
+
+
+@pytest.mark.engine_neutral
+@pytest.mark.parametrize(
+    ("wire", "value"),
+    [
+        ("a:vn:4:wifi", VenueAnswer(4, Internet.wifi)),
+        ("a:vn:4:good", VenueAnswer(4, Internet.good)),
+        ("a:vn:4:weak", VenueAnswer(4, Internet.weak)),
+        ("a:vn:4:none", VenueAnswer(4, Internet.none)),
+        ("a:vnq:2:ask", VenueStaff(2, StaffVerb.ask)),
+        ("a:vnq:2:csv", VenueStaff(2, StaffVerb.csv)),
+    ],
+)
+def test_buttons_already_in_chats_keep_their_wire_format(wire: str, value: Callback) -> None:
+    """The data of buttons sent before the typed codecs reads as the same press, both ways."""
+    assert value.encode() == wire
+    assert type(value).decode(wire.split(":")[2:]) == value
+
+
+async def test_a_signed_venue_button_of_the_wrong_shape_is_a_stale_button(world: World) -> None:
+    """Signed by us but of another shape: answered as an old button; the survey stays open."""
+    await add_meetings(world)
+    canbo, bithu = world.chat("canbo"), world.chat("bithu")
+    await canbo.say("/venues")
+    await canbo.press("📨 Hỏi bí thư các chi bộ chưa trả lời")
+    async with world.app.db.reader() as session:
+        survey = (await session.exec(select(VenueSurvey))).one()
+        hop_thanh = (await session.exec(select(Unit).where(Unit.path == HOP_THANH))).one()
+    sign = world.app.services.signer.sign
+    for chat, data in (
+        (bithu, f"a:vn:{survey.id}:maybe"),
+        (bithu, f"a:vn:{survey.id}"),
+        (bithu, "a:vn:x:none"),
+        (canbo, f"a:vnq:{hop_thanh.id}:pdf"),
+        (canbo, f"a:vnq:{hop_thanh.id}"),
+    ):
+        views = await chat.press_data(sign(data))
+        assert "Nút này đã cũ" in views[-1].text, data
+    async with world.app.db.reader() as session:
+        assert (await session.get(VenueSurvey, survey.id)).answer is None  # type: ignore[union-attr]
+    views = await bithu.press_data(sign(VenueAnswer(survey.id or 0, Internet.weak).encode()))
+    assert "Nút này đã cũ" not in views[-1].text
 
 
 async def test_only_the_cells_secretary_answers_and_only_staff_above_see(world: World) -> None:
