@@ -303,37 +303,48 @@ async def on_faq_action(ctx: Ctx, press: FaqPress) -> None:
     await FAQ_VERBS[press.verb](ctx, press)
 
 
-async def _entry(ctx: Ctx, press: FaqPress) -> FaqEntry | None:
-    """The entry a button names; None (the button answered as stale) when it is gone."""
+async def _entry(ctx: Ctx, press: FaqPress) -> tuple[FaqEntry, FaqQuery | None] | None:
+    """The entry a button names and the asker's question it answered; None, and the button
+    answered as stale, when the entry is gone."""
     index = await SERVICE.index(ctx.session, ctx.now)
     try:
-        return index.kb.get(press.ref) if press.ref else None
+        entry = index.kb.get(press.ref) if press.ref else None
     except KeyError:
-        return None
-
-
-async def _on_entry(ctx: Ctx, press: FaqPress) -> None:
-    """``show``, ``ok`` and ``no``: about one entry, and the question it answered."""
-    entry = await _entry(ctx, press)
+        entry = None
     if entry is None:
         ctx.reply(ctx.t("common.stale_button"))
+        return None
+    return entry, await _query(ctx, press.query_id)
+
+
+async def _on_show(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
         return
-    query = await _query(ctx, press.query_id)
-    if press.verb == FaqVerb.show:
-        if query is not None:
-            query.entry_id, query.outcome = entry.id, "chosen"
-            ctx.session.add(query)
-        ctx.reply(answer_view(ctx, entry, ctx.lang, query.id if query else None))
-    elif press.verb == FaqVerb.solved:
-        if query is not None:
-            query.outcome = "solved"
-            ctx.session.add(query)
-        ctx.reply(ctx.t("faq.thanks"))
-    else:
-        if query is not None:
-            query.outcome, query.entry_id = "not_solved", entry.id
-            ctx.session.add(query)
-        offer_support(ctx, ctx.lang, query.id if query else None, key="faq.sorry")
+    entry, query = found
+    if query is not None:
+        query.entry_id, query.outcome = entry.id, "chosen"
+        ctx.session.add(query)
+    ctx.reply(answer_view(ctx, entry, ctx.lang, query.id if query else None))
+
+
+async def _on_solved(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
+        return
+    _, query = found
+    if query is not None:
+        query.outcome = "solved"
+        ctx.session.add(query)
+    ctx.reply(ctx.t("faq.thanks"))
+
+
+async def _on_not_solved(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
+        return
+    entry, query = found
+    if query is not None:
+        query.outcome, query.entry_id = "not_solved", entry.id
+        ctx.session.add(query)
+    offer_support(ctx, ctx.lang, query.id if query else None, key="faq.sorry")
 
 
 async def _on_no_match(ctx: Ctx, press: FaqPress) -> None:
@@ -360,9 +371,9 @@ async def _on_topic(ctx: Ctx, press: FaqPress) -> None:
 
 
 FAQ_VERBS: dict[FaqVerb, Callable[[Ctx, FaqPress], Awaitable[None]]] = {
-    FaqVerb.show: _on_entry,
-    FaqVerb.solved: _on_entry,
-    FaqVerb.not_solved: _on_entry,
+    FaqVerb.show: _on_show,
+    FaqVerb.solved: _on_solved,
+    FaqVerb.not_solved: _on_not_solved,
     FaqVerb.no_match: _on_no_match,
     FaqVerb.to_staff: _on_to_staff,
     FaqVerb.topic: _on_topic,

@@ -49,12 +49,13 @@ async def on_member_action(ctx: Ctx, press: MemberPress) -> None:
     await MEMBER_VERBS[press.verb](ctx, ticket, press)
 
 
-async def _draft_choice(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
-    """Where the text typed while tickets were open goes: this ticket, a new one, or the FAQ."""
+async def _take_draft(ctx: Ctx, press: MemberPress) -> tuple[str, Attachment | None] | None:
+    """The text typed while tickets were open, taken out of its waiting draft; None, and the
+    button answered as stale, when the draft is gone (or another's)."""
     draft = await ctx.session.get(TicketMessage, press.number) if press.number else None
     if draft is None or draft.role != "draft" or draft.author_id != me(ctx).id:
         ctx.reply(ctx.t("common.stale_button"))
-        return
+        return None
     text = draft.text
     attachment = (
         Attachment(draft.attachment_kind, draft.attachment_ref, name=draft.attachment_name)
@@ -63,24 +64,37 @@ async def _draft_choice(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
     )
     await ctx.session.delete(draft)
     await ctx.session.flush()
-    if press.verb == MemberVerb.add:
-        if ticket.status == TicketStatus.closed:
-            ctx.reply(ctx.t("sup.member.ticket_closed", id=ticket.id))
-            return
-        ticket.member_adds = True
-        ctx.session.add(ticket)
-        await core.add_member_message(ctx, ticket, text=text, attachment=attachment)
-    elif press.verb == MemberVerb.new:
-        if await over_limit(ctx):
-            return
-        data: SupportState = {
-            "lang": ctx.lang,
-            "text": text,
-            "attachment": asdict(attachment) if attachment else None,
-        }
-        await dialogs.start(ctx, support_flow, "category", data)
-    else:  # "not about a ticket": a question for the assistant after all
-        await faq.on_question(ctx, text)
+    return text, attachment
+
+
+async def _draft_to_ticket(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
+    if (draft := await _take_draft(ctx, press)) is None:
+        return
+    if ticket.status == TicketStatus.closed:
+        ctx.reply(ctx.t("sup.member.ticket_closed", id=ticket.id))
+        return
+    ticket.member_adds = True
+    ctx.session.add(ticket)
+    text, attachment = draft
+    await core.add_member_message(ctx, ticket, text=text, attachment=attachment)
+
+
+async def _draft_to_new_ticket(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
+    if (draft := await _take_draft(ctx, press)) is None or await over_limit(ctx):
+        return
+    text, attachment = draft
+    data: SupportState = {
+        "lang": ctx.lang,
+        "text": text,
+        "attachment": asdict(attachment) if attachment else None,
+    }
+    await dialogs.start(ctx, support_flow, "category", data)
+
+
+async def _draft_to_faq(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
+    """The member said the text was not about a ticket: a question for the assistant."""
+    if (draft := await _take_draft(ctx, press)) is not None:
+        await faq.on_question(ctx, draft[0])
 
 
 async def _close(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
@@ -134,9 +148,9 @@ async def _skip(ctx: Ctx, ticket: Ticket, press: MemberPress) -> None:
 
 
 MEMBER_VERBS: dict[MemberVerb, Callable[[Ctx, Ticket, MemberPress], Awaitable[None]]] = {
-    MemberVerb.add: _draft_choice,
-    MemberVerb.new: _draft_choice,
-    MemberVerb.not_ticket: _draft_choice,
+    MemberVerb.add: _draft_to_ticket,
+    MemberVerb.new: _draft_to_new_ticket,
+    MemberVerb.not_ticket: _draft_to_faq,
     MemberVerb.solved: _close,
     MemberVerb.close: _close,
     MemberVerb.unsolved: _unsolved,
