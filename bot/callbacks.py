@@ -8,6 +8,8 @@ into typed fields or refuses it, and the router hands the handler the typed valu
 
 Wire format (unchanged for version 1, so buttons already in members' chats keep working):
 ``a:<action>:<field>:<field>…`` — ints as digits, enums by value, booleans as ``1``/``0``.
+Trailing fields typed ``X | None = None`` are optional: left off the data while they are None
+(``a:tk:5:view`` and ``a:tk:5:fq:install`` are one action with an optional last field).
 A version above 1 is part of the action's key (``a:<action>.<v>:…``), so a press on a button of
 an older shape finds no handler and is answered as a stale button instead of being misread.
 The data is signed afterwards by ``bot.buttons.ButtonSigner`` (64-byte Telegram limit).
@@ -39,18 +41,34 @@ class Callback:
         return cls.action if cls.version == 1 else f"{cls.action}.{cls.version}"
 
     def encode(self) -> str:
-        parts = [_encode(getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
-        return SEP.join(["a", self.key(), *parts])
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        while values and values[-1] is None:  # optional trailing fields are left off
+            values.pop()
+        if None in values:
+            raise ValueError(f"{self.key()}: only trailing fields may be None")
+        return SEP.join(["a", self.key(), *(_encode(value) for value in values)])
 
     @classmethod
     def decode(cls, args: list[str]) -> Self:
         """The typed value of a press's arguments (after ``a:<key>:``), or ``BadCallback``."""
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        if len(args) != len(fields):
+        required = sum(1 for f in fields if f.default is dataclasses.MISSING)
+        if not required <= len(args) <= len(fields):
             raise BadCallback(f"{cls.key()}: {len(args)} fields, expected {len(fields)}")
         hints = typing.get_type_hints(cls)
-        values = {f.name: _decode(hints[f.name], raw) for f, raw in zip(fields, args, strict=True)}
+        values = {
+            f.name: _decode(_required(hints[f.name]), raw)
+            for f, raw in zip(fields, args, strict=False)
+        }
         return cls(**values)
+
+
+def _required(kind: Any) -> Any:
+    """``X`` for an optional field typed ``X | None``; any other type as it is."""
+    members = [k for k in typing.get_args(kind) if k is not type(None)]
+    if len(members) == 1 and type(None) in typing.get_args(kind):
+        return members[0]
+    return kind
 
 
 def _encode(value: Any) -> str:

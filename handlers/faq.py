@@ -9,9 +9,11 @@ asker's identity (``sotay faq gaps``) and can go on to the support staff.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Self, TypedDict
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import func, update
@@ -19,6 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs, scheduler
+from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -39,8 +42,8 @@ QUERY_TEXT_MAX = 500
 
 
 async def load_from_db(session: AsyncSession) -> KnowledgeBase | None:
-    topics = (await session.exec(select(FaqTopicRow).order_by(FaqTopicRow.position))).all()
-    rows = (await session.exec(select(FaqEntryRow).order_by(FaqEntryRow.position))).all()
+    topics = (await session.exec(select(FaqTopicRow).order_by(col(FaqTopicRow.position)))).all()
+    rows = (await session.exec(select(FaqEntryRow).order_by(col(FaqEntryRow.position)))).all()
     if not rows:
         return None
     return KnowledgeBase(
@@ -81,31 +84,31 @@ async def import_kb(
     existing = {r.id: r for r in (await session.exec(select(FaqEntryRow))).all()}
     created = updated = unchanged = 0
     for position, entry in enumerate(kb.entries):
-        values = {
+        values: dict[str, Any] = {
             "topic": entry.topic,
             "questions": {k: list(v) for k, v in entry.questions.items()},
             "answer": dict(entry.answer),
             "keywords": list(entry.keywords),
             "position": position,
         }
-        row = existing.get(entry.id)
-        if row is None:
+        entry_row = existing.get(entry.id)
+        if entry_row is None:
             session.add(FaqEntryRow(id=entry.id, updated_at=now, **values))
             created += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
+        elif any(getattr(entry_row, k) != v for k, v in values.items()):
             for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at, row.revision = now, row.revision + 1
-            session.add(row)
+                setattr(entry_row, key, value)
+            entry_row.updated_at, entry_row.revision = now, entry_row.revision + 1
+            session.add(entry_row)
             updated += 1
         else:
             unchanged += 1
     removed = 0
     if replace:
         keep = {e.id for e in kb.entries}
-        for entry_id, row in existing.items():
+        for entry_id, stale in existing.items():
             if entry_id not in keep:
-                await session.delete(row)
+                await session.delete(stale)
                 removed += 1
     await session.flush()
     await bump_version(session)
@@ -124,7 +127,7 @@ async def bump_version(session: AsyncSession) -> None:
     Called by every writer (import, /faqedit, gap review) in the same transaction as the change.
     An atomic ``version + 1`` keeps two concurrent writers from losing a bump.
     """
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         update(FaqState).where(col(FaqState.id) == 1).values(version=col(FaqState.version) + 1)
     )
     if result.rowcount == 0:
@@ -188,12 +191,62 @@ def answer_language(ctx: Ctx, text: str) -> str:
     return "en" if text and detect_language(text) == "en" else ctx.lang
 
 
+# --- buttons --------------------------------------------------------------------------------------
+
+
+class FaqVerb(StrEnum):
+    """What a button under an answer or a suggestion does (``a:faq:<verb>:…``)."""
+
+    show = "show"  # show the entry ``ref``
+    solved = "ok"  # the answer ``ref`` helped
+    not_solved = "no"  # it did not: offer people
+    no_match = "nm"  # none of the suggestions fits
+    to_staff = "sup"  # hand the question on to support
+    topic = "t"  # the entries of the topic ``ref`` (/faq)
+
+
+ABOUT_QUERY_ONLY = (FaqVerb.no_match, FaqVerb.to_staff)
+
+
+@dataclass(frozen=True)
+class FaqPress(Callback):
+    """``a:faq:<verb>:<entry or topic>[:<query>]``; ``nm`` and ``sup`` carry only ``:<query>``.
+
+    ``query_id`` is the asker's recorded question (``FaqQuery``; 0 when none was recorded)."""
+
+    action: ClassVar[str] = "faq"
+    verb: FaqVerb
+    ref: str | None = None
+    query_id: int | None = None
+
+    def encode(self) -> str:
+        if self.verb in ABOUT_QUERY_ONLY:
+            return _FaqQueryPress(self.verb, self.query_id).encode()
+        return super().encode()
+
+    @classmethod
+    def decode(cls, args: list[str]) -> Self:
+        if args and args[0] in ABOUT_QUERY_ONLY:
+            press = _FaqQueryPress.decode(args)
+            return cls(press.verb, None, press.query_id)
+        return super().decode(args)
+
+
+@dataclass(frozen=True)
+class _FaqQueryPress(Callback):
+    """The wire shape of ``FaqPress`` for the verbs about the question only."""
+
+    action: ClassVar[str] = "faq"
+    verb: FaqVerb
+    query_id: int | None = None
+
+
 def answer_view(ctx: Ctx, entry: FaqEntry, lang: str, query_id: int | None) -> View:
     q = query_id or 0
     buttons = [
         [
-            ctx.button(t(lang, "faq.solved"), f"a:faq:ok:{entry.id}:{q}"),
-            ctx.button(t(lang, "faq.not_solved"), f"a:faq:no:{entry.id}:{q}"),
+            ctx.button(t(lang, "faq.solved"), FaqPress(FaqVerb.solved, entry.id, q)),
+            ctx.button(t(lang, "faq.not_solved"), FaqPress(FaqVerb.not_solved, entry.id, q)),
         ]
     ]
     return View(entry.answer.get(lang) or entry.answer["vi"], buttons)
@@ -213,13 +266,12 @@ async def on_question(ctx: Ctx, text: str) -> None:
     if decision.decision == "suggest":
         query = record_query(ctx, text, "suggested")
         await ctx.session.flush()
+        q = query.id if query and query.id else 0
         rows = [
-            [ctx.button(c.question[:60], f"a:faq:show:{c.entry_id}:{query.id if query else 0}")]
+            [ctx.button(c.question[:60], FaqPress(FaqVerb.show, c.entry_id, q))]
             for c in decision.candidates
         ]
-        rows.append(
-            [ctx.button(t(lang, "faq.none_of_these"), f"a:faq:nm:{query.id if query else 0}")]
-        )
+        rows.append([ctx.button(t(lang, "faq.none_of_these"), FaqPress(FaqVerb.no_match, None, q))])
         ctx.reply(View(t(lang, "faq.suggest"), rows))
         return
     if not any(ch.isalpha() for ch in text):
@@ -232,59 +284,100 @@ async def on_question(ctx: Ctx, text: str) -> None:
 
 def offer_support(ctx: Ctx, lang: str, query_id: int | None, *, key: str) -> None:
     """Hand the question on to people: a support ticket where support is available."""
-    rows = [[ctx.button(t(lang, "faq.to_staff"), f"a:faq:sup:{query_id or 0}")]]
+    rows = [[ctx.button(t(lang, "faq.to_staff"), FaqPress(FaqVerb.to_staff, None, query_id or 0))]]
     if ctx.actor.registered:
         rows.append([ctx.button(t(lang, "menu.title_short"), "a:cmd:menu")])
     ctx.reply(View(t(lang, key), rows))
 
 
-async def _query(ctx: Ctx, raw: str) -> FaqQuery | None:
+async def _query(ctx: Ctx, query_id: int | None) -> FaqQuery | None:
     """The asker's own recorded question named by a button (anyone else's is ignored)."""
-    if not raw.isdigit() or raw == "0" or ctx.actor.member is None:
+    if not query_id or ctx.actor.member is None:
         return None
-    query = await ctx.session.get(FaqQuery, int(raw))
+    query = await ctx.session.get(FaqQuery, query_id)
     return query if query is not None and query.asker_id == ctx.actor.member.id else None
 
 
-async def on_faq_action(ctx: Ctx, args: list[str]) -> None:
+async def on_faq_action(ctx: Ctx, press: FaqPress) -> None:
     """Buttons under answers and suggestions: show, solved, not solved, none of these, to staff."""
-    verb, rest = (args[0], args[1:]) if args else ("", [])
+    await FAQ_VERBS[press.verb](ctx, press)
+
+
+async def _entry(ctx: Ctx, press: FaqPress) -> tuple[FaqEntry, FaqQuery | None] | None:
+    """The entry a button names and the asker's question it answered; None, and the button
+    answered as stale, when the entry is gone."""
     index = await SERVICE.index(ctx.session, ctx.now)
-    lang = ctx.lang
-    if verb in ("show", "ok", "no") and rest:
-        try:
-            entry = index.kb.get(rest[0])
-        except KeyError:
-            ctx.reply(ctx.t("common.stale_button"))
-            return
-        query = await _query(ctx, rest[1]) if len(rest) > 1 else None
-        if verb == "show":
-            if query is not None:
-                query.entry_id, query.outcome = entry.id, "chosen"
-                ctx.session.add(query)
-            ctx.reply(answer_view(ctx, entry, lang, query.id if query else None))
-        elif verb == "ok":
-            if query is not None:
-                query.outcome = "solved"
-                ctx.session.add(query)
-            ctx.reply(ctx.t("faq.thanks"))
-        else:
-            if query is not None:
-                query.outcome, query.entry_id = "not_solved", entry.id
-                ctx.session.add(query)
-            offer_support(ctx, lang, query.id if query else None, key="faq.sorry")
-    elif verb == "nm" and rest:
-        query = await _query(ctx, rest[0])
-        if query is not None:
-            query.outcome = "no_match"
-            ctx.session.add(query)
-        offer_support(ctx, lang, query.id if query else None, key="faq.no_answer")
-    elif verb == "sup":
-        await hand_to_support(ctx, await _query(ctx, rest[0]) if rest else None)
-    elif verb == "t" and rest:
-        show_topic(ctx, index.kb, rest[0])
-    else:
+    try:
+        entry = index.kb.get(press.ref) if press.ref else None
+    except KeyError:
+        entry = None
+    if entry is None:
         ctx.reply(ctx.t("common.stale_button"))
+        return None
+    return entry, await _query(ctx, press.query_id)
+
+
+async def _on_show(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
+        return
+    entry, query = found
+    if query is not None:
+        query.entry_id, query.outcome = entry.id, "chosen"
+        ctx.session.add(query)
+    ctx.reply(answer_view(ctx, entry, ctx.lang, query.id if query else None))
+
+
+async def _on_solved(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
+        return
+    _, query = found
+    if query is not None:
+        query.outcome = "solved"
+        ctx.session.add(query)
+    ctx.reply(ctx.t("faq.thanks"))
+
+
+async def _on_not_solved(ctx: Ctx, press: FaqPress) -> None:
+    if (found := await _entry(ctx, press)) is None:
+        return
+    entry, query = found
+    if query is not None:
+        query.outcome, query.entry_id = "not_solved", entry.id
+        ctx.session.add(query)
+    offer_support(ctx, ctx.lang, query.id if query else None, key="faq.sorry")
+
+
+async def _on_no_match(ctx: Ctx, press: FaqPress) -> None:
+    if press.query_id is None:
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    query = await _query(ctx, press.query_id)
+    if query is not None:
+        query.outcome = "no_match"
+        ctx.session.add(query)
+    offer_support(ctx, ctx.lang, query.id if query else None, key="faq.no_answer")
+
+
+async def _on_to_staff(ctx: Ctx, press: FaqPress) -> None:
+    await hand_to_support(ctx, await _query(ctx, press.query_id))
+
+
+async def _on_topic(ctx: Ctx, press: FaqPress) -> None:
+    if not press.ref:
+        ctx.reply(ctx.t("common.stale_button"))
+        return
+    index = await SERVICE.index(ctx.session, ctx.now)
+    show_topic(ctx, index.kb, press.ref)
+
+
+FAQ_VERBS: dict[FaqVerb, Callable[[Ctx, FaqPress], Awaitable[None]]] = {
+    FaqVerb.show: _on_show,
+    FaqVerb.solved: _on_solved,
+    FaqVerb.not_solved: _on_not_solved,
+    FaqVerb.no_match: _on_no_match,
+    FaqVerb.to_staff: _on_to_staff,
+    FaqVerb.topic: _on_topic,
+}
 
 
 async def hand_to_support(ctx: Ctx, query: FaqQuery | None) -> None:
@@ -306,7 +399,11 @@ async def cmd_faq(ctx: Ctx, args: str) -> None:
         return
     index = await SERVICE.index(ctx.session, ctx.now)
     rows = [
-        [ctx.button(topic.title.get(ctx.lang) or topic.title["vi"], f"a:faq:t:{topic.id}")]
+        [
+            ctx.button(
+                topic.title.get(ctx.lang) or topic.title["vi"], FaqPress(FaqVerb.topic, topic.id)
+            )
+        ]
         for topic in index.kb.topics
     ]
     ctx.reply(View(ctx.t("faq.topics"), rows))
@@ -318,7 +415,12 @@ def show_topic(ctx: Ctx, kb: KnowledgeBase, topic_id: str) -> None:
         ctx.reply(ctx.t("common.stale_button"))
         return
     rows = [
-        [ctx.button((e.questions.get(ctx.lang) or e.questions["vi"])[0][:60], f"a:faq:show:{e.id}")]
+        [
+            ctx.button(
+                (e.questions.get(ctx.lang) or e.questions["vi"])[0][:60],
+                FaqPress(FaqVerb.show, e.id),
+            )
+        ]
         for e in entries[:20]
     ]
     ctx.reply(View(ctx.t("faq.pick_question"), rows))
@@ -332,7 +434,24 @@ UNSETTLED = ("none", "no_match", "not_solved")
 
 # --- administrators edit entries in the chat ------------------------------------------------------
 
-edit_flow = dialogs.flow("faqedit")
+NewText = Literal["new_q_vi", "new_a_vi", "new_q_en", "new_a_en"]
+
+
+class EditState(TypedDict, total=False):
+    lang: str
+    found: list[str]  # entry ids the last search ranked (step "pick")
+    entry: str | None  # the entry edited; None for a new one
+    field: str  # one of FIELDS but "delete" (step "value")
+    topic: str  # a new entry's topic
+    new_q_vi: str  # a new entry's texts, asked one after the other
+    new_a_vi: str
+    new_q_en: str
+    new_a_en: str
+    gap_ids: list[int]  # a new entry started from /faqgaps: the questions it settles
+    gap_text: str
+
+
+edit_flow: dialogs.Flow[EditState] = dialogs.flow("faqedit")
 NEW = "__new__"
 
 
@@ -348,11 +467,12 @@ async def cmd_faqedit(ctx: Ctx, args: str) -> None:
     if not may_edit_base(ctx):
         ctx.reply(ctx.t("faqgaps.not_allowed"))
         return
-    await dialogs.start(ctx, edit_flow, "pick", {"lang": ctx.lang})
+    data: EditState = {"lang": ctx.lang}
+    await dialogs.start(ctx, edit_flow, "pick", data)
 
 
 @edit_flow.ask("pick")
-async def ask_pick(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_pick(ctx: Ctx, s: EditState) -> Prompt:
     found = s.get("found", [])
     index = await SERVICE.index(ctx.session, ctx.now)
     options = [Option(i, (index.kb.get(i).questions.get(ctx.lang) or [i])[0][:60]) for i in found]
@@ -361,7 +481,7 @@ async def ask_pick(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @edit_flow.answer("pick")
-async def on_pick(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_pick(ctx: Ctx, s: EditState, a: Answer) -> Next:
     if a.value == NEW:
         s["entry"] = None
         return "topic"
@@ -380,14 +500,14 @@ FIELDS = ("q_vi", "q_en", "a_vi", "a_en", "delete")
 
 
 @edit_flow.ask("field")
-async def ask_field(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_field(ctx: Ctx, s: EditState) -> Prompt:
     return Prompt(
         ctx.t("faqedit.field", id=s["entry"]), [Option(f, ctx.t(f"faqedit.f.{f}")) for f in FIELDS]
     )
 
 
 @edit_flow.answer("field")
-async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_field(ctx: Ctx, s: EditState, a: Answer) -> Next:
     row = await ctx.session.get(FaqEntryRow, s["entry"])
     if row is None or not may_edit_base(ctx):
         ctx.reply(ctx.t("common.stale_button"))
@@ -397,17 +517,19 @@ async def on_field(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         await bump_version(ctx.session)
         ctx.reply(ctx.t("faqedit.deleted", id=row.id))
         return None
+    if a.value is None:  # only the options are offered
+        return "field"
     s["field"] = a.value
     return "value"
 
 
 @edit_flow.ask("value")
-async def ask_value(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_value(ctx: Ctx, s: EditState) -> Prompt:
     return Prompt(ctx.t(f"faqedit.f.{s['field']}") + ":", free_text=True)
 
 
 @edit_flow.answer("value")
-async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_value(ctx: Ctx, s: EditState, a: Answer) -> Next:
     text = (a.text or "").strip()
     if not 3 <= len(text) <= 1500:
         return Retry("faqedit.length")
@@ -428,7 +550,7 @@ async def on_value(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @edit_flow.ask("topic")
-async def ask_topic(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_topic(ctx: Ctx, s: EditState) -> Prompt:
     index = await SERVICE.index(ctx.session, ctx.now)
     return Prompt(
         ctx.t("faqedit.topic"),
@@ -437,18 +559,20 @@ async def ask_topic(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @edit_flow.answer("topic")
-async def on_topic(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_topic(ctx: Ctx, s: EditState, a: Answer) -> Next:
+    if a.value is None:  # only the options are offered
+        return "topic"
     s["topic"] = a.value
     return "new_q_vi"
 
 
-def _text_step(name: str, key: str, next_step: str | None) -> None:
+def _text_step(name: NewText, key: str, next_step: str | None) -> None:
     @edit_flow.ask(name)
-    async def ask(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    async def ask(ctx: Ctx, s: EditState) -> Prompt:
         return Prompt(ctx.t(key), free_text=True)
 
     @edit_flow.answer(name)
-    async def answer(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    async def answer(ctx: Ctx, s: EditState, a: Answer) -> Next:
         text = (a.text or "").strip()
         if not 3 <= len(text) <= 1500:
             return Retry("faqedit.length")
@@ -456,7 +580,7 @@ def _text_step(name: str, key: str, next_step: str | None) -> None:
         return next_step or await _create(ctx, s)
 
 
-async def _create(ctx: Ctx, s: dict[str, Any]) -> Next:
+async def _create(ctx: Ctx, s: EditState) -> Next:
     if not may_edit_base(ctx):
         ctx.reply(ctx.t("common.stale_button"))
         return None
@@ -502,7 +626,7 @@ def digest_trigger(settings: Any) -> CronTrigger:
 async def digest_job(ctx: Ctx, work: DueJob) -> JobResult:
     from handlers.faq_gaps import gap_clusters  # gaps builds on this module
 
-    since = work.due_at - timedelta(days=31)  # type: ignore[operator]
+    since = (work.due_at or ctx.now) - timedelta(days=31)
     rows = (await gap_clusters(ctx.session, since=since))[:10]
     admins = (
         await ctx.session.exec(
@@ -526,7 +650,7 @@ async def digest_job(ctx: Ctx, work: DueJob) -> JobResult:
 def setup(router: Router) -> None:
     router.command("faq", requires=ANYONE)(cmd_faq)
     router.command("faqedit", requires=(Role.admin,))(cmd_faqedit)
-    router.action("faq", requires=ANYONE)(on_faq_action)
+    router.callback(FaqPress, requires=ANYONE)(on_faq_action)
     from handlers import faq_gaps  # the gap review builds on this module
 
     faq_gaps.setup(router)

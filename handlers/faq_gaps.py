@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -24,7 +24,7 @@ from bot.dialogs import Answer, Next, Option, Prompt, Retry, Switch
 from bot.faq.gaps import Cluster, cluster_questions
 from bot.faq.text import detect_language
 from bot.router import Router
-from handlers.faq import SERVICE, UNSETTLED, bump_version, edit_flow, may_edit_base
+from handlers.faq import SERVICE, UNSETTLED, EditState, bump_version, edit_flow, may_edit_base
 from storage.faq_models import FaqEntryRow, FaqQuery
 from storage.models import Role
 
@@ -53,7 +53,7 @@ async def settle(
     session: AsyncSession, ids: Sequence[int], *, outcome: str, entry_id: str | None
 ) -> int:
     """Mark still-unsettled questions as handled, so they leave the gaps; how many were."""
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         update(FaqQuery)
         .where(col(FaqQuery.id).in_(list(ids)), col(FaqQuery.outcome).in_(UNSETTLED))
         .values(outcome=outcome, entry_id=entry_id)
@@ -85,7 +85,15 @@ async def _still_open(ctx: Ctx, ids: Sequence[int]) -> bool:
 
 # --- the dialog -----------------------------------------------------------------------------------
 
-gaps_flow = dialogs.flow("faqgaps")
+
+class GapsState(TypedDict, total=False):
+    ids: list[int]  # the chosen cluster's questions (at most MAX_IDS)
+    text: str  # the cluster's most frequent wording
+    closest: str  # the entry the matcher ranks first for it
+    found: list[str]  # entry ids the last search ranked (step "search")
+
+
+gaps_flow: dialogs.Flow[GapsState] = dialogs.flow("faqgaps")
 
 
 async def cmd_faqgaps(ctx: Ctx, args: str) -> None:
@@ -95,11 +103,11 @@ async def cmd_faqgaps(ctx: Ctx, args: str) -> None:
     if not await gap_clusters(ctx.session):
         ctx.reply(ctx.t("faqgaps.none"))
         return
-    await dialogs.start(ctx, gaps_flow, "pick", {})
+    await dialogs.start(ctx, gaps_flow, "pick", GapsState())
 
 
 @gaps_flow.ask("pick")
-async def ask_pick(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_pick(ctx: Ctx, s: GapsState) -> Prompt:
     clusters = (await gap_clusters(ctx.session))[:SHOWN]
     options = [
         Option(str(c.id), ctx.t("faqgaps.cluster", n=c.count, text=c.text[:50])) for c in clusters
@@ -108,18 +116,19 @@ async def ask_pick(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @gaps_flow.answer("pick")
-async def on_pick(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_pick(ctx: Ctx, s: GapsState, a: Answer) -> Next:
     chosen = next((c for c in await gap_clusters(ctx.session) if str(c.id) == a.value), None)
     if chosen is None or not may_edit_base(ctx):
         ctx.reply(ctx.t("common.stale_button"))
         return None
     index = await SERVICE.index(ctx.session, ctx.now)
-    s.update(ids=chosen.ids[:MAX_IDS], text=chosen.text, closest=index.rank(chosen.text)[0][0])
+    s["ids"], s["text"] = chosen.ids[:MAX_IDS], chosen.text
+    s["closest"] = index.rank(chosen.text)[0][0]
     return "act"
 
 
 @gaps_flow.ask("act")
-async def ask_act(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_act(ctx: Ctx, s: GapsState) -> Prompt:
     index = await SERVICE.index(ctx.session, ctx.now)
     options = []
     if s["closest"] in {e.id for e in index.kb.entries}:
@@ -135,7 +144,7 @@ async def ask_act(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @gaps_flow.answer("act")
-async def on_act(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_act(ctx: Ctx, s: GapsState, a: Answer) -> Next:
     if not may_edit_base(ctx) or not await _still_open(ctx, s["ids"]):
         ctx.reply(ctx.t("common.stale_button"))
         return None
@@ -144,7 +153,12 @@ async def on_act(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if a.value == "other":
         return "search"
     if a.value == "new":
-        data = {"lang": ctx.lang, "entry": None, "gap_ids": s["ids"], "gap_text": s["text"]}
+        data: EditState = {
+            "lang": ctx.lang,
+            "entry": None,
+            "gap_ids": s["ids"],
+            "gap_text": s["text"],
+        }
         return Switch(edit_flow, "topic", data)
     await settle(ctx.session, s["ids"], outcome="dismissed", entry_id=None)
     ctx.reply(ctx.t("faqgaps.dismissed"))
@@ -152,7 +166,7 @@ async def on_act(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @gaps_flow.ask("search")
-async def ask_search(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_search(ctx: Ctx, s: GapsState) -> Prompt:
     index = await SERVICE.index(ctx.session, ctx.now)
     known = {e.id for e in index.kb.entries}
     options = [
@@ -164,7 +178,7 @@ async def ask_search(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @gaps_flow.answer("search")
-async def on_search(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_search(ctx: Ctx, s: GapsState, a: Answer) -> Next:
     if a.value:
         if not may_edit_base(ctx) or not await _still_open(ctx, s["ids"]):
             ctx.reply(ctx.t("common.stale_button"))
@@ -178,7 +192,7 @@ async def on_search(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return "search"
 
 
-async def _add(ctx: Ctx, s: dict[str, Any], entry_id: str) -> Next:
+async def _add(ctx: Ctx, s: GapsState, entry_id: str) -> Next:
     if not await add_phrasing(ctx.session, entry_id, s["text"], ctx.now):
         ctx.reply(ctx.t("common.stale_button"))
         return None
@@ -187,7 +201,7 @@ async def _add(ctx: Ctx, s: dict[str, Any], entry_id: str) -> Next:
     return None
 
 
-async def settle_into_new_entry(ctx: Ctx, s: dict[str, Any], entry_id: str) -> None:
+async def settle_into_new_entry(ctx: Ctx, s: EditState, entry_id: str) -> None:
     """Called by /faqedit when a new entry was started from a cluster: the cluster's question
     becomes one of its phrasings and the cluster leaves the gaps."""
     if s.get("gap_ids"):

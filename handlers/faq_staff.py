@@ -9,14 +9,21 @@ the closed-ticket rule and the delivery are the support module's, done again at 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from bot import dialogs
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from handlers.faq import SERVICE
+from handlers.support_core import StaffVerb, TicketPress
 
-search_flow = dialogs.flow("sup_faq")
+
+class SearchState(TypedDict, total=False):
+    ticket_id: int  # the ticket to answer
+    found: list[str]  # entry ids the last search ranked, offered as options
+
+
+search_flow: dialogs.Flow[SearchState] = dialogs.flow("sup_faq")
 SHOWN = 6
 FLOOR = 0.15
 """Below this score an entry shares only stray letters with what was typed: not shown."""
@@ -24,11 +31,12 @@ FLOOR = 0.15
 
 async def start_search(ctx: Ctx, ticket_id: int) -> None:
     """Open the search in the staff member's private chat (never a dialog in a group)."""
-    await dialogs.start(ctx, search_flow, "query", {"ticket_id": ticket_id})
+    data: SearchState = {"ticket_id": ticket_id}
+    await dialogs.start(ctx, search_flow, "query", data)
 
 
 @search_flow.ask("query")
-async def ask_query(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_query(ctx: Ctx, s: SearchState) -> Prompt:
     index = await SERVICE.index(ctx.session, ctx.now)
     known = {e.id for e in index.kb.entries}
     options = [
@@ -42,11 +50,11 @@ async def ask_query(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @search_flow.answer("query")
-async def on_query(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_query(ctx: Ctx, s: SearchState, a: Answer) -> Next:
     if a.value:
         from handlers.support import on_ticket_action  # support builds on the FAQ
 
-        await on_ticket_action(ctx, [str(s["ticket_id"]), "fq", a.value])
+        await on_ticket_action(ctx, TicketPress(s["ticket_id"], StaffVerb.faq_send, a.value))
         return None
     index = await SERVICE.index(ctx.session, ctx.now)
     found = [entry_id for entry_id, score in index.rank(a.text or "")[:SHOWN] if score >= FLOOR]

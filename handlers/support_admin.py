@@ -168,9 +168,9 @@ def _render(
     for unit_id, group in sorted(by_unit.items(), key=lambda item: -len(item[1])):
         name = units[unit_id].name if unit_id in units else f"#{unit_id}"
         still_open = sum(1 for x in group if x.status in (TicketStatus.open, TicketStatus.claimed))
-        breached = sum(1 for x in group if x.breached)
+        late = sum(1 for x in group if x.breached)
         lines.append(
-            f"  {name[: width - 2]:<{width - 2}} {len(group):>7} {still_open:>7} {breached:>9}"
+            f"  {name[: width - 2]:<{width - 2}} {len(group):>7} {still_open:>7} {late:>9}"
         )
     first = [
         x.first_response_at - x.created_at for x in tickets if x.first_response_at and x.created_at

@@ -29,6 +29,28 @@ class Sample(Callback):
     note: str
 
 
+@dataclass(frozen=True)
+class WithOptional(Callback):
+    action: ClassVar[str] = "opt"
+    item: int
+    note: str | None = None
+    count: int | None = None
+
+
+@pytest.mark.engine_neutral
+def test_optional_trailing_fields_are_left_off_while_none() -> None:
+    assert WithOptional(1).encode() == "a:opt:1"
+    assert WithOptional(1, "x").encode() == "a:opt:1:x"
+    assert WithOptional(1, "x", 0).encode() == "a:opt:1:x:0"  # 0 is a value, not "absent"
+    assert WithOptional.decode(["1"]) == WithOptional(1)
+    assert WithOptional.decode(["1", "x", "0"]) == WithOptional(1, "x", 0)
+    for args in ([], ["1", "x", "0", "y"], ["1", "x", "z"]):
+        with pytest.raises(BadCallback):
+            WithOptional.decode(args)
+    with pytest.raises(ValueError, match="trailing"):
+        WithOptional(1, None, 3).encode()  # a gap would shift the fields after it
+
+
 @pytest.mark.engine_neutral
 def test_version_one_keeps_the_wire_format_of_buttons_already_in_chats() -> None:
     assert MeetingCard(5, CardVerb.change).encode() == "a:mtc:5:ch"

@@ -21,13 +21,32 @@ identity goes only to those who may act on the ticket.
 Logs carry ids only: never message text, names or phone numbers.
 
 The package has one module per reason to change: ``policy`` (who may do what, limits, the SLA
-deadline), ``queries``, ``render`` (texts, cards, buttons), ``notify`` (who hears, through the
-outbox), ``moves`` (the state machine) and ``jobs`` (timed work); this module is their public
-surface, so callers write ``support_core.claim`` whichever module holds it.
+deadline), ``queries``, ``buttons`` (the typed data of its buttons), ``render`` (texts, cards,
+buttons), ``notify`` (who hears, through the outbox), ``moves`` (the state machine) and ``jobs``
+(timed work); this module is their public surface, so callers write ``support_core.claim``
+whichever module holds it.
 """
 
 from __future__ import annotations
 
+from handlers.support_core.buttons import (
+    GroupPress as GroupPress,
+)
+from handlers.support_core.buttons import (
+    GroupVerb as GroupVerb,
+)
+from handlers.support_core.buttons import (
+    MemberPress as MemberPress,
+)
+from handlers.support_core.buttons import (
+    MemberVerb as MemberVerb,
+)
+from handlers.support_core.buttons import (
+    StaffVerb as StaffVerb,
+)
+from handlers.support_core.buttons import (
+    TicketPress as TicketPress,
+)
 from handlers.support_core.jobs import (
     ADMINS_EVERY as ADMINS_EVERY,
 )

@@ -316,9 +316,8 @@ def tell_delivery(ctx: Ctx, work: DueJob, text: Callable[[str, int], str]) -> No
     can edit (else as a message of its own)."""
     channel, chat_ref, thread_ref, lang = work.payload["chat"]
     notice = work.payload.get("notice")
-    editable = notice is not None and ctx.services.caps(channel).edits
     view = View(text(lang, work.ref_id or 0), thread_ref=thread_ref)
-    if editable:
+    if notice is not None and ctx.services.caps(channel).edits:
         view.edit_of = int(notice)
     ctx.services.outbox.add(ctx.session, channel=channel, chat_ref=chat_ref, view=view)
 

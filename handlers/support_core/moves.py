@@ -15,6 +15,7 @@ from bot.context import Actor, Ctx
 from bot.core import Attachment, View
 from bot.i18n import t
 from bot.scheduler import cancel, schedule
+from handlers.support_core.buttons import MemberPress, MemberVerb, StaffVerb, TicketPress
 from handlers.support_core.notify import (
     Chat,
     announce,
@@ -35,6 +36,7 @@ from handlers.support_core.policy import (
 )
 from handlers.support_core.queries import add_message, first_unit, reload
 from storage import queries
+from storage.ids import id_of
 from storage.models import (
     Member,
     OutboxMessage,
@@ -113,7 +115,7 @@ async def claim(ctx: Ctx, ticket: Ticket) -> str:
     me = ctx.actor.member.id if ctx.actor.member else None
     result = await ctx.session.exec(
         update(Ticket)
-        .where(col(Ticket.id) == ticket.id, Ticket.status == TicketStatus.open)
+        .where(col(Ticket.id) == ticket.id, col(Ticket.status) == TicketStatus.open)
         .values(status=TicketStatus.claimed, claimed_by=me, claimed_at=ctx.now)
     )
     await reload(ctx.session, ticket)
@@ -126,8 +128,9 @@ async def claim(ctx: Ctx, ticket: Ticket) -> str:
         ctx, ticket, role="system", text=t(ctx.settings.default_language, "sup.sys.claimed")
     )
     unit = await ctx.session.get(Unit, ticket.unit_id)
+    unit_name = unit.name if unit else "—"
     await tell_member(
-        ctx, ticket, lambda lang: View(t(lang, "sup.member.claimed", id=ticket.id, unit=unit.name))
+        ctx, ticket, lambda lang: View(t(lang, "sup.member.claimed", id=ticket.id, unit=unit_name))
     )
     await refresh_cards(ctx, ticket)
     log.info("ticket.claimed id=%s by=%s", ticket.id, me)
@@ -148,6 +151,7 @@ async def staff_answer(
     ticket.member_adds = True  # the conversation is on: the member's next words belong here
     ctx.session.add(ticket)
     unit = await ctx.session.get(Unit, ticket.unit_id)
+    unit_name = unit.name if unit else "—"
     photo = attachment.file_ref if attachment and attachment.kind == "photo" else None
     document = (attachment.name or "—") if attachment and attachment.kind == "document" else None
 
@@ -156,7 +160,7 @@ async def staff_answer(
         if document:
             body += "\n" + t(member_lang, "sup.document", name=document)
         return View(
-            t(member_lang, "sup.member.answer", id=ticket.id, unit=unit.name, text=body),
+            t(member_lang, "sup.member.answer", id=ticket.id, unit=unit_name, text=body),
             member_buttons(ctx, ticket, member_lang),
             photo_ref=photo,
         )
@@ -165,8 +169,9 @@ async def staff_answer(
     await refresh_cards(ctx, ticket)
     if not rows:
         cell = await ctx.session.get(Unit, ticket.cell_id)
+        cell_name = cell.name if cell else "—"
         await say(
-            ctx, ticket, where, t(lang, "sup.staff.undeliverable", id=ticket.id, cell=cell.name)
+            ctx, ticket, where, t(lang, "sup.staff.undeliverable", id=ticket.id, cell=cell_name)
         )
         log.info("ticket.undeliverable id=%s", ticket.id)
         return False
@@ -232,7 +237,8 @@ async def add_member_message(
             photo_ref=photo,
         )
         if not chat.group:
-            view.choices = [[ctx.button(t(chat.lang, "sup.btn.reply"), f"a:tk:{ticket.id}:reply")]]
+            reply = TicketPress(id_of(ticket), StaffVerb.reply)
+            view.choices = [[ctx.button(t(chat.lang, "sup.btn.reply"), reply)]]
         return view
 
     await tell_staff(ctx, ticket, render)
@@ -276,8 +282,8 @@ async def resolve(ctx: Ctx, ticket: Ticket, *, by_faq: bool = False) -> bool:
             t(lang, ask, id=ticket.id),
             [
                 [
-                    ctx.button(t(lang, yes), f"a:sup:{ticket.id}:solved"),
-                    ctx.button(t(lang, no), f"a:sup:{ticket.id}:unsolved"),
+                    ctx.button(t(lang, yes), MemberPress(id_of(ticket), MemberVerb.solved)),
+                    ctx.button(t(lang, no), MemberPress(id_of(ticket), MemberVerb.unsolved)),
                 ]
             ],
         ),
@@ -293,7 +299,7 @@ async def reopen(ctx: Ctx, ticket: Ticket) -> bool:
     due = sla_deadline(ctx.settings, ctx.now)
     result = await ctx.session.exec(
         update(Ticket)
-        .where(col(Ticket.id) == ticket.id, Ticket.status == TicketStatus.resolved)
+        .where(col(Ticket.id) == ticket.id, col(Ticket.status) == TicketStatus.resolved)
         .values(status=status, resolved_at=None, sla_due_at=due)
     )
     await reload(ctx.session, ticket)
@@ -312,7 +318,7 @@ async def reopen(ctx: Ctx, ticket: Ticket) -> bool:
 async def close(ctx: Ctx, ticket: Ticket, *, by_member: bool) -> bool:
     result = await ctx.session.exec(
         update(Ticket)
-        .where(col(Ticket.id) == ticket.id, Ticket.status != TicketStatus.closed)
+        .where(col(Ticket.id) == ticket.id, col(Ticket.status) != TicketStatus.closed)
         .values(status=TicketStatus.closed, closed_at=ctx.now)
     )
     await reload(ctx.session, ticket)
@@ -363,8 +369,8 @@ async def move(
         update(Ticket)
         .where(
             col(Ticket.id) == ticket.id,
-            Ticket.unit_id == old_unit,
-            Ticket.status == old_status,
+            col(Ticket.unit_id) == old_unit,
+            col(Ticket.status) == old_status,
             col(Ticket.status).in_(ACTIVE),
         )
         .values(**values)
@@ -422,5 +428,5 @@ async def forget_tickets(session: AsyncSession, member_id: int) -> None:
         .values(text="", attachment_ref=None, attachment_name=None)
     )
     await session.exec(
-        update(Ticket).where(Ticket.member_id == member_id).values(rating_comment=None)
+        update(Ticket).where(col(Ticket.member_id) == member_id).values(rating_comment=None)
     )

@@ -13,10 +13,12 @@ from bot.context import Ctx
 from bot.core import Choice, View
 from bot.i18n import pick_language, t
 from bot.scheduler import schedule
+from handlers.support_core.buttons import MemberPress, MemberVerb
 from handlers.support_core.policy import Note
 from handlers.support_core.queries import group_for_chat, group_for_unit, staff_of, topic_of
 from handlers.support_core.render import card_view
 from storage import queries
+from storage.ids import id_of
 from storage.models import (
     Member,
     OutboxMessage,
@@ -191,4 +193,4 @@ async def refresh_cards(ctx: Ctx, ticket: Ticket) -> None:
 
 
 def member_buttons(ctx: Ctx, ticket: Ticket, lang: str) -> list[list[Choice]]:
-    return [[ctx.button(t(lang, "sup.btn.solved"), f"a:sup:{ticket.id}:solved")]]
+    return [[ctx.button(t(lang, "sup.btn.solved"), MemberPress(id_of(ticket), MemberVerb.solved))]]

@@ -4,6 +4,8 @@ units above and below, its history) and the one way a message is added to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,7 +64,7 @@ async def tickets_today(ctx: Ctx, member_id: int) -> int:
     stmt = select(func.count()).where(
         Ticket.member_id == member_id, col(Ticket.created_at) >= midnight
     )
-    return int((await ctx.session.exec(stmt)).one())  # type: ignore[call-overload]
+    return int((await ctx.session.exec(stmt)).one())
 
 
 async def group_for_unit(session: AsyncSession, unit_id: int) -> StaffGroup | None:
@@ -161,7 +163,9 @@ async def history(session: AsyncSession, ticket_id: int) -> list[TicketMessage]:
     return list((await session.exec(stmt)).all())
 
 
-def attachment_problem(settings: Settings, attachment: Attachment | None) -> tuple[str, dict]:
+def attachment_problem(
+    settings: Settings, attachment: Attachment | None
+) -> tuple[str, dict[str, Any]]:
     """("", {}) when the attachment is fine (or absent), else the i18n key and values to say."""
     if attachment is None:
         return "", {}

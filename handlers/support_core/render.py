@@ -9,8 +9,10 @@ from bot.core import Choice, View
 from bot.i18n import t
 from bot.phones import display_phone
 from bot.settings import Settings
+from handlers.support_core.buttons import StaffVerb, TicketPress
 from handlers.support_core.policy import CARD_HISTORY, CATEGORIES, SNIPPET, Note
 from handlers.support_core.queries import history
+from storage.ids import id_of
 from storage.models import (
     Member,
     Ticket,
@@ -64,30 +66,28 @@ def status_text(lang: str, ticket: Ticket, claimer: Member | None) -> str:
 def staff_buttons(
     ctx: Ctx, ticket: Ticket, lang: str, *, group: bool = False
 ) -> list[list[Choice]]:
-    def button(key: str, verb: str) -> Choice:
-        return ctx.button(t(lang, key), f"a:tk:{ticket.id}:{verb}")
-
     if group and ticket.status != TicketStatus.closed:
-        return [*_staff_buttons(ctx, ticket, lang), [button("sup.btn.phone", "phone")]]
+        phone = ctx.button(t(lang, "sup.btn.phone"), TicketPress(id_of(ticket), StaffVerb.phone))
+        return [*_staff_buttons(ctx, ticket, lang), [phone]]
     return _staff_buttons(ctx, ticket, lang)
 
 
 def _staff_buttons(ctx: Ctx, ticket: Ticket, lang: str) -> list[list[Choice]]:
-    def button(key: str, verb: str) -> Choice:
-        return ctx.button(t(lang, key), f"a:tk:{ticket.id}:{verb}")
+    def button(key: str, verb: StaffVerb) -> Choice:
+        return ctx.button(t(lang, key), TicketPress(id_of(ticket), verb))
 
     if ticket.status == TicketStatus.closed:
-        return [[button("sup.btn.view", "view")]]
+        return [[button("sup.btn.view", StaffVerb.view)]]
     if ticket.status == TicketStatus.resolved:
-        return [[button("sup.btn.reply", "reply"), button("sup.btn.view", "view")]]
-    first = [button("sup.btn.reply", "reply")]
+        return [[button("sup.btn.reply", StaffVerb.reply), button("sup.btn.view", StaffVerb.view)]]
+    first = [button("sup.btn.reply", StaffVerb.reply)]
     if ticket.status == TicketStatus.open:
-        first.insert(0, button("sup.btn.claim", "claim"))
+        first.insert(0, button("sup.btn.claim", StaffVerb.claim))
     return [
         first,
-        [button("sup.btn.faq", "faq"), button("sup.btn.db", "db")],
-        [button("sup.btn.done", "done")],
-        [button("sup.btn.up", "up"), button("sup.btn.down", "down")],
+        [button("sup.btn.faq", StaffVerb.faq), button("sup.btn.db", StaffVerb.db)],
+        [button("sup.btn.done", StaffVerb.done)],
+        [button("sup.btn.up", StaffVerb.up), button("sup.btn.down", StaffVerb.down)],
     ]
 
 
