@@ -52,7 +52,7 @@ def _command_lines(ctx: Ctx, names: list[str]) -> str:
 
 
 async def cmd_privacy(ctx: Ctx, args: str) -> None:
-    days = ctx.settings.outbox_retention_delta.days
+    days = ctx.settings.outbox_retention.days
     ctx.reply(ctx.t("privacy.text", version=CONSENT_VERSION, retention=days))
 
 

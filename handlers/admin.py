@@ -117,7 +117,7 @@ async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
         role=role,
         unit=unit,
         created_by=ctx.actor.member.id,  # type: ignore[union-attr]
-        ttl=ctx.settings.invite_ttl_delta,
+        ttl=ctx.settings.invite_ttl,
         now=ctx.now,
     )
     link = deep_link(ctx.services.bot_username, invite.code)

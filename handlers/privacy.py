@@ -464,5 +464,5 @@ async def purge_outbox(session: AsyncSession, *, before: datetime) -> int:
 
 @scheduler.recurring(PURGE_KIND, purge_trigger)
 async def purge_job(ctx: Ctx, work: DueJob) -> JobResult:
-    purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention_delta)
+    purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention)
     return done(f"purged {purged}")

@@ -470,7 +470,7 @@ async def create_session(ctx: Ctx, s: dict[str, Any], unit: Unit) -> TrainingSes
 def plan_jobs(ctx: Ctx, row: TrainingSession) -> None:
     """Reminders before the session to those who said yes; the trainer's follow-up at its end."""
     starts: datetime = row.starts_at  # type: ignore[assignment]
-    for offset in ctx.settings.reminder_deltas:
+    for offset in ctx.settings.reminder_offsets:
         due = starts - offset
         if due > ctx.now:
             seconds = int(offset.total_seconds())

@@ -120,7 +120,7 @@ async def followup_job(ctx: Ctx, work: DueJob) -> JobResult:
 
 def in_quiet_hours(ctx: Ctx, moment: datetime) -> datetime | None:
     """When ``moment`` falls in the quiet hours, the local time they end; else None."""
-    window = ctx.settings.quiet_window
+    window = ctx.settings.quiet_hours
     if window is None:
         return None
     start, end = window

@@ -98,7 +98,7 @@ def plan_jobs(ctx: Ctx, meeting: Meeting) -> None:
     """Reminders before the meeting, document nudges 3 days and 1 day before, a follow-up after."""
     starts: datetime = meeting.starts_at  # type: ignore[assignment]
     v = meeting.version
-    for offset in ctx.settings.reminder_deltas:
+    for offset in ctx.settings.reminder_offsets:
         due = starts - offset
         if due > ctx.now:
             scheduler.schedule(
