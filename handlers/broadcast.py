@@ -93,7 +93,7 @@ async def send_broadcast(
             )
     # One multi-row INSERT per chunk: a 10,000-recipient notice holds the write lock briefly.
     for start in range(0, len(rows), CHUNK):
-        await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))  # type: ignore[call-overload]
+        await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))
     queued = len(rows)
     row.total = queued
     row.unreachable = sum(1 for m in members if not accounts.get(m.id or 0))
