@@ -50,9 +50,9 @@ class App:
             self.channels,
             self.clock,
             max_attempts=settings.outbox_max_attempts,
-            lease=settings.outbox_lease_delta,
+            lease=settings.outbox_lease,
             identity=WorkerIdentity.named(settings.worker_name),
-            heartbeat=settings.heartbeat_delta,
+            heartbeat=settings.heartbeat,
             in_flight=settings.outbox_in_flight,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
@@ -64,7 +64,7 @@ class App:
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
         self.election = (
-            SchedulerElection(self.db, self.scheduler, interval=settings.heartbeat_delta.seconds)
+            SchedulerElection(self.db, self.scheduler, interval=settings.heartbeat.seconds)
             if is_postgres(self.db.engine)
             else None
         )
@@ -106,7 +106,7 @@ class App:
         if database:
             backlog = await backlogs(self.db, self.clock.now())
             worst = max((b.oldest_age for b in backlog.values()), default=0.0)
-        limit = self.settings.ready_backlog_delta.total_seconds()
+        limit = self.settings.ready_backlog.total_seconds()
         checks: dict[str, object] = {
             "database": database,
             "scheduler": scheduler,

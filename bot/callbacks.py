@@ -99,3 +99,12 @@ def _decode(kind: Any, raw: str) -> Any:
     except ValueError as exc:
         raise BadCallback(raw) from exc
     raise TypeError(f"unsupported button field type: {kind!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenCommand(Callback):
+    """A button that runs a command as if it were typed: ``a:cmd:<name>`` (read by the router
+    itself, before any feature's action)."""
+
+    action: ClassVar[str] = "cmd"
+    name: str

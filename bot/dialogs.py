@@ -148,8 +148,7 @@ async def end(ctx: Ctx, dialog: Dialog | None) -> None:
 
 def expired(ctx: Ctx, dialog: Dialog) -> bool:
     return (
-        dialog.updated_at is not None
-        and ctx.now - dialog.updated_at > ctx.settings.dialog_timeout_delta
+        dialog.updated_at is not None and ctx.now - dialog.updated_at > ctx.settings.dialog_timeout
     )
 
 

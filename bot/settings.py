@@ -3,29 +3,33 @@
 A bad or missing setting must stop the program with one clear sentence, never a traceback:
 operators in a committee office read these messages, not developers.
 
-Settings that are written as text (durations, quiet hours, working hours) are parsed by the
-same function when they are validated and when they are used, and each text is parsed once
-(the parsers are cached): code asks the typed accessor (``ticket_sla_delta``,
-``quiet_window``, ``work_calendar``...), never splits the string itself. Caching by the text,
-rather than storing the parsed value on the instance, keeps a changed field (tests change
-``holidays``) in step with its typed value.
+Settings that are written as text (durations, offsets, quiet hours, working hours, holidays)
+are parsed once, when the settings are loaded, into typed values: ``ticket_sla`` is a
+``timedelta``, ``quiet_hours`` a pair of local times, ``working_hours`` a ``WorkingHours``...
+Code reads the field and never splits the text itself. Assigning a field (tests do) parses the
+new text the same way (``validate_assignment``).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
-from functools import cache, cached_property
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import date, time, timedelta
+from functools import cached_property
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.secrecy import remember, url_password
-
-if TYPE_CHECKING:
-    from bot.workhours import WorkCalendar
+from bot.workhours import WorkCalendar, WorkingHours, parse_holidays, public_calendar
 
 _DURATION = re.compile(r"^(?:\s*\d+\s*[dhms])+\s*$", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d+)\s*([dhms])", re.IGNORECASE)
@@ -36,7 +40,6 @@ class SettingsError(Exception):
     """A configuration problem, worded for the operator."""
 
 
-@cache
 def parse_duration(text: str) -> timedelta:
     """Parse ``3d``, ``24h``, ``30m``, ``45s`` or a sum of them (``1h30m``) into a timedelta."""
     if not _DURATION.match(text):
@@ -50,7 +53,6 @@ def parse_duration(text: str) -> timedelta:
 MIN_TICKET_SLA = timedelta(minutes=1)
 
 
-@cache
 def parse_offsets(text: str) -> tuple[timedelta, ...]:
     """``24h,2h`` → the offsets, longest first."""
     return tuple(sorted((parse_duration(part) for part in text.split(",")), reverse=True))
@@ -59,7 +61,6 @@ def parse_offsets(text: str) -> tuple[timedelta, ...]:
 _QUIET = re.compile(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
 
 
-@cache
 def parse_quiet_hours(text: str) -> tuple[time, time] | None:
     """``21:00-07:00`` → (start, end) local times; the span may cross midnight. "" → None."""
     if not text:
@@ -73,16 +74,43 @@ def parse_quiet_hours(text: str) -> tuple[time, time] | None:
         raise ValueError(f"'{text}' is not two times of day like 21:00-07:00") from None
 
 
-@cache
-def _work_calendar(spec: str, holidays: str, timezone: str, country: str) -> WorkCalendar:
-    from bot.workhours import WorkCalendar
+def _from_text(parse: Callable[[str], Any], kind: type | tuple[type, ...]) -> PlainValidator:
+    """A setting written as text, read by ``parse`` (its ValueError is the operator's sentence);
+    a value that already has the type (a test's override) is kept as it is."""
 
-    return WorkCalendar.parse(spec, holidays, ZoneInfo(timezone), country)
+    def read(value: object) -> Any:
+        if isinstance(value, str):
+            return parse(value)
+        if isinstance(value, kind):
+            return value
+        raise ValueError(f"must be text, not {type(value).__name__}")
+
+    return PlainValidator(read)
+
+
+# The typed settings written as text. ``NoDecode``: pydantic-settings would otherwise read a
+# tuple's or a dataclass's environment value as JSON before our parser sees the text.
+Duration = Annotated[timedelta, _from_text(parse_duration, timedelta)]
+Offsets = Annotated[tuple[timedelta, ...], NoDecode, _from_text(parse_offsets, tuple)]
+QuietHours = Annotated[
+    tuple[time, time] | None, NoDecode, _from_text(parse_quiet_hours, (tuple, type(None)))
+]
+Hours = Annotated[WorkingHours, NoDecode, _from_text(WorkingHours.parse, WorkingHours)]
+Holidays = Annotated[frozenset[date], NoDecode, _from_text(parse_holidays, frozenset)]
+
+
+def _text_default(text: str) -> Any:
+    """The default written as the operator would write it, parsed like their value."""
+    return Field(default=text, validate_default=True)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SOTAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="SOTAY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_assignment=True,
     )
 
     database_url: str = "sqlite+aiosqlite:///sotay.db"
@@ -96,17 +124,18 @@ class Settings(BaseSettings):
     # How long a sender holds the messages it took; after a crash the next process re-sends
     # them once this has passed (longer than one batch takes to send, or a slow sender and a
     # second worker could both send a message).
-    outbox_lease: str = "60s"
+    outbox_lease: Duration = _text_default("60s")
     # /readyz says "not ready" when a due message has waited longer than this.
-    ready_backlog: str = "10m"
+    ready_backlog: Duration = _text_default("10m")
     # Serve /healthz, /readyz and /metrics even when no channel uses a webhook (polling mode).
     ops_endpoints: bool = False
-    outbox_retention: str = "30d"  # sent messages are purged after this (counts are kept)
+    # Sent messages are purged after this (counts are kept).
+    outbox_retention: Duration = _text_default("30d")
     timezone: str = "Asia/Ho_Chi_Minh"
     default_language: str = "vi"
     secret_key: str | None = None
-    dialog_timeout: str = "24h"
-    invite_ttl: str = "7d"
+    dialog_timeout: Duration = _text_default("24h")
+    invite_ttl: Duration = _text_default("7d")
     outbox_max_attempts: int = Field(default=8, ge=1)
     telegram_overall_rate: float = Field(default=30.0, gt=0)
     telegram_chat_rate: float = Field(default=1.0, gt=0)
@@ -122,13 +151,13 @@ class Settings(BaseSettings):
     zalo_overall_rate: float = Field(default=10.0, gt=0)
     zalo_chat_rate: float = Field(default=1.0, gt=0)
     zalo_chat_burst: float = Field(default=3.0, ge=1)
-    reminder_offsets: str = "24h,2h"
+    reminder_offsets: Offsets = _text_default("24h,2h")  # longest first
     nudge_day: int = Field(default=20, ge=1, le=28)
-    quiet_hours: str = "21:00-07:00"
+    quiet_hours: QuietHours = _text_default("21:00-07:00")  # local; None: never quiet
     meeting_copy_to_staff: bool = False
-    ticket_sla: str = "4h"  # working time before an unclaimed ticket escalates
-    working_hours: str = "Mon-Fri 07:30-11:30,13:30-17:00"  # or "24/7"
-    holidays: str = ""  # local extra days off: comma list of YYYY-MM-DD
+    ticket_sla: Duration = _text_default("4h")  # working time before an unclaimed ticket escalates
+    working_hours: Hours = _text_default("Mon-Fri 07:30-11:30,13:30-17:00")  # or "24/7"
+    holidays: Holidays = _text_default("")  # local extra days off: comma list of YYYY-MM-DD
     public_holidays: str = "VN"  # python-holidays country code; "" for none
     tickets_per_day: int = Field(default=5, ge=1)
     max_attachment_mb: int = Field(default=10, ge=1)
@@ -150,13 +179,13 @@ class Settings(BaseSettings):
     # browser (the sign-in links start with it); unset, the dashboard is off. Sessions last
     # SOTAY_WEB_SESSION (a working day).
     web_base_url: str | None = None
-    web_session: str = "10h"
+    web_session: Duration = _text_default("10h")
 
     # Scale-out (issue 14). The worker's name: one per systemd instance / compose replica, so a
     # restarted worker takes over its predecessor's outbox leases at once ("" = the host name).
     worker_name: str = Field(default="", max_length=64)
     # How often a worker says it is alive; one silent for five beats is taken for dead.
-    heartbeat: str = "2s"
+    heartbeat: Duration = _text_default("2s")
     # Requests started and not yet answered, per worker: what a SIGKILL may repeat at most. The
     # rate it allows is this divided by the Bot API's answer time (raise it for a distant API).
     outbox_in_flight: int = Field(default=2, ge=1, le=64)
@@ -182,55 +211,20 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' is not a known time zone") from exc
         return value
 
-    @field_validator("dialog_timeout", "invite_ttl")
+    @field_validator("ticket_sla", mode="wrap")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @field_validator("reminder_offsets")
-    @classmethod
-    def _offsets(cls, value: str) -> str:
-        parse_offsets(value)
-        return value
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str) -> str:
-        parse_quiet_hours(value)
-        return value
-
-    @field_validator("ticket_sla")
-    @classmethod
-    def _sla(cls, value: str) -> str:
-        if parse_duration(value) < MIN_TICKET_SLA:
+    def _sla(cls, value: object, read: ValidatorFunctionWrapHandler) -> timedelta:
+        sla: timedelta = read(value)
+        if sla < MIN_TICKET_SLA:
             raise ValueError(
                 f"'{value}' is shorter than a minute: every ticket would escalate at once; "
                 "use at least 1m (for example 4h or 1h30m)"
             )
-        return value
-
-    @field_validator("working_hours")
-    @classmethod
-    def _working_hours(cls, value: str) -> str:
-        from bot.workhours import WorkCalendar
-
-        WorkCalendar.parse(value)
-        return value
-
-    @field_validator("holidays")
-    @classmethod
-    def _holidays(cls, value: str) -> str:
-        from bot.workhours import parse_holidays
-
-        parse_holidays(value)
-        return value
+        return sla
 
     @field_validator("public_holidays")
     @classmethod
     def _public_holidays(cls, value: str) -> str:
-        from bot.workhours import public_calendar
-
         public_calendar(value)
         return value.strip().upper()
 
@@ -252,28 +246,22 @@ class Settings(BaseSettings):
 
     @field_validator("outbox_retention")
     @classmethod
-    def _retention(cls, value: str) -> str:
-        if parse_duration(value) < timedelta(days=1):
+    def _retention(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
             raise ValueError("must be at least 1d (delivery reports need the recent rows)")
-        return value
-
-    @field_validator("ready_backlog")
-    @classmethod
-    def _ready_backlog(cls, value: str) -> str:
-        parse_duration(value)
         return value
 
     @field_validator("outbox_lease")
     @classmethod
-    def _lease(cls, value: str) -> str:
-        if not timedelta(seconds=5) <= parse_duration(value) <= timedelta(minutes=30):
+    def _lease(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=5) <= value <= timedelta(minutes=30):
             raise ValueError("must be between 5s and 30m")
         return value
 
     @field_validator("heartbeat")
     @classmethod
-    def _heartbeat(cls, value: str) -> str:
-        if not timedelta(seconds=1) <= parse_duration(value) <= timedelta(minutes=1):
+    def _heartbeat(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=1):
             raise ValueError("must be between 1s and 1m")
         return value
 
@@ -293,8 +281,8 @@ class Settings(BaseSettings):
 
     @field_validator("web_session")
     @classmethod
-    def _web_session(cls, value: str) -> str:
-        if not timedelta(minutes=5) <= parse_duration(value) <= timedelta(days=7):
+    def _web_session(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=5) <= value <= timedelta(days=7):
             raise ValueError("must be between 5m and 7d (for example 10h)")
         return value
 
@@ -319,53 +307,11 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def dialog_timeout_delta(self) -> timedelta:
-        return parse_duration(self.dialog_timeout)
-
-    @property
-    def reminder_deltas(self) -> list[timedelta]:
-        return list(parse_offsets(self.reminder_offsets))
-
-    @property
-    def ticket_sla_delta(self) -> timedelta:
-        """Working time before an unclaimed ticket escalates."""
-        return parse_duration(self.ticket_sla)
-
-    @property
-    def quiet_window(self) -> tuple[time, time] | None:
-        """Local (start, end) of the quiet hours, possibly across midnight; None: never quiet."""
-        return parse_quiet_hours(self.quiet_hours)
-
-    @property
     def work_calendar(self) -> WorkCalendar:
         """Working hours, local extra holidays and the public calendar, in the local zone."""
-        return _work_calendar(
-            self.working_hours, self.holidays, self.timezone, self.public_holidays
+        return WorkCalendar(
+            self.working_hours.week, self.holidays, self.tz, public_calendar(self.public_holidays)
         )
-
-    @property
-    def ready_backlog_delta(self) -> timedelta:
-        return parse_duration(self.ready_backlog)
-
-    @property
-    def outbox_lease_delta(self) -> timedelta:
-        return parse_duration(self.outbox_lease)
-
-    @property
-    def outbox_retention_delta(self) -> timedelta:
-        return parse_duration(self.outbox_retention)
-
-    @property
-    def web_session_delta(self) -> timedelta:
-        return parse_duration(self.web_session)
-
-    @property
-    def heartbeat_delta(self) -> timedelta:
-        return parse_duration(self.heartbeat)
-
-    @property
-    def invite_ttl_delta(self) -> timedelta:
-        return parse_duration(self.invite_ttl)
 
     @property
     def signing_key(self) -> bytes:

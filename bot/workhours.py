@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import cache
 
 import holidays as public_holidays
 
@@ -86,6 +87,7 @@ def parse_holidays(text: str) -> frozenset[date]:
     return frozenset(days)
 
 
+@cache
 def public_calendar(country: str) -> public_holidays.HolidayBase | None:
     """The public holidays of ``country`` (ISO code; empty: none), computed year by year."""
     if not country.strip():
@@ -94,6 +96,38 @@ def public_calendar(country: str) -> public_holidays.HolidayBase | None:
         return public_holidays.country_holidays(country.strip().upper())
     except NotImplementedError:
         raise WorkHoursError(f"no public holiday calendar is known for '{country}'") from None
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """``SOTAY_WORKING_HOURS`` read: the working spans of each weekday, or ``None`` for 24/7."""
+
+    week: dict[int, tuple[Span, ...]] | None
+
+    @classmethod
+    def parse(cls, spec: str) -> WorkingHours:
+        if spec.strip().lower() == ALWAYS:
+            return cls(None)
+        week: dict[int, tuple[Span, ...]] = {}
+        for group in spec.split(";"):
+            group = group.strip()
+            if not group:
+                continue
+            days_text, _, spans_text = group.partition(" ")
+            if not spans_text.strip():
+                raise WorkHoursError(f"'{group}' needs days and spans, like 'Mon-Fri 07:30-17:00'")
+            spans = _spans(spans_text.replace(" ", ""), spec)
+            for day in _days(days_text, spec):
+                if day in week:
+                    raise WorkHoursError(f"{DAYS[day].title()} appears twice in '{spec}'")
+                week[day] = spans
+        if not week:
+            raise WorkHoursError(f"'{spec}' has no working time; use 24/7 for always")
+        return cls(week)
+
+    @property
+    def always(self) -> bool:
+        return self.week is None
 
 
 @dataclass(frozen=True)
@@ -110,24 +144,7 @@ class WorkCalendar:
         cls, spec: str, holidays: str = "", tz: tzinfo = UTC, country: str = ""
     ) -> WorkCalendar:
         public = public_calendar(country)
-        if spec.strip().lower() == ALWAYS:
-            return cls(None, parse_holidays(holidays), tz, public)
-        week: dict[int, tuple[Span, ...]] = {}
-        for group in spec.split(";"):
-            group = group.strip()
-            if not group:
-                continue
-            days_text, _, spans_text = group.partition(" ")
-            if not spans_text.strip():
-                raise WorkHoursError(f"'{group}' needs days and spans, like 'Mon-Fri 07:30-17:00'")
-            spans = _spans(spans_text.replace(" ", ""), spec)
-            for day in _days(days_text, spec):
-                if day in week:
-                    raise WorkHoursError(f"{DAYS[day].title()} appears twice in '{spec}'")
-                week[day] = spans
-        if not week:
-            raise WorkHoursError(f"'{spec}' has no working time; use 24/7 for always")
-        return cls(week, parse_holidays(holidays), tz, public)
+        return cls(WorkingHours.parse(spec).week, parse_holidays(holidays), tz, public)
 
     def is_holiday(self, day: date) -> bool:
         return day in self.holidays or (self.public is not None and day in self.public)

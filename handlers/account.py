@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, TypedDict
 
 from bot import dialogs
+from bot.callbacks import Callback
 from bot.context import Actor, Ctx
 from bot.core import Choice, Upload, View
 from bot.dialogs import Answer, Next, Option, Prompt
@@ -15,10 +18,19 @@ from bot.phones import display_phone
 from bot.router import ANYONE, REGISTERED, Router
 from handlers import privacy
 from handlers.membership import CONSENT_VERSION, apply_answers, menu_view
-from handlers.registration import status_flow, status_steps, tell_unregistered
+from handlers.registration import StatusState, status_flow, status_steps, tell_unregistered
 
-lang_flow = dialogs.flow("lang")
-forget_flow = dialogs.flow("forget")
+
+class LangState(TypedDict, total=False):
+    """/lang keeps nothing: the chosen language is saved on the account at once."""
+
+
+class ForgetState(TypedDict, total=False):
+    lang: str
+
+
+lang_flow: dialogs.Flow[LangState] = dialogs.flow("lang")
+forget_flow: dialogs.Flow[ForgetState] = dialogs.flow("forget")
 
 
 async def cmd_menu(ctx: Ctx, args: str) -> None:
@@ -52,7 +64,7 @@ def _command_lines(ctx: Ctx, names: list[str]) -> str:
 
 
 async def cmd_privacy(ctx: Ctx, args: str) -> None:
-    days = ctx.settings.outbox_retention_delta.days
+    days = ctx.settings.outbox_retention.days
     ctx.reply(ctx.t("privacy.text", version=CONSENT_VERSION, retention=days))
 
 
@@ -127,7 +139,7 @@ def channel_name(ctx: Ctx, channel: str) -> str:
 def me_buttons(ctx: Ctx) -> list[list[Choice]]:
     if not ctx.can_upload:
         return []
-    return [[ctx.button(ctx.t("me.download"), "a:me:json")]]
+    return [[ctx.button(ctx.t("me.download"), MyData(DataFormat.json))]]
 
 
 def _local(ctx: Ctx, iso: str | None) -> str:
@@ -136,10 +148,22 @@ def _local(ctx: Ctx, iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone(ctx.settings.tz).strftime("%H:%M %d/%m/%Y")
 
 
-async def on_me_action(ctx: Ctx, args: list[str]) -> None:
+class DataFormat(StrEnum):
+    json = "json"
+
+
+@dataclass(frozen=True)
+class MyData(Callback):
+    """ "Download my data" under /me: ``a:me:json``."""
+
+    action: ClassVar[str] = "me"
+    format: DataFormat
+
+
+async def on_me_action(ctx: Ctx, press: MyData) -> None:
     """The /me data as a JSON file (channels that can carry files)."""
     member = ctx.actor.member
-    if args != ["json"] or member is None or not ctx.can_upload:
+    if member is None or not ctx.can_upload:
         ctx.reply(ctx.t("common.stale_button"))
         return
     data = await privacy.stored_about(ctx.session, member)
@@ -158,10 +182,11 @@ def _yes_no_unknown(ctx: Ctx, value: bool | None) -> str:
 
 
 async def cmd_status(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, status_flow, "q_smartphone", {"lang": ctx.lang})
+    state: StatusState = {"lang": ctx.lang}
+    await dialogs.start(ctx, status_flow, "q_smartphone", state)
 
 
-async def finish_status(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def finish_status(ctx: Ctx, s: StatusState, a: Answer) -> Next:
     member = ctx.actor.member
     if member is None:
         return None
@@ -189,12 +214,12 @@ async def cmd_lang(ctx: Ctx, args: str) -> None:
 
 
 @lang_flow.ask("choose")
-async def ask_language(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_language(ctx: Ctx, s: LangState) -> Prompt:
     return Prompt(ctx.t("lang.ask"), [Option("vi", "Tiếng Việt"), Option("en", "English")])
 
 
 @lang_flow.answer("choose")
-async def on_language(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_language(ctx: Ctx, s: LangState, a: Answer) -> Next:
     ctx.lang = a.value or ctx.lang
     if ctx.actor.account is not None:
         ctx.actor.account.language = ctx.lang
@@ -210,11 +235,12 @@ async def on_language(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 async def cmd_forget(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, forget_flow, "confirm", {"lang": ctx.lang})
+    state: ForgetState = {"lang": ctx.lang}
+    await dialogs.start(ctx, forget_flow, "confirm", state)
 
 
 @forget_flow.ask("confirm")
-async def ask_forget(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_forget(ctx: Ctx, s: ForgetState) -> Prompt:
     return Prompt(
         ctx.t("forget.confirm"),
         [Option("yes", ctx.t("forget.yes")), Option("no", ctx.t("forget.no"))],
@@ -222,7 +248,7 @@ async def ask_forget(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @forget_flow.answer("confirm")
-async def on_forget(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_forget(ctx: Ctx, s: ForgetState, a: Answer) -> Next:
     if a.value != "yes":
         ctx.reply(ctx.t("forget.kept"))
         return None
@@ -247,4 +273,4 @@ def setup(router: Router) -> None:
     router.command("status", requires=REGISTERED)(cmd_status)
     router.command("lang", requires=ANYONE)(cmd_lang)
     router.command("forget", requires=REGISTERED)(cmd_forget)
-    router.action("me", requires=REGISTERED)(on_me_action)
+    router.callback(MyData, requires=REGISTERED)(on_me_action)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,11 +17,28 @@ from bot.router import Router
 from handlers import unitpicker
 from handlers.membership import record_consent
 from handlers.registration import MAX_NAME, full_name, yes_no
+from handlers.unitpicker import PickerState
 from storage import queries
+from storage.ids import id_of
 from storage.models import Invite, Member, Role, Unit
 
-invite_flow = dialogs.flow("invite")
-add_flow = dialogs.flow("addmember")
+
+class InviteState(PickerState, total=False):
+    lang: str
+    role: str  # a Role's value
+
+
+class AddMemberState(TypedDict, total=False):
+    lang: str
+    cell_id: int
+    full_name: str
+    phone: str | None  # None: the member has no phone
+    existing_id: int | None  # the roster member with that phone, in the same cell
+    smartphone: bool
+
+
+invite_flow: dialogs.Flow[InviteState] = dialogs.flow("invite")
+add_flow: dialogs.Flow[AddMemberState] = dialogs.flow("addmember")
 
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
 SECRETARIES = (Role.secretary, Role.deputy)
@@ -65,7 +82,8 @@ def deep_link(bot_username: str | None, code: str) -> str | None:
 
 
 async def cmd_invite(ctx: Ctx, args: str) -> None:
-    await dialogs.start(ctx, invite_flow, "role", {"lang": ctx.lang})
+    state: InviteState = {"lang": ctx.lang}
+    await dialogs.start(ctx, invite_flow, "role", state)
 
 
 def _roles_actor_may_invite(ctx: Ctx) -> list[Role]:
@@ -73,14 +91,14 @@ def _roles_actor_may_invite(ctx: Ctx) -> list[Role]:
 
 
 @invite_flow.ask("role")
-async def ask_invite_role(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_invite_role(ctx: Ctx, s: InviteState) -> Prompt:
     options = [Option(r.value, ctx.t(f"role.{r.value}")) for r in _roles_actor_may_invite(ctx)]
     return Prompt(ctx.t("invite.ask_role"), options)
 
 
 @invite_flow.answer("role")
-async def on_invite_role(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    role = Role(a.value)
+async def on_invite_role(ctx: Ctx, s: InviteState, a: Answer) -> Next:
+    role = Role(a.value or "")  # the options are the roles; anything else is refused by Role
     if role not in _roles_actor_may_invite(ctx):
         return Retry("common.not_allowed")
     s["role"] = role.value
@@ -96,19 +114,19 @@ async def on_invite_role(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @invite_flow.ask("unit")
-async def ask_invite_unit(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_invite_unit(ctx: Ctx, s: InviteState) -> Prompt:
     return await unitpicker.prompt(ctx, s, question_key="invite.ask_unit")
 
 
 @invite_flow.answer("unit")
-async def on_invite_unit(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_invite_unit(ctx: Ctx, s: InviteState, a: Answer) -> Next:
     picked = await unitpicker.answer(ctx, s, a)
     if isinstance(picked, unitpicker.Picked):
         return await _issue(ctx, s, picked.unit)
     return picked or "unit"
 
 
-async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
+async def _issue(ctx: Ctx, s: InviteState, unit: Unit) -> Next:
     role = Role(s["role"])
     if not ctx.actor.can_act_on(unit, *INVITERS[role]):
         return Retry("common.not_allowed")
@@ -117,7 +135,7 @@ async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
         role=role,
         unit=unit,
         created_by=ctx.actor.member.id,  # type: ignore[union-attr]
-        ttl=ctx.settings.invite_ttl_delta,
+        ttl=ctx.settings.invite_ttl,
         now=ctx.now,
     )
     link = deep_link(ctx.services.bot_username, invite.code)
@@ -140,29 +158,29 @@ async def _issue(ctx: Ctx, s: dict[str, Any], unit: Unit) -> Next:
 
 async def cmd_addmember(ctx: Ctx, args: str) -> None:
     cells = ctx.actor.scopes(*SECRETARIES)
-    data = {"lang": ctx.lang, "cell_id": cells[0].id}
+    data: AddMemberState = {"lang": ctx.lang, "cell_id": id_of(cells[0])}
     await dialogs.start(ctx, add_flow, "cell" if len(cells) > 1 else "name", data)
 
 
 @add_flow.ask("cell")
-async def ask_add_cell(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_add_cell(ctx: Ctx, s: AddMemberState) -> Prompt:
     cells = ctx.actor.scopes(*SECRETARIES)
     return Prompt(ctx.t("addm.cell"), [Option(str(c.id), c.name) for c in cells])
 
 
 @add_flow.answer("cell")
-async def on_add_cell(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_add_cell(ctx: Ctx, s: AddMemberState, a: Answer) -> Next:
     s["cell_id"] = int(a.value or 0)
     return "name"
 
 
 @add_flow.ask("name")
-async def ask_add_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_add_name(ctx: Ctx, s: AddMemberState) -> Prompt:
     return Prompt(ctx.t("addm.name"), free_text=True)
 
 
 @add_flow.answer("name")
-async def on_add_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_add_name(ctx: Ctx, s: AddMemberState, a: Answer) -> Next:
     name = full_name(a.text)
     if name is None:
         return Retry("reg.name.invalid", {"max": MAX_NAME})
@@ -171,12 +189,12 @@ async def on_add_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @add_flow.ask("phone")
-async def ask_add_phone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_add_phone(ctx: Ctx, s: AddMemberState) -> Prompt:
     return Prompt(ctx.t("addm.phone"), [Option("none", ctx.t("addm.no_phone"))], free_text=True)
 
 
 @add_flow.answer("phone")
-async def on_add_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_add_phone(ctx: Ctx, s: AddMemberState, a: Answer) -> Next:
     if a.value == "none":
         s["phone"] = None
         return "smartphone"
@@ -192,23 +210,23 @@ async def on_add_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @add_flow.ask("smartphone")
-async def ask_add_smartphone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_add_smartphone(ctx: Ctx, s: AddMemberState) -> Prompt:
     return Prompt(ctx.t("addm.smartphone"), yes_no(ctx), columns=2)
 
 
 @add_flow.answer("smartphone")
-async def on_add_smartphone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_add_smartphone(ctx: Ctx, s: AddMemberState, a: Answer) -> Next:
     s["smartphone"] = a.value == "yes"
     return "consent"
 
 
 @add_flow.ask("consent")
-async def ask_add_consent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_add_consent(ctx: Ctx, s: AddMemberState) -> Prompt:
     return Prompt(ctx.t("addm.consent", name=s["full_name"]), yes_no(ctx), columns=2)
 
 
 @add_flow.answer("consent")
-async def on_add_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_add_consent(ctx: Ctx, s: AddMemberState, a: Answer) -> Next:
     if a.value != "yes":
         ctx.reply(ctx.t("addm.no_consent"))
         return None

@@ -9,11 +9,13 @@ never the member themselves. A forged or forwarded button achieves nothing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from bot.callbacks import OpenCommand
 from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
@@ -22,6 +24,8 @@ from handlers import identity
 from handlers.identity import Stake
 from handlers.membership import (
     APPROVER_ROLES,
+    Decision,
+    Verdict,
     apply_answers,
     approval_request,
     link_account,
@@ -37,21 +41,15 @@ from storage.models import (
 )
 
 
-async def on_approval(ctx: Ctx, args: list[str]) -> None:
-    if len(args) != 2 or not args[0].isdigit() or args[1] not in ("y", "n"):
-        ctx.reply(ctx.t("common.stale_button"))
-        return
-    application = await ctx.session.get(Application, int(args[0]))
+async def on_approval(ctx: Ctx, press: Decision) -> None:
+    application = await ctx.session.get(Application, press.application_id)
     if application is None or await stakes_if_allowed(ctx, application) is None:
         ctx.reply(ctx.t("common.not_allowed"))
         return
-    if not await _decide(ctx, application, approved=args[1] == "y"):
+    if not await _decide(ctx, application, approved=press.verdict == Verdict.approve):
         ctx.reply(ctx.t("appr.already_decided"))
         return
-    if args[1] == "y":
-        await _admit(ctx, application)
-    else:
-        await _refuse(ctx, application)
+    await VERDICTS[press.verdict](ctx, application)
 
 
 async def stakes_if_allowed(ctx: Ctx, application: Application) -> list[Stake] | None:
@@ -75,7 +73,8 @@ async def _decide(ctx: Ctx, application: Application, *, approved: bool) -> bool
     result = await ctx.session.exec(
         update(Application)
         .where(
-            col(Application.id) == application.id, Application.status == ApplicationStatus.pending
+            col(Application.id) == application.id,
+            col(Application.status) == ApplicationStatus.pending,
         )
         .values(status=status, decided_at=ctx.now, decided_by=ctx.actor.member.id)  # type: ignore[union-attr]
     )
@@ -94,10 +93,11 @@ async def _admit(ctx: Ctx, application: Application) -> None:
         ctx.session.add(member)
         await ctx.session.flush()
     else:
-        member = await ctx.session.get(Member, application.member_id)
-        if member is None:
+        found = await ctx.session.get(Member, application.member_id)
+        if found is None:
             ctx.reply(ctx.t("appr.already_decided"))
             return
+        member = found
     _, told = await link_account(
         ctx,
         member,
@@ -125,7 +125,7 @@ async def _admit(ctx: Ctx, application: Application) -> None:
         application.chat_ref,
         View(
             t(lang, "appr.you_are_approved", name=member.full_name or ""),
-            [[ctx.button(t(lang, "menu.title_short"), "a:cmd:menu")]],
+            [[ctx.button(t(lang, "menu.title_short"), OpenCommand("menu"))]],
         ),
     )
     invite = await valid_invite(ctx, application.answers.get("invite"))
@@ -147,6 +147,12 @@ async def _refuse(ctx: Ctx, application: Application) -> None:
         View(t(application.language, "appr.you_are_rejected")),
     )
     ctx.reply(ctx.t("appr.done_rejected", name=name))
+
+
+VERDICTS: dict[Verdict, Callable[[Ctx, Application], Awaitable[None]]] = {
+    Verdict.approve: _admit,
+    Verdict.reject: _refuse,
+}
 
 
 async def pending_for(ctx: Ctx) -> list[tuple[Application, Unit, list[Stake]]]:
@@ -178,5 +184,5 @@ async def cmd_approvals(ctx: Ctx, args: str) -> None:
 
 
 def setup(router: Router) -> None:
-    router.action("appr", requires=APPROVER_ROLES)(on_approval)
+    router.callback(Decision, requires=APPROVER_ROLES)(on_approval)
     router.command("approvals", requires=APPROVER_ROLES)(cmd_approvals)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import Ctx, Services
 from bot.core import View
@@ -93,7 +94,7 @@ async def send_broadcast(
             )
     # One multi-row INSERT per chunk: a 10,000-recipient notice holds the write lock briefly.
     for start in range(0, len(rows), CHUNK):
-        await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))  # type: ignore[call-overload]
+        await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))
     queued = len(rows)
     row.total = queued
     row.unreachable = sum(1 for m in members if not accounts.get(m.id or 0))
@@ -111,9 +112,9 @@ async def send_broadcast(
     return Queued(row, queued, len(members) - row.unreachable, row.unreachable)
 
 
-async def delivery_counts(session, broadcast_id: int) -> dict[OutboxStatus, int]:  # type: ignore[no-untyped-def]
+async def delivery_counts(session: AsyncSession, broadcast_id: int) -> dict[OutboxStatus, int]:
     stmt = (
-        select(OutboxMessage.status, func.count())
+        select(col(OutboxMessage.status), func.count())
         .where(OutboxMessage.broadcast_id == broadcast_id)
         .group_by(OutboxMessage.status)
     )
@@ -175,7 +176,7 @@ class BroadcastReporter:
                 session.add(row)
                 self._last.pop(broadcast_id, None)
 
-    async def _language(self, session, row: Broadcast) -> str:  # type: ignore[no-untyped-def]
+    async def _language(self, session: AsyncSession, row: Broadcast) -> str:
         stmt = select(ChannelAccount.language).where(
             ChannelAccount.channel == row.report_channel, ChannelAccount.chat_ref == row.report_chat
         )

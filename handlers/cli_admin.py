@@ -62,7 +62,7 @@ async def grant_role(
 async def make_invite(settings: Settings, *, role: str, unit_path: str, ttl: str | None) -> str:
     lang = settings.default_language
     try:
-        lifetime = parse_duration(ttl) if ttl else settings.invite_ttl_delta
+        lifetime = parse_duration(ttl) if ttl else settings.invite_ttl
     except ValueError:
         raise AdminError(t(lang, "op.invite.bad_ttl", ttl=ttl)) from None
     db = Database(settings.database_url)

@@ -6,16 +6,20 @@ same rules (consent logged with its time, one account per messenger user) hold e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
+from bot.callbacks import Callback, OpenCommand
 from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.phones import display_phone
 from handlers.identity import Stake
 from storage import queries
+from storage.ids import id_of
 from storage.models import (
     Application,
     ApplicationKind,
@@ -30,7 +34,21 @@ CONSENT_VERSION = "2026-11"
 APPROVER_ROLES = (Role.secretary, Role.deputy, Role.staff, Role.admin)
 
 
-def apply_answers(member: Member, answers: dict[str, Any], now: datetime) -> None:
+class Verdict(StrEnum):
+    approve = "y"
+    reject = "n"
+
+
+@dataclass(frozen=True)
+class Decision(Callback):
+    """An approver's answer to an application: ``a:appr:<application>:y|n`` (handlers/approvals)."""
+
+    action: ClassVar[str] = "appr"
+    application_id: int
+    verdict: Verdict
+
+
+def apply_answers(member: Member, answers: Mapping[str, Any], now: datetime) -> None:
     """Copy the smartphone / install / activation answers onto the member.
 
     "No smartphone" records just that: the member leaves the target (installed / smartphone)
@@ -147,7 +165,7 @@ def menu_view(ctx: Ctx, lang: str | None = None, *, intro: str | None = None) ->
     if ctx.actor.holds(Role.staff, Role.admin):
         items.insert(-1, ("venues", "menu.venues"))
     items[-1:-1] = [("training", "menu.training"), ("feedback", "menu.feedback")]
-    buttons = [ctx.button(t(lang, key), f"a:cmd:{name}") for name, key in items]
+    buttons = [ctx.button(t(lang, key), OpenCommand(name)) for name, key in items]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return View(text=intro or t(lang, "menu.title"), choices=rows)
 
@@ -181,7 +199,7 @@ def approval_request(
         roles=stakes_text(lang, stakes),
     )
     buttons = [
-        ctx.button(t(lang, "appr.approve"), f"a:appr:{application.id}:y"),
-        ctx.button(t(lang, "appr.reject"), f"a:appr:{application.id}:n"),
+        ctx.button(t(lang, "appr.approve"), Decision(id_of(application), Verdict.approve)),
+        ctx.button(t(lang, "appr.reject"), Decision(id_of(application), Verdict.reject)),
     ]
     return View(text, [buttons])

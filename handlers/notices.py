@@ -5,8 +5,6 @@ recipient count, then one progress message and a delivery report.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import col, select
 
 from bot import dialogs
@@ -17,6 +15,8 @@ from bot.i18n import t
 from bot.router import Router
 from handlers import unitpicker
 from handlers.broadcast import send_broadcast
+from handlers.unitpicker import PickerState
+from storage.ids import id_of
 from storage.models import Member, MemberStatus, Role, RoleGrant, Unit
 from storage.queries import in_subtree
 
@@ -24,7 +24,16 @@ SECRETARIES = (Role.secretary, Role.deputy)
 SENDERS = (Role.secretary, Role.deputy, Role.staff, Role.admin)
 WIDE = (Role.staff, Role.admin)
 TEXT_MAX = 3500
-notice_flow = dialogs.flow("notice")
+
+
+class NoticeState(PickerState, total=False):
+    lang: str
+    unit_id: int  # the unit whose members (or secretaries) receive it
+    audience: str  # "members" or "secretaries"
+    text: str
+
+
+notice_flow: dialogs.Flow[NoticeState] = dialogs.flow("notice")
 
 
 async def recipients(ctx: Ctx, unit: Unit, audience: str) -> list[Member]:
@@ -50,31 +59,31 @@ def may_send(ctx: Ctx, unit: Unit, audience: str) -> bool:
 
 async def cmd_notice(ctx: Ctx, args: str) -> None:
     wide = ctx.actor.scopes(*WIDE)
-    data: dict[str, Any] = {"lang": ctx.lang}
+    data: NoticeState = {"lang": ctx.lang}
     if wide:
         unitpicker.reset(data, root_id=wide[0].id, inner=True)
         await dialogs.start(ctx, notice_flow, "unit", data)
         return
-    data.update(unit_id=ctx.actor.scopes(*SECRETARIES)[0].id, audience="members")
+    data["unit_id"], data["audience"] = id_of(ctx.actor.scopes(*SECRETARIES)[0]), "members"
     await dialogs.start(ctx, notice_flow, "text", data)
 
 
 @notice_flow.ask("unit")
-async def ask_unit(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_unit(ctx: Ctx, s: NoticeState) -> Prompt:
     return await unitpicker.prompt(ctx, s, question_key="nt.ask.unit")
 
 
 @notice_flow.answer("unit")
-async def on_unit(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_unit(ctx: Ctx, s: NoticeState, a: Answer) -> Next:
     picked = await unitpicker.answer(ctx, s, a)
     if isinstance(picked, unitpicker.Picked):
-        s["unit_id"] = picked.unit.id
+        s["unit_id"] = id_of(picked.unit)
         return "audience"
     return picked or "unit"
 
 
 @notice_flow.ask("audience")
-async def ask_audience(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_audience(ctx: Ctx, s: NoticeState) -> Prompt:
     return Prompt(
         ctx.t("nt.ask.audience"),
         [
@@ -85,18 +94,18 @@ async def ask_audience(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @notice_flow.answer("audience")
-async def on_audience(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    s["audience"] = a.value
+async def on_audience(ctx: Ctx, s: NoticeState, a: Answer) -> Next:
+    s["audience"] = a.value or ""  # the options name the audiences
     return "text"
 
 
 @notice_flow.ask("text")
-async def ask_text(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_text(ctx: Ctx, s: NoticeState) -> Prompt:
     return Prompt(ctx.t("nt.ask.text"), free_text=True)
 
 
 @notice_flow.answer("text")
-async def on_text(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_text(ctx: Ctx, s: NoticeState, a: Answer) -> Next:
     text = (a.text or "").strip()
     if not text:
         return Retry("nt.text.empty")
@@ -111,7 +120,7 @@ def render_notice(lang: str, sender: str, unit: Unit, text: str) -> View:
 
 
 @notice_flow.ask("preview")
-async def ask_preview(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_preview(ctx: Ctx, s: NoticeState) -> Prompt:
     unit = await ctx.session.get(Unit, s["unit_id"])
     count = len(await recipients(ctx, unit, s["audience"]))  # type: ignore[arg-type]
     sender = ctx.actor.member.full_name if ctx.actor.member else ""
@@ -123,7 +132,7 @@ async def ask_preview(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @notice_flow.answer("preview")
-async def on_preview(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_preview(ctx: Ctx, s: NoticeState, a: Answer) -> Next:
     if a.value != "send":
         ctx.reply(ctx.t("mt.dropped"))
         return None

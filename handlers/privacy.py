@@ -36,7 +36,9 @@ from handlers.support_core import (
     release_claims,
     tell_staff,
 )
+from handlers.support_core.notify import Chat
 from storage.faq_models import FaqQuery
+from storage.ids import id_of
 from storage.models import (
     Application,
     Attendance,
@@ -126,8 +128,8 @@ async def written_texts(session: AsyncSession, member_id: int) -> list[str]:
         if r
     ]
     for model in (MeetingReply, Attendance):
-        stmt = select(model.reason).where(model.member_id == member_id)  # type: ignore[attr-defined]
-        texts += [r for r in (await session.exec(stmt)).all() if r]
+        reasons = select(col(model.reason)).where(col(model.member_id) == member_id)
+        texts += [r for r in (await session.exec(reasons)).all() if r]
     stmt = select(FaqQuery.text).where(FaqQuery.asker_id == member_id)
     texts += list((await session.exec(stmt)).all())
     return [text for text in texts if len(text.strip()) >= MIN_REDACTED_TEXT]
@@ -202,6 +204,13 @@ async def forget_member(ctx: Ctx, member: Member) -> Forgotten:
     return receipt
 
 
+def _withdrawn_notice(ticket_id: int) -> Callable[[Chat], View]:
+    def render(chat: Chat) -> View:
+        return View(t(chat.lang, "privacy.ticket_withdrawn", id=ticket_id))
+
+    return render
+
+
 async def _withdraw_tickets(ctx: Ctx, member_id: int) -> int:
     """Open requests end with the member's wish: staff are told, the cards lose the name."""
     # A resolved ticket waits for the member's word, which can no longer come: withdrawn too.
@@ -211,11 +220,7 @@ async def _withdraw_tickets(ctx: Ctx, member_id: int) -> int:
     for ticket in list((await ctx.session.exec(stmt)).all()):
         if await close(ctx, ticket, by_member=True):
             withdrawn += 1
-            await tell_staff(
-                ctx,
-                ticket,
-                lambda chat, tk=ticket: View(t(chat.lang, "privacy.ticket_withdrawn", id=tk.id)),
-            )
+            await tell_staff(ctx, ticket, _withdrawn_notice(id_of(ticket)))
     return withdrawn
 
 
@@ -227,18 +232,22 @@ async def _erase_rows(
 ) -> None:
     """Delete or empty every row that is the member's or names them."""
     for channel, user_ref in users:
-        for model in (Dialog, Application, IdentityAttempt):
+        for by_user in (Dialog, Application, IdentityAttempt):
             await session.exec(
-                delete(model).where(model.channel == channel, model.user_ref == user_ref)  # type: ignore[attr-defined]
+                delete(by_user).where(
+                    col(by_user.channel) == channel, col(by_user.user_ref) == user_ref
+                )
             )
     for channel, chat_ref in chats:
-        for model in (PendingChoices, TicketPost, OutboxMessage):
+        for by_chat in (PendingChoices, TicketPost, OutboxMessage):
             await session.exec(
-                delete(model).where(model.channel == channel, model.chat_ref == chat_ref)  # type: ignore[attr-defined]
+                delete(by_chat).where(
+                    col(by_chat.channel) == channel, col(by_chat.chat_ref) == chat_ref
+                )
             )
         await session.exec(
             update(Broadcast)
-            .where(Broadcast.report_channel == channel, Broadcast.report_chat == chat_ref)
+            .where(col(Broadcast.report_channel) == channel, col(Broadcast.report_chat) == chat_ref)
             .values(report_channel=None, report_chat=None)
         )
     erase_where = [
@@ -267,7 +276,7 @@ async def _erase_rows(
         update(StaffGroup).where(col(StaffGroup.bound_by) == member_id).values(bound_by=None),
     ]
     for statement in erase_where:
-        await session.exec(statement)  # type: ignore[call-overload]
+        await session.exec(statement)
     for hook in FORGET_HOOKS:
         await hook(session, member_id)
 
@@ -319,11 +328,14 @@ async def leave_no_trace(ctx: Ctx) -> None:
     event = ctx.event
     for model in (OutboxMessage, PendingChoices):
         await ctx.session.exec(
-            delete(model).where(model.channel == event.channel, model.chat_ref == event.chat_ref)  # type: ignore[attr-defined]
+            delete(model).where(
+                col(model.channel) == event.channel, col(model.chat_ref) == event.chat_ref
+            )
         )
     await ctx.session.exec(
         delete(IdentityAttempt).where(
-            IdentityAttempt.channel == event.channel, IdentityAttempt.user_ref == event.user_ref
+            col(IdentityAttempt.channel) == event.channel,
+            col(IdentityAttempt.user_ref) == event.user_ref,
         )
     )
 
@@ -458,11 +470,11 @@ async def purge_outbox(session: AsyncSession, *, before: datetime) -> int:
             counts = await delivery_counts(session, broadcast_id)
             row.delivery_counts = {status.value: n for status, n in counts.items()}
             session.add(row)
-    result = await session.exec(delete(OutboxMessage).where(*old))  # type: ignore[call-overload]
+    result = await session.exec(delete(OutboxMessage).where(*old))
     return int(result.rowcount or 0)
 
 
 @scheduler.recurring(PURGE_KIND, purge_trigger)
 async def purge_job(ctx: Ctx, work: DueJob) -> JobResult:
-    purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention_delta)
+    purged = await purge_outbox(ctx.session, before=ctx.now - ctx.settings.outbox_retention)
     return done(f"purged {purged}")

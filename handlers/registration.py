@@ -10,13 +10,16 @@ Someone not in the roster applies to the cell they pick. Declining consent store
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import ClassVar, Literal, TypedDict, TypeVar
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot import dialogs, invite_codes, scheduler
+from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -34,6 +37,8 @@ from handlers.membership import (
     record_consent,
     unit_label,
 )
+from handlers.unitpicker import PickerState
+from storage.ids import id_of
 from storage.models import (
     Application,
     ApplicationKind,
@@ -47,9 +52,34 @@ from storage.models import (
 )
 from storage.queries import ensure_grant, grants_of, holders, member_by_phone, unit_by_path
 
-register = dialogs.flow("register")
+
+class StatusAnswers(TypedDict, total=False):
+    smartphone: bool
+    installed: bool
+    activated: bool
+
+
+class StatusState(TypedDict, total=False):
+    """What the status questions (``status_steps``) keep: the answers, and what help is needed."""
+
+    lang: str
+    answers: StatusAnswers
+    need: str  # a Need, after a "not yet"
+
+
+class RegisterState(StatusState, PickerState, total=False):
+    invite: str | None  # the invite code the person came with
+    consent_at: str  # ISO time of their consent
+    phone: str
+    verified: bool  # the channel proved the phone (contact button)
+    full_name: str
+    member_id: int  # the roster member the phone (and name) matched
+    cell_id: int  # the cell an applicant picked
+
+
+register: dialogs.Flow[RegisterState] = dialogs.flow("register")
 # /status (the account module adds its last step): the registration's status questions again.
-status_flow = dialogs.flow("status")
+status_flow: dialogs.Flow[StatusState] = dialogs.flow("status")
 CELL_ROLES = (Role.member, Role.secretary, Role.deputy)
 SECRETARIES = (Role.secretary, Role.deputy)
 MAX_NAME = 100
@@ -101,19 +131,19 @@ async def cmd_start(ctx: Ctx, args: str) -> None:
     invite = await valid_invite(ctx, code) if code else None
     if code and invite is None:
         ctx.reply(ctx.t("invite.invalid"))
-    if ctx.actor.registered:
+    member = ctx.actor.member
+    if ctx.actor.registered and member is not None:
         if invite is not None:
-            await redeem_for_member(ctx, invite, ctx.actor.member)  # type: ignore[arg-type]
-        ctx.reply(
-            menu_view(ctx, intro=ctx.t("reg.welcome_back", name=ctx.actor.member.full_name or ""))
-        )  # type: ignore[union-attr]
+            await redeem_for_member(ctx, invite, member)
+        ctx.reply(menu_view(ctx, intro=ctx.t("reg.welcome_back", name=member.full_name or "")))
         return
     if await pending_application(ctx) is not None or (
         ctx.actor.account and ctx.actor.account.pending
     ):
         ctx.reply(ctx.t("reg.still_pending"))
         return
-    await dialogs.start(ctx, register, "lang", {"invite": invite.code if invite else None})
+    state: RegisterState = {"invite": invite.code if invite else None}
+    await dialogs.start(ctx, register, "lang", state)
 
 
 async def pending_application(ctx: Ctx) -> Application | None:
@@ -139,7 +169,7 @@ async def valid_invite(ctx: Ctx, code: str | None) -> Invite | None:
 
 
 @register.ask("lang")
-async def ask_lang(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_lang(ctx: Ctx, s: RegisterState) -> Prompt:
     return Prompt(
         t("vi", "reg.lang") + "\n" + t("en", "reg.lang"),
         [Option("vi", "Tiếng Việt"), Option("en", "English")],
@@ -147,13 +177,13 @@ async def ask_lang(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @register.answer("lang")
-async def on_lang(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_lang(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     s["lang"] = ctx.lang = a.value or ctx.lang
     return "consent"
 
 
 @register.ask("consent")
-async def ask_consent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_consent(ctx: Ctx, s: RegisterState) -> Prompt:
     return Prompt(
         ctx.t("reg.consent"),
         [
@@ -164,7 +194,7 @@ async def ask_consent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @register.answer("consent")
-async def on_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_consent(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     if a.value == "decline":
         await privacy.leave_no_trace(ctx)
         ctx.reply(View(ctx.t("reg.declined"), remove_keyboard=True, last_word=True))
@@ -177,7 +207,7 @@ async def on_consent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @register.ask("phone")
-async def ask_phone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_phone(ctx: Ctx, s: RegisterState) -> Prompt:
     if ctx.has_contact_button:
         return Prompt(
             ctx.t("reg.phone.button"), request_contact=ctx.t("reg.phone.share"), free_text=True
@@ -186,7 +216,7 @@ async def ask_phone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @register.answer("phone")
-async def on_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_phone(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     if a.contact is not None:
         if not a.contact.is_own:
             return Retry("reg.phone.not_own")
@@ -213,7 +243,7 @@ async def on_phone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     member = await member_by_phone(ctx.session, phone=phone)
     if member is None:
         return "not_found"
-    s["member_id"] = member.id
+    s["member_id"] = id_of(member)
     return "confirm"
 
 
@@ -222,12 +252,12 @@ def local_time(ctx: Ctx, at: datetime) -> str:
 
 
 @register.ask("claim_name")
-async def ask_claim_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_claim_name(ctx: Ctx, s: RegisterState) -> Prompt:
     return Prompt(ctx.t("reg.claim_name"), free_text=True)
 
 
 @register.answer("claim_name")
-async def on_claim_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_claim_name(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     """Match (typed phone, typed name) against the roster without showing what is there."""
     name = full_name(a.text)
     if name is None:
@@ -235,7 +265,7 @@ async def on_claim_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     s["full_name"] = name
     member = await member_by_phone(ctx.session, phone=s["phone"])
     if member is not None and identity.same_person_name(name, member.full_name):
-        s["member_id"] = member.id
+        s["member_id"] = id_of(member)
         return "q_smartphone"
     locked = await identity.record_failure(
         ctx.session, channel=ctx.event.channel, user_ref=ctx.event.user_ref, now=ctx.now
@@ -246,7 +276,7 @@ async def on_claim_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @register.ask("confirm")
-async def ask_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_confirm(ctx: Ctx, s: RegisterState) -> Prompt:
     member = await ctx.session.get(Member, s["member_id"])
     cell = await ctx.session.get(Unit, member.cell_id) if member and member.cell_id else None
     where = cell.name if cell else ctx.t("reg.no_cell")
@@ -257,7 +287,7 @@ async def ask_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @register.answer("confirm")
-async def on_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_confirm(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     if a.value == "yes":
         return "q_smartphone"
     s.pop("member_id", None)
@@ -265,7 +295,7 @@ async def on_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @register.ask("not_found")
-async def ask_not_found(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_not_found(ctx: Ctx, s: RegisterState) -> Prompt:
     return Prompt(
         ctx.t("reg.not_found"),
         [Option("apply", ctx.t("reg.apply")), Option("retry", ctx.t("reg.other_number"))],
@@ -273,7 +303,7 @@ async def ask_not_found(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @register.answer("not_found")
-async def on_not_found(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_not_found(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     if a.value == "retry":
         s.pop("full_name", None)
         return "phone"
@@ -284,12 +314,12 @@ async def on_not_found(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @register.ask("name")
-async def ask_name(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_name(ctx: Ctx, s: RegisterState) -> Prompt:
     return Prompt(ctx.t("reg.name"), free_text=True)
 
 
 @register.answer("name")
-async def on_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_name(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     name = full_name(a.text)
     if name is None:
         return Retry("reg.name.invalid", {"max": MAX_NAME})
@@ -297,7 +327,7 @@ async def on_name(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return await after_name(ctx, s)
 
 
-async def after_name(ctx: Ctx, s: dict[str, Any]) -> Next:
+async def after_name(ctx: Ctx, s: RegisterState) -> Next:
     """Someone not in the roster: an invite places them, otherwise they pick their cell."""
     if await valid_invite(ctx, s.get("invite")) is not None:
         return "q_smartphone"
@@ -306,15 +336,15 @@ async def after_name(ctx: Ctx, s: dict[str, Any]) -> Next:
 
 
 @register.ask("cell")
-async def ask_cell(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_cell(ctx: Ctx, s: RegisterState) -> Prompt:
     return await unitpicker.prompt(ctx, s, question_key="reg.cell")
 
 
 @register.answer("cell")
-async def on_cell(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_cell(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     picked = await unitpicker.answer(ctx, s, a)
     if isinstance(picked, unitpicker.Picked):
-        s["cell_id"] = picked.unit.id
+        s["cell_id"] = id_of(picked.unit)
         return "q_smartphone"
     return picked or "cell"
 
@@ -322,51 +352,81 @@ async def on_cell(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 # --- the three status questions ------------------------------------------------------------------
 
 
-def status_steps(flow: dialogs.Flow, finish: dialogs.AnswerFn) -> None:
+S = TypeVar("S", bound=StatusState)
+
+
+def record_answer(
+    s: StatusState, question: Literal["smartphone", "installed", "activated"], yes: bool
+) -> None:
+    s.setdefault("answers", {})[question] = yes
+
+
+def status_steps(flow: dialogs.Flow[S], finish: dialogs.AnswerFn[S]) -> None:
     """The smartphone / installed / activated questions; shared by registration and /status."""
 
     @flow.ask("q_smartphone")
-    async def ask_smartphone(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    async def ask_smartphone(ctx: Ctx, s: S) -> Prompt:
         return Prompt(ctx.t("reg.q.smartphone"), yes_no(ctx), columns=2)
 
     @flow.answer("q_smartphone")
-    async def on_smartphone(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-        s.setdefault("answers", {})["smartphone"] = a.value == "yes"
+    async def on_smartphone(ctx: Ctx, s: S, a: Answer) -> Next:
+        record_answer(s, "smartphone", a.value == "yes")
         return "q_installed" if a.value == "yes" else await finish(ctx, s, a)
 
     @flow.ask("q_installed")
-    async def ask_installed(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    async def ask_installed(ctx: Ctx, s: S) -> Prompt:
         return Prompt(ctx.t("reg.q.installed"), fitting(ctx, "installed"), columns=2)
 
     @flow.answer("q_installed")
-    async def on_installed(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-        s.setdefault("answers", {})["installed"] = a.value == "yes"
+    async def on_installed(ctx: Ctx, s: S, a: Answer) -> Next:
+        record_answer(s, "installed", a.value == "yes")
         if a.value == "yes":
             return "q_activated"
-        return await then_help(ctx, s, await finish(ctx, s, a), NEED_INSTALL)
+        return await then_help(ctx, s, await finish(ctx, s, a), Need.install)
 
     @flow.ask("q_activated")
-    async def ask_activated(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    async def ask_activated(ctx: Ctx, s: S) -> Prompt:
         return Prompt(ctx.t("reg.q.activated"), fitting(ctx, "activated"), columns=2)
 
     @flow.answer("q_activated")
-    async def on_activated(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-        s.setdefault("answers", {})["activated"] = a.value == "yes"
+    async def on_activated(ctx: Ctx, s: S, a: Answer) -> Next:
+        record_answer(s, "activated", a.value == "yes")
         done = await finish(ctx, s, a)
-        return done if a.value == "yes" else await then_help(ctx, s, done, NEED_LOGIN)
+        return done if a.value == "yes" else await then_help(ctx, s, done, Need.login)
 
     @flow.ask("not_yet")
-    async def ask_not_yet(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+    async def ask_not_yet(ctx: Ctx, s: S) -> Prompt:
         return await not_yet_prompt(ctx, s)
 
     @flow.answer("not_yet")
-    async def on_not_yet(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+    async def on_not_yet(ctx: Ctx, s: S, a: Answer) -> Next:
         return await not_yet_answer(ctx, s, a)
 
 
 # --- help at the moment of "not yet" -------------------------------------------------------------
 
-NEED_INSTALL, NEED_LOGIN = "install", "login"
+
+class Need(StrEnum):
+    """What a member answering "not yet" still has to do."""
+
+    install = "install"
+    login = "login"
+
+
+class YesNo(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+@dataclass(frozen=True)
+class CheckBack(Callback):
+    """The answer to a check-back a few days after "not yet": ``a:chk:<install|login>:<yes|no>``."""
+
+    action: ClassVar[str] = "chk"
+    need: Need
+    answer: YesNo
+
+
 HELP_ENTRIES = {"android": "install_android", "iphone": "install_iphone", "login": "first_login"}
 CHECK_BACK = timedelta(days=3)
 
@@ -380,7 +440,7 @@ def fitting(ctx: Ctx, question: str) -> list[Option]:
     ]
 
 
-async def then_help(ctx: Ctx, s: dict[str, Any], done: Next, need: str) -> Next:
+async def then_help(ctx: Ctx, s: StatusState, done: Next, need: Need) -> Next:
     """After the last status answer was "not yet", stay one more step to offer help, instead of
     leaving the member at the moment the rollout needs them most."""
     if done is not None:
@@ -389,9 +449,9 @@ async def then_help(ctx: Ctx, s: dict[str, Any], done: Next, need: str) -> Next:
     return "not_yet"
 
 
-async def not_yet_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
-    need = s.get("need", NEED_INSTALL)
-    if need == NEED_INSTALL:
+async def not_yet_prompt(ctx: Ctx, s: StatusState) -> Prompt:
+    need = s.get("need", Need.install)
+    if need == Need.install:
         options = [
             Option("android", ctx.t("notyet.android")),
             Option("iphone", ctx.t("notyet.iphone")),
@@ -404,10 +464,10 @@ async def not_yet_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     return Prompt(ctx.t(f"notyet.ask.{need}"), options)
 
 
-async def not_yet_answer(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def not_yet_answer(ctx: Ctx, s: StatusState, a: Answer) -> Next:
     """Steps for their phone (from the FAQ), or their secretary told (choosing that option is
     the member's consent), and in every case a check-back in a few days."""
-    need = s.get("need", NEED_INSTALL)
+    need = s.get("need", Need.install)
     if a.value in HELP_ENTRIES:
         ctx.reply(await faq_steps(ctx, HELP_ENTRIES[a.value]))
     elif a.value == "secretary":
@@ -487,16 +547,16 @@ async def check_back_job(ctx: Ctx, work: DueJob) -> JobResult:
         return skip("member gone")
     if member.app_activated:
         return skip("already logged in")
-    need = NEED_LOGIN if member.app_installed else NEED_INSTALL
-    question = "activated" if need == NEED_LOGIN else "installed"
+    need = Need.login if member.app_installed else Need.install
+    question = "activated" if need == Need.login else "installed"
     sent = await ctx.notify_member(
         member,
         lambda lang: View(
             t(lang, f"notyet.again.{need}"),
             [
                 [
-                    ctx.button(t(lang, f"ask.{question}.yes"), f"a:chk:{need}:yes"),
-                    ctx.button(t(lang, f"ask.{question}.no"), f"a:chk:{need}:no"),
+                    ctx.button(t(lang, f"ask.{question}.yes"), CheckBack(need, YesNo.yes)),
+                    ctx.button(t(lang, f"ask.{question}.no"), CheckBack(need, YesNo.no)),
                 ]
             ],
         ),
@@ -504,26 +564,26 @@ async def check_back_job(ctx: Ctx, work: DueJob) -> JobResult:
     return done() if sent else skip("no account")
 
 
-async def on_check_back(ctx: Ctx, args: list[str]) -> None:
+async def on_check_back(ctx: Ctx, press: CheckBack) -> None:
     """The member's answer to a check-back: saved at once; "not yet" offers help again."""
     member = ctx.actor.member
-    if member is None or len(args) != 2 or args[0] not in (NEED_INSTALL, NEED_LOGIN):
+    if member is None:
         ctx.reply(ctx.t("common.stale_button"))
         return
-    need, answer = args
-    data: dict[str, Any] = {"lang": ctx.lang, "answers": {"smartphone": True}}
-    if need == NEED_INSTALL and answer == "yes":
+    need, answer = press.need, press.answer
+    data: StatusState = {"lang": ctx.lang, "answers": {"smartphone": True}}
+    if need == Need.install and answer == YesNo.yes:
         data["answers"]["installed"] = True
         await dialogs.start(ctx, status_flow, "q_activated", data)
         return
-    if answer == "yes":
+    if answer == YesNo.yes:
         member.app_installed = member.app_activated = True
         member.has_smartphone = True
         member.status_updated_at = ctx.now
         ctx.session.add(member)
         ctx.reply(ctx.t("notyet.glad"))
         return
-    data["answers"]["installed"] = need == NEED_LOGIN
+    data["answers"]["installed"] = need == Need.login
     data["answers"]["activated"] = False
     apply_answers(member, data["answers"], ctx.now)
     ctx.session.add(member)
@@ -534,7 +594,7 @@ async def on_check_back(ctx: Ctx, args: list[str]) -> None:
 # --- finishing -----------------------------------------------------------------------------------
 
 
-async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def finish_registration(ctx: Ctx, s: RegisterState, a: Answer) -> Next:
     invite = await valid_invite(ctx, s.get("invite"))
     if s.get("invite") and invite is None:
         ctx.reply(ctx.t("invite.invalid"))
@@ -546,8 +606,8 @@ async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
         # An invite proves the invited role only; it is redeemed on approval.
         await _apply_verify(ctx, s, member, invite)
     elif invite is not None:
-        phone = s["phone"]
-        if not s.get("verified") and await member_by_phone(ctx.session, phone=phone):
+        phone: str | None = s["phone"]
+        if not s.get("verified") and await member_by_phone(ctx.session, phone=s["phone"]):
             phone = None  # an unproven number that is someone else's: never copied, never shown
         cell_id = invite.unit_id if invite.role in CELL_ROLES else None
         member = Member(
@@ -565,7 +625,7 @@ async def finish_registration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return None
 
 
-async def _complete(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite | None) -> None:
+async def _complete(ctx: Ctx, s: RegisterState, member: Member, invite: Invite | None) -> None:
     """Link the account now: the channel proved the phone, or an invite vouches for a newcomer."""
     account, _ = await link_account(
         ctx,
@@ -634,7 +694,7 @@ async def redeem_for_member(
 
 
 def _application(
-    ctx: Ctx, s: dict[str, Any], kind: ApplicationKind, unit_id: int, member: Member | None
+    ctx: Ctx, s: RegisterState, kind: ApplicationKind, unit_id: int, member: Member | None
 ) -> Application:
     answers = dict(s.get("answers", {}))
     answers["consent_at"] = s["consent_at"]
@@ -657,7 +717,7 @@ def _application(
     return application
 
 
-async def _apply_verify(ctx: Ctx, s: dict[str, Any], member: Member, invite: Invite | None) -> None:
+async def _apply_verify(ctx: Ctx, s: RegisterState, member: Member, invite: Invite | None) -> None:
     """Ask whoever has authority over every role this member holds; tell the applicant only
     that a request went out (no name, no cell, no roles: the number proved nothing yet)."""
     stakes = await identity.stakes_of(ctx.session, member)
@@ -667,28 +727,31 @@ async def _apply_verify(ctx: Ctx, s: dict[str, Any], member: Member, invite: Inv
     if not approvers or unit is None:
         ctx.reply(View(ctx.t("reg.no_approver"), remove_keyboard=True))
         return
-    application = _application(ctx, s, ApplicationKind.verify, unit.id or 0, member)
+    application = _application(ctx, s, ApplicationKind.verify, id_of(unit), member)
     await ctx.session.flush()
+
+    def request(lang: str) -> View:
+        return approval_request(ctx, lang, application, unit, stakes)
+
     for approver in approvers:
-        await ctx.notify_member(
-            approver,
-            lambda lang, a=application, u=unit: approval_request(ctx, lang, a, u, stakes),
-        )
+        await ctx.notify_member(approver, request)
     ctx.reply(View(ctx.t("reg.sent_for_verification"), remove_keyboard=True))
 
 
-async def _apply_join(ctx: Ctx, s: dict[str, Any], cell_id: int | None) -> None:
+async def _apply_join(ctx: Ctx, s: RegisterState, cell_id: int | None) -> None:
     """Someone not in the roster asks to join the cell they picked: its secretary decides."""
     cell = await ctx.session.get(Unit, cell_id) if cell_id else None
     if cell is None:
         ctx.reply(ctx.t("reg.no_cell_to_approve"))
         return
-    application = _application(ctx, s, ApplicationKind.join, cell.id or 0, None)
+    application = _application(ctx, s, ApplicationKind.join, id_of(cell), None)
     await ctx.session.flush()
+
+    def request(lang: str) -> View:
+        return approval_request(ctx, lang, application, cell, [])
+
     for approver in await approvers_for(ctx, cell):
-        await ctx.notify_member(
-            approver, lambda lang, a=application, c=cell: approval_request(ctx, lang, a, c, [])
-        )
+        await ctx.notify_member(approver, request)
     ctx.reply(View(ctx.t("reg.sent_for_approval", cell=unit_label(cell)), remove_keyboard=True))
 
 
@@ -697,4 +760,4 @@ status_steps(register, finish_registration)
 
 def setup(router: Router) -> None:
     router.command("start", requires=ANYONE)(cmd_start)
-    router.action("chk")(on_check_back)
+    router.callback(CheckBack)(on_check_back)

@@ -15,25 +15,30 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import reports, scheduler
+from bot.callbacks import Callback
+from bot.clock import Clock
 from bot.context import Ctx
 from bot.core import Choice, Upload, View
 from bot.i18n import t
+from bot.outbox import Outbox
 from bot.report_cli import ReportError, cli_report  # noqa: F401  (the CLI's, re-exported)
 from bot.reports import Report, Window
 from bot.router import REGISTERED, Router
 from bot.scheduler import JobResult, done, skip
-from handlers.rollout_data import take_snapshot, trend_text
+from handlers.rollout_data import CellLaggards, LaggardVerb, take_snapshot, trend_text
 from storage import queries
 from storage.db import Database
+from storage.ids import id_of
 from storage.models import (
     DueJob,
     Member,
@@ -69,43 +74,54 @@ def report_view(ctx: Ctx, lang: str, report: Report, *, wide: bool, up: Unit | N
     text = reports.render_text(lang, report, ctx.settings.tz)
     uid = report.scope.unit_id
     # A cell's report names who lags behind, for its secretaries and the staff above.
-    members = [ctx.button(t(lang, "rd.btn.members"), f"a:rd:{uid}:l")] if report.is_cell else []
+    lags = CellLaggards(uid, LaggardVerb.show)
+    members = [ctx.button(t(lang, "rd.btn.members"), lags)] if report.is_cell else []
     if not wide:
         return View(text, [members] if members else [])
 
-    def button(label: str, target: int, verb: str) -> Choice:
-        return ctx.button(label, f"a:rp:{target}:{verb}")
+    def button(label: str, target: int, verb: ReportVerb) -> Choice:
+        return ctx.button(label, ReportPress(target, verb))
 
     drill = [
-        button(f"{reports.mark(child)} {child.name}", child.unit_id, "v")
+        button(f"{reports.mark(child)} {child.name}", child.unit_id, ReportVerb.view)
         for child in report.children[:MAX_DRILL_BUTTONS]
     ]
     if len(report.children) > MAX_DRILL_BUTTONS:
         text += "\n" + t(lang, "rp.more_units", shown=MAX_DRILL_BUTTONS, total=len(report.children))
     rows = [drill[i : i + 2] for i in range(0, len(drill), 2)]
     rows.append(
-        [button(t(lang, "rp.btn.chart"), uid, "c"), button(t(lang, "rp.btn.csv"), uid, "x")]
+        [
+            button(t(lang, "rp.btn.chart"), uid, ReportVerb.chart),
+            button(t(lang, "rp.btn.csv"), uid, ReportVerb.csv),
+        ]
     )
     rows.append(
-        [button(t(lang, "rd.btn.xlsx"), uid, "e"), button(t(lang, "rd.btn.docx"), uid, "w")]
+        [
+            button(t(lang, "rd.btn.xlsx"), uid, ReportVerb.xlsx),
+            button(t(lang, "rd.btn.docx"), uid, ReportVerb.docx),
+        ]
     )
-    rows.append([button(t(lang, "rp.btn.nudge"), uid, "n")])
+    rows.append([button(t(lang, "rp.btn.nudge"), uid, ReportVerb.nudge)])
     if members:
         rows.append(members)
     if up is not None:
-        rows.append([button(t(lang, "rp.btn.up", name=up.name), up.id or 0, "v")])
+        rows.append([button(t(lang, "rp.btn.up", name=up.name), id_of(up), ReportVerb.view)])
     return View(text, rows)
 
 
-class _Held:
-    """An outbox stand-in that holds replies computed in a read-only session, so they can be
-    written afterwards in a short transaction of their own."""
+class _Held(Outbox):
+    """An outbox that holds back the replies computed in a read-only session (their rows are
+    taken out of it), so they can be written afterwards in a short transaction of their own."""
 
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.rows: list[OutboxMessage] = []
 
-    def add(self, session: AsyncSession, **row: Any) -> None:
+    def add(self, session: AsyncSession, **message: Any) -> OutboxMessage:
+        row = super().add(session, **message)
+        session.expunge(row)
         self.rows.append(row)
+        return row
 
 
 def after_commit(ctx: Ctx, work: Callable[[Ctx], Awaitable[None]]) -> None:
@@ -114,13 +130,12 @@ def after_commit(ctx: Ctx, work: Callable[[Ctx], Awaitable[None]]) -> None:
     message wait for it), then its replies are queued in a write transaction of a moment."""
 
     async def run(db: Database) -> None:
-        held = _Held()
+        held = _Held(ctx.services.clock)
         async with db.reader() as session:
             services = replace(ctx.services, outbox=held)
             await work(replace(ctx, session=session, services=services))
         async with db.session() as session:
-            for row in held.rows:
-                ctx.services.outbox.add(session, **row)
+            session.add_all(held.rows)
 
     ctx.session.info.setdefault("after_commit", []).append(run)
 
@@ -141,37 +156,48 @@ async def cmd_report(ctx: Ctx, args: str) -> None:
     after_commit(ctx, lambda read: show_report(read, unit))
 
 
-async def on_report_action(ctx: Ctx, args: list[str]) -> None:
-    """``a:rp:<unit id>:<verb>``: v view, c chart, x export, n nudge?, y nudge!, d don't."""
-    if len(args) != 2 or not args[0].isdigit():
-        ctx.reply(ctx.t("common.stale_button"))
-        return
-    unit = await ctx.session.get(Unit, int(args[0]))
-    verb = args[1]
+class ReportVerb(StrEnum):
+    """What a button under a report does."""
+
+    view = "v"
+    chart = "c"
+    csv = "x"
+    xlsx = "e"
+    docx = "w"
+    nudge = "n"  # ask before nudging the laggard cells
+    nudge_send = "y"
+    nudge_drop = "d"
+
+
+@dataclass(frozen=True)
+class ReportPress(Callback):
+    """A button under a unit's report: ``a:rp:<unit>:<verb>``."""
+
+    action: ClassVar[str] = "rp"
+    unit_id: int
+    verb: ReportVerb
+
+
+STAFF_VERBS = frozenset({ReportVerb.nudge, ReportVerb.nudge_send})  # nudging is staff's
+
+
+async def on_report_action(ctx: Ctx, press: ReportPress) -> None:
+    """The unit is re-read and the presser re-checked; a verb that only reads runs after the
+    commit in a reader session (``after_commit``), one that writes runs here."""
+    unit = await ctx.session.get(Unit, press.unit_id)
     if unit is None:
         ctx.reply(ctx.t("common.stale_button"))
         return
-    needs = STAFF if verb in ("n", "y") else VIEWERS
+    needs = STAFF if press.verb in STAFF_VERBS else VIEWERS
     if not ctx.actor.can_act_on(unit, *needs):
-        log.warning("report.refused unit=%s verb=%s", unit.id, verb)
+        log.warning("report.refused unit=%s verb=%s", unit.id, press.verb.value)
         ctx.reply(ctx.t("rp.outside"))
         return
-    if verb == "v":
-        after_commit(ctx, lambda read: show_report(read, unit))
-    elif verb == "c":
-        after_commit(ctx, lambda read: send_chart(read, unit))
-    elif verb == "x":
-        after_commit(ctx, lambda read: send_csv(read, unit))
-    elif verb in ("e", "w"):
-        after_commit(ctx, lambda read: send_office_file(read, unit, verb))
-    elif verb == "n":
-        await ask_nudge(ctx, unit)
-    elif verb == "y":
-        await nudge_laggards(ctx, unit)
-    elif verb == "d":
-        ctx.reply(ctx.t("rp.nudge.dropped"))
+    reading = READING_VERBS.get(press.verb)
+    if reading is not None:
+        after_commit(ctx, lambda read: reading(read, unit))
     else:
-        ctx.reply(ctx.t("common.stale_button"))
+        await WRITING_VERBS[press.verb](ctx, unit)
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -205,13 +231,20 @@ async def send_csv(ctx: Ctx, unit: Unit) -> None:
     ctx.reply(View(caption, upload=Upload(name, "document", data)))
 
 
-async def send_office_file(ctx: Ctx, unit: Unit, verb: str) -> None:
-    """The Excel workbook (``e``) or the Word report (``w``) committees file upward, drawn in
-    a worker thread like the chart; channels that cannot carry files are told where to get it."""
+async def send_xlsx(ctx: Ctx, unit: Unit) -> None:
+    await send_office_file(ctx, unit, "xlsx")
+
+
+async def send_docx(ctx: Ctx, unit: Unit) -> None:
+    await send_office_file(ctx, unit, "docx")
+
+
+async def send_office_file(ctx: Ctx, unit: Unit, kind: Literal["xlsx", "docx"]) -> None:
+    """The Excel workbook or the Word report committees file upward, drawn in a worker thread
+    like the chart; channels that cannot carry files are told where to get it."""
     tz, span = ctx.settings.tz, reports.window(ctx.now)
     rows = await reports.scope_rows(ctx.session, unit=unit, span=span)
     report = reports.report_from_rows(unit, rows, span)
-    kind = "xlsx" if verb == "e" else "docx"
     caption = ctx.t(f"rd.{kind}.caption", unit=unit.name) + "\n" + _window(ctx, span)
     if not ctx.can_upload:
         ctx.reply(caption + "\n\n" + ctx.t("rd.file.elsewhere", kind=kind))
@@ -243,8 +276,8 @@ async def ask_nudge(ctx: Ctx, unit: Unit) -> None:
         return
     n = len(laggards)
     buttons = [
-        ctx.button(ctx.t("rp.nudge.send", n=n), f"a:rp:{unit.id}:y"),
-        ctx.button(ctx.t("rp.nudge.drop"), f"a:rp:{unit.id}:d"),
+        ctx.button(ctx.t("rp.nudge.send", n=n), ReportPress(id_of(unit), ReportVerb.nudge_send)),
+        ctx.button(ctx.t("rp.nudge.drop"), ReportPress(id_of(unit), ReportVerb.nudge_drop)),
     ]
     ctx.reply(View(ctx.t("rp.nudge.confirm", n=n, unit=unit.name, days=span.days), [buttons]))
 
@@ -271,6 +304,13 @@ async def nudged_today(session: AsyncSession, prefix: str) -> set[int]:
     return {int(key.split(":")[2]) for key in (await session.exec(stmt)).all() if key}
 
 
+def _nudge_message(cell: str, days: int) -> Callable[[str], View]:
+    def render(lang: str) -> View:
+        return View(t(lang, "rp.nudge.message", cell=cell, days=days))
+
+    return render
+
+
 async def nudge_laggards(ctx: Ctx, unit: Unit) -> None:
     """Nudge each laggard cell's secretary once a day: the laggards are computed again now (the
     confirmation may be old), and a cell nudged today by anyone is not nudged again."""
@@ -295,9 +335,7 @@ async def nudge_laggards(ctx: Ctx, unit: Unit) -> None:
         for person in secretaries:
             sent += await ctx.notify_member(
                 person,
-                lambda lang, name=cell.name: View(
-                    t(lang, "rp.nudge.message", cell=name, days=span.days)
-                ),
+                _nudge_message(cell.name, span.days),
                 dedupe_key=f"{prefix}{cell.unit_id}:{person.id}",
             )
         if sent:
@@ -382,7 +420,26 @@ async def weekly_report_job(ctx: Ctx, work: DueJob) -> JobResult:
     return done(f"sent to {len(admins)}")
 
 
+async def drop_nudge(ctx: Ctx, unit: Unit) -> None:
+    ctx.reply(ctx.t("rp.nudge.dropped"))
+
+
+UnitAction = Callable[[Ctx, Unit], Awaitable[None]]
+READING_VERBS: dict[ReportVerb, UnitAction] = {
+    ReportVerb.view: show_report,
+    ReportVerb.chart: send_chart,
+    ReportVerb.csv: send_csv,
+    ReportVerb.xlsx: send_xlsx,
+    ReportVerb.docx: send_docx,
+}
+WRITING_VERBS: dict[ReportVerb, UnitAction] = {
+    ReportVerb.nudge: ask_nudge,
+    ReportVerb.nudge_send: nudge_laggards,
+    ReportVerb.nudge_drop: drop_nudge,
+}
+
+
 def setup(router: Router) -> None:
     # Registered members may type /report: a plain member is told politely who it is for.
     router.command("report", requires=REGISTERED, published=False)(cmd_report)
-    router.action("rp", requires=VIEWERS)(on_report_action)
+    router.callback(ReportPress, requires=VIEWERS)(on_report_action)

@@ -15,11 +15,12 @@ import asyncio
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Table, bindparam, update
 from sqlmodel import col, select
@@ -27,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
 from bot import scheduler
+from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
@@ -45,6 +47,7 @@ from handlers.roster import (
     render_errors,
 )
 from storage.db import Database
+from storage.ids import id_of
 from storage.models import (
     ChannelAccount,
     DueJob,
@@ -154,7 +157,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
 
 def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
     """The first sheet's rows with their row numbers, values as Excel typed them."""
-    from openpyxl import load_workbook
+    from openpyxl import load_workbook  # type: ignore[import-untyped]  # no stubs installed
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
@@ -222,7 +225,8 @@ def _status(value: dict[str, Any]) -> _Status | Reason:
 
 async def _members(session: AsyncSession) -> tuple[dict[str, Any], dict[str, Any]]:
     """Active members by code and by phone, with their current handbook-system status."""
-    stmt = select(
+    # sqlmodel's select() is typed for at most four columns; the rows are read by name below.
+    stmt = select(  # type: ignore[call-overload,misc]
         Member.id,
         Member.member_code,
         Member.phone,
@@ -280,8 +284,11 @@ async def import_status_rows(
             value = {name: fields[i] if i < len(fields) else None for name, i in columns.items()}
             member = _who(value, by_code, by_phone)
             status = _status(value)
-            if isinstance(member, Reason) or isinstance(status, Reason):
-                errors.append(RowError(line, member if isinstance(member, Reason) else status))
+            if isinstance(member, Reason):
+                errors.append(RowError(line, member))
+                continue
+            if isinstance(status, Reason):
+                errors.append(RowError(line, status))
                 continue
             if member.id in seen:
                 errors.append(
@@ -301,7 +308,7 @@ async def import_status_rows(
             params = {f"b_{name}": v for name, v in zip(_STATUS, status.values(), strict=True)}
             changed.append({"b_id": member.id, "b_hb_updated_at": now, **params})
     for chunk in _chunks(changed):
-        await session.exec(_UPDATE, params=chunk)  # type: ignore[call-overload]
+        await session.exec(_UPDATE, params=chunk)
     return StatusReport(rows, len(changed), unchanged, errors)
 
 
@@ -365,18 +372,29 @@ async def cell_laggards(session: AsyncSession, cell_id: int) -> Laggards:
     return Laggards(not_installed, not_activated)
 
 
-async def _cell(ctx: Ctx, args: list[str]) -> Unit | None:
+class LaggardVerb(StrEnum):
+    show = "l"
+    remind = "r"
+
+
+@dataclass(frozen=True)
+class CellLaggards(Callback):
+    """Who lags behind in a cell: ``a:rd:<cell>:l`` lists them, ``a:rd:<cell>:r`` reminds them."""
+
+    action: ClassVar[str] = "rd"
+    cell_id: int
+    verb: LaggardVerb
+
+
+async def _cell(ctx: Ctx, press: CellLaggards) -> Unit | None:
     """The cell a button names, if it still is one the presser may see (checked again here:
     the signature proves we made the button, not that the presser still holds the role)."""
-    if len(args) != 2 or not args[0].isdigit():
-        ctx.reply(ctx.t("common.stale_button"))
-        return None
-    cell = await ctx.session.get(Unit, int(args[0]))
+    cell = await ctx.session.get(Unit, press.cell_id)
     if cell is None:
         ctx.reply(ctx.t("common.stale_button"))
         return None
     if not ctx.actor.can_act_on(cell, *VIEWERS):
-        log.warning("rollout.refused unit=%s verb=%s", cell.id, args[1])
+        log.warning("rollout.refused unit=%s verb=%s", cell.id, press.verb.value)
         ctx.reply(ctx.t("rp.outside"))
         return None
     return cell
@@ -386,17 +404,10 @@ def _names(members: list[Member]) -> str:
     return "\n".join(f"• {m.full_name or '—'}" for m in members) or "—"
 
 
-async def on_rollout_action(ctx: Ctx, args: list[str]) -> None:
-    """``a:rd:<cell id>:<verb>``: l lists who lags, r reminds them."""
-    cell = await _cell(ctx, args)
-    if cell is None:
-        return
-    if args[1] == "l":
-        await show_laggards(ctx, cell)
-    elif args[1] == "r":
-        await remind_laggards(ctx, cell)
-    else:
-        ctx.reply(ctx.t("common.stale_button"))
+async def on_rollout_action(ctx: Ctx, press: CellLaggards) -> None:
+    cell = await _cell(ctx, press)
+    if cell is not None:
+        await LAGGARD_VERBS[press.verb](ctx, cell)
 
 
 async def show_laggards(ctx: Ctx, cell: Unit) -> None:
@@ -413,7 +424,8 @@ async def show_laggards(ctx: Ctx, cell: Unit) -> None:
         n_activated=len(found.not_activated),
         not_activated=_names(found.not_activated),
     )
-    button = ctx.button(ctx.t("rd.btn.remind", n=len(found.everyone)), f"a:rd:{cell.id}:r")
+    press = CellLaggards(id_of(cell), LaggardVerb.remind)
+    button = ctx.button(ctx.t("rd.btn.remind", n=len(found.everyone)), press)
     ctx.reply(View(text, [[button]]))
 
 
@@ -465,6 +477,13 @@ async def with_account(session: AsyncSession, member_ids: list[int]) -> set[int]
     return {int(mid) for mid in (await session.exec(stmt)).all() if mid is not None}
 
 
+def _text_view(key: str) -> Callable[[str], View]:
+    def render(lang: str) -> View:
+        return View(t(lang, key))
+
+    return render
+
+
 @scheduler.job(NUDGE_KIND)
 async def nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
     """Send the reminders; members who installed meanwhile, left the cell, or were reminded
@@ -483,9 +502,7 @@ async def nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
             continue
         key = "rd.nudge.install" if member in found.not_installed else "rd.nudge.activate"
         reached = await ctx.notify_member(
-            member,
-            lambda lang, key=key: View(t(lang, key)),
-            dedupe_key=f"{prefix}{member.id}",
+            member, _text_view(key), dedupe_key=f"{prefix}{member.id}"
         )
         if reached:
             sent += 1
@@ -539,5 +556,11 @@ def trend_text(lang: str, scope: Figures, before: RolloutSnapshot | None) -> str
     )
 
 
+LAGGARD_VERBS: dict[LaggardVerb, Callable[[Ctx, Unit], Awaitable[None]]] = {
+    LaggardVerb.show: show_laggards,
+    LaggardVerb.remind: remind_laggards,
+}
+
+
 def setup(router: Router) -> None:
-    router.action("rd", requires=VIEWERS)(on_rollout_action)
+    router.callback(CellLaggards, requires=VIEWERS)(on_rollout_action)

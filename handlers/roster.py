@@ -372,9 +372,11 @@ async def _load(
     session: AsyncSession,
 ) -> tuple[dict[str, int], list[_Known], set[str]]:
     """Every unit (path -> id), the active members, and the codes of forgotten members."""
-    units = {path: uid for uid, path in (await session.exec(select(Unit.id, Unit.path))).all()}
+    found = (await session.exec(select(Unit.id, Unit.path))).all()
+    units = {path: uid for uid, path in found if uid is not None}
     paths = {uid: path for path, uid in units.items()}
-    stmt = select(
+    # sqlmodel's select() is typed for at most four columns.
+    stmt = select(  # type: ignore[call-overload,misc]
         Member.id,
         Member.member_code,
         Member.full_name,

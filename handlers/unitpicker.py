@@ -7,15 +7,26 @@ dialog's data, so it survives a restart like any other step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from bot.context import Ctx
 from bot.dialogs import Answer, Option, Prompt, Retry
 from bot.textfold import fold
 from storage import queries
+from storage.ids import id_of
 from storage.models import Unit
 
 PAGE = 8
+
+
+class PickerState(TypedDict, total=False):
+    """The picker's position, kept in the dialog's data of the flow that uses it."""
+
+    pick_root: int  # picking below this unit (absent: the whole tree)
+    pick_parent: int | None  # the unit whose children are shown
+    pick_page: int
+    pick_found: list[int]  # units found by the last search
+    pick_inner: bool  # a unit with children may be chosen too
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,7 @@ class Picked:
     unit: Unit
 
 
-async def _root(ctx: Ctx, state: dict[str, Any]) -> Unit | None:
+async def _root(ctx: Ctx, state: PickerState) -> Unit | None:
     root_id = state.get("pick_root")
     return await ctx.session.get(Unit, root_id) if root_id else None
 
@@ -40,7 +51,7 @@ def _labels(units: list[Unit]) -> list[str]:
     ]
 
 
-async def prompt(ctx: Ctx, state: dict[str, Any], *, question_key: str) -> Prompt:
+async def prompt(ctx: Ctx, state: PickerState, *, question_key: str) -> Prompt:
     """Children of the current node (a page of them), or the units found by the last search."""
     found = state.get("pick_found")
     if found:
@@ -66,7 +77,7 @@ async def prompt(ctx: Ctx, state: dict[str, Any], *, question_key: str) -> Promp
     return Prompt(f"{ctx.t(question_key)}{where}\n{ctx.t('picker.hint')}", options, free_text=True)
 
 
-async def answer(ctx: Ctx, state: dict[str, Any], reply: Answer) -> Picked | Retry | None:
+async def answer(ctx: Ctx, state: PickerState, reply: Answer) -> Picked | Retry | None:
     """``Picked`` when a unit was chosen; ``None`` to ask again at the new position."""
     value = reply.value
     if value == "browse":
@@ -88,7 +99,7 @@ async def answer(ctx: Ctx, state: dict[str, Any], reply: Answer) -> Picked | Ret
     return await _search(ctx, state, reply.text or "")
 
 
-async def _choose(ctx: Ctx, state: dict[str, Any], unit_id: int) -> Picked | Retry | None:
+async def _choose(ctx: Ctx, state: PickerState, unit_id: int) -> Picked | Retry | None:
     unit = await ctx.session.get(Unit, unit_id)
     root = await _root(ctx, state)
     if unit is None or (root is not None and not queries.within(unit.path, root.path)):
@@ -100,7 +111,7 @@ async def _choose(ctx: Ctx, state: dict[str, Any], unit_id: int) -> Picked | Ret
     return Picked(unit)
 
 
-async def _search(ctx: Ctx, state: dict[str, Any], text: str) -> Retry | None:
+async def _search(ctx: Ctx, state: PickerState, text: str) -> Retry | None:
     folded = fold(text)
     if len(folded) < 2:
         return Retry("picker.too_short")
@@ -110,14 +121,16 @@ async def _search(ctx: Ctx, state: dict[str, Any], text: str) -> Retry | None:
     )
     if not units:
         return Retry("picker.none_found")
-    state["pick_found"] = [u.id for u in units]
+    state["pick_found"] = [id_of(u) for u in units]
     return None
 
 
-def reset(state: dict[str, Any], *, root_id: int | None = None, inner: bool = False) -> None:
+def reset(state: PickerState, *, root_id: int | None = None, inner: bool = False) -> None:
     """Start picking below ``root_id`` (the whole tree when None); ``inner`` allows non-cells."""
-    for key in ("pick_parent", "pick_page", "pick_found", "pick_root"):
-        state.pop(key, None)
+    state.pop("pick_parent", None)
+    state.pop("pick_page", None)
+    state.pop("pick_found", None)
+    state.pop("pick_root", None)
     if root_id is not None:
         state["pick_root"] = root_id
     state["pick_inner"] = inner

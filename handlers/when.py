@@ -8,11 +8,23 @@ hour could be either, and the refusal of a moment already past. Each flow keeps 
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypedDict
 
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from bot.timeparse import DateError, parse_time, read_date
+
+
+class WhenState(TypedDict, total=False):
+    """The keys these steps read and write in a flow's state (a flow's TypedDict extends it)."""
+
+    date: str  # the chosen local day, ISO
+    time: str  # the chosen local time, HH:MM
+    time_guess: str  # a typed hour that could be morning or evening, HH:MM
+
+
+# A flow whose state is not typed yet passes its plain dict.
+WhenData = WhenState | dict[str, Any]
 
 
 def today(ctx: Ctx) -> date:
@@ -20,7 +32,7 @@ def today(ctx: Ctx) -> date:
     return ctx.now.astimezone(ctx.settings.tz).date()
 
 
-def read_day(ctx: Ctx, s: dict[str, Any], text: str, next_step: str) -> Next:
+def read_day(ctx: Ctx, s: WhenData, text: str, next_step: str) -> Next:
     """The typed day: set it, ask whether next year was meant ("date_confirm"), or retry.
 
     "01/12" typed on 2 December is read as next year's, but only after the member confirms it:
@@ -32,7 +44,7 @@ def read_day(ctx: Ctx, s: dict[str, Any], text: str, next_step: str) -> Next:
     return set_day(ctx, s, typed.value, next_step, rolled=typed.rolled)
 
 
-def set_day(ctx: Ctx, s: dict[str, Any], chosen: date, next_step: str, *, rolled: bool) -> Next:
+def set_day(ctx: Ctx, s: WhenData, chosen: date, next_step: str, *, rolled: bool) -> Next:
     """Keep a day that has not passed; a day moved to next year is confirmed first."""
     if chosen < today(ctx):
         return Retry("mt.date.past")
@@ -40,7 +52,7 @@ def set_day(ctx: Ctx, s: dict[str, Any], chosen: date, next_step: str, *, rolled
     return "date_confirm" if rolled else next_step
 
 
-def date_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+def date_confirm_prompt(ctx: Ctx, s: WhenData) -> Prompt:
     chosen = date.fromisoformat(s["date"])
     return Prompt(
         ctx.t("mtdate.rolled", day=f"{chosen:%d/%m}", year=chosen.year),
@@ -51,7 +63,7 @@ def date_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     )
 
 
-def confirmed_day(s: dict[str, Any], a: Answer, next_step: str) -> Next:
+def confirmed_day(s: WhenData, a: Answer, next_step: str) -> Next:
     """Next year's day was meant: go on; otherwise the day is asked again."""
     if a.value != "yes":
         s.pop("date", None)
@@ -59,7 +71,7 @@ def confirmed_day(s: dict[str, Any], a: Answer, next_step: str) -> Next:
     return next_step
 
 
-def read_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:
+def read_time(ctx: Ctx, s: WhenData, a: Answer, next_step: str) -> Next:
     """The typed or pressed time: set it, ask morning or evening ("time_confirm"), or retry."""
     parsed = parse_time(a.value or a.text or "")
     if parsed is None:
@@ -70,7 +82,7 @@ def read_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:
     return set_time(ctx, s, parsed.value, next_step)
 
 
-def set_time(ctx: Ctx, s: dict[str, Any], value: time, next_step: str) -> Next:
+def set_time(ctx: Ctx, s: WhenData, value: time, next_step: str) -> Next:
     """Keep the time on the chosen day unless that moment has passed."""
     starts = datetime.combine(date.fromisoformat(s["date"]), value, tzinfo=ctx.settings.tz)
     if starts <= ctx.now:
@@ -79,7 +91,7 @@ def set_time(ctx: Ctx, s: dict[str, Any], value: time, next_step: str) -> Next:
     return next_step
 
 
-def time_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+def time_confirm_prompt(ctx: Ctx, s: WhenData) -> Prompt:
     morning = time.fromisoformat(s["time_guess"])
     evening = time(morning.hour + 12, morning.minute)
     return Prompt(
@@ -91,7 +103,7 @@ def time_confirm_prompt(ctx: Ctx, s: dict[str, Any]) -> Prompt:
     )
 
 
-def confirmed_time(ctx: Ctx, s: dict[str, Any], a: Answer, next_step: str) -> Next:
+def confirmed_time(ctx: Ctx, s: WhenData, a: Answer, next_step: str) -> Next:
     """The chosen morning or evening time; if it has already passed, the time is asked again."""
     result = set_time(ctx, s, time.fromisoformat(a.value or "00:00"), next_step)
     if isinstance(result, Retry):

@@ -1177,7 +1177,7 @@ def test_settings_refuse_bad_working_hours() -> None:
         load_settings(holidays="2026-13-01", _env_file=None)
     with pytest.raises(SettingsError, match="SOTAY_TICKET_SLA"):
         load_settings(ticket_sla="four hours", _env_file=None)
-    assert load_settings(working_hours="24/7", _env_file=None).working_hours == "24/7"
+    assert load_settings(working_hours="24/7", _env_file=None).working_hours.always
 
 
 async def test_logs_carry_no_text_names_or_phones(

@@ -215,7 +215,7 @@ def make_routes(deps: Deps) -> web.RouteTableDef:
             if link is None:
                 log.info("dashboard.signin_refused")
                 return render(request, "message.html", 403, key="web.link_invalid")
-            lasts = deps.services.settings.web_session_delta
+            lasts = deps.services.settings.web_session
             token = await auth.start_session(session, link.member_id, now, lasts)
             lang = link.lang if link.lang in ("vi", "en") else "vi"
         log.info("dashboard.signed_in member=%s", link.member_id)

@@ -5,7 +5,6 @@ entered in the handbook app; repeated absences are told to the secretaries.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlmodel import col, func, select
 
@@ -13,11 +12,13 @@ from bot import dialogs
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt
 from handlers.meetings.common import (
+    AttendanceState,
     attendance_flow,
     cell_members,
     meeting_for_secretary,
     replies_of,
 )
+from storage.ids import id_of
 from storage.models import (
     Attendance,
     Meeting,
@@ -32,22 +33,18 @@ from storage.models import (
 async def start_attendance(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
     replies = await replies_of(ctx, meeting.id or 0)
     absent = [mid for mid, r in replies.items() if r.answer == ReplyAnswer.absent]
-    await dialogs.start(
-        ctx,
-        attendance_flow,
-        "absent",
-        {
-            "lang": ctx.lang,
-            "meeting_id": meeting.id,
-            "cell_id": cell.id,
-            "absent": absent,
-            "excused": {},
-        },
-    )
+    state: AttendanceState = {
+        "lang": ctx.lang,
+        "meeting_id": id_of(meeting),
+        "cell_id": id_of(cell),
+        "absent": absent,
+        "excused": {},
+    }
+    await dialogs.start(ctx, attendance_flow, "absent", state)
 
 
 @attendance_flow.ask("absent")
-async def ask_absent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_absent(ctx: Ctx, s: AttendanceState) -> Prompt:
     members = await cell_members(ctx, s["cell_id"])
     absent = set(s["absent"])
     options = [
@@ -59,7 +56,7 @@ async def ask_absent(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @attendance_flow.answer("absent")
-async def on_absent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_absent(ctx: Ctx, s: AttendanceState, a: Answer) -> Next:
     if a.value != "done":
         member_id = int(a.value or 0)
         s["absent"] = (
@@ -71,12 +68,12 @@ async def on_absent(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     return "excuse" if s["absent"] else "app"
 
 
-def _next_unasked(s: dict[str, Any]) -> int | None:
+def _next_unasked(s: AttendanceState) -> int | None:
     return next((m for m in s["absent"] if str(m) not in s["excused"]), None)
 
 
 @attendance_flow.ask("excuse")
-async def ask_excuse(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_excuse(ctx: Ctx, s: AttendanceState) -> Prompt:
     member = await ctx.session.get(Member, _next_unasked(s))
     return Prompt(
         ctx.t("mt.att.excused", name=member.full_name if member else "?"),
@@ -85,13 +82,13 @@ async def ask_excuse(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @attendance_flow.answer("excuse")
-async def on_excuse(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_excuse(ctx: Ctx, s: AttendanceState, a: Answer) -> Next:
     s["excused"][str(_next_unasked(s))] = a.value == "yes"
     return "excuse" if _next_unasked(s) is not None else "app"
 
 
 @attendance_flow.ask("app")
-async def ask_app(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_app(ctx: Ctx, s: AttendanceState) -> Prompt:
     return Prompt(
         ctx.t("mt.app.ask"),
         [Option("yes", ctx.t("common.yes")), Option("no", ctx.t("common.no"))],
@@ -100,7 +97,7 @@ async def ask_app(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @attendance_flow.answer("app")
-async def on_app(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_app(ctx: Ctx, s: AttendanceState, a: Answer) -> Next:
     found = await meeting_for_secretary(ctx, int(s["meeting_id"]))
     if found is None:
         return None

@@ -13,8 +13,10 @@ from bot.i18n import t
 from handlers.broadcast import send_broadcast
 from handlers.meetings.attendance import start_attendance
 from handlers.meetings.common import (
+    CancelState,
     CardVerb,
     MeetingCard,
+    MeetingState,
     cancel_flow,
     card_button,
     cell_members,
@@ -24,8 +26,10 @@ from handlers.meetings.common import (
     notice_text,
     replies_of,
     reply_buttons,
+    start_of,
     when_text,
 )
+from storage.ids import id_of
 from storage.models import (
     Meeting,
     MeetingStatus,
@@ -62,28 +66,25 @@ async def _docs_posted(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
 
 async def _start_change(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
     """The create dialog opened at its preview with the meeting's values, in "edit" mode."""
-    local_start = local(ctx, meeting.starts_at)  # type: ignore[arg-type]
-    await dialogs.start(
-        ctx,
-        create_flow,
-        "preview",
-        {
-            "lang": ctx.lang,
-            "mode": "edit",
-            "meeting_id": meeting.id,
-            "cell_id": cell.id,
-            "kind": meeting.kind.value,
-            "date": local_start.date().isoformat(),
-            "time": local_start.strftime("%H:%M"),
-            "place": meeting.place,
-            "agenda": meeting.agenda,
-            "duration": meeting.duration_min,
-        },
-    )
+    local_start = local(ctx, start_of(meeting))
+    state: MeetingState = {
+        "lang": ctx.lang,
+        "mode": "edit",
+        "meeting_id": id_of(meeting),
+        "cell_id": id_of(cell),
+        "kind": meeting.kind.value,
+        "date": local_start.date().isoformat(),
+        "time": local_start.strftime("%H:%M"),
+        "place": meeting.place,
+        "agenda": meeting.agenda,
+        "duration": meeting.duration_min,
+    }
+    await dialogs.start(ctx, create_flow, "preview", state)
 
 
 async def _start_cancel(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
-    await dialogs.start(ctx, cancel_flow, "confirm", {"lang": ctx.lang, "meeting_id": meeting.id})
+    state: CancelState = {"lang": ctx.lang, "meeting_id": id_of(meeting)}
+    await dialogs.start(ctx, cancel_flow, "confirm", state)
 
 
 def _entered_in_app(value: bool) -> Callable[[Ctx, Meeting, Unit], Awaitable[None]]:
@@ -99,7 +100,7 @@ NOT_WHEN_CANCELLED = frozenset({CardVerb.change, CardVerb.cancel, CardVerb.atten
 
 
 def show_card(ctx: Ctx, meeting: Meeting) -> None:
-    started = meeting.starts_at <= ctx.now  # type: ignore[operator]
+    started = start_of(meeting) <= ctx.now
     rows = [
         [
             card_button(ctx, ctx.t("mt.card.status"), meeting, CardVerb.status),
@@ -116,7 +117,7 @@ def show_card(ctx: Ctx, meeting: Meeting) -> None:
             ]
         )
         rows.append([card_button(ctx, ctx.t("mt.card.docs"), meeting, CardVerb.docs_posted)])
-    when = when_text(ctx.lang, local(ctx, meeting.starts_at))  # type: ignore[arg-type]
+    when = when_text(ctx.lang, local(ctx, start_of(meeting)))
     ctx.reply(
         View(
             ctx.t(
@@ -146,7 +147,7 @@ async def show_status(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
     silent = [m.full_name or "?" for m in members if m.id not in replies]
     text = ctx.t(
         "mt.status",
-        when=when_text(ctx.lang, local(ctx, meeting.starts_at)),  # type: ignore[arg-type]
+        when=when_text(ctx.lang, local(ctx, start_of(meeting))),
         n_attend=len(attend),
         attend=", ".join(attend) or "—",
         n_absent=len(absent),
@@ -159,7 +160,7 @@ async def show_status(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
 
 
 async def remind_silent(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
-    if meeting.status != MeetingStatus.scheduled or meeting.starts_at <= ctx.now:  # type: ignore[operator]
+    if meeting.status != MeetingStatus.scheduled or start_of(meeting) <= ctx.now:
         ctx.reply(ctx.t("mt.reply.closed"))
         return
     replies = await replies_of(ctx, meeting.id or 0)

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypedDict
 
 from sqlmodel import col, select
 
@@ -16,6 +16,7 @@ from bot import dialogs
 from bot.callbacks import Callback
 from bot.context import Ctx
 from bot.i18n import t
+from handlers.when import WhenState
 from storage.ids import id_of
 from storage.models import (
     Meeting,
@@ -32,10 +33,44 @@ SECRETARIES = (Role.secretary, Role.deputy)
 AGENDA_MAX = 1500
 PLACE_MAX = 200
 REASON_MAX = 300
-create_flow = dialogs.flow("meeting")
-absence_flow = dialogs.flow("absence")
-attendance_flow = dialogs.flow("attendance")
-cancel_flow = dialogs.flow("meeting_cancel")
+
+
+class MeetingState(WhenState, total=False):
+    """The create / change dialog: the meeting as entered so far."""
+
+    lang: str
+    mode: Literal["new", "edit"]
+    meeting_id: int  # the meeting being changed (edit mode)
+    cell_id: int
+    kind: str  # a MeetingKind's value
+    duration: int  # minutes
+    cal: str  # the month the date picker shows, "YYYY-M"
+    place: str
+    agenda: str
+
+
+class AbsenceState(TypedDict, total=False):
+    lang: str
+    meeting_id: int
+
+
+class AttendanceState(TypedDict, total=False):
+    lang: str
+    meeting_id: int
+    cell_id: int
+    absent: list[int]  # member ids
+    excused: dict[str, bool]  # member id (as JSON keys are) → excused
+
+
+class CancelState(TypedDict, total=False):
+    lang: str
+    meeting_id: int
+
+
+create_flow: dialogs.Flow[MeetingState] = dialogs.flow("meeting")
+absence_flow: dialogs.Flow[AbsenceState] = dialogs.flow("absence")
+attendance_flow: dialogs.Flow[AttendanceState] = dialogs.flow("attendance")
+cancel_flow: dialogs.Flow[CancelState] = dialogs.flow("meeting_cancel")
 
 
 # --- formatting -----------------------------------------------------------------------------------
@@ -44,6 +79,13 @@ cancel_flow = dialogs.flow("meeting_cancel")
 def local(ctx_or_tz: Any, moment: datetime) -> datetime:
     tz = ctx_or_tz.settings.tz if hasattr(ctx_or_tz, "settings") else ctx_or_tz
     return moment.astimezone(tz)
+
+
+def start_of(meeting: Meeting) -> datetime:
+    """When the meeting starts (a stored meeting always has it: the column is NOT NULL)."""
+    if meeting.starts_at is None:
+        raise ValueError("a meeting without a start time")
+    return meeting.starts_at
 
 
 def when_text(lang: str, moment_local: datetime) -> str:
@@ -57,7 +99,7 @@ def notice_text(lang: str, meeting: Meeting, cell: Unit, tz: Any, *, key: str = 
         key,
         kind=t(lang, f"mt.kind.{meeting.kind.value}"),
         cell=cell.name,
-        when=when_text(lang, local(tz, meeting.starts_at)),  # type: ignore[arg-type]
+        when=when_text(lang, local(tz, start_of(meeting))),
         place=meeting.place,
         agenda=meeting.agenda,
         duration=meeting.duration_min,

@@ -20,6 +20,7 @@ from handlers.meetings.common import (
     local,
     log,
     replies_of,
+    start_of,
     when_text,
 )
 from storage import queries
@@ -40,7 +41,7 @@ async def reminder_job(ctx: Ctx, work: DueJob) -> JobResult:
     meeting = await ctx.session.get(Meeting, work.ref_id)
     if meeting is None or meeting.status != MeetingStatus.scheduled:
         return skip("cancelled")
-    if meeting.starts_at <= ctx.now:  # type: ignore[operator]
+    if start_of(meeting) <= ctx.now:
         log.info("reminder.skipped_past meeting=%s", meeting.id)
         return skip("meeting already started")
     cell = await ctx.session.get(Unit, meeting.cell_id)
@@ -62,8 +63,8 @@ async def reminder_job(ctx: Ctx, work: DueJob) -> JobResult:
             t(
                 lang,
                 "mt.reminder_late" if late else "mt.reminder",
-                when=when_text(lang, local(tz, meeting.starts_at)),
-                place=meeting.place,  # type: ignore[arg-type]
+                when=when_text(lang, local(tz, start_of(meeting))),
+                place=meeting.place,
                 cell=cell.name if cell else "",
             )
         ),
@@ -78,7 +79,7 @@ async def secretaries_of(ctx: Ctx, cell_id: int) -> list[Member]:
 @scheduler.job("mt_docs")
 async def docs_job(ctx: Ctx, work: DueJob) -> JobResult:
     meeting = await ctx.session.get(Meeting, work.ref_id)
-    if meeting is None or meeting.status != MeetingStatus.scheduled or meeting.starts_at <= ctx.now:  # type: ignore[operator]
+    if meeting is None or meeting.status != MeetingStatus.scheduled or start_of(meeting) <= ctx.now:
         return skip("cancelled or past")
     if meeting.documents_posted:
         return skip("documents already posted")
@@ -89,7 +90,7 @@ async def docs_job(ctx: Ctx, work: DueJob) -> JobResult:
         await ctx.notify_member(
             person,
             lambda lang: View(
-                t(lang, "mt.docs.nudge", when=when_text(lang, local(tz, meeting.starts_at))),  # type: ignore[arg-type]
+                t(lang, "mt.docs.nudge", when=when_text(lang, local(tz, start_of(meeting)))),
                 [[card_button(ctx, t(lang, "mt.card.docs"), meeting, CardVerb.docs_posted)]],
             ),
         )
@@ -120,7 +121,7 @@ async def followup_job(ctx: Ctx, work: DueJob) -> JobResult:
 
 def in_quiet_hours(ctx: Ctx, moment: datetime) -> datetime | None:
     """When ``moment`` falls in the quiet hours, the local time they end; else None."""
-    window = ctx.settings.quiet_window
+    window = ctx.settings.quiet_hours
     if window is None:
         return None
     start, end = window

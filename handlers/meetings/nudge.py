@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
 from bot.scheduler import JobResult, done
-from handlers.meetings.common import SECRETARIES, NewMeeting, local
+from handlers.meetings.common import SECRETARIES, NewMeeting, local, start_of
 from handlers.meetings.jobs import defer_for_quiet_hours, secretaries_of
 from storage.ids import id_of
 from storage.models import (
@@ -39,6 +40,18 @@ def _month_after(day: date) -> tuple[date, date]:
     return first, last
 
 
+def _nudge_view(ctx: Ctx, key: str, cell: Unit, first: date) -> Callable[[str], View]:
+    """The nudge to one cell's secretaries, in each one's language."""
+
+    def render(lang: str) -> View:
+        return View(
+            t(lang, key, month=f"{first:%m/%Y}", cell=cell.name),
+            [[ctx.button(t(lang, "mt.schedule_now"), NewMeeting(id_of(cell)))]],
+        )
+
+    return render
+
+
 @scheduler.recurring("monthly_nudge", nudge_trigger)
 async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
     if defer_for_quiet_hours(ctx, work):
@@ -62,7 +75,7 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
                 )
             )
         ).all()
-        days = [(local(ctx, m.starts_at).date(), m.kind) for m in meetings]  # type: ignore[arg-type]
+        days = [(local(ctx, start_of(m)).date(), m.kind) for m in meetings]
         has_regular = any(
             first <= d <= last and k in (MeetingKind.regular, MeetingKind.combined) for d, k in days
         )
@@ -74,12 +87,6 @@ async def monthly_nudge_job(ctx: Ctx, work: DueJob) -> JobResult:
             continue
         key = "mt.nudge.regular" if not has_regular else "mt.nudge.thematic"
         for person in await secretaries_of(ctx, cell.id or 0):
-            await ctx.notify_member(
-                person,
-                lambda lang, k=key, c=cell: View(
-                    t(lang, k, month=f"{first:%m/%Y}", cell=c.name),
-                    [[ctx.button(t(lang, "mt.schedule_now"), NewMeeting(id_of(c)))]],
-                ),
-            )
+            await ctx.notify_member(person, _nudge_view(ctx, key, cell, first))
             nudged += 1
     return done(f"nudged {nudged}")

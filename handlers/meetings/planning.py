@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, timedelta
-from typing import Any
 
 from sqlmodel import col, select
 
@@ -21,6 +20,7 @@ from handlers.meetings.common import (
     PLACE_MAX,
     SECRETARIES,
     CardVerb,
+    MeetingState,
     NewMeeting,
     card_button,
     cell_members,
@@ -28,6 +28,7 @@ from handlers.meetings.common import (
     local,
     notice_text,
     secretary_cells,
+    start_of,
     upcoming,
     when_text,
 )
@@ -54,7 +55,7 @@ async def cmd_meeting(ctx: Ctx, args: str) -> None:
         return
     rows = [[ctx.button(ctx.t("mt.new"), NewMeeting(id_of(cell)))]]
     for meeting in meetings[:8]:
-        label = when_text(ctx.lang, local(ctx, meeting.starts_at))  # type: ignore[arg-type]
+        label = when_text(ctx.lang, local(ctx, start_of(meeting)))
         rows.append([card_button(ctx, f"📋 {label}", meeting, CardVerb.card)])
     ctx.reply(View(ctx.t("mt.menu", cell=cell.name), rows))
 
@@ -68,30 +69,29 @@ async def on_new(ctx: Ctx, press: NewMeeting) -> None:
 
 
 async def start_new(ctx: Ctx, cell: Unit) -> None:
-    await dialogs.start(
-        ctx, create_flow, "kind", {"lang": ctx.lang, "mode": "new", "cell_id": cell.id}
-    )
+    state: MeetingState = {"lang": ctx.lang, "mode": "new", "cell_id": id_of(cell)}
+    await dialogs.start(ctx, create_flow, "kind", state)
 
 
 # --- the create / change dialog -------------------------------------------------------------------
 
 
 @create_flow.ask("kind")
-async def ask_kind(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_kind(ctx: Ctx, s: MeetingState) -> Prompt:
     return Prompt(
         ctx.t("mt.ask.kind"), [Option(k.value, ctx.t(f"mt.kind.{k.value}")) for k in MeetingKind]
     )
 
 
 @create_flow.answer("kind")
-async def on_kind(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
-    s["kind"] = a.value
+async def on_kind(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
+    s["kind"] = a.value or ""  # the options are the kinds
     s["duration"] = 120 if a.value == MeetingKind.combined else 90
     return "date"
 
 
 @create_flow.ask("date")
-async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_date(ctx: Ctx, s: MeetingState) -> Prompt:
     if not ctx.caps.buttons:  # a month of numbered days is no way to pick a date
         return Prompt(ctx.t("mt.ask.date_typed"), free_text=True)
     today = when.today(ctx)
@@ -113,7 +113,7 @@ async def ask_date(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @create_flow.answer("date")
-async def on_date(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_date(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     if a.value and a.value.startswith("m"):
         s["cal"] = a.value[1:]
         return "date"
@@ -124,47 +124,47 @@ async def on_date(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @create_flow.ask("date_confirm")
-async def ask_date_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_date_confirm(ctx: Ctx, s: MeetingState) -> Prompt:
     return when.date_confirm_prompt(ctx, s)
 
 
 @create_flow.answer("date_confirm")
-async def on_date_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_date_confirm(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     return when.confirmed_day(s, a, _after_edit(s, "time"))
 
 
-def _after_edit(s: dict[str, Any], next_step: str) -> str:
+def _after_edit(s: MeetingState, next_step: str) -> str:
     """In a change, each field goes back to the preview; a new meeting walks every step."""
     return "preview" if s.get("mode") == "edit" and next_step != "time" else next_step
 
 
 @create_flow.ask("time")
-async def ask_time(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_time(ctx: Ctx, s: MeetingState) -> Prompt:
     quick = ["19:30", "14:00", "08:00"]
     return Prompt(ctx.t("mt.ask.time"), [Option(v, v) for v in quick], free_text=True, columns=3)
 
 
 @create_flow.answer("time")
-async def on_time(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_time(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     return when.read_time(ctx, s, a, _time_next(s))
 
 
-def _time_next(s: dict[str, Any]) -> str:
+def _time_next(s: MeetingState) -> str:
     return "preview" if s.get("mode") == "edit" else "place"
 
 
 @create_flow.ask("time_confirm")
-async def ask_time_confirm(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_time_confirm(ctx: Ctx, s: MeetingState) -> Prompt:
     return when.time_confirm_prompt(ctx, s)
 
 
 @create_flow.answer("time_confirm")
-async def on_time_confirm(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_time_confirm(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     return when.confirmed_time(ctx, s, a, _time_next(s))
 
 
 @create_flow.ask("place")
-async def ask_place(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_place(ctx: Ctx, s: MeetingState) -> Prompt:
     stmt = (
         select(Meeting.place)
         .where(Meeting.cell_id == s["cell_id"])
@@ -176,7 +176,7 @@ async def ask_place(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @create_flow.answer("place")
-async def on_place(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_place(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     if a.value == "last":
         stmt = (
             select(Meeting.place)
@@ -193,12 +193,12 @@ async def on_place(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @create_flow.ask("agenda")
-async def ask_agenda(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_agenda(ctx: Ctx, s: MeetingState) -> Prompt:
     return Prompt(ctx.t("mt.ask.agenda"), free_text=True)
 
 
 @create_flow.answer("agenda")
-async def on_agenda(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_agenda(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     agenda = (a.text or "").strip()
     if not agenda:
         return Retry("mt.agenda.empty")
@@ -209,7 +209,7 @@ async def on_agenda(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @create_flow.ask("duration")
-async def ask_duration(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_duration(ctx: Ctx, s: MeetingState) -> Prompt:
     return Prompt(
         ctx.t("mt.ask.duration", default=s["duration"]),
         [Option("90", ctx.t("mt.minutes", n=90)), Option("120", ctx.t("mt.minutes", n=120))],
@@ -219,7 +219,7 @@ async def ask_duration(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @create_flow.answer("duration")
-async def on_duration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_duration(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     raw = (a.value or a.text or "").strip().lower().removesuffix("phút").removesuffix("p").strip()
     if not raw.isdigit() or not 30 <= int(raw) <= 480:
         return Retry("mt.duration.invalid")
@@ -228,7 +228,7 @@ async def on_duration(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
 
 
 @create_flow.ask("preview")
-async def ask_preview(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_preview(ctx: Ctx, s: MeetingState) -> Prompt:
     cell = await ctx.session.get(Unit, s["cell_id"])
     count = len(await cell_members(ctx, s["cell_id"]))
     text = notice_text(ctx.lang, draft_meeting(ctx, s), cell, ctx.settings.tz)  # type: ignore[arg-type]
@@ -245,7 +245,7 @@ async def ask_preview(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @create_flow.answer("preview")
-async def on_preview(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_preview(ctx: Ctx, s: MeetingState, a: Answer) -> Next:
     if a.value == "drop":
         ctx.reply(ctx.t("mt.dropped"))
         return None

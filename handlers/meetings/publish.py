@@ -6,7 +6,6 @@ tells who already had the old one; cancellation.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -18,12 +17,15 @@ from bot.dialogs import Answer, Next, Option, Prompt
 from bot.i18n import t
 from handlers.broadcast import send_broadcast
 from handlers.meetings.common import (
+    CancelState,
+    MeetingState,
     cancel_flow,
     cell_members,
     local,
     meeting_for_secretary,
     notice_text,
     reply_buttons,
+    start_of,
     when_text,
 )
 from storage import queries
@@ -40,7 +42,7 @@ from storage.models import (
 
 
 # --- the meeting as saved ----------------------------------------------------------------------
-def draft_meeting(ctx: Ctx, s: dict[str, Any]) -> Meeting:
+def draft_meeting(ctx: Ctx, s: MeetingState) -> Meeting:
     starts = datetime.combine(
         date.fromisoformat(s["date"]), time.fromisoformat(s["time"]), tzinfo=ctx.settings.tz
     ).astimezone(UTC)
@@ -56,7 +58,7 @@ def draft_meeting(ctx: Ctx, s: dict[str, Any]) -> Meeting:
     )
 
 
-async def create_meeting(ctx: Ctx, s: dict[str, Any], cell: Unit) -> None:
+async def create_meeting(ctx: Ctx, s: MeetingState, cell: Unit) -> None:
     meeting = draft_meeting(ctx, s)
     meeting.created_by = ctx.actor.member.id if ctx.actor.member else None
     ctx.session.add(meeting)
@@ -96,9 +98,9 @@ async def copy_to_staff(ctx: Ctx, meeting: Meeting, cell: Unit, key: str = "mt.n
 
 def plan_jobs(ctx: Ctx, meeting: Meeting) -> None:
     """Reminders before the meeting, document nudges 3 days and 1 day before, a follow-up after."""
-    starts: datetime = meeting.starts_at  # type: ignore[assignment]
+    starts = start_of(meeting)
     v = meeting.version
-    for offset in ctx.settings.reminder_deltas:
+    for offset in ctx.settings.reminder_offsets:
         due = starts - offset
         if due > ctx.now:
             scheduler.schedule(
@@ -143,7 +145,7 @@ async def supersede_pending_notices(ctx: Ctx, meeting_id: int) -> set[int]:
         update(OutboxMessage)
         .where(
             col(OutboxMessage.broadcast_id).in_(broadcasts),
-            OutboxMessage.status == OutboxStatus.pending,
+            col(OutboxMessage.status) == OutboxStatus.pending,
         )
         .where(free)
         .values(status=OutboxStatus.superseded)
@@ -155,7 +157,7 @@ async def supersede_pending_notices(ctx: Ctx, meeting_id: int) -> set[int]:
     return {m for m in (await ctx.session.exec(stmt)).all() if m is not None}
 
 
-async def apply_change(ctx: Ctx, s: dict[str, Any], cell: Unit) -> None:
+async def apply_change(ctx: Ctx, s: MeetingState, cell: Unit) -> None:
     meeting = await ctx.session.get(Meeting, s["meeting_id"])
     if meeting is None or meeting.status != MeetingStatus.scheduled:
         ctx.reply(ctx.t("mt.reply.cancelled"))
@@ -210,7 +212,7 @@ MEETING_JOBS = ("mt_reminder", "mt_docs", "mt_followup")
 
 
 @cancel_flow.ask("confirm")
-async def ask_cancel(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_cancel(ctx: Ctx, s: CancelState) -> Prompt:
     return Prompt(
         ctx.t("mt.cancel.confirm"),
         [Option("yes", ctx.t("mt.cancel.yes")), Option("no", ctx.t("mt.cancel.no"))],
@@ -218,7 +220,7 @@ async def ask_cancel(ctx: Ctx, s: dict[str, Any]) -> Prompt:
 
 
 @cancel_flow.answer("confirm")
-async def on_cancel(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_cancel(ctx: Ctx, s: CancelState, a: Answer) -> Next:
     if a.value != "yes":
         ctx.reply(ctx.t("mt.cancel.kept"))
         return None
@@ -245,11 +247,11 @@ async def on_cancel(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
             t(
                 lang,
                 "mt.cancelled",
-                when=when_text(lang, local(tz, meeting.starts_at)),
+                when=when_text(lang, local(tz, start_of(meeting))),
                 cell=cell.name,
             )
         ),
-    )  # type: ignore[arg-type]
+    )
     await copy_to_staff(ctx, meeting, cell, key="mt.notice")
     ctx.reply(ctx.t("mt.cancel.done", n=len(members)))
     return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import col, select
 
 from bot import dialogs
@@ -12,13 +10,16 @@ from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
 from handlers.meetings.common import (
     REASON_MAX,
+    AbsenceState,
     MeetingAnswer,
     NoticeAnswer,
     absence_flow,
     notice_text,
     reply_buttons,
+    start_of,
     upcoming,
 )
+from storage.ids import id_of
 from storage.models import (
     Meeting,
     MeetingReply,
@@ -40,14 +41,15 @@ async def on_member_reply(ctx: Ctx, press: MeetingAnswer) -> None:
     if meeting.status == MeetingStatus.cancelled:
         ctx.reply(ctx.t("mt.reply.cancelled"))
         return
-    if meeting.starts_at <= ctx.now:  # type: ignore[operator]
+    if start_of(meeting) <= ctx.now:
         ctx.reply(ctx.t("mt.reply.closed"))
         return
     if press.answer == NoticeAnswer.attend:
         await save_reply(ctx, meeting, member, ReplyAnswer.attend, None)
         ctx.reply(ctx.t("mt.reply.attend_saved"))
         return
-    await dialogs.start(ctx, absence_flow, "reason", {"lang": ctx.lang, "meeting_id": meeting.id})
+    state: AbsenceState = {"lang": ctx.lang, "meeting_id": id_of(meeting)}
+    await dialogs.start(ctx, absence_flow, "reason", state)
 
 
 async def save_reply(
@@ -64,13 +66,13 @@ async def save_reply(
 
 
 @absence_flow.ask("reason")
-async def ask_reason(ctx: Ctx, s: dict[str, Any]) -> Prompt:
+async def ask_reason(ctx: Ctx, s: AbsenceState) -> Prompt:
     options = [Option(k, ctx.t(f"mt.reason.{k}")) for k in ("sick", "work", "away")]
     return Prompt(ctx.t("mt.ask.reason"), options, free_text=True)
 
 
 @absence_flow.answer("reason")
-async def on_reason(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
+async def on_reason(ctx: Ctx, s: AbsenceState, a: Answer) -> Next:
     reason = ctx.t(f"mt.reason.{a.value}") if a.value else " ".join((a.text or "").split())
     if not reason:
         return Retry("mt.reason.empty")
@@ -81,7 +83,7 @@ async def on_reason(ctx: Ctx, s: dict[str, Any], a: Answer) -> Next:
     if meeting is None or member is None or meeting.status != MeetingStatus.scheduled:
         ctx.reply(ctx.t("mt.reply.cancelled"))
         return None
-    if meeting.starts_at <= ctx.now:  # type: ignore[operator]
+    if start_of(meeting) <= ctx.now:
         ctx.reply(ctx.t("mt.reply.closed"))
         return None
     await save_reply(ctx, meeting, member, ReplyAnswer.absent, reason)
@@ -94,7 +96,7 @@ async def cmd_meetings(ctx: Ctx, args: str) -> None:
     if member is None or member.cell_id is None:
         ctx.reply(ctx.t("mt.none"))
         return
-    meetings = [m for m in await upcoming(ctx, member.cell_id) if m.starts_at > ctx.now]  # type: ignore[operator]
+    meetings = [m for m in await upcoming(ctx, member.cell_id) if start_of(m) > ctx.now]
     if not meetings:
         ctx.reply(ctx.t("mt.none"))
         return

@@ -65,4 +65,4 @@ def calendar(settings: Settings) -> WorkCalendar:
 
 
 def sla_deadline(settings: Settings, start: datetime) -> datetime:
-    return settings.work_calendar.add(start, settings.ticket_sla_delta)
+    return settings.work_calendar.add(start, settings.ticket_sla)

@@ -35,7 +35,7 @@ from storage.training_models import TrainingSeat, TrainingSession, TrainingStatu
 def plan_jobs(ctx: Ctx, row: TrainingSession) -> None:
     """Reminders before the session to those who said yes; the trainer's follow-up at its end."""
     starts = starts_of(row)
-    for offset in ctx.settings.reminder_deltas:
+    for offset in ctx.settings.reminder_offsets:
         due = starts - offset
         if due > ctx.now:
             seconds = int(offset.total_seconds())
