@@ -66,7 +66,7 @@ async def create_link(session: AsyncSession, member_id: int, lang: str, now: dat
 async def use_link(session: AsyncSession, token: str, now: datetime) -> WebLink | None:
     """The link, used up now; None if unknown, already used or expired."""
     digest = token_hash(token)
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         update(WebLink)
         .where(
             col(WebLink.token_hash) == digest,
@@ -97,7 +97,7 @@ async def start_session(
 
 async def sign_out_everywhere(session: AsyncSession, member_id: int, now: datetime) -> int:
     """Revoke every live session of the member, and unused links; how many sessions ended."""
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         update(WebSession)
         .where(
             col(WebSession.member_id) == member_id,
@@ -106,7 +106,7 @@ async def sign_out_everywhere(session: AsyncSession, member_id: int, now: dateti
         )
         .values(revoked_at=now)
     )
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(WebLink)
         .where(col(WebLink.member_id) == member_id, col(WebLink.used_at).is_(None))
         .values(used_at=now)
@@ -115,7 +115,7 @@ async def sign_out_everywhere(session: AsyncSession, member_id: int, now: dateti
 
 
 async def revoke(session: AsyncSession, token: str, now: datetime) -> None:
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(
         update(WebSession)
         .where(
             col(WebSession.token_hash) == token_hash(token), col(WebSession.revoked_at).is_(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Literal
 
 from markupsafe import Markup, escape
 
@@ -45,7 +46,7 @@ def trend(
     def y(share: float) -> float:
         return top + (height - top - bottom) * (1 - share)
 
-    def line(index: int, colour: str) -> str:
+    def line(index: Literal[1, 2], colour: str) -> str:
         coords = " ".join(
             f"{x(p[0]):.1f},{y(p[index] or 0.0):.1f}" for p in points if p[index] is not None
         )

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.context import Actor
+from storage.ids import id_of
 from storage.models import (
     Attendance,
     Meeting,
@@ -144,10 +145,10 @@ async def meetings(
         MeetingRow(
             meeting,
             cell,
-            int(members.get(cell.id, 0)),
-            replies.get((meeting.id or 0, ReplyAnswer.attend.value), 0),
-            replies.get((meeting.id or 0, ReplyAnswer.absent.value), 0),
-            int(present.get(meeting.id, 0)) if meeting.attendance_taken_at else None,
+            int(members.get(id_of(cell), 0)),
+            replies.get((id_of(meeting), ReplyAnswer.attend.value), 0),
+            replies.get((id_of(meeting), ReplyAnswer.absent.value), 0),
+            int(present.get(id_of(meeting), 0)) if meeting.attendance_taken_at else None,
         )
         for meeting, cell in rows
     ]

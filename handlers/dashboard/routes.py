@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import reports
 from bot.context import Ctx, Services
@@ -249,7 +250,7 @@ def make_routes(deps: Deps) -> web.RouteTableDef:
 
     # --- pages ------------------------------------------------------------------------------
 
-    async def scoped_unit(request: web.Request, session: Any) -> Unit:
+    async def scoped_unit(request: web.Request, session: AsyncSession) -> Unit:
         """The unit of the URL, if the viewer may see it; else 404 (never telling which)."""
         viewer: auth.Viewer = request[VIEWER]
         raw = request.match_info["unit"]
