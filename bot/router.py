@@ -155,15 +155,6 @@ class Router:
 
         return register
 
-    def action(
-        self, name: str, *, requires: tuple[Role, ...] = REGISTERED
-    ) -> Callable[[ActionFn], ActionFn]:
-        def register(fn: ActionFn) -> ActionFn:
-            self.actions[name] = Action(name, fn, requires)
-            return fn
-
-        return register
-
     def callback(
         self, codec: type[C], *, requires: tuple[Role, ...] = REGISTERED
     ) -> Callable[[Callable[[Ctx, C], Awaitable[None]]], Callable[[Ctx, C], Awaitable[None]]]:

@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs, scheduler
-from bot.callbacks import Callback
+from bot.callbacks import Callback, OpenCommand
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -286,7 +286,7 @@ def offer_support(ctx: Ctx, lang: str, query_id: int | None, *, key: str) -> Non
     """Hand the question on to people: a support ticket where support is available."""
     rows = [[ctx.button(t(lang, "faq.to_staff"), FaqPress(FaqVerb.to_staff, None, query_id or 0))]]
     if ctx.actor.registered:
-        rows.append([ctx.button(t(lang, "menu.title_short"), "a:cmd:menu")])
+        rows.append([ctx.button(t(lang, "menu.title_short"), OpenCommand("menu"))])
     ctx.reply(View(t(lang, key), rows))
 
 

@@ -31,7 +31,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import dialogs
-from bot.callbacks import SEP, BadCallback, Callback
+from bot.callbacks import SEP, BadCallback, Callback, OpenCommand
 from bot.context import Ctx
 from bot.core import View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -198,7 +198,7 @@ async def nearby_names(session: AsyncSession, member: Member) -> set[str]:
 
 async def cmd_feedback(ctx: Ctx, args: str) -> None:
     """First the kind: help from a person, or feedback for the software."""
-    rows = [[ctx.button(ctx.t("fb.kind.help"), "a:cmd:support")]]
+    rows = [[ctx.button(ctx.t("fb.kind.help"), OpenCommand("support"))]]
     rows += [
         [ctx.button(ctx.t(f"fb.kind.{c}"), FeedbackButton(FeedbackVerb.new, c))] for c in Category
     ]

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import Any, TypedDict
 
 from bot import dialogs
+from bot.callbacks import OpenCommand
 from bot.context import Ctx
 from bot.core import Attachment, Choice, View
 from bot.dialogs import Answer, Next, Option, Prompt, Retry
@@ -171,7 +172,7 @@ async def _create(ctx: Ctx, s: SupportState) -> Next:
                 unit=unit.name if unit else "—",
                 due=core.when(ctx.settings, ticket.sla_due_at),
             ),
-            [[ctx.button(ctx.t("sup.btn.my_tickets"), "a:cmd:tickets")]],
+            [[ctx.button(ctx.t("sup.btn.my_tickets"), OpenCommand("tickets"))]],
         )
     )
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from bot.callbacks import OpenCommand
 from bot.context import Ctx
 from bot.core import View
 from bot.i18n import t
@@ -57,6 +58,6 @@ async def on_followup(ctx: Ctx, press: FollowUp) -> None:
         ctx.reply(
             View(
                 ctx.t("tr.followup.thanks_help"),
-                [[ctx.button(ctx.t("tr.followup.help"), "a:cmd:support")]],
+                [[ctx.button(ctx.t("tr.followup.help"), OpenCommand("support"))]],
             )
         )
