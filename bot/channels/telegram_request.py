@@ -1,10 +1,11 @@
 """python-telegram-bot's HTTP requests over aiohttp instead of httpx (issue 14, core throughput).
 
-aiohttp is already how the bot serves its webhooks and talks to Zalo; for the Bot API it costs
-noticeably less CPU per call than httpx on anyio (bench.core_throughput). The behaviour is
-PTB's own ``HTTPXRequest``'s: the same default timeouts (5 s; 1 s to get a pooled
-connection), parameters sent form-encoded, files as multipart, a timeout raised as ``TimedOut``
-and any other transport failure as ``NetworkError``; PTB maps the HTTP answer itself.
+aiohttp is already how the bot serves its webhooks and talks to Zalo, and it spares each Bot API
+call httpx's and anyio's layers (see bench.core_throughput for the bot's CPU per update). The
+behaviour is that of PTB's own ``HTTPXRequest``: the same default timeouts (5 s to connect and
+between reads, 1 s to get a pooled connection; aiohttp has no write timeout), parameters sent
+form-encoded, files as multipart, a timeout raised as ``TimedOut`` and any other transport
+failure as ``NetworkError``; PTB maps the HTTP answer itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_POOL_TIMEOUT = 1.0
-MEDIA_WRITE_TIMEOUT = 20.0  # as HTTPXRequest: uploads may take longer than a message
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:
@@ -68,17 +68,16 @@ class AiohttpRequest(BaseRequest):
             for name, (filename, content, mime) in files.items():
                 form.add_field(name, content, filename=filename, content_type=mime)
             body = form
-        write = _given(write_timeout, MEDIA_WRITE_TIMEOUT if files else DEFAULT_TIMEOUT)
-        read = _given(read_timeout, self._read_timeout)
         pool = _given(pool_timeout, DEFAULT_POOL_TIMEOUT)
         connect = _given(connect_timeout, DEFAULT_TIMEOUT)
+        # As httpx: limits per step, none on the whole request (a large upload on a slow line
+        # may take long). aiohttp has no write timeout; its connect covers waiting for a pooled
+        # connection and opening a new one.
         timeout = aiohttp.ClientTimeout(
-            # aiohttp has no write timeout of its own: the whole request gets both budgets
-            total=None if read is None or write is None else read + write,
-            # aiohttp's connect covers waiting for a pooled connection and opening a new one
+            total=None,
             connect=None if pool is None or connect is None else pool + connect,
             sock_connect=connect,
-            sock_read=read,
+            sock_read=_given(read_timeout, self._read_timeout),
         )
         try:
             async with self._session.request(
