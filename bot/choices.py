@@ -18,11 +18,12 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import View
 from bot.textfold import clean, fold
-from storage.db import Database
 from storage.models import PendingChoices
 
 # Words (as typed, diacritics kept) that mean the same answer. Labels are read the same way:
@@ -135,20 +136,25 @@ def pick(choices: Sequence[Sequence[str]], text: str | None) -> str | None:
     return None
 
 
-async def remember(db: Database, channel: str, chat_ref: str, view: View, now: datetime) -> None:
-    """Keep the choices of a message about to leave as the chat's answerable choices, on every
-    channel (buttons or not): the member may type a label instead of pressing, at once or days
-    later, until a newer message with choices replaces them. Its own small transaction, before
-    the send, so an answer never outruns the mapping."""
+def remembered(
+    dialect: str, channel: str, chat_ref: str, view: View, now: datetime
+) -> Insert | None:
+    """The statement that keeps the choices of a message about to leave as the chat's answerable
+    choices, on every channel (buttons or not): the member may type a label instead of pressing,
+    at once or days later, until a newer message with choices replaces them. The dispatcher
+    commits it with the row's "sending" mark, before the send, so an answer never outruns the
+    mapping. None when the message offers no choices."""
     mapping = [[choice.label, choice.data] for row in view.choices for choice in row]
     if not mapping:
-        return
-    async with db.session() as session:
-        row = await session.get(PendingChoices, (channel, chat_ref))
-        if row is None:
-            row = PendingChoices(channel=channel, chat_ref=chat_ref, choices=mapping)
-        row.choices, row.updated_at = mapping, now
-        session.add(row)
+        return None
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(PendingChoices).values(
+        channel=channel, chat_ref=chat_ref, choices=mapping, updated_at=now
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "chat_ref"],
+        set_={"choices": stmt.excluded.choices, "updated_at": stmt.excluded.updated_at},
+    )
 
 
 async def offered(session: AsyncSession, channel: str, chat_ref: str, text: str) -> str | None:

@@ -94,6 +94,7 @@ class Dispatcher:
         in_flight: int = 2,
     ) -> None:
         self._db = db
+        self._dialect = db.engine.dialect.name
         self._lease = lease
         # Crash safety (issue 14): leases carry our incarnation, kept alive by a heartbeat;
         # every row is marked "sending" (committed) before its request starts.
@@ -167,10 +168,11 @@ class Dispatcher:
     async def _drain_forever(self, idle: float) -> None:
         while not self._stopping:
             try:
-                sent = await self.run_once()
-                if sent:
-                    continue
+                # Cleared before claiming: a commit from now on wakes the next turn at once.
                 self._wake.clear()
+                await self.run_once(until_drained=True)
+                if self._wake.is_set():
+                    continue
                 if self.stopping:
                     return
                 timeout = await self._idle_wait(idle)
@@ -198,8 +200,17 @@ class Dispatcher:
             due = max(due, min(pauses))
         return min(idle, max(0.05, (due - now).total_seconds()))
 
-    async def run_once(self, channel: str | None = None, chat_ref: str | None = None) -> int:
-        """Send everything due now (optionally for one chat); return how many rows were handled."""
+    async def run_once(
+        self,
+        channel: str | None = None,
+        chat_ref: str | None = None,
+        *,
+        until_drained: bool = False,
+    ) -> int:
+        """Send everything due now (optionally for one chat); return how many rows were handled.
+        ``until_drained``: stop after a claim that found fewer rows than a batch and queued no
+        progress edits, instead of claiming once more to find nothing (rows written meanwhile
+        wake the dispatcher; rows due later are what ``_idle_wait`` waits for)."""
         handled = 0
         while not self._stopping and (rows := await self._claim(channel, chat_ref)):
             by_chat: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
@@ -210,6 +221,8 @@ class Dispatcher:
             broadcasts = {row.broadcast_id for row in rows if row.broadcast_id is not None}
             if broadcasts and self.on_progress is not None:
                 await self.on_progress(broadcasts)
+            elif until_drained and len(rows) < self._batch:
+                break
         return handled
 
     async def _claim(self, channel: str | None, chat_ref: str | None) -> Sequence[OutboxMessage]:
@@ -302,9 +315,9 @@ class Dispatcher:
                 await self._postpone_chat(row, timedelta(seconds=1), counts=False)
                 return False
             view.edit_ref = target
-        if view.choices:
-            await choices.remember(self._db, row.channel, row.chat_ref, view, self._clock.now())
-        await self._journal.sending(row.id or 0, self._clock.now())
+        now = self._clock.now()
+        offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
+        await self._journal.sending(row.id or 0, now, offered)
         try:
             external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import UpdateBase, delete, update
 from sqlmodel import col
 
 from storage.db import Database
@@ -30,6 +30,7 @@ from storage.models import OutboxMessage
 class _Write:
     row_id: int
     values: dict[str, Any] | None  # None: delete the row
+    before: UpdateBase | None = None  # written first, in the same commit
 
 
 class SendJournal:
@@ -42,13 +43,14 @@ class SendJournal:
         self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def sending(self, row_id: int, at: datetime) -> None:
+    async def sending(self, row_id: int, at: datetime, before: UpdateBase | None = None) -> None:
         """Returns once it is durable that this row's request is about to start (waiting first
-        for a place in the window of requests in flight)."""
+        for a place in the window of requests in flight); ``before`` (e.g. the chat's offered
+        choices) is committed with the mark, ahead of it."""
         await self._window.acquire()
         self._holding.add(row_id)
         try:
-            await self._submit(_Write(row_id, {"sending_at": at}))
+            await self._submit(_Write(row_id, {"sending_at": at}, before))
         except BaseException:
             self.answered(row_id)
             raise
@@ -101,10 +103,14 @@ class SendJournal:
                     done.set_result(None)
 
     async def _commit(self, writes: list[_Write]) -> None:
-        async with self._db.session() as session:
+        async with self._db.connection() as connection:  # no ORM: these are plain statements
             for write in writes:
+                if write.before is not None:
+                    await connection.execute(write.before)
                 row = col(OutboxMessage.id) == write.row_id
                 if write.values is None:
-                    await session.exec(delete(OutboxMessage).where(row))
+                    await connection.execute(delete(OutboxMessage).where(row))
                 else:
-                    await session.exec(update(OutboxMessage).where(row).values(**write.values))
+                    await connection.execute(
+                        update(OutboxMessage).where(row).values(**write.values)
+                    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeVar
 
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +31,7 @@ from storage import queries
 from storage.db import Database, is_postgres
 from storage.ids import id_of
 from storage.locks import hold_for_transaction, lock_key
-from storage.models import Dialog, Member, ProcessedEvent, Role
+from storage.models import Dialog, ProcessedEvent, Role
 
 log = logging.getLogger("sotay.router")
 
@@ -90,10 +91,6 @@ class UserLocks:
 def stale_key(ctx: Ctx) -> str:
     """An old choice is a "button" only where there are buttons; elsewhere it was a number."""
     return "common.stale_button" if ctx.caps.buttons else "talk.stale_choice"
-
-
-class _Duplicate(Exception):
-    pass
 
 
 class Router:
@@ -195,8 +192,8 @@ class Router:
                     await work(self.db)
                 if self.on_menu is not None and not event.in_group and ctx.actor.registered:
                     self.on_menu(event, self.commands_for(ctx.actor, published=True), ctx.lang)
-            except (_Duplicate, IntegrityError) as exc:
-                if isinstance(exc, IntegrityError) and not await self._seen(event):
+            except IntegrityError:
+                if not await self._seen(event):
                     outcome = "failed"
                     raise
                 log.info("event.duplicate channel=%s", event.channel)
@@ -214,13 +211,13 @@ class Router:
         return True
 
     async def _claim(self, session: AsyncSession, event: Inbound) -> None:
-        seen = await session.get(ProcessedEvent, (event.channel, event.key))
-        if seen is not None:
-            raise _Duplicate
-        session.add(
-            ProcessedEvent(channel=event.channel, key=event.key, at=self.services.clock.now())
+        """Record the event as processed; one already recorded (or being recorded by another
+        worker) fails the unique key here, and ``handle`` reports it as a duplicate."""
+        await session.exec(
+            insert(ProcessedEvent).values(
+                channel=event.channel, key=event.key, at=self.services.clock.now()
+            )
         )
-        await session.flush()
 
     async def _seen(self, event: Inbound) -> bool:
         async with self.db.reader() as session:
@@ -233,15 +230,14 @@ class Router:
 
     async def _context(self, session: AsyncSession, event: Inbound) -> Ctx:
         actor = Actor()
-        actor.account = await queries.account_for(
+        # a pending account sees and holds nothing yet: its member is not loaded
+        actor.account, actor.member = await queries.account_and_member(
             session, channel=event.channel, user_ref=event.user_ref
         )
         if actor.account is not None:
             if not actor.account.reachable:
                 actor.account.reachable = True  # they wrote to us, so they unblocked the bot
                 session.add(actor.account)
-            if not actor.account.pending:  # a pending account sees and holds nothing yet
-                actor.member = await session.get(Member, actor.account.member_id)
             if actor.member is not None and actor.registered:
                 actor.grants = await queries.grants_of(session, member_id=id_of(actor.member))
         stored = actor.account.language if actor.account else None

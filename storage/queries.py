@@ -81,6 +81,20 @@ async def account_for(
     return (await session.exec(stmt)).first()
 
 
+async def account_and_member(
+    session: AsyncSession, *, channel: str, user_ref: str
+) -> tuple[ChannelAccount | None, Member | None]:
+    """A messenger identity and, unless it is pending approval, its member, in one query."""
+    member_of = (col(Member.id) == ChannelAccount.member_id) & ~col(ChannelAccount.pending)
+    stmt = (
+        select(ChannelAccount, Member)
+        .join(Member, member_of, isouter=True)
+        .where(ChannelAccount.channel == channel, ChannelAccount.user_ref == user_ref)
+    )
+    found = (await session.exec(stmt)).first()
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
 async def accounts_of(session: AsyncSession, *, member_id: int) -> Sequence[ChannelAccount]:
     stmt = select(ChannelAccount).where(
         ChannelAccount.member_id == member_id,

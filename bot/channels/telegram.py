@@ -41,6 +41,7 @@ from bot.channels.base import (
     Transient,
 )
 from bot.channels.telegram_poll import ConfirmingPoller
+from bot.channels.telegram_request import AiohttpRequest
 from bot.core import Attachment, Contact, Inbound, View, caption_split, clean_text, split_text
 from bot.i18n import LANGUAGES, t
 from bot.ratelimit import Limits
@@ -199,6 +200,8 @@ class TelegramChannel:
             .base_url(f"{root}/bot")
             .base_file_url(f"{root}/file/bot")
             .concurrent_updates(True)
+            .request(AiohttpRequest())
+            .get_updates_request(AiohttpRequest(connections=1))
         )
         # No PTB Updater: it confirms updates before they are handled (see telegram_poll.py).
         builder = builder.updater(None)

@@ -1,0 +1,87 @@
+"""The Bot API over aiohttp (bot/channels/telegram_request.py): PTB gets what it got from httpx —
+the answer, files as multipart, a timeout as TimedOut, a dead server as NetworkError."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from telegram import Bot, InputFile
+from telegram.error import NetworkError, TimedOut
+
+from bot.channels.telegram_request import AiohttpRequest
+from tests.fake_telegram import FakeTelegram
+
+pytestmark = pytest.mark.engine_neutral
+TOKEN = "123:REQUEST"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram(token=TOKEN)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def bot_on(root: str, request: AiohttpRequest) -> Bot:
+    return Bot(TOKEN, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot", request=request)
+
+
+async def test_messages_and_uploads_reach_the_server_through_aiohttp(fake: FakeTelegram) -> None:
+    user = fake.user(42, first_name="Lan")
+    await user.send("/start")  # the bot may write to someone who wrote first
+    async with bot_on(fake.root, AiohttpRequest()) as bot:
+        me = await bot.get_me()
+        sent = await bot.send_message(chat_id=42, text="Chào đồng chí")
+        upload = InputFile(b"a,b\n1,2\n", "bao-cao.csv")
+        await bot.send_document(chat_id=42, document=upload, caption="Báo cáo")
+    assert me.id and sent.text == "Chào đồng chí"
+    messages = user.drain()
+    assert [m.get("text") or m.get("caption") for m in messages] == ["Chào đồng chí", "Báo cáo"]
+    assert [c.method for c in fake.requests][-2:] == ["sendMessage", "sendDocument"]
+
+
+async def test_a_refused_connection_is_a_network_error() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        with pytest.raises(NetworkError, match="aiohttp"):
+            await request.post(f"http://127.0.0.1:{port}/bot{TOKEN}/getMe")
+    finally:
+        await request.shutdown()
+
+
+async def test_a_server_that_does_not_answer_in_time_is_a_timeout() -> None:
+    release = asyncio.Event()
+
+    async def stuck(_request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"ok": True, "result": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", stuck)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        request = AiohttpRequest(read_timeout=0.2)
+        await request.initialize()
+        try:
+            with pytest.raises(TimedOut):
+                await request.post(f"http://127.0.0.1:{port}/bot{TOKEN}/getMe")
+        finally:
+            await request.shutdown()
+    finally:
+        release.set()
+        await runner.cleanup()
