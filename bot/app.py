@@ -54,6 +54,7 @@ class App:
             identity=WorkerIdentity.named(settings.worker_name),
             heartbeat=settings.heartbeat,
             in_flight=settings.outbox_in_flight,
+            in_flight_max=settings.outbox_in_flight_max,
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress

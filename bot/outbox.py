@@ -32,6 +32,7 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.core import View
+from bot.inflight import InFlightWindow
 from bot.outbox_journal import SendJournal
 from bot.ratelimit import RateLimiter
 from bot.workers import WorkerIdentity, beat, owner_alive, register, retire
@@ -43,6 +44,10 @@ log = logging.getLogger("sotay.outbox")
 LEASE = timedelta(seconds=60)
 HEARTBEAT = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
+
+
+class _NotStarted(Exception):
+    """The row's channel is paused (a 429 for the whole channel): its request never started."""
 
 
 class Outbox:
@@ -92,6 +97,7 @@ class Dispatcher:
         identity: WorkerIdentity | None = None,
         heartbeat: timedelta = HEARTBEAT,
         in_flight: int = 2,
+        in_flight_max: int | None = None,
     ) -> None:
         self._db = db
         self._dialect = db.engine.dialect.name
@@ -101,7 +107,10 @@ class Dispatcher:
         self.identity = identity or WorkerIdentity(f"dispatcher-{uuid.uuid4().hex[:8]}")
         self._heartbeat = heartbeat
         self._registered = False
-        self._journal = SendJournal(db, in_flight)
+        # Requests in flight: from ``in_flight`` up to ``in_flight_max`` as each channel's target
+        # rate × answer time needs (None: fixed at ``in_flight``).
+        self.window = InFlightWindow(in_flight, in_flight_max, rate_of=self._target_rate)
+        self._journal = SendJournal(db, self.window)
         self._stopping = False
         # (channel, outcome) of every send attempt, for the operator's metrics
         self.on_outcome: Callable[[str, str], None] | None = None
@@ -119,6 +128,10 @@ class Dispatcher:
 
     def add_limiter(self, channel: str, limiter: RateLimiter) -> None:
         self._limiters[channel] = limiter
+
+    def _target_rate(self, channel: str) -> float | None:
+        limiter = self._limiters.get(channel)
+        return None if limiter is None else limiter.overall_rate
 
     def wake(self) -> None:
         self._wake.set()
@@ -216,7 +229,10 @@ class Dispatcher:
             by_chat: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
             for row in rows:
                 by_chat[(row.channel, row.chat_ref)].append(row)
-            await asyncio.gather(*(self._send_chat(chat_rows) for chat_rows in by_chat.values()))
+            lanes = [self._send_chat(chat_rows) for chat_rows in by_chat.values()]
+            # Rows a channel-wide 429 kept from starting go back unchanged in one write (not one
+            # postponing write each: a paused channel is not claimed until its pause ends).
+            await self._release([row for rest in await asyncio.gather(*lanes) for row in rest])
             handled += len(rows)
             broadcasts = {row.broadcast_id for row in rows if row.broadcast_id is not None}
             if broadcasts and self.on_progress is not None:
@@ -271,43 +287,52 @@ class Dispatcher:
             mine = select(OutboxMessage).where(OutboxMessage.lease_owner == token)
             return (await session.exec(mine.order_by(col(OutboxMessage.id)))).all()
 
-    async def _send_chat(self, rows: list[OutboxMessage]) -> None:
-        """Send one chat's rows in order; stop at the first that must wait."""
+    def _paused(self, channel: str) -> bool:
+        paused = self._paused_until.get(channel)
+        return paused is not None and paused > self._clock.now()
+
+    async def _send_chat(self, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+        """Send one chat's rows in order; stop at the first that must wait. Returns the rows
+        not started because their channel is paused, for the caller to hand back at once."""
         async with self._semaphore:
             for row in rows:
                 if self._stopping:  # a graceful stop: what has not started is handed back
                     await self._release(rows[rows.index(row) :])
-                    return
+                    return []
                 try:
                     went_on = await self._send_row(row)
+                except _NotStarted:
+                    return rows[rows.index(row) :]
                 finally:  # outcome written (or never started): its place in flight is free
                     self._journal.answered(row.id or 0)
                 if not went_on:
                     await self._release(rows[rows.index(row) + 1 :])
-                    return
+                    return []
+        return []
 
     async def _send_row(self, row: OutboxMessage) -> bool:
         channel = self._channels.get(row.channel)
         if channel is None:
             await self._finish(row, OutboxStatus.failed, error="no such channel")
             return True
-        paused = self._paused_until.get(row.channel)
-        if paused is not None and paused > self._clock.now():  # a channel-wide 429 is in force
-            await self._postpone_chat(row, paused - self._clock.now(), counts=False)
-            return False
+        if self._paused(row.channel):  # a channel-wide 429 is in force
+            raise _NotStarted
         limiter = self._limiters.get(row.channel)
         if limiter is not None:
             chat_wait = limiter.chat_wait(row.chat_ref)
             if chat_wait > 0:  # this chat is busy: let the others go first
                 await self._postpone_chat(row, timedelta(seconds=chat_wait), counts=False)
                 return False
-            overall_wait = limiter.reserve(row.chat_ref)
-            if overall_wait > 0:
+            # Wait for a channel-wide token before taking it: tokens reserved ahead would all
+            # fall due together after a stall of a busy machine, a burst the server refuses.
+            while (overall_wait := limiter.overall_wait()) > 0:
                 await asyncio.sleep(overall_wait)
-                paused = self._paused_until.get(row.channel)
-                if paused is not None and paused > self._clock.now():  # a 429 came meanwhile
-                    await self._postpone_chat(row, paused - self._clock.now(), counts=False)
-                    return False
+                if self._paused(row.channel):  # a 429 came meanwhile
+                    raise _NotStarted
+            limiter.reserve(row.chat_ref)
+        await self.window.acquire(row.id or 0)  # a place in flight (freed by _send_chat)
+        if self._paused(row.channel):  # a 429 came while it waited for the place
+            raise _NotStarted
         view = View.from_payload(row.payload)
         if view.edit_of is not None:
             target = await self._edit_target(view.edit_of)
@@ -319,7 +344,8 @@ class Dispatcher:
         offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
         await self._journal.sending(row.id or 0, now, offered)
         try:
-            external_id = await channel.send(row.chat_ref, view)
+            with self.window.round_trip(row.channel):  # sizes the window of requests in flight
+                external_id = await channel.send(row.chat_ref, view)
         except RetryLater as exc:
             self._count(row, "rate_limited")
             await self._postpone_chat(row, timedelta(seconds=exc.seconds), counts=False)

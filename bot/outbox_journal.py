@@ -6,10 +6,10 @@ that arrive while one commit is running go into the next one, so a commit never 
 queue of single-row transactions: the window between an answer and its record stays one commit
 long. A SIGKILL therefore repeats only the rows still marked — requests whose answer was lost.
 
-At most ``in_flight`` rows are marked at once (``SOTAY_OUTBOX_IN_FLIGHT``, default 2): that is
-the bound on what a kill repeats, whatever the load. It also bounds the rate to in_flight divided
-by the answer time (2 at 30 ms = 66/s); where the Bot API answers slower (a distant data centre),
-raise it to rate × answer time, and a kill may then repeat that many.
+At most as many rows are marked at once as the window of requests in flight allows
+(``bot/inflight.py``): 2 on a near Bot API, more where the answer time needs more for the
+target rate (Little's law), never more than ``SOTAY_OUTBOX_IN_FLIGHT_MAX``. That is the bound
+on what a kill repeats, whatever the load.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import UpdateBase, delete, update
 from sqlmodel import col
 
+from bot.inflight import InFlightWindow
 from storage.db import Database
 from storage.models import OutboxMessage
 
@@ -36,19 +37,17 @@ class _Write:
 class SendJournal:
     """Queues small outbox writes and commits all that are waiting in one transaction."""
 
-    def __init__(self, db: Database, in_flight: int = 2) -> None:
+    def __init__(self, db: Database, window: InFlightWindow | None = None) -> None:
         self._db = db
-        self._window = asyncio.Semaphore(in_flight)
-        self._holding: set[int] = set()
+        self.window = window or InFlightWindow()
         self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def sending(self, row_id: int, at: datetime, before: UpdateBase | None = None) -> None:
-        """Returns once it is durable that this row's request is about to start (waiting first
-        for a place in the window of requests in flight); ``before`` (e.g. the chat's offered
-        choices) is committed with the mark, ahead of it."""
-        await self._window.acquire()
-        self._holding.add(row_id)
+        """Returns once it is durable that this row's request is about to start; ``before``
+        (e.g. the chat's offered choices) is committed with the mark, ahead of it. The caller
+        holds the row's place in the window of requests in flight; it is freed with the
+        outcome (``record``, ``forget``) or by ``answered``."""
         try:
             await self._submit(_Write(row_id, {"sending_at": at}, before))
         except BaseException:
@@ -72,9 +71,7 @@ class SendJournal:
     def answered(self, row_id: int) -> None:
         """The row's request is over (its outcome written elsewhere, or it never started): its
         place in the window is free. Calling it again, or for a row never marked, does nothing."""
-        if row_id in self._holding:
-            self._holding.discard(row_id)
-            self._window.release()
+        self.window.release(row_id)
 
     async def drain(self) -> None:
         """Wait for the commit in progress (at shutdown, before the database goes)."""

@@ -57,15 +57,27 @@ class Limits:
 
 
 WINDOW = 5.0
-"""Seconds of recent successful sends from which the server's accepted rate is estimated. Pauses
-count as time: what a server refills during a pause is part of the rate it allows."""
-DECREASE = 0.9
+"""Seconds of recent successful sends from which the server's accepted rate is estimated at the
+first 429. Pauses count as time: what a server refills during a pause is part of the rate it
+allows. This overestimates (the server's initial burst is in it); from the second 429 on, the
+rate accepted between two 429s is used instead: at each 429 the server's allowance was used
+up, so what it accepted in between is exactly what it refilled (over HTTP, the window's
+estimate left the rate above the server's and drew a 429 every few seconds)."""
+BETWEEN = 2.0
+"""Seconds between two 429s needed to trust the rate accepted between them."""
+HISTORY = 60.0
+"""Seconds of intervals between 429s summed for that estimate: requests answered around a 429
+make a single short interval err by a few messages either way; the sum evens that out, and a
+server that changes its rate is followed within a minute."""
+DECREASE = 0.97
 """On a channel-wide 429 the rate becomes this share of what the server was seen to accept."""
 INCREASE = 0.2
 """Near the rate the server last refused, the rate grows by this many messages/s every second
 (additive: probing slowly where the limit was found)."""
-PROBE = 0.02
-"""…but never faster than this share of the rate per second (a slow server is probed gently)."""
+PROBE = 0.003
+"""…but never faster than this share of the rate per second: every 429 costs a pause of a whole
+``retry_after`` (≥ 1 s), so near the limit found the probing is slow (at 10/s a 429 about every
+half minute, not every few seconds)."""
 RECOVER = 0.05
 """Further below that rate it grows by this share every second, so a single 429 (a burst at
 start, a hiccup) costs seconds, not minutes, of a fast server's rate."""
@@ -82,6 +94,9 @@ class AdaptiveRate:
     _sent: deque[float] = field(default_factory=deque)
     _started: float | None = None  # the first send: the window never reaches before it
     _paused_until: float | None = None
+    _limited_at: float | None = None  # the last 429 (first of its pause)
+    _since_limited: int = 0  # sends accepted since then
+    _between: deque[tuple[float, float, int]] = field(default_factory=deque)  # (end, span, sent)
 
     def __post_init__(self) -> None:
         self.floor = min(self.floor, self.ceiling)
@@ -100,6 +115,7 @@ class AdaptiveRate:
         if self._started is None:
             self._started = now
         self._sent.append(now)
+        self._since_limited += 1
         per_second = min(INCREASE, PROBE * self.rate)
         if self.known_limit is None or self.rate < self.known_limit * 0.97:
             per_second = max(INCREASE, RECOVER * self.rate)
@@ -112,6 +128,14 @@ class AdaptiveRate:
         if self._paused_until is not None and now < self._paused_until:
             return self.rate
         seen = self.accepted(now)
+        if self._limited_at is not None and now - self._limited_at >= BETWEEN:
+            self._between.append((now, now - self._limited_at, self._since_limited))
+            while self._between and self._between[0][0] < now - HISTORY:
+                self._between.popleft()
+            seen = sum(n for _at, _span, n in self._between) / sum(
+                span for _at, span, _n in self._between
+            )
+        self._limited_at, self._since_limited = now, 0
         # What was seen accepted can be low for reasons of our own (a slow database, chats
         # waiting on their own pace): one 429 never more than halves the rate.
         base = self.rate if seen is None else min(self.rate, max(seen, self.rate / 2))
@@ -181,6 +205,11 @@ class RateLimiter:
     def chat_wait(self, chat_ref: str) -> float:
         """Seconds until this chat may receive another message (0 when it may now)."""
         return self._chat_bucket(chat_ref).wait_time(self.clock())
+
+    def overall_wait(self) -> float:
+        """Seconds until the channel-wide bucket holds a token (0 when a send may go now)."""
+        assert self._overall is not None
+        return self._overall.wait_time(self.clock())
 
     def reserve(self, chat_ref: str) -> float:
         """Take a chat token (caller checked ``chat_wait``) and an overall one; return the wait."""

@@ -186,9 +186,11 @@ class Settings(BaseSettings):
     worker_name: str = Field(default="", max_length=64)
     # How often a worker says it is alive; one silent for five beats is taken for dead.
     heartbeat: Duration = _text_default("2s")
-    # Requests started and not yet answered, per worker: what a SIGKILL may repeat at most. The
-    # rate it allows is this divided by the Bot API's answer time (raise it for a distant API).
+    # Requests started and not yet answered, per worker: what a SIGKILL may repeat. At least
+    # SOTAY_OUTBOX_IN_FLIGHT; more as the target rate × the API's measured answer time needs (a
+    # distant API), never more than SOTAY_OUTBOX_IN_FLIGHT_MAX (bot/inflight.py).
     outbox_in_flight: int = Field(default=2, ge=1, le=64)
+    outbox_in_flight_max: int = Field(default=16, ge=1, le=64)
     # Several processes listen on one port, the kernel sharing the connections (SO_REUSEPORT;
     # set by `sotay run --workers N` for its workers).
     web_reuse_port: bool = False

@@ -458,6 +458,7 @@ class ApiCall:
     params: JSON
     status: int
     description: str | None = None
+    at: float = 0.0  # the server's clock when it answered (rates measured on the server side)
 
 
 @dataclass
@@ -786,10 +787,13 @@ class FakeTelegram(FakeServer):
         privacy_mode: bool = False,
         webhook_retry_delay: float = 0.05,
         webhook_timeout: float = 10.0,
+        latency: float = 0.0,
     ) -> None:
         """Rates: ``per_chat_rate`` is (burst, seconds per further message) for private chats;
         ``global_rate`` and ``group_rate`` are (messages, per seconds). ``clock`` drives the rate
-        limiter only; ``wall_clock`` gives the unix dates stamped on messages."""
+        limiter only; ``wall_clock`` gives the unix dates stamped on messages. ``latency``: the
+        seconds every Bot API call takes as a network round trip would (half on the way to
+        the server, half on the way back)."""
         super().__init__()
         self.token = token
         self.bot_username = bot_username
@@ -801,6 +805,7 @@ class FakeTelegram(FakeServer):
         self.privacy_mode = privacy_mode
         self.webhook_retry_delay = webhook_retry_delay
         self.webhook_timeout = webhook_timeout
+        self.latency = latency
         self._per_chat_rate = per_chat_rate
         self._group_rate = group_rate
         self._global_bucket = TokenBucket(global_rate[0], global_rate[0] / global_rate[1], clock)
@@ -1160,6 +1165,14 @@ class FakeTelegram(FakeServer):
         return _json_response(ApiError(404, "Not Found").body(), 404)
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if not self.latency:
+            return await self._handle_now(request)
+        await asyncio.sleep(self.latency / 2)  # the network's delay, not a synchronisation
+        response = await self._handle_now(request)
+        await asyncio.sleep(self.latency / 2)
+        return response
+
+    async def _handle_now(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = Params({}, {})
         try:
@@ -1188,7 +1201,7 @@ class FakeTelegram(FakeServer):
     def _answer(
         self, method: str, params: Params, status: int, body: JSON, description: str | None
     ) -> web.Response:
-        self.requests.append(ApiCall(method, params.loggable(), status, description))
+        self.requests.append(ApiCall(method, params.loggable(), status, description, self.clock()))
         self.stats[status] += 1
         self._changed()
         return _json_response(body, status)

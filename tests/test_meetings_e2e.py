@@ -247,15 +247,23 @@ async def test_blocked_members_are_marked_and_skipped_next_time(
         await app.close()
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+@pytest.mark.parametrize(
+    ("stop_signal", "latency"),
+    [(signal.SIGKILL, 0.0), (signal.SIGTERM, 0.0), (signal.SIGKILL, 0.2)],
+    ids=["kill", "term", "kill-distant"],
+)
 async def test_stop_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone(
-    tmp_path: Path, stop_signal: signal.Signals
+    tmp_path: Path, stop_signal: signal.Signals, latency: float
 ) -> None:
-    """SIGKILL: at most the two requests in flight are repeated. SIGTERM: exits within 10 s
-    having recorded every request it started and handed the rest back: nothing repeated."""
+    """SIGKILL: at most the two requests in flight are repeated; with a Bot API 200 ms away
+    more are in flight (bot/inflight.py), and at most those, never above
+    SOTAY_OUTBOX_IN_FLIGHT_MAX. SIGTERM: exits within 10 s having recorded every request it
+    started and handed the rest back: nothing repeated."""
     from storage.migrate import upgrade
 
-    server = FakeTelegram(token="77:KILL", global_rate=(150, 1.0), per_chat_rate=(3, 1.0))
+    server = FakeTelegram(
+        token="77:KILL", global_rate=(150, 1.0), per_chat_rate=(3, 1.0), latency=latency
+    )
     await server.start()
     db_path = tmp_path / "kill.db"
     url = f"sqlite+aiosqlite:///{db_path}"
@@ -316,7 +324,8 @@ async def test_stop_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone(
                 )
             ).all()
         await db.dispose()
-        assert len(marked) <= (0 if graceful else 2)  # SOTAY_OUTBOX_IN_FLIGHT: two in flight
+        in_flight = 16 if latency else 2  # SOTAY_OUTBOX_IN_FLIGHT_MAX; near: the minimum
+        assert len(marked) <= (0 if graceful else in_flight)
         second = await asyncio.create_subprocess_exec(
             *command, env=env, stdout=log, stderr=log, cwd=tmp_path
         )
@@ -330,8 +339,8 @@ async def test_stop_mid_broadcast_to_a_big_cell_resumes_without_losing_anyone(
         assert min(counts) == 1  # nobody missed
         assert max(counts) <= 2  # nobody got it more than twice
         # Only requests whose answer was lost are repeated: at most the rows marked "sending"
-        # at the kill, and at 30 msg/s that is at most two (issue 14's goal).
-        assert duplicates <= len(marked) <= 2
+        # at the kill, and at 30 msg/s from a near API that is at most two (issue 14's goal).
+        assert duplicates <= len(marked) <= in_flight
         if graceful:
             assert duplicates == 0
     finally:

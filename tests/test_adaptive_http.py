@@ -1,0 +1,59 @@
+"""Issue 14's adaptive-sender test over real HTTP: python-telegram-bot, through the real
+``Dispatcher`` and ``TelegramChannel``, against ``tests/fake_telegram.py`` limiting its rate.
+
+A server at 10 msg/s and one at 30 msg/s, the bot at Telegram's 30/s ceiling: at least 0.95 of
+the server's rate with few 429s. A server answering 200 ms late (a distant data centre) at
+30 msg/s: the window of requests in flight opens to what rate × round trip needs (2 in flight
+would cap the rate at 10 msg/s) and the rate still reaches 0.95. On a near server the window
+stays at its minimum, so a kill still repeats at most 2.
+
+The rate is the server's: from the times it accepted each sendMessage, (accepted − R) / (last −
+first), R being the server's initial bucket a sender gets for free at the start (see
+``bench/adaptive_rate.py``, which runs the same drain with baselines). Each case sends 30
+seconds' worth, so a stall of a loaded machine weighs little. The 429 counts are in the
+assertion messages and the test's properties (``--junitxml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bench.adaptive_rate import drain
+
+pytestmark = pytest.mark.engine_neutral
+
+SECONDS = 30  # of the server's rate: the messages sent per case
+
+
+@pytest.mark.parametrize("server_rate", [10.0, 30.0], ids=["10/s", "30/s"])
+async def test_the_sender_keeps_up_with_the_server_with_few_429s(
+    server_rate: float, record_property: Callable[[str, object], None]
+) -> None:
+    run = await drain(server_rate, int(server_rate * SECONDS))
+    figures = f"{run.steady_rate:.2f}/s = {run.share:.3f} of {server_rate}, {run.too_many} × 429"
+    record_property("share", round(run.share, 3))
+    record_property("too_many", run.too_many)
+    print(figures)
+    assert (run.lost, run.duplicates) == (0, 0)
+    assert run.share >= 0.95, figures
+    assert run.too_many <= run.messages // 20, figures  # few: under one per 20 messages
+    assert run.widest == 2, figures  # a near server: the window stayed at its minimum
+
+
+async def test_a_distant_server_gets_enough_requests_in_flight(
+    record_property: Callable[[str, object], None],
+) -> None:
+    run = await drain(30.0, 30 * SECONDS, latency=0.200)
+    figures = (
+        f"{run.steady_rate:.2f}/s = {run.share:.3f} of 30, {run.too_many} × 429, "
+        f"in flight ≤ {run.widest}"
+    )
+    record_property("share", round(run.share, 3))
+    record_property("too_many", run.too_many)
+    print(figures)
+    assert (run.lost, run.duplicates) == (0, 0)
+    assert run.share >= 0.95, figures
+    assert run.too_many <= run.messages // 20, figures
+    assert 6 <= run.widest <= 16, figures  # 30/s × 0.2 s = 6 needed; the maximum is 16
