@@ -269,9 +269,12 @@ class Dispatcher:
                 stmt = stmt.where(OutboxMessage.chat_ref == chat_ref)
             if paused:
                 stmt = stmt.where(col(OutboxMessage.channel).not_in(paused))
-            if is_postgres(self._db.engine):
+            several = is_postgres(self._db.engine)
+            if several:
                 stmt = stmt.with_for_update(skip_locked=True)
-            ids = list((await session.exec(stmt)).all())
+            ids = [row_id for row_id in (await session.exec(stmt)).all() if row_id is not None]
+            if several and ids:
+                ids = await self._in_chat_order(session, ids, now)
             if not ids:
                 return []
             token = self.identity.lease_token()
@@ -286,6 +289,47 @@ class Dispatcher:
             )
             mine = select(OutboxMessage).where(OutboxMessage.lease_owner == token)
             return (await session.exec(mine.order_by(col(OutboxMessage.id)))).all()
+
+    async def _in_chat_order(
+        self, session: AsyncSession, ids: list[int], now: datetime
+    ) -> list[int]:
+        """The candidates that overtake nothing: with several workers, a chat's older row (in
+        the same lane: replies, or a bulk notice) may be held by another worker, or being
+        claimed by one right now (SKIP LOCKED hid it from us); a newer row of that chat then
+        waits, so a member's messages leave in the order they were written. Rows of this claim
+        and rows this worker holds do not hold anything back."""
+        direct = col(OutboxMessage.broadcast_id).is_(None)
+        key, on, to = OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_ref
+        candidates = (
+            await session.exec(select(key, on, to, direct).where(col(key).in_(ids)))
+        ).all()
+        older = (
+            await session.exec(
+                select(  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
+                    key, on, to, direct, OutboxMessage.lease_owner, OutboxMessage.lease_until
+                ).where(
+                    OutboxMessage.status == OutboxStatus.pending,
+                    col(OutboxMessage.chat_ref).in_(
+                        {chat_ref for _id, _ch, chat_ref, _d in candidates}
+                    ),
+                    col(OutboxMessage.id) < max(ids),
+                    col(OutboxMessage.id).not_in(ids),
+                )
+            )
+        ).all()
+        mine = self.identity.incarnation
+        first_held: dict[tuple[str, str, bool], int] = {}
+        for row_id, channel, chat_ref, is_direct, owner, until in older:
+            if row_id is None or ((owner or "").startswith(mine) and (until or now) > now):
+                continue
+            lane = (channel, chat_ref, bool(is_direct))
+            first_held[lane] = min(first_held.get(lane, row_id), row_id)
+        return [
+            row_id
+            for row_id, channel, chat_ref, is_direct in candidates
+            if row_id is not None
+            and row_id < first_held.get((channel, chat_ref, bool(is_direct)), row_id + 1)
+        ]
 
     def _paused(self, channel: str) -> bool:
         paused = self._paused_until.get(channel)

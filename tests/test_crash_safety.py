@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col, select
 
 from bot.app import App
@@ -127,3 +128,36 @@ async def test_a_clean_stop_hands_its_leases_back_at_once(settings: Settings) ->
     finally:
         await app.close()
     assert recorder.sent["a"][0].text == "a" and marked == []
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # several workers
+async def test_a_chats_newer_message_waits_while_another_worker_holds_its_older_one(
+    settings: Settings,
+) -> None:
+    """Found by the 3-worker kill test: worker B must not send a member's second message while
+    worker A holds the first (nor while A is claiming it: SKIP LOCKED hides it from B). Other
+    chats are not held back."""
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    recorder = Recorder()
+
+    async def say(chat: str, text: str) -> None:
+        async with app.db.session() as session:
+            app.services.outbox.add(session, channel="rec", chat_ref=chat, view=View(text))
+
+    await say("member", "first")
+    await say("other", "to someone else")
+    try:
+        a = dispatcher(app, recorder, clock, "bot-1")
+        held = await a._claim("rec", "member")  # A holds the first message, its request slow
+        assert [row.payload["text"] for row in held] == ["first"]
+        await say("member", "second")  # written meanwhile
+        b = dispatcher(app, recorder, clock, "bot-2")
+        assert await b.run_once() == 1  # the other chat only: "second" would overtake "first"
+        assert [v.text for v in recorder.sent["other"]] == ["to someone else"]
+        assert "member" not in recorder.sent
+        await a._send_chat(list(held))  # A's request is answered
+        assert await b.run_once() == 1  # now the second may go, by whichever worker
+    finally:
+        await app.close()
+    assert [v.text for v in recorder.sent["member"]] == ["first", "second"]
