@@ -13,7 +13,9 @@ cell under the server's limits, the rate limiter's unit tests).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -40,6 +42,40 @@ BIG_CELL = int(os.environ.get("SOTAY_TEST_BIG_CELL", "200"))
 ``bench.broadcast``) are run on demand: ``SOTAY_TEST_BIG_CELL=2000 .venv/bin/pytest -k big``."""
 
 MakeChannel = Callable[[Settings, App, ShiftedClock], Channel]
+MakeServer = Callable[[ShiftedClock], Any]
+"""A fake messenger server on the test's clock. An e2e module names its own with
+``pytestmark = pytest.mark.e2e(telegram_server)``; conftest's ``fake`` fixture runs it."""
+
+
+def telegram_server(clock: ShiftedClock) -> Any:
+    from tests.fake_telegram import FakeTelegram
+
+    return FakeTelegram(token=TELEGRAM_TOKEN, per_chat_rate=(20, 0.05))
+
+
+def zalo_server(clock: ShiftedClock) -> Any:
+    from tests.fake_zalo import FakeZalo
+
+    return FakeZalo(token=ZALO_TOKEN)
+
+
+@asynccontextmanager
+async def serving(server: Any) -> AsyncIterator[Any]:
+    """A fake server started for the block, stopped after it; its own errors fail the test."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert server.internal_errors == []
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on (for a webhook the bot serves)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def bot_settings(database_url: str, **extra: Any) -> Settings:

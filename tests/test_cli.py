@@ -19,14 +19,7 @@ SOTAY = [sys.executable, "-m", "bot.cli"]
 PROMPT = "> "
 
 
-@pytest.fixture(autouse=True)
-def scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every command runs in an empty folder: no sotay.db or .env of a developer is read or
-    written, and no SOTAY_* variable of the shell running the tests leaks in."""
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("SOTAY_")]:
-        monkeypatch.delenv(name)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("scratch_folder")
 
 
 def sotay(

@@ -13,13 +13,14 @@ import pytest_asyncio
 from bot.clock import ShiftedClock
 from bot.demo import seed_demo
 from tests.fake_telegram import FakeTelegram
-from tests.fake_zalo import FakeZalo
 from tests.harness import (
-    TELEGRAM_TOKEN,
-    ZALO_TOKEN,
     Bot,
+    serving,
+    telegram_channel,
+    telegram_server,
     telegram_settings,
     zalo_channel,
+    zalo_server,
     zalo_settings,
 )
 
@@ -31,31 +32,25 @@ AN_PHONE = "+84912000001"
 PEOPLE = {"bithu": SECRETARY, "canbo": STAFF}
 
 
-@pytest.fixture
-def clock() -> ShiftedClock:
-    return ShiftedClock()
+pytestmark = pytest.mark.e2e()  # two servers: the ``bot`` fixture runs one per parameter
+
+CHANNELS = {
+    "telegram": (telegram_server, telegram_settings, telegram_channel),
+    "zalo": (zalo_server, zalo_settings, zalo_channel),
+}
 
 
-@pytest_asyncio.fixture(params=["telegram", "zalo"])
+@pytest_asyncio.fixture(params=list(CHANNELS))
 async def bot(
     request: pytest.FixtureRequest, database_url: str, clock: ShiftedClock
 ) -> AsyncIterator[Bot]:
-    if request.param == "telegram":
-        server: Any = FakeTelegram(token=TELEGRAM_TOKEN, per_chat_rate=(20, 0.05))
-        await server.start()
-        settings = telegram_settings(database_url, server.root)
-        await seed_demo(settings, channel="telegram", refs=PEOPLE)
-        running = await Bot.launch(server, settings, clock)
-    else:
-        server = FakeZalo(token=ZALO_TOKEN)
-        await server.start()
-        settings = zalo_settings(database_url, server.root)
-        await seed_demo(settings, channel="zalo", refs=PEOPLE)
-        running = await Bot.launch(server, settings, clock, zalo_channel)
-    yield running
-    await running.stop()
-    await server.stop()
-    assert server.internal_errors == []
+    make_server, make_settings, make_channel = CHANNELS[request.param]
+    async with serving(make_server(clock)) as server:
+        settings = make_settings(database_url, server.root)
+        await seed_demo(settings, channel=request.param, refs=PEOPLE)
+        running = await Bot.launch(server, settings, clock, make_channel)
+        yield running
+        await running.stop()
 
 
 def person(bot: Bot, ref: str) -> Any:

@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -33,8 +32,10 @@ from bot.web import WebServer
 from handlers import dashboard
 from storage import queries
 from tests.fake_telegram import FakeTelegram, button_texts
-from tests.harness import TELEGRAM_TOKEN, Bot, telegram_settings
+from tests.harness import Bot, free_port, telegram_server, telegram_settings
 from tests.test_support_e2e import MEMBER, link, report
+
+pytestmark = pytest.mark.e2e(server=telegram_server)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 STAFF, SECRETARY, ADMIN = 9102, 9101, 9103
@@ -185,21 +186,6 @@ class Browser:
     async def download(self, css: str, suffix: str) -> Path:
         """Click a download link; the finished file once it is in the download folder."""
         return await self._call(self._download, css, suffix)  # type: ignore[no-any-return]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(token=TELEGRAM_TOKEN, per_chat_rate=(20, 0.05))
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 @pytest_asyncio.fixture

@@ -16,7 +16,10 @@ from sqlmodel import select
 from bot.faq import DEFAULT_KB_PATH, load_kb
 from storage.faq_models import FaqEntryRow, FaqQuery
 from tests.conftest import World
-from tests.test_telegram_e2e import bot, clock, fake  # noqa: F401  (fixtures)
+from tests.harness import telegram_server
+from tests.test_telegram_e2e import bot  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.e2e(server=telegram_server)
 
 KB = load_kb(DEFAULT_KB_PATH)
 
@@ -109,6 +112,7 @@ async def test_not_solved_is_recorded_and_offered_to_staff(world: World) -> None
         "Как установить приложение?",
     ],
 )
+@pytest.mark.engine_neutral  # the matcher, in memory
 async def test_odd_questions_never_get_a_confident_wrong_answer(world: World, text: str) -> None:
     views = await world.chat("q8").say(text)
     assert views and "lỗi" not in views[-1].text

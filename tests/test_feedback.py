@@ -174,6 +174,7 @@ async def test_staff_mark_a_ticket_and_an_faq_gap(world: World) -> None:
     assert "không có quyền" in views[-1].text
 
 
+@pytest.mark.usefixtures("scratch_folder")  # the command line runs in an empty folder
 async def test_export_files_hold_no_name_or_phone_of_the_roster(
     world: World, tmp_path: Path
 ) -> None:

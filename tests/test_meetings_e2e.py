@@ -9,12 +9,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlmodel import col, select
 
 from bot.clock import ShiftedClock
@@ -33,9 +31,10 @@ from storage.models import (
     Unit,
 )
 from tests.fake_telegram import FakeTelegram, button_texts
-from tests.harness import BIG_CELL, link_cell_members
+from tests.harness import BIG_CELL, link_cell_members, telegram_server
 from tests.test_telegram_e2e import SECRETARY_ID, TOKEN, start_bot, telegram_settings
 
+pytestmark = pytest.mark.e2e(server=telegram_server)
 CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
 
 
@@ -54,15 +53,6 @@ async def link_telegram_members(
             users.append(user)
     await db.dispose()
     return users
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(token=TOKEN, per_chat_rate=(20, 0.05))
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 async def test_meeting_through_telegram_buttons(fake: FakeTelegram, database_url: str) -> None:

@@ -18,7 +18,7 @@ import pytest_asyncio
 from sqlmodel import select
 
 from bot import reports
-from bot.clock import ShiftedClock
+from bot.clock import FakeClock, ShiftedClock
 from bot.core import View
 from bot.scheduler import ensure_recurring
 from handlers.reports import cli_report
@@ -39,9 +39,9 @@ from storage.models import (
 )
 from tests.conftest import World
 from tests.fake_telegram import FakeTelegram
+from tests.harness import telegram_server
 from tests.test_telegram_e2e import (
     Bot,
-    fake,  # noqa: F401  (fixture)
     start_bot,
     telegram_settings,
 )
@@ -58,6 +58,9 @@ KHUON_THE = f"{KHANG_NHAT} / Chi bộ thôn Khuôn Thê"
 KN_OFFICE = f"{KHANG_NHAT} / Chi bộ cơ quan xã"
 PNG = b"\x89PNG\r\n\x1a\n"
 BOM = "\ufeff".encode()
+
+# The Telegram tests use the fake server; the rest keep the fixed clock.
+pytestmark = pytest.mark.e2e(server=telegram_server, clock=FakeClock)
 
 
 # --- building the situation -----------------------------------------------------------------------

@@ -12,9 +12,11 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 from sqlmodel import select
 
+from bot.clock import FakeClock
 from bot.settings import Settings
 from handlers.reports import cli_report
 from handlers.rollout_data import StatusFileError, import_status_file, parse_flag
@@ -22,8 +24,12 @@ from handlers.roster import Reason
 from storage.db import Database
 from storage.models import DueJob, Member, Unit
 from tests.conftest import World
+from tests.harness import telegram_server
 from tests.test_reports import STAFF_ID, staff_bot  # noqa: F401  (fixture)
-from tests.test_telegram_e2e import Bot, fake  # noqa: F401  (fixture)
+from tests.test_telegram_e2e import Bot
+
+# The Telegram tests use the fake server; the rest keep the fixed clock.
+pytestmark = pytest.mark.e2e(server=telegram_server, clock=FakeClock)
 
 PROVINCE = "Tỉnh Tuyên Quang"
 # Seven districts whose figures add up to the source's: 57,597 members, 46,728 with a

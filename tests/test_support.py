@@ -1224,6 +1224,7 @@ async def test_restart_keeps_the_open_ticket_and_its_deadline(world: World) -> N
         await app.close()
 
 
+@pytest.mark.usefixtures("scratch_folder")  # the command line runs in an empty folder
 async def test_cli_report_and_revoke(world: World, tmp_path: Path) -> None:
     from tests.test_cli import sotay
 

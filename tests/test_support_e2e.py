@@ -23,7 +23,9 @@ from handlers.roster import import_roster_text
 from storage import queries
 from storage.models import ChannelAccount, DueJob, JobStatus, Role, RoleGrant, TicketStatus
 from tests.fake_telegram import FakeTelegram, FakeUser, button_texts
-from tests.harness import TELEGRAM_TOKEN, Bot, telegram_settings
+from tests.harness import TELEGRAM_TOKEN, Bot, telegram_server, telegram_settings
+
+pytestmark = pytest.mark.e2e(server=telegram_server)
 
 TOKEN = TELEGRAM_TOKEN
 SECRETARY, STAFF, ADMIN = 9001, 9002, 9003
@@ -35,20 +37,6 @@ MT002,Lục Văn Sáng,0977000002,{DISTRICT} / Xã Thượng Lâm / Chi bộ cơ
 MT003,Hoàng Thị Lý,0977000003,{DISTRICT} / Chi bộ cơ quan huyện,có
 """
 PAO, COMMUNE_STAFF, DISTRICT_STAFF = 2001, 2002, 2003
-
-
-@pytest.fixture
-def clock() -> ShiftedClock:
-    return ShiftedClock()
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(token=TOKEN, per_chat_rate=(20, 0.05))
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 async def link(settings: Settings, user_id: int, phone: str) -> None:

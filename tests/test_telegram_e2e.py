@@ -17,7 +17,16 @@ from bot.demo import seed_demo
 from bot.settings import Settings
 from storage.models import ChannelAccount, Member
 from tests.fake_telegram import FakeTelegram, button_texts, reply_keyboard
-from tests.harness import TELEGRAM_TOKEN, Bot, start_app, telegram_channel, telegram_settings
+from tests.harness import (
+    TELEGRAM_TOKEN,
+    Bot,
+    start_app,
+    telegram_channel,
+    telegram_server,
+    telegram_settings,
+)
+
+pytestmark = pytest.mark.e2e(server=telegram_server)
 
 TOKEN = TELEGRAM_TOKEN
 SECRETARY_ID = 9001
@@ -26,21 +35,6 @@ AN_PHONE = "+84912000001"
 
 async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, TelegramChannel]:
     return await start_app(settings, clock, telegram_channel)
-
-
-@pytest.fixture
-def clock() -> ShiftedClock:
-    return ShiftedClock()
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    # Generous per-chat rate so dialogs are not paced at 1 message/s; the rate tests set their own.
-    server = FakeTelegram(token=TOKEN, per_chat_rate=(20, 0.05))
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 @pytest_asyncio.fixture
@@ -210,15 +204,6 @@ async def test_command_list_is_published_in_vietnamese_and_english(bot: Bot) -> 
     assert [c["command"] for c in vi] == bot.app.router.published_commands()
     assert {"training", "feedback", "support", "cancel"} <= {c["command"] for c in en}
     assert not {"queue", "notice", "approvals", "faqedit"} & {c["command"] for c in vi}
-
-
-@pytest.fixture
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 SECRET = "s3cret-webhook-token_0123456789"

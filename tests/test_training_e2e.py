@@ -3,10 +3,9 @@ answer changing the report; on the fake Zalo server, members answer the invitati
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest_asyncio
+import pytest
 from sqlmodel import col, select
 
 from bot.clock import ShiftedClock
@@ -18,20 +17,13 @@ from storage.training_models import TrainingSeat, TrainingSession
 from tests import test_zalo_e2e as zalo
 from tests.fake_telegram import FakeTelegram, button_texts
 from tests.fake_zalo import FakeZalo, numbered_choices
+from tests.harness import telegram_server
 from tests.test_meetings_e2e import link_telegram_members, next_with
-from tests.test_telegram_e2e import SECRETARY_ID, TOKEN, start_bot, telegram_settings
+from tests.test_telegram_e2e import SECRETARY_ID, start_bot, telegram_settings
 from tests.test_venues import add_meetings_to
 
+pytestmark = pytest.mark.e2e(server=telegram_server)
 STAFF_ID = 9002
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram(token=TOKEN, per_chat_rate=(20, 0.05))
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 async def test_training_over_telegram_from_scheduling_to_the_report(

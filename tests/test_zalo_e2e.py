@@ -38,8 +38,18 @@ from storage.models import (
     Unit,
 )
 from tests.fake_zalo import FakeZalo, FakeZaloUser, numbered_choices
-from tests.harness import ZALO_TOKEN, Bot, link_cell_members, start_app, zalo_channel, zalo_settings
+from tests.harness import (
+    ZALO_TOKEN,
+    Bot,
+    link_cell_members,
+    start_app,
+    zalo_channel,
+    zalo_server,
+    zalo_settings,
+)
 from tests.test_cli import sotay
+
+pytestmark = pytest.mark.e2e(server=zalo_server)
 
 TOKEN = ZALO_TOKEN
 SECRETARY = "z9001"
@@ -49,20 +59,6 @@ CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
 
 async def start_bot(settings: Settings, clock: ShiftedClock) -> tuple[App, ZaloChannel]:
     return await start_app(settings, clock, zalo_channel)
-
-
-@pytest.fixture
-def clock() -> ShiftedClock:
-    return ShiftedClock()
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeZalo]:
-    server = FakeZalo(token=TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
 
 
 @pytest_asyncio.fixture
@@ -189,6 +185,7 @@ async def test_duplicate_message_id_is_processed_once(bot: Bot) -> None:
     assert bot.server.delivered_count("z1006") == 2
 
 
+@pytest.mark.engine_neutral  # how the channel cuts a text
 async def test_long_text_is_split_at_2000_characters(bot: Bot) -> None:
     user = bot.server.user("z1007")
     text = "\n".join(f"Dòng {i:03d} " + "x" * 60 for i in range(100))  # about 7,000 characters
@@ -219,6 +216,7 @@ async def test_blocked_user_is_marked_unreachable(bot: Bot) -> None:
     assert await unreachable()
 
 
+@pytest.mark.engine_neutral  # the channel's rendering of a file
 async def test_files_become_a_note_on_zalo(bot: Bot) -> None:
     user = bot.server.user("z1009")
     csv = Upload("bao-cao.csv", "document", b"a,b\n")
@@ -333,13 +331,6 @@ async def test_meeting_notice_reaches_zalo_members_and_numbered_replies_record_a
 # --- webhook -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_webhook_refuses_wrong_secret_and_accepts_wrapped_and_flat_bodies(
     fake: FakeZalo, database_url: str, clock: ShiftedClock, free_port: int
 ) -> None:
@@ -437,6 +428,7 @@ async def test_invite_plus_a_staff_members_number_gets_nothing_until_admin_appro
     assert [g.role for g in roles] == [Role.staff]  # the invite's member role was not needed
 
 
+@pytest.mark.engine_neutral  # refused before any database work
 async def test_webhook_secret_with_odd_bytes_is_a_403(
     fake: FakeZalo, database_url: str, clock: ShiftedClock
 ) -> None:  # noqa: E501
@@ -646,6 +638,7 @@ async def test_hidden_content_gets_the_numbered_menu_not_text_only(bot: Bot) -> 
     assert "[1] Tiếng Việt" in (await stranger.next_message())["text"]
 
 
+@pytest.mark.engine_neutral  # the channel's parsing of an event
 async def test_image_event_photo_field_is_read(bot: Bot) -> None:
     user = bot.server.user(SECRETARY)
     await user.send_photo("https://photo.example/p.jpg")  # no caption, as documented: photo
@@ -653,6 +646,7 @@ async def test_image_event_photo_field_is_read(bot: Bot) -> None:
     assert "Đã nhận ảnh" in answer and "chỉ đọc được chữ" not in answer
 
 
+@pytest.mark.engine_neutral  # the channel's request shape
 async def test_photo_without_text_is_sent_without_an_empty_caption(bot: Bot) -> None:
     user = bot.server.user(SECRETARY)
     async with bot.app.db.session() as session:

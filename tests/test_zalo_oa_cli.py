@@ -9,34 +9,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from bot.clock import ShiftedClock
 from tests.fake_zalo_oa import FakeZaloOA, text_of
-from tests.test_zalo_oa_e2e import free_port
+from tests.harness import free_port
 
 SOTAY = [sys.executable, "-m", "bot.cli"]
-pytestmark = pytest.mark.engine_neutral  # SQLite files of the operator's own; no fixture database
-
-
-@pytest.fixture(autouse=True)
-def scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("SOTAY_")]:
-        monkeypatch.delenv(name)
-    return tmp_path
-
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeZaloOA]:
-    server = FakeZaloOA(ShiftedClock().now)
-    await server.start()
-    yield server
-    await server.stop()
+# SQLite files of the operator's own, no fixture database; the fake OA keeps its usual token life.
+pytestmark = [
+    pytest.mark.engine_neutral,
+    pytest.mark.usefixtures("scratch_folder"),
+    pytest.mark.e2e(server=lambda clock: FakeZaloOA(clock.now)),
+]
 
 
 def environment(fake: FakeZaloOA, db: Path, port: int) -> dict[str, str]:

@@ -6,7 +6,6 @@ ZNS, the secretary told), FAQ and a support ticket answered by staff."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -34,18 +33,11 @@ from storage.models import (
 )
 from storage.zalo_oa_models import ZaloOaInbox
 from tests.fake_zalo_oa import FakeOAUser, FakeZaloOA, buttons_of, is_info_request, text_of
-from tests.harness import Bot, bot_settings, link_cell_members
+from tests.harness import Bot, bot_settings, free_port, link_cell_members
 
 SECRETARY, STAFF = "oa9001", "oa9002"
 AN_PHONE = "+84912000001"
 CELL = "Tỉnh Tuyên Quang / Xã Hợp Thành / Chi bộ thôn Cầu Bâu"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def oa_settings(database_url: str, fake: FakeZaloOA, port: int, **extra: Any) -> Settings:
@@ -78,18 +70,11 @@ async def connect(settings: Settings, fake: FakeZaloOA, clock: ShiftedClock) -> 
         await db.dispose()
 
 
-@pytest.fixture
-def clock() -> ShiftedClock:
-    return ShiftedClock()
+def oa_server(clock: ShiftedClock) -> FakeZaloOA:
+    return FakeZaloOA(clock.now, access_ttl=3600)
 
 
-@pytest_asyncio.fixture
-async def fake(clock: ShiftedClock) -> AsyncIterator[FakeZaloOA]:
-    server = FakeZaloOA(clock.now, access_ttl=3600)
-    await server.start()
-    yield server
-    await server.stop()
-    assert server.internal_errors == []
+pytestmark = pytest.mark.e2e(server=oa_server)
 
 
 async def launch(fake: FakeZaloOA, database_url: str, clock: ShiftedClock, **extra: Any) -> Bot:
@@ -183,6 +168,7 @@ async def count_processed(bot: Bot) -> int:
         return len((await session.exec(stmt)).all())
 
 
+@pytest.mark.engine_neutral  # refused before any database work
 async def test_forged_or_missing_signature_is_403_and_does_nothing(bot: Bot) -> None:
     fake: FakeZaloOA = bot.server
     member = fake.user("oa1003", "An")
