@@ -15,8 +15,8 @@ Asserted: nobody's message is lost (every registration completes and links the m
 cell member gets the notice and the reminder), each member's messages arrive in order (first
 copies in the expected sequence), a kill repeats at most the requests the killed worker had
 marked "sending" and that is at most 2 (SOTAY_OUTBOX_IN_FLIGHT; repeats counted from the fake
-server's record, per kill), and the reminder job runs and reaches its first member within twice
-the election's retry interval plus a margin (ON_TIME).
+server's record, per kill), and the reminder job runs within twice the election's retry interval
+plus a margin (ON_TIME) and reaches its first member within DISPATCH_MARGIN more.
 
 Rates: the point here is crash safety, not pacing, so the fake server allows 1,000 msg/s overall
 and 20/s per chat (bursts of 20) and the bot's own pacing is lifted to match; the requests in
@@ -77,6 +77,9 @@ HEARTBEAT = 2.0  # seconds, the default: the election retries this often
 # close (at once on SIGKILL), a standby tries every HEARTBEAT seconds; twice that, plus a margin
 # for a loaded CI machine, is when the reminder must have run and reached the first member.
 ON_TIME = 2 * HEARTBEAT + 6.0
+# Its 2,000 messages are then written in one transaction and dispatched by the workers, with the
+# registrations' replies going first: the first member is reached within this much more.
+DISPATCH_MARGIN = 50.0
 REMINDER_AFTER_KILL = 3.0  # the reminder falls due this long after the holder is killed
 REPLY_TIMEOUT = 120.0  # one step of one registration, everything else running meanwhile
 NOTICE = "Sinh hoạt định kỳ"
@@ -415,7 +418,7 @@ async def test_three_workers_lose_nothing_when_a_worker_and_then_the_scheduler_a
         reached_late = (first_reached - due).total_seconds()
         figures["reminder_job_late_s"] = round(ran_late, 2)
         figures["reminder_first_delivery_late_s"] = round(reached_late, 2)
-        assert ran_late <= ON_TIME and reached_late <= ON_TIME
+        assert ran_late <= ON_TIME and reached_late <= ON_TIME + DISPATCH_MARGIN
         assert meeting.starts_at is not None
 
         # --- everything arrives, once, in order -----------------------------------------------
