@@ -508,6 +508,17 @@ class _Pending:
         return self.update["update_id"]
 
 
+def _update_chat(update: JSON) -> int:
+    """The chat an update belongs to (its sender's, for a button press), for per-chat order."""
+    for kind in ("message", "edited_message", "callback_query", "my_chat_member"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            chat = body.get("chat") or (body.get("message") or {}).get("chat") or body.get("from")
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+    return -int(update["update_id"])
+
+
 OWN_CONTACT: Any = object()
 """Default of ``FakeUser.share_contact(user_id=...)``: the user shares their own contact."""
 
@@ -788,12 +799,15 @@ class FakeTelegram(FakeServer):
         webhook_retry_delay: float = 0.05,
         webhook_timeout: float = 10.0,
         latency: float = 0.0,
+        webhook_connections: int = 1,
     ) -> None:
         """Rates: ``per_chat_rate`` is (burst, seconds per further message) for private chats;
         ``global_rate`` and ``group_rate`` are (messages, per seconds). ``clock`` drives the rate
         limiter only; ``wall_clock`` gives the unix dates stamped on messages. ``latency``: the
         seconds every Bot API call takes as a network round trip would (half on the way to
-        the server, half on the way back)."""
+        the server, half on the way back). ``webhook_connections`` above 1 delivers the webhook
+        as Telegram does under load: up to that many (and the webhook's ``max_connections``)
+        updates at once, one chat's in order."""
         super().__init__()
         self.token = token
         self.bot_username = bot_username
@@ -806,6 +820,7 @@ class FakeTelegram(FakeServer):
         self.webhook_retry_delay = webhook_retry_delay
         self.webhook_timeout = webhook_timeout
         self.latency = latency
+        self.webhook_connections = webhook_connections
         self._per_chat_rate = per_chat_rate
         self._group_rate = group_rate
         self._global_bucket = TokenBucket(global_rate[0], global_rate[0] / global_rate[1], clock)
@@ -949,6 +964,10 @@ class FakeTelegram(FakeServer):
     ) -> None:
         """Wait until ``predicate()`` is true, re-checked on every state change."""
         await self.wait_until(predicate, timeout, lambda: what or repr(predicate))
+
+    async def next_change(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait for the server's next state change (a request, a delivery); False on timeout."""
+        return await self._wait_change(timeout)
 
     async def answer_of(self, update: JSON, timeout: float = 5.0) -> JSON:  # noqa: ASYNC109
         """The bot's answerCallbackQuery for a callback_query update, once it arrives."""
@@ -1747,26 +1766,70 @@ class FakeTelegram(FakeServer):
 
     async def _webhook_loop(self) -> None:
         """Deliver queued updates to the webhook one at a time, in order, retrying failures."""
+        if self.webhook_connections > 1:
+            await self._webhook_loop_parallel()
+            return
         while not self._closing:
             hook = self._webhook
             if hook is None or not self._pending:
                 await self._wait_change(None)
                 continue
             entry = self._pending[0]
-            delivery = await self._post_update(hook, entry.update)
-            self.webhook_deliveries.append(delivery)
-            ok = delivery.status is not None and 200 <= delivery.status < 300
-            if ok:
-                with contextlib.suppress(ValueError):
-                    self._pending.remove(entry)
-            else:
-                hook.last_error_date = self._now()
-                hook.last_error_message = delivery.error
+            ok = self._record_delivery(hook, entry, await self._post_update(hook, entry.update))
             self._changed()
             if not ok:
                 await self._pause_unless(
                     lambda current=hook: self._webhook is not current, self.webhook_retry_delay
                 )
+
+    async def _webhook_loop_parallel(self) -> None:
+        """Several deliveries at once, never two of one chat: a chat's updates stay in order."""
+        busy: set[int] = set()  # chats with an update being delivered
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def deliver(hook: _Webhook, entry: _Pending, chat: int) -> None:
+            try:
+                delivery = await self._post_update(hook, entry.update)
+                if not self._record_delivery(hook, entry, delivery):
+                    self._changed()
+                    await self._pause_unless(
+                        lambda: self._webhook is not hook, self.webhook_retry_delay
+                    )
+            finally:
+                busy.discard(chat)
+                self._changed()
+
+        try:
+            while not self._closing:
+                hook = self._webhook
+                limit = min(self.webhook_connections, hook.max_connections) if hook else 0
+                entry = None
+                if len(tasks) < limit:
+                    entry = next(
+                        (e for e in self._pending if _update_chat(e.update) not in busy), None
+                    )
+                if hook is None or entry is None:
+                    await self._wait_change(None)
+                    continue
+                chat = _update_chat(entry.update)
+                busy.add(chat)
+                task = asyncio.create_task(deliver(hook, entry, chat))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+
+    def _record_delivery(self, hook: _Webhook, entry: _Pending, delivery: WebhookDelivery) -> bool:
+        """Note one delivery attempt; a delivered update leaves the queue. True if delivered."""
+        self.webhook_deliveries.append(delivery)
+        if delivery.status is not None and 200 <= delivery.status < 300:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(entry)
+            return True
+        hook.last_error_date = self._now()
+        hook.last_error_message = delivery.error
+        return False
 
     async def _pause_unless(self, interrupt: Callable[[], bool], seconds: float) -> None:
         """Wait ``seconds`` of real time (the retry back-off), cut short only by ``interrupt``."""
