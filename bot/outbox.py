@@ -35,7 +35,7 @@ from bot.core import View
 from bot.inflight import InFlightWindow
 from bot.outbox_journal import SendJournal
 from bot.ratelimit import RateLimiter
-from bot.workers import WorkerIdentity, beat, owner_alive, register, retire
+from bot.workers import WorkerIdentity, beat, live_workers, owner_alive, register, retire
 from storage.db import Database, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
 
@@ -153,6 +153,10 @@ class Dispatcher:
             try:
                 if self._registered:
                     await beat(self._db, self.identity, self._clock.now())
+                    # The Bot API's limits are per bot, not per process: share them.
+                    workers = await live_workers(self._db, self._clock.now(), self._heartbeat)
+                    for limiter in self._limiters.values():
+                        limiter.share(workers)
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
                 log.warning("worker.beat_failed")
 

@@ -162,6 +162,21 @@ class RateLimiter:
         if self.adapt:
             self.adaptive = AdaptiveRate(ceiling=self.limits.overall_per_second)
 
+    def share(self, workers: int) -> None:
+        """``workers`` processes send for this bot: each keeps to its part of the configured
+        channel-wide rate (the server counts them together); per-chat limits stay whole, as a
+        chat's messages leave through one worker at a time."""
+        assert self._overall is not None
+        ceiling = self.limits.overall_per_second / max(1, workers)
+        if self.adaptive is None:
+            self._overall.per_second = ceiling
+            return
+        # Lower at once; higher (a worker gone) by the usual additive increase as sends succeed.
+        self.adaptive.ceiling = ceiling
+        self.adaptive.floor = min(self.adaptive.floor, ceiling)
+        self.adaptive.rate = min(self.adaptive.rate, ceiling)
+        self._overall.per_second = min(self._overall.per_second, ceiling)
+
     @property
     def overall_rate(self) -> float:
         """The channel-wide rate in force now (at most the configured one)."""

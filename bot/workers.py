@@ -70,6 +70,19 @@ async def beat(db: Database, me: WorkerIdentity, now: datetime) -> None:
         await register(db, me, now)
 
 
+async def live_workers(db: Database, now: datetime, heartbeat: timedelta) -> int:
+    """How many workers beat recently (at least 1: the one asking)."""
+    async with db.reader() as session:
+        count = (
+            await session.exec(
+                select(func.count())
+                .select_from(Worker)
+                .where(col(Worker.beat_at) >= now - heartbeat * STALE_BEATS)
+            )
+        ).one()
+    return max(1, int(count))
+
+
 async def retire(db: Database, me: WorkerIdentity) -> None:
     """A clean stop: our remaining leases become free for the others at once."""
     async with db.session() as session:

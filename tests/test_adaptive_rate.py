@@ -96,3 +96,23 @@ def test_a_fixed_limiter_never_changes_its_rate() -> None:
     limiter.channel_limited(5)
     limiter.sent()
     assert limiter.overall_rate == 30.0
+
+
+def test_workers_share_the_bots_rate_and_the_rest_take_it_back_when_one_goes() -> None:
+    """The Bot API counts a bot's messages together, whichever process sends them."""
+    now = [0.0]
+    limiter = RateLimiter(Limits(overall_per_second=30), clock=lambda: now[0])
+    limiter.share(3)
+    assert limiter.overall_rate == 10
+    for _ in range(200):  # a long run of successes never lifts one worker past its part
+        now[0] += 0.1
+        limiter.sent()
+    assert limiter.overall_rate == 10
+    limiter.share(1)  # the other two stopped: the whole rate, reached by additive increase
+    for _ in range(400):
+        now[0] += 0.1
+        limiter.sent()
+    assert limiter.overall_rate == 30
+    fixed = RateLimiter(Limits(overall_per_second=30), clock=lambda: 0.0, adapt=False)
+    fixed.share(2)
+    assert fixed.overall_rate == 15
