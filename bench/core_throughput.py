@@ -37,8 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from telegram import Update
-from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from bench.docs import DOCS, cores_and_python, git_state, load_average, system, wrap, write_section
 from bench.registration import (
@@ -52,6 +50,7 @@ from bench.registration import (
     chat_with_echo,
     database,
     drive,
+    echo_bot,
     make_roster,
     register,
     seed,
@@ -140,19 +139,7 @@ async def child_sotay(api_root: str, url: str, profile: str | None) -> None:
 
 
 async def child_echo(api_root: str, profile: str | None) -> None:
-    async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        assert update.message is not None and update.message.text is not None
-        await update.message.reply_text(update.message.text)
-
-    ptb = (
-        Application.builder()
-        .token(TOKEN)
-        .base_url(f"{api_root}/bot")
-        .base_file_url(f"{api_root}/file/bot")
-        .concurrent_updates(True)
-        .build()
-    )
-    ptb.add_handler(MessageHandler(filters.TEXT, echo))
+    ptb = echo_bot(api_root)
     await ptb.initialize()
     try:
         assert ptb.updater is not None

@@ -350,7 +350,9 @@ async def database_checks(app: App) -> dict[str, Any]:
     }
 
 
-async def run_echo(server: FakeTelegram, members: int, concurrency: int) -> Result:
+def echo_bot(api_root: str) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The baseline: a bare python-telegram-bot echo bot on the Bot API at ``api_root``."""
+
     async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None and update.message.text is not None
         await update.message.reply_text(update.message.text)
@@ -358,12 +360,17 @@ async def run_echo(server: FakeTelegram, members: int, concurrency: int) -> Resu
     ptb = (
         Application.builder()
         .token(TOKEN)
-        .base_url(f"{server.root}/bot")
-        .base_file_url(f"{server.root}/file/bot")
+        .base_url(f"{api_root}/bot")
+        .base_file_url(f"{api_root}/file/bot")
         .concurrent_updates(True)
         .build()
     )
     ptb.add_handler(MessageHandler(filters.TEXT, echo))
+    return ptb
+
+
+async def run_echo(server: FakeTelegram, members: int, concurrency: int) -> Result:
+    ptb = echo_bot(server.root)
     result = Result("echo bot (PTB baseline)")
     await ptb.initialize()
     try:

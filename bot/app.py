@@ -58,6 +58,7 @@ class App:
         )
         self.reporter = BroadcastReporter(self.db, self.services)
         self.dispatcher.on_progress = self.reporter.progress
+        self.dispatcher.on_heartbeat = self.reporter.sweep
         self.dispatcher.on_outside_window = partial(
             reach_otherwise, self.db, self.channels, settings, self.clock
         )

@@ -116,6 +116,9 @@ class Dispatcher:
         self.on_outcome: Callable[[str, str], None] | None = None
         self._limiters = limiters or {}
         self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
+        # Called at each heartbeat (work that must not wait for the next send, e.g. a notice's
+        # final report when the worker that sent its last messages died before writing it).
+        self.on_heartbeat: Callable[[], Awaitable[None]] | None = None
         self._channels = channels
         self._clock = clock
         self._max_attempts = max_attempts
@@ -157,6 +160,8 @@ class Dispatcher:
                     workers = await live_workers(self._db, self._clock.now(), self._heartbeat)
                     for limiter in self._limiters.values():
                         limiter.share(workers)
+                if self.on_heartbeat is not None:
+                    await self.on_heartbeat()
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
                 log.warning("worker.beat_failed")
 

@@ -133,9 +133,25 @@ class BroadcastReporter:
         for broadcast_id in broadcast_ids:
             await self._update(broadcast_id)
 
+    async def sweep(self) -> None:
+        """Broadcasts still waiting for their final report: a worker killed between sending a
+        notice's last messages and writing the report leaves one, which no later send would
+        reach (nothing of it is left to send). Every worker looks at each heartbeat."""
+        async with self._db.reader() as session:
+            open_ids = (
+                await session.exec(
+                    select(Broadcast.id).where(
+                        col(Broadcast.report_done).is_(False),
+                        col(Broadcast.report_outbox_id).is_not(None),
+                    )
+                )
+            ).all()
+        await self.progress({broadcast_id for broadcast_id in open_ids if broadcast_id})
+
     async def _update(self, broadcast_id: int) -> None:
         async with self._db.session() as session:
-            row = await session.get(Broadcast, broadcast_id)
+            # Locked (PostgreSQL): two workers finishing one notice write one final report.
+            row = await session.get(Broadcast, broadcast_id, with_for_update=True)
             if row is None or row.report_outbox_id is None or row.report_done:
                 return
             counts = await delivery_counts(session, broadcast_id)

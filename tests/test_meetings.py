@@ -389,3 +389,27 @@ async def test_notice_to_secretaries_only(world: World) -> None:
     await admin.press("📤 Gửi cho 1 người")
     assert "nhập lịch họp tháng 1" in world.recorder.sent["bithu"][-1].text
     assert not any("nhập lịch họp" in v.text for v in world.recorder.sent.get("m01", []))
+
+
+async def test_a_notices_report_lost_with_its_worker_is_written_at_a_heartbeat_once(
+    world: World,
+) -> None:
+    """The worker that sends a notice's last messages writes the final report; killed in
+    between, no later send would. Every worker's heartbeat sweeps for such notices."""
+    await link_members(world)
+    staff = world.chat("canbo")
+    await staff.say("/notice")
+    await staff.press("✓ Chọn Xã Hợp Thành")
+    await staff.press("Tất cả đảng viên")
+    await staff.say("Tuần sau tập huấn cài đặt Sổ tay tại hội trường xã.")
+    world.app.dispatcher.on_progress = None  # the sending worker dies before reporting
+    await staff.press("📤 Gửi cho 14 người")
+    assert not any(v.text.startswith("Báo cáo gửi") for v in world.recorder.sent["canbo"])
+    await world.app.reporter.sweep()  # another worker's heartbeat
+    await world.app.reporter.sweep()  # and the next one: nothing more
+    await world.app.dispatcher.run_once()
+    finals = [v.text for v in world.recorder.sent["canbo"] if v.text.startswith("Báo cáo gửi")]
+    assert finals == [
+        "Báo cáo gửi: 6/6 đã nhận, 0 lỗi, 0 đã chặn trợ lý, 8 đảng viên không có tài khoản "
+        "nhắn tin (cần báo trực tiếp)."
+    ]

@@ -55,8 +55,9 @@ _keys = itertools.count()
 
 
 async def rows(world: World, model, *where):  # type: ignore[no-untyped-def]
+    """Rows in the order they were written (PostgreSQL returns an unordered SELECT in any)."""
     async with world.app.db.reader() as session:
-        return list((await session.exec(select(model).where(*where))).all())
+        return list((await session.exec(select(model).where(*where).order_by(model.id))).all())
 
 
 async def one_ticket(world: World) -> Ticket:
