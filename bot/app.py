@@ -19,7 +19,7 @@ from bot.outbox import Dispatcher, Outbox
 from bot.outside_window import reach_otherwise
 from bot.ratelimit import RateLimiter
 from bot.router import Router
-from bot.scheduler import Scheduler, ensure_recurring
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.workers import WorkerIdentity
 from handlers.broadcast import BroadcastReporter
@@ -132,8 +132,9 @@ class App:
     async def start_background(self) -> None:
         """The dispatcher and the scheduler: what a serving process runs besides its channels."""
         self.start_dispatcher()
-        async with self.db.session() as session:
-            await ensure_recurring(session, self.settings, self.clock.now())
+        # Every worker arms the recurring jobs at start; two starting together race for the same
+        # rows, and the loser's duplicate key is not an error (it used to stop that worker).
+        await self.scheduler.ensure_recurring()
         if self.election is not None:  # PostgreSQL: one scheduler among the workers
             self.election.start()
         else:

@@ -77,3 +77,49 @@ async def test_a_failing_run_does_not_end_the_series(world, monkeypatch) -> None
         ).all()
     assert [r.status for r in rows] == [JobStatus.skipped, JobStatus.pending]
     assert rows[0].note == "failed" and rows[1].due_at > world.clock.now()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # several workers
+async def test_workers_starting_together_arm_the_recurring_jobs_once_and_both_start(
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """Found by bench/workers: two workers starting at once both armed the recurring jobs and
+    the loser's duplicate key stopped it. The other start's rows, inserted but not yet
+    committed, make this worker's insert wait and then meet the duplicate key."""
+    import asyncio
+
+    from bot.app import App
+    from bot.clock import FakeClock
+
+    clock = FakeClock()
+    first, second = App(settings, clock=clock), App(settings, clock=clock)
+    try:
+        async with first.db.session() as session:
+            assert await scheduler.ensure_recurring(session, settings, clock.now()) > 0
+            await session.flush()  # the rows exist, uncommitted: the other start races them
+            racing = asyncio.create_task(second.start_background())
+            async with asyncio.timeout(10):  # until its insert waits on our uncommitted rows
+                while not await lock_waits(first):  # noqa: ASYNC110 - only polled in PostgreSQL
+                    await asyncio.sleep(0.01)
+        await racing  # raised IntegrityError before the fix: the worker did not start
+        await second.stop_background()
+        async with second.db.reader() as session:
+            kinds = [row.kind for row in (await session.exec(select(DueJob))).all()]
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(kinds) == sorted(scheduler.RECURRING)
+
+
+async def lock_waits(app) -> int:  # type: ignore[no-untyped-def]
+    """Sessions of this database waiting for a lock (PostgreSQL's own view)."""
+    from sqlalchemy import text
+
+    async with app.db.engine.connect() as connection:
+        result = await connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(result.scalar_one())
