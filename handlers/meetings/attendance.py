@@ -11,6 +11,7 @@ from sqlmodel import col, func, select
 from bot import dialogs
 from bot.context import Ctx
 from bot.dialogs import Answer, Next, Option, Prompt
+from handlers.checklist import flipped, roll_call
 from handlers.meetings.common import (
     AttendanceState,
     attendance_flow,
@@ -46,24 +47,14 @@ async def start_attendance(ctx: Ctx, meeting: Meeting, cell: Unit) -> None:
 @attendance_flow.ask("absent")
 async def ask_absent(ctx: Ctx, s: AttendanceState) -> Prompt:
     members = await cell_members(ctx, s["cell_id"])
-    absent = set(s["absent"])
-    options = [
-        Option(str(m.id), ("✗ " if m.id in absent else "✓ ") + (m.full_name or "?"))
-        for m in members
-    ]
-    options.append(Option("done", ctx.t("mt.att.done")))
+    options = roll_call(members, s["absent"], ("✗", "✓"), ctx.t("mt.att.done"))
     return Prompt(ctx.t("mt.att.ask"), options, columns=2)
 
 
 @attendance_flow.answer("absent")
 async def on_absent(ctx: Ctx, s: AttendanceState, a: Answer) -> Next:
     if a.value != "done":
-        member_id = int(a.value or 0)
-        s["absent"] = (
-            [m for m in s["absent"] if m != member_id]
-            if member_id in s["absent"]
-            else [*s["absent"], member_id]
-        )
+        s["absent"] = flipped(s["absent"], int(a.value or 0))
         return "absent"
     return "excuse" if s["absent"] else "app"
 

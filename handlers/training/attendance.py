@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from bot import dialogs
 from bot.context import Ctx
-from bot.dialogs import Answer, Next, Option, Prompt
+from bot.dialogs import Answer, Next, Prompt
+from handlers.checklist import flipped, roll_call
 from handlers.training.common import (
     AttendanceState,
     active_members,
@@ -46,25 +47,14 @@ async def ask_who(ctx: Ctx, s: AttendanceState) -> Prompt:
         await active_members(ctx, list(seats)),
         key=lambda m: (seats[id_of(m)].answer != "yes", m.full_name or ""),
     )
-    present = set(s["present"])
-    options = [
-        Option(str(m.id), ("✓ " if m.id in present else "✗ ") + (m.full_name or "?"))
-        for m in members
-    ]
-    options.append(Option("done", ctx.t("tr.attendance.done")))
+    options = roll_call(members, s["present"], ("✓", "✗"), ctx.t("tr.attendance.done"))
     return Prompt(ctx.t("tr.attendance.ask"), options, columns=2)
 
 
 @attendance_flow.answer("who")
 async def on_who(ctx: Ctx, s: AttendanceState, a: Answer) -> Next:
     if a.value != "done":
-        member_id = int(a.value or 0)
-        present = s["present"]
-        s["present"] = (
-            [m for m in present if m != member_id]
-            if member_id in present
-            else [*present, member_id]
-        )
+        s["present"] = flipped(s["present"], int(a.value or 0))
         return "who"
     found = await session_for_trainer(ctx, s["session_id"])
     if found is None:
