@@ -63,6 +63,7 @@ class App:
             reach_otherwise, self.db, self.channels, settings, self.clock
         )
         self.router.after_commit.append(self.dispatcher.wake)
+        self.router.hand_over = self.dispatcher
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
         self.election = (

@@ -88,9 +88,9 @@ class InFlightWindow:
         return self.limit
 
     async def acquire(self, key: int) -> None:
-        """Wait for a place, then hold it for ``key`` (a row id)."""
+        """Wait for a place, then hold it for ``key`` (a row id); at once if it holds one."""
         self.resize()
-        while len(self._holding) >= self.limit:
+        while key not in self._holding and len(self._holding) >= self.limit:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -102,6 +102,20 @@ class InFlightWindow:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         self._holding.add(key)
+
+    def try_hold(self, key: int) -> bool:
+        """Hold a place for ``key`` if one is free now, without waiting."""
+        self.resize()
+        if len(self._holding) >= self.limit:
+            return False
+        self._holding.add(key)
+        return True
+
+    def rekey(self, old: int, new: int) -> None:
+        """The place held under ``old`` (a provisional key) is now held under ``new``."""
+        if old in self._holding:
+            self._holding.discard(old)
+            self._holding.add(new)
 
     def release(self, key: int) -> None:
         """The row's request is over (its outcome recorded, or it never started): its place is

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
@@ -46,6 +47,44 @@ HEARTBEAT = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 
 
+WRITTEN = "outbox.written"
+"""``session.info`` key: the rows ``Outbox.add`` wrote in the session's transaction."""
+BULK = "outbox.bulk"
+"""``session.info`` key, set by ``bulk_written``: rows were written without ``Outbox.add``."""
+
+
+def bulk_written(session: AsyncSession) -> None:
+    """Say that this transaction wrote outbox rows in bulk (one INSERT for a notice's
+    recipients): the dispatcher's drain loop, not the hand-over, sends them."""
+    session.info[BULK] = True
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What ``Dispatcher.take`` leased to this worker inside a handler's transaction."""
+
+    rows: list[OutboxMessage]
+    complete: bool  # every row the transaction wrote is among them: no need to wake the drain
+
+
+def _provisional(row: OutboxMessage) -> int:
+    """The key of a place in flight held for a row before it has an id (negative: no id's)."""
+    return -id(row)
+
+
+@dataclass
+class _Lane:
+    """A chat's rows handed over by ``take``, leaving one after the other."""
+
+    rows: deque[OutboxMessage] = field(default_factory=deque)
+    ids: set[int] = field(default_factory=set)  # every row it took (not in the drain's way)
+    closed: bool = False  # a row had to wait: what comes now goes back to the drain loop
+
+    def add(self, row: OutboxMessage) -> None:
+        self.rows.append(row)
+        self.ids.add(row.id or 0)
+
+
 class _NotStarted(Exception):
     """The row's channel is paused (a 429 for the whole channel): its request never started."""
 
@@ -77,6 +116,7 @@ class Outbox:
             created_at=now,
         )
         session.add(row)
+        session.info.setdefault(WRITTEN, []).append(row)
         return row
 
 
@@ -128,6 +168,10 @@ class Dispatcher:
         self._paused_until: dict[str, datetime] = {}
         # Another way to reach a member outside a channel's window; returns what was done.
         self.on_outside_window: Callable[[OutboxMessage], Awaitable[str]] | None = None
+        self._running = False
+        self._in_hand: dict[tuple[str, str], _Lane] = {}  # chats whose taken replies leave
+        self._held_back: set[tuple[str, str]] = set()  # ... and that the drain loop skipped
+        self._handing: set[asyncio.Task[None]] = set()
 
     def add_limiter(self, channel: str, limiter: RateLimiter) -> None:
         self._limiters[channel] = limiter
@@ -143,9 +187,11 @@ class Dispatcher:
         """Drain the outbox until cancelled. A database hiccup (e.g. a lock held too long) is
         logged and retried: this loop is the only way replies leave, it must never die."""
         heart = asyncio.create_task(self._beat_forever(), name="heartbeat")
+        self._running = True
         try:
             await self._drain_forever(idle)
         finally:
+            self._running = False
             heart.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heart
@@ -182,10 +228,120 @@ class Dispatcher:
 
     async def retire(self) -> None:
         """A clean stop: record the answers in flight, then hand our leases back at once."""
+        await asyncio.gather(*self._handing, return_exceptions=True)
         await self._journal.drain()
         if self._registered:
             await retire(self._db, self.identity)
             self._registered = False
+
+    async def take(self, session: AsyncSession) -> Handover:
+        """Called by the router inside a handler's transaction, just before it commits: the
+        replies it wrote that can leave at once are leased to this worker, those with a place
+        in flight free also marked "sending" (with the choices they offer), in that same
+        commit; they leave right after it through ``send_taken``, behind the chat's replies
+        still leaving. An interactive reply thus costs no claim and no commit of its own before
+        its request (issue 14's core throughput). A reply stays for the drain loop when an
+        older message to its chat waits in the table (a member's messages leave in the order
+        they were written), when it is due later, or when this dispatcher is not serving."""
+        written: list[OutboxMessage] = session.info.pop(WRITTEN, [])
+        if not (self._running and self._registered and written) or self._stopping:
+            return Handover([], complete=False)
+        now = self._clock.now()
+        ready = [
+            row
+            for row in written
+            if row.broadcast_id is None
+            and (row.next_attempt_at or now) <= now
+            and row.channel in self._channels
+            and not self._paused(row.channel)
+            and row not in session.deleted
+        ]
+        chats = {(row.channel, row.chat_ref) for row in ready}
+        if chats:
+            ours = [r.id for r in written if r.id] + [
+                row_id for lane in self._in_hand.values() for row_id in lane.ids
+            ]
+            with session.no_autoflush:  # the rows written here are not in the table yet
+                older = await session.exec(
+                    select(OutboxMessage.channel, OutboxMessage.chat_ref)
+                    .where(
+                        OutboxMessage.status == OutboxStatus.pending,
+                        col(OutboxMessage.broadcast_id).is_(None),
+                        col(OutboxMessage.chat_ref).in_({chat for _channel, chat in chats}),
+                        col(OutboxMessage.id).not_in(ours),
+                    )
+                    .distinct()
+                )
+                chats -= set(older.all())
+        ready = [row for row in ready if (row.channel, row.chat_ref) in chats]
+        token = self.identity.lease_token()
+        unmarked = set(self._in_hand)  # a chat's rows behind rows still leaving
+        for row in ready:
+            row.lease_owner, row.lease_until = token, now + self._lease
+            # Marked "sending" here only with a place in flight held for it (a kill repeats at
+            # most the window), and only at the head of its chat's lane, so a row holding a
+            # place never waits behind one waiting for a place; the others are marked by the
+            # journal when their turn comes.
+            chat = (row.channel, row.chat_ref)
+            if chat in unmarked or not self.window.try_hold(_provisional(row)):
+                unmarked.add(chat)
+            else:
+                row.sending_at = now
+                view = View.from_payload(row.payload)
+                offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
+                if offered is not None:  # the last row's choices are the chat's (an upsert)
+                    await session.exec(offered)
+        complete = len(ready) == len(written) and not session.info.get(BULK)
+        return Handover(ready, complete)
+
+    def abandon(self, handover: Handover) -> None:
+        """The transaction did not commit: free the places ``take`` held."""
+        for row in handover.rows:
+            self.window.release(_provisional(row))
+
+    def send_taken(self, handover: Handover) -> None:
+        """After the commit: send what ``take`` leased, each chat's rows behind those of its
+        lane still leaving (one lane per chat, beside the drain loop)."""
+        for row in handover.rows:
+            self.window.rekey(_provisional(row), row.id or 0)
+            chat = (row.channel, row.chat_ref)
+            lane = self._in_hand.get(chat)
+            if lane is None:
+                lane = self._in_hand[chat] = _Lane()
+                task = asyncio.create_task(self._run_lane(chat, lane), name="outbox-lane")
+                self._handing.add(task)
+                task.add_done_callback(self._handing.discard)
+            lane.add(row)
+
+    async def _run_lane(self, chat: tuple[str, str], lane: _Lane) -> None:
+        """Send a chat's taken rows as they come; at the first that must wait (a chat's pace,
+        a paused channel, a stop), hand the rest back to the drain loop and end."""
+        batch: list[OutboxMessage] = []
+        try:
+            while lane.rows and not lane.closed:
+                batch = list(lane.rows)
+                lane.rows.clear()
+                not_started, finished = await self._send_chat(batch)
+                batch = []
+                if not finished:
+                    lane.closed = True
+                    lane.rows.extendleft(reversed(not_started))
+        except Exception:  # the drain loop's way: logged, and the rows go back at once
+            log.exception("outbox.lane_failed")
+            lane.closed = True
+            lane.rows.extendleft(reversed(batch))  # a row of it already sent is not pending
+        finally:
+            while lane.rows:  # rows that came meanwhile go back too, before the lane ends
+                back = list(lane.rows)
+                lane.rows.clear()
+                with contextlib.suppress(Exception):
+                    await self._release(back)
+            del self._in_hand[chat]
+            for row_id in lane.ids:  # places held for rows handed back (a no-op for the rest)
+                self.window.release(row_id)
+            if lane.closed or chat in self._held_back:  # the drain loop skipped this chat
+                self._held_back.discard(chat)
+                self.wake()
 
     async def _drain_forever(self, idle: float) -> None:
         while not self._stopping:
@@ -241,7 +397,8 @@ class Dispatcher:
             lanes = [self._send_chat(chat_rows) for chat_rows in by_chat.values()]
             # Rows a channel-wide 429 kept from starting go back unchanged in one write (not one
             # postponing write each: a paused channel is not claimed until its pause ends).
-            await self._release([row for rest in await asyncio.gather(*lanes) for row in rest])
+            sent = await asyncio.gather(*lanes)
+            await self._release([row for not_started, _finished in sent for row in not_started])
             handled += len(rows)
             broadcasts = {row.broadcast_id for row in rows if row.broadcast_id is not None}
             if broadcasts and self.on_progress is not None:
@@ -262,7 +419,7 @@ class Dispatcher:
             | ~owner_alive(now, self._heartbeat)  # its worker died or restarted: free at once
         )
         async with self._db.session() as session:
-            stmt = (
+            due = (
                 select(OutboxMessage.id)
                 .where(OutboxMessage.status == OutboxStatus.pending)
                 .where(col(OutboxMessage.next_attempt_at) <= now)
@@ -273,31 +430,36 @@ class Dispatcher:
                 .limit(self._batch)
             )
             if channel:
-                stmt = stmt.where(OutboxMessage.channel == channel)
+                due = due.where(OutboxMessage.channel == channel)
             if chat_ref:
-                stmt = stmt.where(OutboxMessage.chat_ref == chat_ref)
+                due = due.where(OutboxMessage.chat_ref == chat_ref)
             if paused:
-                stmt = stmt.where(col(OutboxMessage.channel).not_in(paused))
-            several = is_postgres(self._db.engine)
-            if several:
-                stmt = stmt.with_for_update(skip_locked=True)
-            ids = [row_id for row_id in (await session.exec(stmt)).all() if row_id is not None]
-            if several and ids:
-                ids = await self._in_chat_order(session, ids, now)
-            if not ids:
-                return []
-            token = self.identity.lease_token()
-            await session.exec(
+                due = due.where(col(OutboxMessage.channel).not_in(paused))
+            if self._in_hand:  # chats whose replies are being sent right now (``take``)
+                due = due.where(col(OutboxMessage.chat_ref).not_in(self._in_hand_chats()))
+                self._held_back |= set(self._in_hand)
+            if is_postgres(self._db.engine):  # several workers: skip what others are claiming
+                locked = (await session.exec(due.with_for_update(skip_locked=True))).all()
+                ids = [row_id for row_id in locked if row_id is not None]
+                ids = await self._in_chat_order(session, ids, now) if ids else []
+                if not ids:
+                    return []
+                chosen = col(OutboxMessage.id).in_(ids)
+            else:  # one process: the choice and the lease in one statement
+                chosen = col(OutboxMessage.id).in_(due)
+            leased = await session.exec(
                 update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id).in_(ids),
-                    col(OutboxMessage.status) == OutboxStatus.pending,
-                )
+                .where(chosen, col(OutboxMessage.status) == OutboxStatus.pending)
                 .where(free)
-                .values(lease_until=now + self._lease, lease_owner=token)
+                .values(
+                    lease_until=now + self._lease,
+                    lease_owner=self.identity.lease_token(),
+                    sending_at=None,
+                )
+                .returning(OutboxMessage)
+                .execution_options(synchronize_session=False)
             )
-            mine = select(OutboxMessage).where(OutboxMessage.lease_owner == token)
-            return (await session.exec(mine.order_by(col(OutboxMessage.id)))).all()
+            return sorted(leased.scalars().all(), key=lambda row: row.id or 0)
 
     async def _in_chat_order(
         self, session: AsyncSession, ids: list[int], now: datetime
@@ -340,28 +502,32 @@ class Dispatcher:
             and row_id < first_held.get((channel, chat_ref, bool(is_direct)), row_id + 1)
         ]
 
+    def _in_hand_chats(self) -> set[str]:
+        return {chat_ref for _channel, chat_ref in self._in_hand}
+
     def _paused(self, channel: str) -> bool:
         paused = self._paused_until.get(channel)
         return paused is not None and paused > self._clock.now()
 
-    async def _send_chat(self, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    async def _send_chat(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], bool]:
         """Send one chat's rows in order; stop at the first that must wait. Returns the rows
-        not started because their channel is paused, for the caller to hand back at once."""
+        not started because their channel is paused, for the caller to hand back at once, and
+        whether every row went on (False: one waits, the rows after it were handed back)."""
         async with self._semaphore:
             for row in rows:
                 if self._stopping:  # a graceful stop: what has not started is handed back
                     await self._release(rows[rows.index(row) :])
-                    return []
+                    return [], False
                 try:
                     went_on = await self._send_row(row)
                 except _NotStarted:
-                    return rows[rows.index(row) :]
+                    return rows[rows.index(row) :], False
                 finally:  # outcome written (or never started): its place in flight is free
                     self._journal.answered(row.id or 0)
                 if not went_on:
                     await self._release(rows[rows.index(row) + 1 :])
-                    return []
-        return []
+                    return [], False
+        return [], True
 
     async def _send_row(self, row: OutboxMessage) -> bool:
         channel = self._channels.get(row.channel)
@@ -394,8 +560,9 @@ class Dispatcher:
                 return False
             view.edit_ref = target
         now = self._clock.now()
-        offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
-        await self._journal.sending(row.id or 0, now, offered)
+        if row.sending_at is None:  # else marked already, in the commit that wrote it (take)
+            offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
+            await self._journal.sending(row.id or 0, now, offered)
         try:
             with self.window.round_trip(row.channel):  # sizes the window of requests in flight
                 external_id = await channel.send(row.chat_ref, view)
@@ -533,7 +700,7 @@ class Dispatcher:
             await session.exec(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id).in_([r.id for r in rows]))
-                .values(lease_until=None)
+                .values(lease_until=None, sending_at=None)
             )
 
     async def _mark_blocked(self, row: OutboxMessage) -> None:

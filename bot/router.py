@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,9 @@ from storage.db import Database, is_postgres
 from storage.ids import id_of
 from storage.locks import hold_for_transaction, lock_key
 from storage.models import Dialog, ProcessedEvent, Role
+
+if TYPE_CHECKING:
+    from bot.outbox import Handover
 
 log = logging.getLogger("sotay.router")
 
@@ -68,6 +71,16 @@ class Action:
     name: str
     handler: ActionFn
     requires: tuple[Role, ...]
+
+
+class HandOver(Protocol):
+    """The dispatcher as the router sees it (``bot.outbox.Dispatcher.take``)."""
+
+    async def take(self, session: AsyncSession) -> Handover: ...
+
+    def send_taken(self, handover: Handover) -> None: ...
+
+    def abandon(self, handover: Handover) -> None: ...
 
 
 class UserLocks:
@@ -109,6 +122,8 @@ class Router:
         self.observe: Callable[[str, str, float], None] | None = None
         # (event, the commands its registered sender may use, language): the chat's own menu
         self.on_menu: Callable[[Inbound, list[str], str], None] | None = None
+        # The dispatcher: takes the replies a handler wrote, to send them right after its commit
+        self.hand_over: HandOver | None = None
         self._locks = UserLocks()
         self._several_workers = is_postgres(db.engine)
 
@@ -178,6 +193,8 @@ class Router:
     async def handle(self, event: Inbound) -> bool:
         """Process one event exactly once; False when it was a duplicate."""
         started, outcome = time.perf_counter(), "ok"
+        handover: Handover | None = None
+        committed = sent_over = False  # sent_over: all it wrote left by the hand-over
         async with self._locks.hold((event.channel, event.user_ref)):
             try:
                 async with self.db.session() as session:
@@ -186,6 +203,11 @@ class Router:
                     await self._claim(session, event)
                     ctx = await self._context(session, event)
                     await self._route(ctx)
+                    handover = await self.hand_over.take(session) if self.hand_over else None
+                committed = True
+                if handover is not None and self.hand_over is not None:
+                    self.hand_over.send_taken(handover)
+                    sent_over = handover.complete
                 if session.info.get("scheduled") and self.on_scheduled is not None:
                     await self.on_scheduled()
                 for work in session.info.get("after_commit", ()):  # e.g. reports: read-only
@@ -204,7 +226,9 @@ class Router:
                 outcome = "failed"
                 await self._apologise(event)
             finally:
-                for hook in self.after_commit:
+                if handover is not None and self.hand_over is not None and not committed:
+                    self.hand_over.abandon(handover)
+                for hook in () if sent_over else self.after_commit:
                     hook()
                 if self.observe is not None:
                     self.observe(event.channel, outcome, time.perf_counter() - started)

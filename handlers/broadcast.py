@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.context import Ctx, Services
 from bot.core import View
 from bot.i18n import pick_language, t
+from bot.outbox import bulk_written
 from storage.db import Database
 from storage.models import Broadcast, ChannelAccount, Member, OutboxMessage, OutboxStatus
 
@@ -95,6 +96,8 @@ async def send_broadcast(
     # One multi-row INSERT per chunk: a 10,000-recipient notice holds the write lock briefly.
     for start in range(0, len(rows), CHUNK):
         await ctx.session.exec(insert(OutboxMessage).values(rows[start : start + CHUNK]))
+    if rows:
+        bulk_written(ctx.session)
     queued = len(rows)
     row.total = queued
     row.unreachable = sum(1 for m in members if not accounts.get(m.id or 0))

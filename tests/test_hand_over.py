@@ -1,0 +1,192 @@
+"""The hand-over of interactive replies (issue 14's core throughput): the replies a handler
+writes are leased to this worker and marked "sending" in the handler's own commit, then leave
+right after it, without a claim or a commit of their own. What must still hold: a chat's
+messages leave in the order they were written, nothing is lost when the process dies between
+the commit and the send, and the drain loop takes whatever was not handed over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest_asyncio
+from sqlmodel import select
+
+from bot.clock import FakeClock
+from bot.core import View
+from bot.outbox import Dispatcher, Handover, Outbox
+from storage.db import Database
+from storage.models import OutboxMessage, OutboxStatus
+
+
+class Gated:
+    """A channel that records what it sends; a chat can be held until the test lets it go."""
+
+    name = "s"
+    text_limit = 4096
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.arrived = asyncio.Condition()
+        self.gates: dict[str, asyncio.Event] = {}
+
+    async def send(self, chat_ref: str, view: View) -> str:
+        gate = self.gates.get(view.text)
+        if gate is not None:
+            await gate.wait()
+        async with self.arrived:
+            self.sent.append((chat_ref, view.text))
+            self.arrived.notify_all()
+        return str(len(self.sent))
+
+    async def until_sent(self, count: int) -> None:
+        async with asyncio.timeout(10), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.sent) >= count)
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest_asyncio.fixture
+async def serving(db: Database) -> AsyncIterator[tuple[Dispatcher, Gated, FakeClock]]:
+    """A dispatcher serving as in ``sotay run``: registered, its drain loop running."""
+    clock, channel = FakeClock(), Gated()
+    dispatcher = Dispatcher(db, {"s": channel}, clock)
+    claims: list[int] = []
+    claim = dispatcher._claim
+
+    first_turn = asyncio.Event()
+
+    async def counted(channel_name: str | None, chat_ref: str | None) -> list[OutboxMessage]:
+        rows = list(await claim(channel_name, chat_ref))
+        claims.append(len(rows))
+        first_turn.set()  # the drain loop's first turn registered the worker
+        return rows
+
+    dispatcher._claim = counted  # type: ignore[method-assign]
+    dispatcher.claims = claims  # type: ignore[attr-defined]
+    loop = asyncio.create_task(dispatcher.run_forever(idle=3600))
+    async with asyncio.timeout(10):
+        await first_turn.wait()
+    yield dispatcher, channel, clock
+    for gate in channel.gates.values():  # a failed test must not leave a send hanging
+        gate.set()
+    dispatcher.stop_taking()
+    await loop
+    await dispatcher.retire()
+
+
+async def reply(db: Database, dispatcher: Dispatcher, clock: FakeClock, *texts: str) -> Handover:
+    """What the router does for one update: write, take before the commit, send after it."""
+    async with db.session() as session:
+        for text in texts:
+            Outbox(clock).add(session, channel="s", chat_ref="a", view=View(text))
+        handover = await dispatcher.take(session)
+    dispatcher.send_taken(handover)
+    return handover
+
+
+async def rows(db: Database) -> list[OutboxMessage]:
+    async with db.reader() as session:
+        return list((await session.exec(select(OutboxMessage).order_by(OutboxMessage.id))).all())
+
+
+async def test_a_reply_leaves_right_after_its_commit_without_a_claim(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    dispatcher, channel, clock = serving
+    claims_before = len(dispatcher.claims)  # type: ignore[attr-defined]
+    handover = await reply(db, dispatcher, clock, "1", "2")
+    assert [row.payload["text"] for row in handover.rows] == ["1", "2"] and handover.complete
+    await channel.until_sent(2)
+    assert channel.sent == [("a", "1"), ("a", "2")]
+    assert len(dispatcher.claims) == claims_before  # type: ignore[attr-defined]
+    await dispatcher._journal.drain()
+    stored = await rows(db)
+    assert [r.status for r in stored] == [OutboxStatus.sent, OutboxStatus.sent]
+    assert all((r.lease_owner or "").startswith(dispatcher.identity.incarnation) for r in stored)
+    assert all(r.sending_at is None and r.attempts == 1 for r in stored)
+
+
+async def test_a_reply_waits_behind_an_older_message_to_its_chat(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    dispatcher, channel, clock = serving
+    async with db.session() as session:  # an older message, due in a minute (a chat's pace)
+        older = Outbox(clock).add(session, channel="s", chat_ref="a", view=View("older"))
+        older.next_attempt_at = clock.now() + timedelta(minutes=1)
+    handover = await reply(db, dispatcher, clock, "newer")
+    assert handover.rows == [] and not handover.complete
+    clock.advance(timedelta(minutes=1))
+    dispatcher.wake()
+    await channel.until_sent(2)
+    assert channel.sent == [("a", "older"), ("a", "newer")]
+
+
+async def test_replies_of_the_next_update_queue_behind_the_ones_still_leaving(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    dispatcher, channel, clock = serving
+    channel.gates["first"] = gate = asyncio.Event()
+    first = await reply(db, dispatcher, clock, "first")
+    second = await reply(db, dispatcher, clock, "second")  # "first" has not left yet
+    assert len(first.rows) == 1 and len(second.rows) == 1
+    assert channel.sent == []
+    gate.set()
+    await channel.until_sent(2)
+    assert channel.sent == [("a", "first"), ("a", "second")]
+
+
+async def test_no_more_replies_are_marked_sending_than_the_window_of_requests_in_flight(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    """What a kill may repeat stays bounded: rows beyond the window are leased, not marked."""
+    dispatcher, channel, clock = serving
+    channel.gates["1"] = gate = asyncio.Event()
+    texts = [str(n) for n in range(1, 6)]
+    handover = await reply(db, dispatcher, clock, *texts)
+    assert len(handover.rows) == 5
+    marked = [r.payload["text"] for r in await rows(db) if r.sending_at is not None]
+    assert marked == ["1", "2"] and dispatcher.window.in_flight == 2
+    gate.set()
+    await channel.until_sent(5)
+    assert [text for _chat, text in channel.sent] == texts
+    await dispatcher._journal.drain()
+    assert dispatcher.window.in_flight == 0
+    assert all(r.sending_at is None and r.status == OutboxStatus.sent for r in await rows(db))
+
+
+async def test_a_reply_taken_by_a_worker_that_died_before_sending_it_is_sent_once(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    dispatcher, _channel, clock = serving
+    async with db.session() as session:  # committed, then the process died: never sent
+        Outbox(clock).add(session, channel="s", chat_ref="a", view=View("lost?"))
+        handover = await dispatcher.take(session)
+    assert len(handover.rows) == 1
+    other = Gated()
+    successor = Dispatcher(db, {"s": other}, clock)
+    await successor.run_once()
+    assert other.sent == []  # leased to a live worker: not taken from it
+    clock.advance(timedelta(seconds=61))  # the dead worker's heartbeat and lease ran out
+    await successor.run_once()
+    await successor.run_once()
+    assert other.sent == [("a", "lost?")]
+
+
+async def test_nothing_is_taken_once_the_dispatcher_stops_or_when_the_channel_is_paused(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    dispatcher, _channel, clock = serving
+    dispatcher._paused_until["s"] = clock.now() + timedelta(seconds=5)
+    assert (await reply(db, dispatcher, clock, "paused")).rows == []
+    dispatcher._paused_until.clear()
+    dispatcher.stop_taking()
+    assert (await reply(db, dispatcher, clock, "stopping")).rows == []
+    stored = await rows(db)
+    assert [(r.status, r.lease_owner) for r in stored] == [(OutboxStatus.pending, None)] * 2
