@@ -8,9 +8,11 @@ chat token with the time until one is free, so a busy chat does not hold up the 
 
 The channel-wide rate adapts (``AdaptiveRate``): the configured rate is a ceiling, not a target.
 A server that allows less answers 429; the rate then drops to a little under what the server
-was seen to accept, and creeps back up while sends succeed. Pausing for ``retry_after`` and then
-bursting again at the ceiling (the old behaviour) delivered 0.7–0.85 of a slow server's rate and
-drew a 429 for most messages; Telegram punishes repeated 429s with longer bans.
+was seen to accept, and creeps back up while sends succeed; once that rate is measured, the
+end of each pause spends at once what the server refilled during it (``REFILL``). Pausing for
+``retry_after`` and then bursting again at the ceiling (the old behaviour) delivered 0.7–0.85
+of a slow server's rate and drew a 429 for most messages; Telegram punishes repeated 429s with
+longer bans.
 """
 
 from __future__ import annotations
@@ -57,30 +59,56 @@ class Limits:
 
 
 WINDOW = 5.0
-"""Seconds of recent successful sends from which the server's accepted rate is estimated at the
+"""Seconds of recent successful sends from which the server's accepted rate is guessed at the
 first 429. Pauses count as time: what a server refills during a pause is part of the rate it
 allows. This overestimates (the server's initial burst is in it); from the second 429 on, the
-rate accepted between two 429s is used instead: at each 429 the server's allowance was used
-up, so what it accepted in between is exactly what it refilled (over HTTP, the window's
-estimate left the rate above the server's and drew a 429 every few seconds)."""
-BETWEEN = 2.0
-"""Seconds between two 429s needed to trust the rate accepted between them."""
+rate accepted between two 429s is measured instead: at each 429 the server's allowance was
+used up, so what it accepted in between is what it refilled (over HTTP, the window's estimate
+left the rate above the server's and drew a 429 every few seconds)."""
+BETWEEN = 1.0
+"""Seconds of intervals between 429s needed to measure the rate accepted in them. Each holds a
+whole ``retry_after`` pause (≥ 1 s), whose refill the sender then used."""
+COUNTED = 3
+"""…and messages accepted in them: fewer say little (a server that refuses nearly everything,
+or a sender with little to send)."""
 HISTORY = 60.0
-"""Seconds of intervals between 429s summed for that estimate: requests answered around a 429
-make a single short interval err by a few messages either way; the sum evens that out, and a
-server that changes its rate is followed within a minute."""
+"""Seconds of intervals between 429s summed for that measure: a single short interval errs by a
+message either way at each end; the sum evens that out (between back-to-back intervals the
+errors cancel), and a server that changes its rate is followed within a minute."""
+UNSEEN = 0.5
+"""Messages added to the count: the server refused when it had less than a message's worth
+left, half a message on average (3 % of a 1.5 s interval at 10/s; the rate, which sits 3 %
+under what was measured, would otherwise sit 6 % under the server's)."""
+BUSY = 0.8
+"""An interval between 429s is measured only if the sender kept up its own pace in it (had
+this share of the rate it was set to accepted, over the time it was sending): only then was the
+server the limit. Otherwise the sender was short of messages, or slow for reasons of its own (a
+slow database, chats waiting on their own pace), and the server's allowance overflowed unseen:
+the count is only a lower bound."""
 DECREASE = 0.97
 """On a channel-wide 429 the rate becomes this share of what the server was seen to accept."""
 INCREASE = 0.2
 """Near the rate the server last refused, the rate grows by this many messages/s every second
 (additive: probing slowly where the limit was found)."""
 PROBE = 0.003
-"""…but never faster than this share of the rate per second: every 429 costs a pause of a whole
-``retry_after`` (≥ 1 s), so near the limit found the probing is slow (at 10/s a 429 about every
-half minute, not every few seconds)."""
+"""…but never faster than this share of the rate per second: near the limit found the probing
+is slow (at 10/s a 429 about every half minute, not every few seconds)."""
 RECOVER = 0.05
 """Further below that rate it grows by this share every second, so a single 429 (a burst at
 start, a hiccup) costs seconds, not minutes, of a fast server's rate."""
+PLATEAU = 60.0
+"""Seconds after a 429 that measured the server's rate during which the rate grows no further
+than that measure, give or take its error (a message over the seconds measured), as TCP CUBIC
+stays near the window it last lost at before probing past it. A measured limit is exact but
+for that error, so probing past it at once only found the server's limit again, a 429 about
+every 20 s at 10/s: after a burst the server has little left to absorb a probe."""
+REFILL = 1.0
+"""Once the server's rate is measured, a pause's end may spend at once what the server refilled
+during it at that rate, up to this many seconds' worth: a token bucket (or a per-second window)
+allows that. Sent at the rate only, that refill was lost: a second of the server's rate per
+429, 3 % of a 30 s broadcast. While the rate is a guess (the first 429), no such burst: the
+guess is high. A server whose allowance is smaller than the refill (a 429 before the burst
+was spent) is sent no more bursts, and that interval measures nothing (it overflowed)."""
 
 
 @dataclass
@@ -91,10 +119,17 @@ class AdaptiveRate:
     floor: float = 1.0
     rate: float = 0.0
     known_limit: float | None = None  # what the server accepted when it last refused
+    measured: bool = False  # known_limit is the rate accepted between 429s, not a guess
+    burst: float = 0.0  # messages the end of the current pause may send at once
+    bursts: bool = True  # False once a burst drew a 429 before it was spent
     _sent: deque[float] = field(default_factory=deque)
     _started: float | None = None  # the first send: the window never reaches before it
     _paused_until: float | None = None
+    _pause: float = 0.0  # the last 429's pause
     _limited_at: float | None = None  # the last 429 (first of its pause)
+    _resumed_at: float | None = None  # the first send accepted after its pause
+    _rate_after: float = 0.0  # the rate set at the last 429
+    _margin: float = 0.0  # how far the measured limit may be off (a message over its span)
     _since_limited: int = 0  # sends accepted since then
     _between: deque[tuple[float, float, int]] = field(default_factory=deque)  # (end, span, sent)
 
@@ -115,11 +150,21 @@ class AdaptiveRate:
         if self._started is None:
             self._started = now
         self._sent.append(now)
+        if self._resumed_at is None and now >= (self._paused_until or now):
+            self._resumed_at = now  # the first send after the pause (not one already in flight)
         self._since_limited += 1
         per_second = min(INCREASE, PROBE * self.rate)
         if self.known_limit is None or self.rate < self.known_limit * 0.97:
             per_second = max(INCREASE, RECOVER * self.rate)
-        self.rate = min(self.ceiling, self.rate + per_second / max(self.rate, self.floor))
+        rate = min(self.ceiling, self.rate + per_second / max(self.rate, self.floor))
+        if (
+            self.measured
+            and self.known_limit is not None
+            and self._limited_at is not None
+            and now - self._limited_at < PLATEAU
+        ):
+            rate = min(rate, max(self.rate, self.known_limit + self._margin))
+        self.rate = rate
         return self.rate
 
     def limited(self, now: float, pause: float) -> float:
@@ -127,22 +172,49 @@ class AdaptiveRate:
         sends already in flight are answered 429 too: one slowdown per pause, not one each."""
         if self._paused_until is not None and now < self._paused_until:
             return self.rate
-        seen = self.accepted(now)
-        if self._limited_at is not None and now - self._limited_at >= BETWEEN:
-            self._between.append((now, now - self._limited_at, self._since_limited))
-            while self._between and self._between[0][0] < now - HISTORY:
-                self._between.popleft()
-            seen = sum(n for _at, _span, n in self._between) / sum(
-                span for _at, span, _n in self._between
+        if self._measure(now):  # only the burst after the pause was too much: no more bursts
+            self.bursts, self.burst = False, 0.0
+        else:
+            span = sum(span for _at, span, _n in self._between)
+            counted = sum(n for _at, _span, n in self._between)
+            seen = (counted + UNSEEN) / span if span >= BETWEEN else self.accepted(now)
+            # What was seen accepted can be low for reasons of our own (a slow database, chats
+            # waiting on their own pace) or of a server that allows less at once than it
+            # refills in a pause: one 429 never more than halves the rate.
+            base = self.rate if seen is None else min(self.rate, max(seen, self.rate / 2))
+            self.measured = (
+                span >= BETWEEN
+                and counted >= COUNTED
+                and seen is not None
+                and self.rate / 2 <= seen <= self.rate
             )
-        self._limited_at, self._since_limited = now, 0
-        # What was seen accepted can be low for reasons of our own (a slow database, chats
-        # waiting on their own pace): one 429 never more than halves the rate.
-        base = self.rate if seen is None else min(self.rate, max(seen, self.rate / 2))
-        self.known_limit = base
-        self.rate = max(self.floor, base * DECREASE)
-        self._paused_until = now + pause
+            self.known_limit = base
+            self._margin = 1 / span if self.measured else 0.0
+            self.rate = self._rate_after = max(self.floor, base * DECREASE)
+            self.burst = self.rate * min(pause, REFILL) if self.measured and self.bursts else 0.0
+        self._limited_at, self._since_limited, self._resumed_at = now, 0, None
+        self._pause, self._paused_until = pause, now + pause
         return self.rate
+
+    def _measure(self, now: float) -> bool:
+        """Keep the interval since the last 429 if the server was what limited it: the pause
+        (refilled at the server's rate) plus the time from the first send accepted after it.
+        True: the 429 came before the burst after the pause was spent (it overflowed)."""
+        overflowed = False
+        if self._limited_at is not None:
+            span = now - self._limited_at
+            if self._resumed_at is not None:  # a slow start after the pause: refill lost
+                span = min(span, self._pause + now - self._resumed_at)
+            # Nothing accepted says as much however idle the sender was: nothing was refilled.
+            busy = not self._since_limited or (
+                self._since_limited >= BUSY * self._rate_after * (span - self._pause)
+            )
+            overflowed = self._since_limited < self.burst - 1
+            if busy and not overflowed:
+                self._between.append((now, span, self._since_limited))
+        while self._between and self._between[0][0] < now - HISTORY:
+            self._between.popleft()
+        return overflowed
 
 
 @dataclass
@@ -156,6 +228,7 @@ class RateLimiter:
 
     adapt: bool = True  # False: a fixed rate (the behaviour before; a benchmark's baseline)
     adaptive: AdaptiveRate | None = None
+    _resume_at: float = 0.0  # the end of the last channel-wide pause
 
     def __post_init__(self) -> None:
         self._overall = Bucket(self.limits.overall_per_second, self.limits.overall_per_second)
@@ -191,18 +264,27 @@ class RateLimiter:
         self._overall.per_second = self.adaptive.succeeded(self.clock())
 
     def channel_limited(self, pause: float) -> None:
-        """A channel-wide 429: slow down to under what the server accepts, and no burst after
-        the pause: the bucket is empty until the pause ends and holds a quarter second's worth
-        from then on (a server that refused once is not sent bursts)."""
+        """A channel-wide 429: slow down to under what the server accepts, and send nothing
+        until the pause ends. While the server's rate is a guess, no burst after the pause
+        either: the bucket is empty then and holds a quarter second's worth from then on. Once
+        the rate is measured, the pause's end may spend what the server refilled during it at
+        that rate (``REFILL``): it fills from the 429 on, and a second's worth is its size."""
         assert self._overall is not None
         if self.adaptive is None:
             return
         now = self.clock()
         rate = self.adaptive.limited(now, pause)
-        self._overall.per_second = rate
-        self._overall.capacity = max(1.0, rate / 4)
-        self._overall.tokens = min(self._overall.tokens, 0.0)
-        self._overall.updated = max(self._overall.updated or now, now + pause)
+        bucket = self._overall
+        bucket.wait_time(now)  # brought up to now at the old rate
+        bucket.per_second = rate
+        bucket.tokens = min(bucket.tokens, 0.0)
+        if self.adaptive.burst:  # filled at the rate from the 429 to the pause's end
+            bucket.capacity = max(1.0, self.adaptive.burst)
+            bucket.updated = now
+        else:  # one send at the pause's end: the server refilled at least that much
+            bucket.capacity = max(1.0, rate / 4)
+            bucket.tokens, bucket.updated = 1.0, now + pause
+        self._resume_at = max(self._resume_at, now + pause)
 
     def _chat_bucket(self, chat_ref: str) -> Bucket:
         bucket = self._chats.get(chat_ref)
@@ -224,7 +306,8 @@ class RateLimiter:
     def overall_wait(self) -> float:
         """Seconds until the channel-wide bucket holds a token (0 when a send may go now)."""
         assert self._overall is not None
-        return self._overall.wait_time(self.clock())
+        now = self.clock()
+        return max(self._resume_at - now, self._overall.wait_time(now))
 
     def reserve(self, chat_ref: str) -> float:
         """Take a chat token (caller checked ``chat_wait``) and an overall one; return the wait."""
@@ -233,7 +316,7 @@ class RateLimiter:
         self._previous[chat_ref] = self._last_sent.get(chat_ref)
         self._last_sent[chat_ref] = now
         assert self._overall is not None
-        return self._overall.take(now)
+        return max(self._resume_at - now, self._overall.take(now))
 
     def recently_sent(self, chat_ref: str, within: float = 1.0) -> bool:
         """Whether the chat had another message just before the last one: a 429 then is likely
