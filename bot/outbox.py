@@ -79,6 +79,14 @@ class _Lane:
     rows: deque[OutboxMessage] = field(default_factory=deque)
     ids: set[int] = field(default_factory=set)  # every row it took (not in the drain's way)
     closed: bool = False  # a row had to wait: what comes now goes back to the drain loop
+    current: OutboxMessage | None = None  # the row leaving now
+
+    def waits_for_a_place(self) -> bool:
+        """Whether a row of it may still wait for a place in flight: a row marked now, which
+        holds a place, must not queue behind it (all places could end up held by rows waiting
+        behind rows that wait for a place)."""
+        ahead = [*self.rows, *([self.current] if self.current is not None else [])]
+        return self.closed or any(row.sending_at is None for row in ahead)
 
     def add(self, row: OutboxMessage) -> None:
         self.rows.append(row)
@@ -275,7 +283,7 @@ class Dispatcher:
                 chats -= set(older.all())
         ready = [row for row in ready if (row.channel, row.chat_ref) in chats]
         token = self.identity.lease_token()
-        unmarked = set(self._in_hand)  # a chat's rows behind rows still leaving
+        unmarked = {chat for chat, lane in self._in_hand.items() if lane.waits_for_a_place()}
         for row in ready:
             row.lease_owner, row.lease_until = token, now + self._lease
             # Marked "sending" here only with a place in flight held for it (a kill repeats at
@@ -303,9 +311,14 @@ class Dispatcher:
         """After the commit: send what ``take`` leased, each chat's rows behind those of its
         lane still leaving (one lane per chat, beside the drain loop)."""
         for row in handover.rows:
-            self.window.rekey(_provisional(row), row.id or 0)
             chat = (row.channel, row.chat_ref)
             lane = self._in_hand.get(chat)
+            if lane is not None and row.sending_at is not None and lane.waits_for_a_place():
+                # Another transaction's row to this chat came first and waits for a place: this
+                # one gives its place back and waits its turn (its mark is re-committed then).
+                self.window.release(_provisional(row))
+                row.sending_at = None
+            self.window.rekey(_provisional(row), row.id or 0)
             if lane is None:
                 lane = self._in_hand[chat] = _Lane()
                 task = asyncio.create_task(self._run_lane(chat, lane), name="outbox-lane")
@@ -316,20 +329,19 @@ class Dispatcher:
     async def _run_lane(self, chat: tuple[str, str], lane: _Lane) -> None:
         """Send a chat's taken rows as they come; at the first that must wait (a chat's pace,
         a paused channel, a stop), hand the rest back to the drain loop and end."""
-        batch: list[OutboxMessage] = []
         try:
             while lane.rows and not lane.closed:
-                batch = list(lane.rows)
-                lane.rows.clear()
-                not_started, finished = await self._send_chat(batch)
-                batch = []
+                lane.current = lane.rows.popleft()
+                not_started, finished = await self._send_chat([lane.current])
+                lane.current = None
                 if not finished:
                     lane.closed = True
-                    lane.rows.extendleft(reversed(not_started))
+                    lane.rows.extendleft(not_started)
         except Exception:  # the drain loop's way: logged, and the rows go back at once
             log.exception("outbox.lane_failed")
             lane.closed = True
-            lane.rows.extendleft(reversed(batch))  # a row of it already sent is not pending
+            if lane.current is not None:  # if it was sent already, it is not pending
+                lane.rows.appendleft(lane.current)
         finally:
             while lane.rows:  # rows that came meanwhile go back too, before the lane ends
                 back = list(lane.rows)

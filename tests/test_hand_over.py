@@ -136,6 +136,8 @@ async def test_replies_of_the_next_update_queue_behind_the_ones_still_leaving(
     first = await reply(db, dispatcher, clock, "first")
     second = await reply(db, dispatcher, clock, "second")  # "first" has not left yet
     assert len(first.rows) == 1 and len(second.rows) == 1
+    # "first" holds a place in flight, so "second" may hold the other one while it waits
+    assert second.rows[0].sending_at is not None and dispatcher.window.in_flight == 2
     assert channel.sent == []
     gate.set()
     await channel.until_sent(2)
