@@ -49,6 +49,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "e2e(server=make_server, clock=ShiftedClock): an end-to-end test; the ``fake`` fixture "
         "runs ``make_server(clock)`` (tests/harness.py), ``clock`` is real time moved on on demand",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow(seconds): a test taking about this long on the CI machine; the run starts it first "
+        "(see pytest_collection_modifyitems), so the run does not end with one worker on it",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,6 +67,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    items[:] = _slow_first(items)
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return 0.0 if marker is None else float(marker.kwargs["seconds"])
+
+
+def _slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The ``slow`` tests first, longest first, each followed by one short test; the rest in
+    their order. xdist hands each worker the next test when it is done with one and keeps one
+    queued behind the running one (pyproject: ``--maxschedchunk 1``), so the short test is what
+    waits behind a long one, and the run ends with every worker busy on short tests."""
+    slow = sorted((i for i in items if _slow_seconds(i)), key=_slow_seconds, reverse=True)
+    rest = [i for i in items if not _slow_seconds(i)]
+    ordered: list[pytest.Item] = []
+    for item in slow:
+        ordered.append(item)
+        if rest:
+            ordered.append(rest.pop(0))
+    return ordered + rest
 
 
 def postgres_available() -> bool:

@@ -278,6 +278,7 @@ def test_db_upgrade_on_postgresql() -> None:
     assert again.returncode == 0 and "phiên bản mới nhất" in again.stdout
 
 
+@pytest.mark.slow(seconds=10)
 async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) -> None:
     """`sotay run` as a process, pointed at a Bot API server by SOTAY_TELEGRAM_API_URL."""
     server = FakeTelegram(token="42:RUN", per_chat_rate=(20, 0.05))
@@ -333,6 +334,7 @@ def test_secret_and_retention_settings_are_checked(
     assert result.returncode != 0 and message in result.stderr
 
 
+@pytest.mark.slow(seconds=10)
 async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path: Path) -> None:
     """`sotay run` with both channels on webhooks: one address and port, a route for each."""
     import socket

@@ -118,6 +118,7 @@ async def build_province(database_url: str, folder: Path) -> Path:
     return export
 
 
+@pytest.mark.slow(seconds=22)
 async def test_province_report_matches_the_handbook_system(settings: Settings, tmp_path: Path):
     export = await build_province(settings.database_url, tmp_path)
     before = json.loads(await cli_report(settings, as_json=True, now=NOW))

@@ -139,6 +139,7 @@ async def test_run_says_in_the_operators_language_when_the_oa_is_not_connected(
     assert code == 1 and "the Zalo OA is not connected" in err
 
 
+@pytest.mark.slow(seconds=12)
 async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
     fake: FakeZaloOA, tmp_path: Path
 ) -> None:
@@ -166,6 +167,7 @@ async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
     assert "oa501" not in err_bytes.decode() and "/start" not in err_bytes.decode()
 
 
+@pytest.mark.slow(seconds=15)
 async def test_two_processes_due_to_refresh_spend_the_refresh_token_once(
     fake: FakeZaloOA, tmp_path: Path
 ) -> None:
