@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "e2e(server=make_server, clock=ShiftedClock): an end-to-end test; the ``fake`` fixture "
         "runs ``make_server(clock)`` (tests/harness.py), ``clock`` is real time moved on on demand",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow(seconds, timed=False): a test taking about this long on the CI machine; the run "
+        "starts it first (see _slow_first), so the run does not end with one worker on it; "
+        "timed: it measures real time, so it starts before the long process tests",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,6 +69,44 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    items[:] = _slow_first(items)
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return 0.0 if marker is None else float(marker.kwargs["seconds"])
+
+
+def _timed(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("slow")
+    return marker is not None and bool(marker.kwargs.get("timed", False))
+
+
+def _slow_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The ``slow`` tests first, each followed by one short test; the rest in their order.
+
+    xdist hands each worker the next test when it is done with one and keeps one queued behind
+    the running one (pyproject: ``--maxschedchunk 1``): what follows a test in this order is
+    what waits behind it. The ``timed`` tests (they measure a rate in real time) come first, so
+    they run beside short tests only, and the longest test is queued behind the first of them:
+    it starts when that one is done, not beside it. Then the other slow tests, longest first.
+    The run ends with every worker busy on short tests."""
+    timed = [i for i in items if _timed(i)]
+    slow = sorted(
+        (i for i in items if _slow_seconds(i) and not _timed(i)), key=_slow_seconds, reverse=True
+    )
+    rest = [i for i in items if not _slow_seconds(i)]
+    ordered: list[pytest.Item] = []
+    for position, item in enumerate(timed):
+        ordered.append(item)
+        behind = slow if position == 0 and slow else rest
+        if behind:
+            ordered.append(behind.pop(0))
+    for item in slow:
+        ordered.append(item)
+        if rest:
+            ordered.append(rest.pop(0))
+    return ordered + rest
 
 
 def postgres_available() -> bool:
@@ -117,17 +162,62 @@ _PG_SCHEMA_PRINT = """SELECT md5(concat_ws('|',
   (SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version)))"""
 
 
+class _PgConnection:
+    """One connection kept open to a database, for the reset before each test: a ``psql``
+    process per test cost ~0.05 CPU-s on the client and a new server process with cold caches
+    on the server. asyncpg on a loop of its own in a thread (a test's loop comes and goes)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.connection: Any = None
+
+    async def _execute(self, sql: str) -> None:
+        import asyncpg
+
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = await asyncpg.connect(self.url)
+            try:
+                await self.connection.execute(sql)  # several statements: one simple query
+                return
+            except Exception:
+                lost = self.connection.is_closed()
+                await self.connection.close(timeout=5)
+                self.connection = None  # an error leaves a transaction aborted: start over
+                if not lost or attempt == 2:  # a lost connection (its backend was ended): again
+                    raise
+
+    def execute(self, sql: str) -> None:
+        asyncio.run_coroutine_threadsafe(self._execute(sql), self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        async def close() -> None:
+            if self.connection is not None:
+                await self.connection.close(timeout=5)
+                self.connection = None
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
 @dataclass
 class PgWorkerDatabase:
     """One PostgreSQL database per test worker, emptied before each test instead of a new copy
     of the template per test (CREATE + DROP DATABASE cost ~2 s a test on a loaded machine; the
     reset ~0.1 s). The reset deletes every row but the schema version (triggers and foreign
     keys off while it runs), restarts the sequences, and proves the schema is still the
-    template's; if a test changed it, the database is made again from the template."""
+    template's; if a test changed it, the database is made again from the template. It runs on
+    one connection kept open for the worker (``_PgConnection``)."""
 
     template: str
     name: str
     reset_sql: str
+    connection: _PgConnection | None = None
 
     @classmethod
     def make(cls, template: str) -> PgWorkerDatabase:
@@ -165,10 +255,19 @@ class PgWorkerDatabase:
         _psql(f"ALTER DATABASE {self.name} SET synchronous_commit = off")
 
     def reset(self) -> None:
+        if self.connection is None:
+            self.connection = _PgConnection(
+                f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{self.name}"
+            )
         try:
-            _psql_value(self.name, self.reset_sql)
-        except subprocess.CalledProcessError:  # the schema changed, or the database is gone
+            self.connection.execute(self.reset_sql)
+        except Exception:  # the schema changed, or the database is gone
             self.recreate()
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     @property
     def url(self) -> str:
@@ -179,6 +278,7 @@ class PgWorkerDatabase:
 def pg_worker_database(pg_template: str) -> Iterator[PgWorkerDatabase]:
     worker = PgWorkerDatabase.make(pg_template)
     yield worker
+    worker.close()
     _psql(f"DROP DATABASE IF EXISTS {worker.name} WITH (FORCE)")
 
 

@@ -33,6 +33,7 @@ SECONDS = 30  # of the server's rate: the messages sent per case
 FLOOR = 0.85  # of the server's rate, in CI (the goal, 0.95, is the benchmark's)
 
 
+@pytest.mark.slow(seconds=33, timed=True)
 @pytest.mark.parametrize("server_rate", [10.0, 30.0], ids=["10/s", "30/s"])
 async def test_the_sender_keeps_up_with_the_server_with_few_429s(
     server_rate: float, record_property: Callable[[str, object], None]
@@ -48,6 +49,7 @@ async def test_the_sender_keeps_up_with_the_server_with_few_429s(
     assert run.widest == 2, figures  # a near server: the window stayed at its minimum
 
 
+@pytest.mark.slow(seconds=33, timed=True)
 async def test_a_distant_server_gets_enough_requests_in_flight(
     record_property: Callable[[str, object], None],
 ) -> None:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow(seconds=9)
 @pytest.mark.engine_neutral  # PostgreSQL only, whatever the engine of the run
 def test_national_benchmark_runs_and_checks_itself() -> None:
     done = subprocess.run(

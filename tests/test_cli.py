@@ -1,4 +1,5 @@
-"""The ``sotay`` command as an operator and a terminal user meet it: subprocesses, stdin/stdout."""
+"""The ``sotay`` command as an operator and a terminal user meet it: stdin/stdout, exit codes;
+``sotay run`` serving members as a process of its own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import postgres_available
 from tests.fake_telegram import FakeTelegram
+from tests.sotay_cli import run_sotay
 
 SOTAY = [sys.executable, "-m", "bot.cli"]
 PROMPT = "> "
@@ -25,17 +27,10 @@ pytestmark = pytest.mark.usefixtures("scratch_folder")
 def sotay(
     *args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``sotay ARGS`` run in this process as a new one would run it (tests/sotay_cli.py); the
+    tests below about processes (``sotay run`` serving, stopped by SIGTERM) start real ones."""
     full_env = {**os.environ, "SOTAY_SECRET_KEY": "k", **(env or {})}
-    return subprocess.run(
-        [*SOTAY, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    return run_sotay(args, env=full_env, stdin=stdin, cwd=cwd)
 
 
 def test_demo_registers_a_roster_member_and_secretary_approves(tmp_path: Path) -> None:
@@ -283,6 +278,7 @@ def test_db_upgrade_on_postgresql() -> None:
     assert again.returncode == 0 and "phiên bản mới nhất" in again.stdout
 
 
+@pytest.mark.slow(seconds=10)
 async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) -> None:
     """`sotay run` as a process, pointed at a Bot API server by SOTAY_TELEGRAM_API_URL."""
     server = FakeTelegram(token="42:RUN", per_chat_rate=(20, 0.05))
@@ -295,10 +291,8 @@ async def test_run_serves_real_members_through_a_bot_api_server(tmp_path: Path) 
         "SOTAY_TELEGRAM_API_URL": server.root,
         "SOTAY_SECRET_KEY": "k",
     }
-    upgrade = await asyncio.create_subprocess_exec(
-        *SOTAY, "db", "upgrade", env=env, stdout=subprocess.DEVNULL
-    )
-    assert await upgrade.wait() == 0
+    upgrade = await asyncio.to_thread(run_sotay, ["db", "upgrade"], env=env)
+    assert upgrade.returncode == 0, upgrade.stderr
     process = await asyncio.create_subprocess_exec(
         *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -340,6 +334,7 @@ def test_secret_and_retention_settings_are_checked(
     assert result.returncode != 0 and message in result.stderr
 
 
+@pytest.mark.slow(seconds=10)
 async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path: Path) -> None:
     """`sotay run` with both channels on webhooks: one address and port, a route for each."""
     import socket
@@ -369,10 +364,8 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
         "SOTAY_WEB_PORT": str(port),
         "SOTAY_SECRET_KEY": "k",
     }
-    upgrade = await asyncio.create_subprocess_exec(
-        *SOTAY, "db", "upgrade", env=env, stdout=subprocess.DEVNULL
-    )
-    assert await upgrade.wait() == 0
+    upgrade = await asyncio.to_thread(run_sotay, ["db", "upgrade"], env=env)
+    assert upgrade.returncode == 0, upgrade.stderr
     process = await asyncio.create_subprocess_exec(
         *SOTAY, "run", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
     )

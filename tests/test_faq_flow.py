@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bot.faq import DEFAULT_KB_PATH, load_kb
 from storage.faq_models import FaqEntryRow, FaqQuery
 from tests.conftest import World
 from tests.harness import telegram_server
+from tests.sotay_cli import run_sotay
 from tests.test_telegram_e2e import bot  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e(server=telegram_server)
@@ -167,16 +167,9 @@ async def test_monthly_digest_reaches_admins(world: World) -> None:
 
 
 def sotay(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    """``sotay ARGS`` in this process as a new one would run it (tests/sotay_cli.py)."""
     env = {**os.environ, "SOTAY_DATABASE_URL": f"sqlite:///{db}"}
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=db.parent,  # a scratch folder: no developer .env is read
-        timeout=120,
-        check=False,
-    )
+    return run_sotay(args, env=env, cwd=db.parent)  # a scratch folder: no developer .env is read
 
 
 def test_cli_ask_import_export_and_errors(tmp_path: Path) -> None:
@@ -209,14 +202,10 @@ async def test_member_asks_over_telegram_and_gets_the_answer(bot) -> None:  # ty
 
 def test_cli_ask_on_a_fresh_checkout_answers_and_leaves_no_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOTAY_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "faq", "ask", "ko nhan dc ma otp", "--json"],
-        capture_output=True,
-        text=True,
+    result = run_sotay(
+        ["faq", "ask", "ko nhan dc ma otp", "--json"],
         env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
         cwd=tmp_path,
-        timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["candidates"][0]["id"] == "otp_not_received"

@@ -32,6 +32,7 @@ def bot_env(url: str, server: FakeTelegram) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow(seconds=12)
 async def test_an_update_fetched_but_not_committed_when_killed_is_handled_after_restart(
     tmp_path: Path,
 ) -> None:

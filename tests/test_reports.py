@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import os
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from storage.models import (
 from tests.conftest import World
 from tests.fake_telegram import FakeTelegram
 from tests.harness import telegram_server
+from tests.sotay_cli import run_sotay
 from tests.test_telegram_e2e import (
     Bot,
     start_bot,
@@ -507,18 +507,10 @@ async def test_cli_command_prints_the_report_and_fails_in_one_line(
     env = {**os.environ, "SOTAY_DATABASE_URL": world.app.settings.database_url}
 
     async def sotay(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tmp_path,  # a scratch folder: no developer .env or sotay.db is read
-        )
-        out, err = await proc.communicate()
-        return proc.returncode or 0, out.decode(), err.decode()
+        # in this process as a new one would run it (tests/sotay_cli.py); in a scratch folder:
+        # no developer .env or sotay.db is read
+        done = await asyncio.to_thread(run_sotay, args, env=env, cwd=tmp_path)
+        return done.returncode, done.stdout, done.stderr
 
     chart = tmp_path / "c.png"
     code, out, _ = await sotay("report", "--unit", KHANG_NHAT, "--chart", str(chart))

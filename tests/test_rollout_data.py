@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import os
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from storage.db import Database
 from storage.models import DueJob, Member, Unit
 from tests.conftest import World
 from tests.harness import telegram_server
+from tests.sotay_cli import run_sotay
 from tests.test_reports import STAFF_ID, staff_bot  # noqa: F401  (fixture)
 from tests.test_telegram_e2e import Bot
 
@@ -118,6 +118,7 @@ async def build_province(database_url: str, folder: Path) -> Path:
     return export
 
 
+@pytest.mark.slow(seconds=22)
 async def test_province_report_matches_the_handbook_system(settings: Settings, tmp_path: Path):
     export = await build_province(settings.database_url, tmp_path)
     before = json.loads(await cli_report(settings, as_json=True, now=NOW))
@@ -286,19 +287,9 @@ async def test_cli_status_import_and_report_json(world: World, tmp_path: Path) -
     export = tmp_path / "hb.csv"
     export.write_text("member_code;installed;activated\r\nDEMO001;1;1\r\nBAD;1;1\r\n")
 
-    async def sotay(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot.cli",
-            *args,
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        return proc.returncode or 0, out.decode(), err.decode()
+    async def sotay(*args: str) -> tuple[int, str, str]:  # in this process, as a new one would
+        done = await asyncio.to_thread(run_sotay, args, env=env, cwd=tmp_path)
+        return done.returncode, done.stdout, done.stderr
 
     code, out, _ = await sotay("status", "import", str(export))
     assert code == 3  # some rows had errors

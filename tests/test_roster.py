@@ -29,6 +29,7 @@ from handlers.roster import (
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Member, MemberStatus, Unit
+from tests.sotay_cli import run_sotay
 
 DATA = Path(__file__).parent / "data"
 SOTAY = Path(__file__).parent.parent / ".venv" / "bin" / "sotay"
@@ -425,12 +426,18 @@ def cli_db(tmp_path: Path) -> Path:
     return path
 
 
-def sotay(db: Path, *args: str, lang: str = "vi") -> subprocess.CompletedProcess[str]:
+def sotay(
+    db: Path, *args: str, lang: str = "vi", process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``sotay roster import ARGS``: in this process as a new one would run it
+    (tests/sotay_cli.py), or with ``process`` as the installed ``sotay`` command itself."""
     env = {
         **os.environ,
         "SOTAY_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
         "SOTAY_DEFAULT_LANGUAGE": lang,
     }
+    if not process:
+        return run_sotay(["roster", "import", *args], env=env, cwd=db.parent)
     return subprocess.run(
         [str(SOTAY), "roster", "import", *args],
         env=env,
@@ -447,7 +454,7 @@ def count_members(db: Path) -> int:
 
 
 def test_cli_imports_a_clean_file(cli_db: Path) -> None:
-    done = sotay(cli_db, str(DATA / "roster_good.csv"))
+    done = sotay(cli_db, str(DATA / "roster_good.csv"), process=True)  # the installed command
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "Đã nhập danh sách, 8 dòng: 8 mới, 0 cập nhật, 0 không đổi, 0 có lỗi; 7 đơn vị mới."

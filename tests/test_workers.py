@@ -27,21 +27,17 @@ from storage.db import Database
 from storage.locks import hold_for_transaction, lock_key
 from tests.conftest import PG_HOST, PG_PORT, _psql
 from tests.fake_telegram import FakeTelegram
+from tests.sotay_cli import run_sotay
 
 SOTAY = [sys.executable, "-m", "bot.cli"]
 TOKEN = "61:WORKERS"
 
 
 def sotay_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``sotay run ARGS`` refused before it starts anything: in this process, as a new one would
+    run it (tests/sotay_cli.py); the workers themselves are real processes below."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SOTAY_")}
-    return subprocess.run(
-        [*SOTAY, "run", *args],
-        capture_output=True,
-        text=True,
-        env={**clean, "SOTAY_SECRET_KEY": "k", **env},
-        timeout=60,
-        check=False,
-    )
+    return run_sotay(["run", *args], env={**clean, "SOTAY_SECRET_KEY": "k", **env}, timeout=60)
 
 
 @pytest.mark.engine_neutral
@@ -119,6 +115,7 @@ def _children(pid: int) -> list[int]:
     return [int(part) for part in text.split()]
 
 
+@pytest.mark.slow(seconds=20)
 async def test_three_workers_behind_one_webhook_lose_nothing_when_one_is_killed(
     pg_url: str, tmp_path: Path
 ) -> None:

@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, insert, text, update
 from sqlmodel import col, select
 
@@ -318,6 +319,7 @@ async def publish_meeting(server: FakeTelegram) -> FakeUser:
     return secretary
 
 
+@pytest.mark.slow(seconds=112)
 async def test_three_workers_lose_nothing_when_a_worker_and_then_the_scheduler_are_killed(
     pg_url: str, tmp_path: Path
 ) -> None:

@@ -1,5 +1,6 @@
-"""`sotay zalo-oa connect / status` and `sotay run` with only the OA, as an operator meets them:
-subprocesses against the fake OA platform. The tokens are stored encrypted, never printed."""
+"""`sotay zalo-oa connect / status` and `sotay run` with only the OA, as an operator meets them,
+against the fake OA platform; `sotay run` serving and processes racing are real processes. The
+tokens are stored encrypted, never printed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.fake_zalo_oa import FakeZaloOA, text_of
 from tests.harness import free_port
+from tests.sotay_cli import run_sotay
 
 SOTAY = [sys.executable, "-m", "bot.cli"]
 # SQLite files of the operator's own, no fixture database; the fake OA keeps its usual token life.
@@ -41,6 +43,14 @@ def environment(fake: FakeZaloOA, db: Path, port: int) -> dict[str, str]:
 
 
 async def sotay(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``sotay ARGS`` run in this process as a new one would run it (tests/sotay_cli.py), in a
+    thread, so the fake OA platform keeps answering."""
+    done = await asyncio.to_thread(run_sotay, args, env=env, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+async def sotay_process(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``sotay ARGS`` as a process of its own: for processes racing each other."""
     process = await asyncio.create_subprocess_exec(
         *SOTAY, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -129,6 +139,7 @@ async def test_run_says_in_the_operators_language_when_the_oa_is_not_connected(
     assert code == 1 and "the Zalo OA is not connected" in err
 
 
+@pytest.mark.slow(seconds=12)
 async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
     fake: FakeZaloOA, tmp_path: Path
 ) -> None:
@@ -156,6 +167,7 @@ async def test_run_serves_the_oa_webhook_on_the_shared_web_server(
     assert "oa501" not in err_bytes.decode() and "/start" not in err_bytes.decode()
 
 
+@pytest.mark.slow(seconds=15)
 async def test_two_processes_due_to_refresh_spend_the_refresh_token_once(
     fake: FakeZaloOA, tmp_path: Path
 ) -> None:
@@ -169,7 +181,7 @@ async def test_two_processes_due_to_refresh_spend_the_refresh_token_once(
     with sqlite3.connect(db) as conn:  # 90% of the token's life has passed
         conn.execute("UPDATE zalo_oa_token SET refresh_at = '2000-01-01 00:00:00'")
     calls = fake.refresh_calls
-    results = await asyncio.gather(*(sotay(env, "zalo-oa", "status") for _ in range(3)))
+    results = await asyncio.gather(*(sotay_process(env, "zalo-oa", "status") for _ in range(3)))
     assert all(code == 0 for code, _out, _err in results), results
     assert fake.refresh_calls == calls + 1 and fake.spent_attempts == 0
     assert all("Đảng ủy xã" in out for _code, out, _err in results)  # all use the new token
