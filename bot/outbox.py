@@ -250,9 +250,13 @@ class Dispatcher:
         still leaving. An interactive reply thus costs no claim and no commit of its own before
         its request (issue 14's core throughput). A reply stays for the drain loop when an
         older message to its chat waits in the table (a member's messages leave in the order
-        they were written), when it is due later, or when this dispatcher is not serving."""
+        they were written), when it is due later, when this dispatcher is not serving, or
+        when it is busy (requests in flight): then the drain loop's batched claims and group
+        commits cost less per message than a lane per chat (measured: bench/core_throughput)."""
         written: list[OutboxMessage] = session.info.pop(WRITTEN, [])
         if not (self._running and self._registered and written) or self._stopping:
+            return Handover([], complete=False)
+        if self.window.in_flight > 0 or self._in_hand:  # busy: see the docstring
             return Handover([], complete=False)
         now = self._clock.now()
         ready = [
