@@ -152,8 +152,8 @@ class App:
             for task in late:
                 task.cancel()
         self.dispatcher.stop_taking()  # requests already started finish and are recorded
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+        if self._tasks or self.dispatcher.lanes:
+            await asyncio.wait([*self._tasks, *self.dispatcher.lanes], timeout=STOP_GRACE)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -161,7 +161,7 @@ class App:
                 await task
         self._tasks.clear()
         try:
-            await self.dispatcher.retire()
+            await self.dispatcher.retire(grace=0)  # lanes had their STOP_GRACE above
         except Exception:  # noqa: BLE001 - the database may be gone; leases then run out
             log.warning("worker.retire_failed")
 

@@ -234,9 +234,20 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
 
-    async def retire(self) -> None:
-        """A clean stop: record the answers in flight, then hand our leases back at once."""
-        await asyncio.gather(*self._handing, return_exceptions=True)
+    @property
+    def lanes(self) -> set[asyncio.Task[None]]:
+        """The hand-over's lanes still sending (a stop waits for them as for the drain loop)."""
+        return set(self._handing)
+
+    async def retire(self, grace: float = 5.0) -> None:
+        """A clean stop: record the answers in flight, then hand our leases back at once. A
+        hand-over lane still sending after ``grace`` seconds is cancelled (its rows' leases
+        go back with ours)."""
+        if self._handing:
+            _done, late = await asyncio.wait(set(self._handing), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self._journal.drain()
         if self._registered:
             await retire(self._db, self.identity)
