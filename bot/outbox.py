@@ -298,6 +298,18 @@ class Dispatcher:
                 chats -= set(older.all())
         ready = [row for row in ready if (row.channel, row.chat_ref) in chats]
         token = self.identity.lease_token()
+        handover = Handover(ready, complete=False)
+        try:
+            await self._mark_taken(session, ready, token, now)
+        except BaseException:  # e.g. cancelled: the places held so far must not leak
+            self.abandon(handover)
+            raise
+        complete = len(ready) == len(written) and not session.info.get(BULK)
+        return Handover(ready, complete)
+
+    async def _mark_taken(
+        self, session: AsyncSession, ready: list[OutboxMessage], token: str, now: datetime
+    ) -> None:
         unmarked = {chat for chat, lane in self._in_hand.items() if lane.waits_for_a_place()}
         for row in ready:
             row.lease_owner, row.lease_until = token, now + self._lease
@@ -314,8 +326,6 @@ class Dispatcher:
                 offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
                 if offered is not None:  # the last row's choices are the chat's (an upsert)
                     await session.exec(offered)
-        complete = len(ready) == len(written) and not session.info.get(BULK)
-        return Handover(ready, complete)
 
     def abandon(self, handover: Handover) -> None:
         """The transaction did not commit: free the places ``take`` held."""
