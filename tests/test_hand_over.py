@@ -10,9 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 import pytest_asyncio
+from sqlalchemy import TextClause, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
+import bot.outbox as outbox_module
 from bot.clock import FakeClock
 from bot.core import View
 from bot.outbox import Dispatcher, Handover, Outbox
@@ -191,3 +195,25 @@ async def test_nothing_is_taken_once_the_dispatcher_stops_or_when_the_channel_is
     assert (await reply(db, dispatcher, clock, "stopping")).rows == []
     stored = await rows(db)
     assert [(r.status, r.lease_owner) for r in stored] == [(OutboxStatus.pending, None)] * 2
+
+
+async def test_a_take_that_fails_gives_its_places_in_flight_back(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that fails while its replies are being taken (here: the statement that
+    keeps their choices) sends nothing and keeps no place in flight: the window would
+    otherwise shrink for good, and a full one would stop every message."""
+    dispatcher, channel, clock = serving
+
+    def broken(*_args: object) -> TextClause:
+        return text("SELECT no_such_column FROM outboxmessage")
+
+    monkeypatch.setattr(outbox_module.choices, "remembered", broken)
+    with pytest.raises(DBAPIError):
+        await reply(db, dispatcher, clock, "with a choice")
+    assert dispatcher.window.in_flight == 0
+    assert await rows(db) == [] and channel.sent == []
+    monkeypatch.undo()
+    await reply(db, dispatcher, clock, "next")
+    await channel.until_sent(1)
+    assert channel.sent == [("a", "next")]
