@@ -134,8 +134,17 @@ class Browser:
                 return False
             return page
 
+        def replaced(driver: Any) -> bool:
+            """The old page is gone; Chrome may say so as "no longer in the document"."""
+            try:
+                return bool(expected_conditions.staleness_of(page)(driver))
+            except WebDriverException as exc:
+                if "does not belong to the document" not in str(exc):
+                    raise
+                return True
+
         page = WebDriverWait(self.driver, 15).until(lambda _driver: press())
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, 15).until(replaced)
 
     async def click(self, css: str) -> None:
         """Press a button or link that leads to another page."""
