@@ -1,8 +1,10 @@
 """Async engine and sessions for SQLite (default) and PostgreSQL.
 
 SQLite runs in WAL mode with foreign keys on, so readers never block the one writer and a
-dangling reference is an error, as on PostgreSQL. No blocking database call may run on the
-event loop: everything here is async.
+dangling reference is an error, as on PostgreSQL. Nothing here waits on the event loop: a
+writer's statements run on it (``storage.sqlite_inline``: they take microseconds, and waiting
+for another process's write lock is an asyncio sleep), readers go through aiosqlite's thread,
+and PostgreSQL through asyncpg.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.sqlite_inline import inline_url
+
 if TYPE_CHECKING:
     from sqlmodel.ext.asyncio.session import AsyncSession
+
+SQLITE_WAIT = 30.0  # seconds a statement may wait for another process's write lock
 
 _holding_write_lock: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "write_lock", default=False
@@ -36,7 +42,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -57,7 +62,12 @@ def _sqlite_begin_deferred(conn: Any) -> None:
 
 def make_engine(url: str, *, readonly: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Writers run their statements on the loop (storage.sqlite_inline says why it is
+        # safe); readers, which serve the long reads of reports and the dashboard, keep
+        # aiosqlite's thread so that such a read never holds up the loop.
+        engine = create_async_engine(
+            url if readonly else inline_url(url), connect_args={"timeout": SQLITE_WAIT}
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
         begin = _sqlite_begin_deferred if readonly else _sqlite_begin_immediate
