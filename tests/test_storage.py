@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event
 from sqlmodel import SQLModel, select
 
 from bot.clock import FakeClock
@@ -98,5 +100,31 @@ async def test_messages_to_one_chat_keep_their_order(database_url: str) -> None:
                 Outbox(clock).add(session, channel="count", chat_ref="same", view=View(f"{i:02d}"))
         await Dispatcher(db, {"count": channel}, clock, batch=7).run_once()
         assert channel.sent == [f"{i:02d}" for i in range(30)]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite: one writer
+async def test_a_busy_process_keeps_its_database_connections(database_url: str) -> None:
+    """Under load a process reuses its connections: a second wave of as many sessions at once
+    as the first opens none (an overflow connection closed at check-in was reopened every few
+    updates, each a new PostgreSQL backend with cold prepared statements)."""
+    db = Database(database_url)
+    opened: list[object] = []
+    event.listen(db.engine.sync_engine, "connect", lambda conn, _record: opened.append(conn))
+    everyone_in = asyncio.Barrier(15)
+
+    async def one_session() -> None:
+        async with db.session() as session:
+            await session.exec(select(Dialog).limit(1))
+            await everyone_in.wait()  # 15 sessions open at once
+
+    try:
+        for wave in (1, 2):
+            everyone_in = asyncio.Barrier(15)
+            await asyncio.wait_for(asyncio.gather(*(one_session() for _ in range(15))), 30)
+            if wave == 1:
+                assert len(opened) == 15
+        assert len(opened) == 15, "the second wave opened connections again"
     finally:
         await db.dispose()
