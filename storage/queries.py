@@ -104,6 +104,15 @@ async def accounts_of(session: AsyncSession, *, member_id: int) -> Sequence[Chan
     return (await session.exec(stmt)).all()
 
 
+async def linked_accounts(session: AsyncSession, *, member_id: int) -> Sequence[ChannelAccount]:
+    """The member's approved accounts, reachable or not: who the member is, for a web session
+    (an account the bot cannot write to, say after a failed send, is still theirs)."""
+    stmt = select(ChannelAccount).where(
+        ChannelAccount.member_id == member_id, ~col(ChannelAccount.pending)
+    )
+    return (await session.exec(stmt.order_by(col(ChannelAccount.id)))).all()
+
+
 async def grants_of(session: AsyncSession, *, member_id: int) -> list[tuple[RoleGrant, Unit]]:
     stmt = (
         select(RoleGrant, Unit)

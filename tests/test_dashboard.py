@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import update
+from sqlmodel import col
 
 from bot.app import App
 from bot.clock import FakeClock
@@ -24,7 +26,7 @@ from bot.settings import Settings, load_settings
 from handlers import dashboard
 from handlers.dashboard import auth
 from storage import queries
-from storage.models import Member, Role, RoleGrant, Ticket, TicketStatus, Unit
+from storage.models import ChannelAccount, Member, Role, RoleGrant, Ticket, TicketStatus, Unit
 
 PROVINCE = "Tỉnh Tuyên Quang"
 COMMUNE = f"{PROVINCE} / Xã Hợp Thành"
@@ -231,6 +233,40 @@ async def test_names_of_laggards_only_for_staff_above_the_cell(site) -> None:
     await sign_in(client, await link_for(app, SECRETARY_PHONE))
     page = await (await client.get(f"/web/unit/{await unit_id(app, CELL)}")).text()
     assert 'id="laggards-counts"' in page and "Nguyễn Văn An" not in page
+
+
+async def test_staff_the_bot_cannot_write_to_still_work_tickets_on_the_web(site) -> None:
+    """A send that failed (the staff member never started the bot, or blocked it) marks their
+    chat account unreachable; their web session is who they are and keeps its rights (it once
+    answered their own commune's ticket with "outside your scope")."""
+    app, client = site
+    await sign_in(client, await link_for(app, STAFF_PHONE))
+    async with app.db.session() as session:
+        cell = await queries.unit_by_path(session, path=CELL)
+        assert cell is not None
+        ticket = Ticket(
+            cell_id=cell.id or 0,
+            unit_id=cell.parent_id or 0,
+            category="install",
+            created_at=app.clock.now(),
+            sla_due_at=app.clock.now() + timedelta(hours=4),
+        )
+        session.add(ticket)
+        await session.flush()
+        tid = ticket.id
+        await session.exec(  # type: ignore[call-overload]
+            update(ChannelAccount)
+            .where(col(ChannelAccount.member_id) == await member_id(app, STAFF_PHONE))
+            .values(reachable=False)
+        )
+    page = await client.get(f"/web/tickets/{tid}")
+    assert page.status == 200 and f"#{tid}" in await page.text()
+    csrf = csrf_of(await (await client.get("/web/tickets")).text())
+    claim = await client.post(f"/web/tickets/{tid}/claim", data={"csrf": csrf})
+    assert claim.status in (200, 303)
+    async with app.db.reader() as session:
+        claimed = await session.get(Ticket, tid)
+        assert claimed is not None and claimed.claimed_by == await member_id(app, STAFF_PHONE)
 
 
 @pytest.mark.engine_neutral

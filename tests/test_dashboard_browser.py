@@ -143,8 +143,14 @@ class Browser:
                     raise
                 return True
 
+        def loaded(driver: Any) -> bool:
+            """The next page is parsed: the old one going stale says only that it left (a
+            lookup right then found no "#history" once, in CI on a loaded machine)."""
+            return bool(driver.execute_script("return document.readyState") == "complete")
+
         page = WebDriverWait(self.driver, 15).until(lambda _driver: press())
         WebDriverWait(self.driver, 15).until(replaced)
+        WebDriverWait(self.driver, 15).until(loaded)
 
     async def click(self, css: str) -> None:
         """Press a button or link that leads to another page."""

@@ -20,12 +20,13 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
 
+from bot.core import Inbound
 from bot.election import SCHEDULER_LOCK
 from bot.jsonlog import JsonFormatter
 from bot.secrecy import RedactingFilter, remember
 from storage.db import Database
 from storage.locks import hold_for_transaction, lock_key
-from tests.conftest import PG_HOST, PG_PORT, _psql
+from tests.conftest import PG_HOST, PG_PORT, World, _psql
 from tests.fake_telegram import FakeTelegram
 from tests.sotay_cli import run_sotay
 
@@ -208,3 +209,37 @@ async def test_one_worker_runs_the_scheduler_and_another_takes_over_when_it_dies
     finally:
         await second.close()
         await first.close()
+
+
+async def _someone_waits_for_an_advisory_lock(db: Database) -> None:
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    async with asyncio.timeout(20):
+        while True:
+            async with db.reader() as session:
+                if (await session.execute(waiting)).scalar_one():
+                    return
+            await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # several workers
+async def test_an_update_waits_while_another_worker_handles_the_same_user(
+    world: World, database_url: str
+) -> None:
+    """The router takes the user's advisory lock with its first statement (the processed-event
+    record): while another worker's transaction holds it, the update waits; then it goes on."""
+    other_worker = Database(database_url)
+    event = Inbound(channel="rec", user_ref="u-lock", chat_ref="u-lock", key="lk-1", text="/start")
+    try:
+        async with other_worker.session() as busy:
+            await hold_for_transaction(busy, lock_key("rec", "u-lock"))
+            handled = asyncio.create_task(world.app.router.handle(event))
+            await _someone_waits_for_an_advisory_lock(other_worker)
+            assert not handled.done()
+        assert await asyncio.wait_for(handled, 30) is True
+        await world.app.dispatcher.run_once()
+        assert world.recorder.sent.get("u-lock"), "the update was answered once the lock was free"
+    finally:
+        await other_worker.dispose()

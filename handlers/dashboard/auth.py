@@ -155,7 +155,7 @@ async def viewer_of(
     member = await session.get(Member, found.member_id)
     if member is None or member.status != MemberStatus.active:
         return None
-    accounts = await queries.accounts_of(session, member_id=found.member_id)
+    accounts = await queries.linked_accounts(session, member_id=found.member_id)
     grants = await queries.grants_of(session, member_id=found.member_id)
     actor = Actor(account=accounts[0] if accounts else None, member=member, grants=grants)
     if not actor.holds(*STAFF):
