@@ -201,8 +201,8 @@ class Router:
             try:
                 async with self.db.session() as session:
                     await self._claim(session, event)
-                    ctx = await self._context(session, event)
-                    await self._route(ctx)
+                    ctx, dialog = await self._context(session, event)
+                    await self._route(ctx, dialog)
                     handover = await self.hand_over.take(session) if self.hand_over else None
                 committed = True
                 if handover is not None and self.hand_over is not None:
@@ -257,13 +257,14 @@ class Router:
 
     async def _apologise(self, event: Inbound) -> None:
         async with self.db.session() as session:
-            ctx = await self._context(session, event)
+            ctx, _dialog = await self._context(session, event)
             ctx.reply(ctx.t("common.error"))
 
-    async def _context(self, session: AsyncSession, event: Inbound) -> Ctx:
+    async def _context(self, session: AsyncSession, event: Inbound) -> tuple[Ctx, Dialog | None]:
+        """Who sent the event (and their open dialog, read in the same query)."""
         actor = Actor()
         # a pending account sees and holds nothing yet: its member is not loaded
-        actor.account, actor.member = await queries.account_and_member(
+        actor.account, actor.member, dialog = await queries.who_writes(
             session, channel=event.channel, user_ref=event.user_ref
         )
         if actor.account is not None:
@@ -274,14 +275,14 @@ class Router:
                 actor.grants = await queries.grants_of(session, member_id=id_of(actor.member))
         stored = actor.account.language if actor.account else None
         lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
-        return Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
+        ctx = Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
+        return ctx, dialog
 
-    async def _route(self, ctx: Ctx) -> None:
+    async def _route(self, ctx: Ctx, dialog: Dialog | None) -> None:
         event = ctx.event
         if event.in_group:
             await self._group(ctx)
             return
-        dialog = await dialogs.current(ctx)
         if dialog is not None and dialogs.expired(ctx, dialog):
             await dialogs.end(ctx, dialog)
             dialog = None

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import literal
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import ChannelAccount, Member, MemberStatus, Role, RoleGrant, Unit
+from storage.models import ChannelAccount, Dialog, Member, MemberStatus, Role, RoleGrant, Unit
 from storage.paths import PATH_SEP as PATH_SEP
 from storage.paths import UnitNotFound as UnitNotFound
 from storage.paths import in_subtree as in_subtree
@@ -85,14 +87,37 @@ async def account_and_member(
     session: AsyncSession, *, channel: str, user_ref: str
 ) -> tuple[ChannelAccount | None, Member | None]:
     """A messenger identity and, unless it is pending approval, its member, in one query."""
+    account, member, _dialog = await who_writes(session, channel=channel, user_ref=user_ref)
+    return account, member
+
+
+async def who_writes(
+    session: AsyncSession, *, channel: str, user_ref: str
+) -> tuple[ChannelAccount | None, Member | None, Dialog | None]:
+    """Everything the router needs of the sender of an update, in one query: their account,
+    its member unless the account is pending approval, and their open dialog. Either of the
+    account and the dialog may exist without the other (a registration's dialog comes first),
+    so both hang off a one-row table of the sender."""
+    sender = core_select(
+        literal(channel).label("channel"), literal(user_ref).label("user_ref")
+    ).subquery("sender")
     member_of = (col(Member.id) == ChannelAccount.member_id) & ~col(ChannelAccount.pending)
     stmt = (
-        select(ChannelAccount, Member)
-        .join(Member, member_of, isouter=True)
-        .where(ChannelAccount.channel == channel, ChannelAccount.user_ref == user_ref)
+        select(ChannelAccount, Member, Dialog)
+        .select_from(sender)
+        .outerjoin(
+            ChannelAccount,
+            (col(ChannelAccount.channel) == sender.c.channel)
+            & (col(ChannelAccount.user_ref) == sender.c.user_ref),
+        )
+        .outerjoin(Member, member_of)
+        .outerjoin(
+            Dialog,
+            (col(Dialog.channel) == sender.c.channel) & (col(Dialog.user_ref) == sender.c.user_ref),
+        )
     )
-    found = (await session.exec(stmt)).first()
-    return (found[0], found[1]) if found is not None else (None, None)
+    account, member, dialog = (await session.exec(stmt)).one()
+    return account, member, dialog
 
 
 async def accounts_of(session: AsyncSession, *, member_id: int) -> Sequence[ChannelAccount]:
