@@ -15,9 +15,10 @@ from sqlmodel import SQLModel, select
 from bot.clock import FakeClock
 from bot.core import View
 from bot.outbox import Dispatcher, Outbox
+from storage import queries
 from storage.db import Database
 from storage.migrate import head_revision, schema_is_current
-from storage.models import Dialog, OutboxMessage, OutboxStatus
+from storage.models import ChannelAccount, Dialog, Member, OutboxMessage, OutboxStatus
 
 
 async def test_migrations_match_the_models(database_url: str) -> None:
@@ -126,5 +127,56 @@ async def test_a_busy_process_keeps_its_database_connections(database_url: str) 
             if wave == 1:
                 assert len(opened) == 15
         assert len(opened) == 15, "the second wave opened connections again"
+    finally:
+        await db.dispose()
+
+
+async def test_the_sender_of_an_update_is_read_whole_in_one_query(database_url: str) -> None:
+    """queries.who_writes: an account without a dialog, a dialog without an account (a
+    registration in progress), both, neither; a pending account's member is not loaded."""
+    db = Database(database_url)
+    now = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    try:
+        async with db.session() as session:
+            member = Member(full_name="Người thử", phone="+84912345678", created_at=now)
+            session.add(member)
+            await session.flush()
+            mid = member.id or 0
+            session.add(ChannelAccount(channel="t", user_ref="both", chat_ref="1", member_id=mid))
+            session.add(ChannelAccount(channel="t", user_ref="acct", chat_ref="2", member_id=mid))
+            session.add(
+                ChannelAccount(
+                    channel="t", user_ref="pend", chat_ref="3", member_id=mid, pending=True
+                )
+            )
+            for user in ("both", "dlg", "pend"):
+                session.add(
+                    Dialog(
+                        channel="t",
+                        user_ref=user,
+                        chat_ref="9",
+                        flow="f",
+                        step=user,
+                        updated_at=now,
+                    )
+                )
+        found = {}
+        async with db.session() as session:
+            for user in ("both", "acct", "dlg", "pend", "nobody"):
+                account, member_, dialog = await queries.who_writes(
+                    session, channel="t", user_ref=user
+                )
+                found[user] = (
+                    account.user_ref if account else None,
+                    member_.id if member_ else None,
+                    dialog.step if dialog else None,
+                )
+        assert found == {
+            "both": ("both", mid, "both"),
+            "acct": ("acct", mid, None),
+            "dlg": (None, None, "dlg"),
+            "pend": ("pend", None, "pend"),
+            "nobody": (None, None, None),
+        }
     finally:
         await db.dispose()
