@@ -256,3 +256,56 @@ async def test_replies_holding_every_place_leave_while_the_drain_loop_fills_its_
     await channel.until_sent(3)
     assert [text_ for chat, text_ in channel.sent if chat == "a"] == ["a1", "a2"]
     assert ("b", "b1") in channel.sent
+
+
+class Paced:
+    """A channel-wide pace (``RateLimiter``'s part the dispatcher uses) whose next token is due
+    only when the test lets it go."""
+
+    overall_rate = 30.0
+
+    def __init__(self) -> None:
+        self.held = True
+        self.waiting = asyncio.Event()  # a send waits for the channel's next token
+
+    def chat_wait(self, _chat_ref: str) -> float:
+        return 0.0
+
+    def overall_wait(self) -> float:
+        if self.held:
+            self.waiting.set()
+            return 0.01
+        return 0.0
+
+    def reserve(self, _chat_ref: str) -> float:
+        return 0.0
+
+    def sent(self) -> None:
+        pass
+
+    def share(self, _workers: int) -> None:
+        pass
+
+
+async def test_replies_holding_every_place_leave_while_paced_drain_chats_hold_the_slots(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    """Both engines: drain chats wait for the channel's pace holding their slots, with nothing
+    in flight (e.g. a notice going out at 30/s); a member's two replies are taken and hold every
+    place; then the pace lets the drain chat go, and it waits for a place holding its slot. The
+    replies' lane must not wait for a slot: it did, and nothing was sent any more."""
+    dispatcher, channel, clock = serving
+    dispatcher._semaphore = asyncio.Semaphore(1)  # one drain chat fills every slot (app: 16)
+    paced = Paced()
+    dispatcher.add_limiter("s", paced)  # type: ignore[arg-type]
+    async with db.session() as session:  # e.g. a notice's message, paced
+        Outbox(clock).add(session, channel="s", chat_ref="b", view=View("b1"))
+    dispatcher.wake()
+    async with asyncio.timeout(10):
+        await paced.waiting.wait()
+    handover = await reply(db, dispatcher, clock, "a1", "a2")
+    assert len(handover.rows) == 2 and dispatcher.window.in_flight == 2  # every place
+    paced.held = False
+    await channel.until_sent(3)
+    assert [text_ for chat, text_ in channel.sent if chat == "a"] == ["a1", "a2"]
+    assert ("b", "b1") in channel.sent
