@@ -63,10 +63,11 @@ class App:
             reach_otherwise, self.db, self.channels, settings, self.clock
         )
         self.router.after_commit.append(self.dispatcher.wake)
-        # The hand-over (Dispatcher.take) stays off until an intermittent stall seen with it
-        # (a fresh bot silent for 30 s; a reply missing in the 3-worker kill test) is explained:
-        # issue 14's note. Set ``router.hand_over = dispatcher`` to measure it.
-        self.router.hand_over = None
+        # The hand-over (Dispatcher.take): an idle dispatcher leases a handler's replies in the
+        # handler's own commit and sends them right after it (issue 14's core throughput). It was
+        # off for a while: its lanes waited for a drain slot while holding every place in flight,
+        # a deadlock (a fresh bot silent for 30 s); lanes now take no slot (``_send_chat``).
+        self.router.hand_over = self.dispatcher
         self.scheduler = Scheduler(self.db, self.services, wake=self.dispatcher.wake)
         self.router.on_scheduled = self.scheduler.rearm
         self.election = (

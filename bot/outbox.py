@@ -357,7 +357,7 @@ class Dispatcher:
         try:
             while lane.rows and not lane.closed:
                 lane.current = lane.rows.popleft()
-                not_started, finished = await self._send_chat([lane.current])
+                not_started, finished = await self._send_chat([lane.current], slot=False)
                 lane.current = None
                 if not finished:
                     lane.closed = True
@@ -546,11 +546,19 @@ class Dispatcher:
         paused = self._paused_until.get(channel)
         return paused is not None and paused > self._clock.now()
 
-    async def _send_chat(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], bool]:
+    async def _send_chat(
+        self, rows: list[OutboxMessage], *, slot: bool = True
+    ) -> tuple[list[OutboxMessage], bool]:
         """Send one chat's rows in order; stop at the first that must wait. Returns the rows
         not started because their channel is paused, for the caller to hand back at once, and
-        whether every row went on (False: one waits, the rows after it were handed back)."""
-        async with self._semaphore:
+        whether every row went on (False: one waits, the rows after it were handed back).
+
+        ``slot``: take one of the drain loop's slots for chats at once (``concurrency``). A
+        hand-over lane takes none: its rows may hold places in flight since ``take``, and a
+        drain chat holds its slot while it waits for a place; a lane waiting for a slot could
+        then wait for ever, and every send with it (issue 14's stalled bot). Lanes are few: a
+        take happens only when the dispatcher is idle."""
+        async with self._semaphore if slot else contextlib.nullcontext():
             for row in rows:
                 if self._stopping:  # a graceful stop: what has not started is handed back
                     await self._release(rows[rows.index(row) :])

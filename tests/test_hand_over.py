@@ -81,8 +81,9 @@ async def serving(db: Database) -> AsyncIterator[tuple[Dispatcher, Gated, FakeCl
     for gate in channel.gates.values():  # a failed test must not leave a send hanging
         gate.set()
     dispatcher.stop_taking()
-    await loop
-    await dispatcher.retire()
+    async with asyncio.timeout(10):  # a stalled dispatcher fails the test, it does not hang it
+        await loop
+    await dispatcher.retire(grace=1)
 
 
 async def reply(db: Database, dispatcher: Dispatcher, clock: FakeClock, *texts: str) -> Handover:
@@ -217,3 +218,94 @@ async def test_a_take_that_fails_gives_its_places_in_flight_back(
     await reply(db, dispatcher, clock, "next")
     await channel.until_sent(1)
     assert channel.sent == [("a", "next")]
+
+
+async def test_replies_holding_every_place_leave_while_the_drain_loop_fills_its_slots(
+    db: Database, database_url: str, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    """On PostgreSQL the drain loop claims while a handler's transaction is open. A take found
+    the dispatcher idle and its replies hold every place in flight; meanwhile the drain loop
+    claimed another chat's reply and waits for a place, holding one of its slots for chats at
+    once (the app's 16, one here). The taken replies must leave all the same: their lane used to
+    wait for a slot too, and then nothing was sent any more (issue 14's stalled bot)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite: the drain loop cannot claim while a handler's transaction is open")
+    dispatcher, channel, clock = serving
+    dispatcher._semaphore = asyncio.Semaphore(1)  # one drain chat fills every slot
+    window = dispatcher.window
+    full = asyncio.Event()
+    acquire = window.acquire
+
+    async def observed(key: int) -> None:
+        if key not in window._holding and window.in_flight >= window.limit:
+            full.set()  # the drain loop holds its slot and waits for a place
+        await acquire(key)
+
+    window.acquire = observed  # type: ignore[method-assign]
+    async with db.session() as session:  # another member's reply, not handed over
+        Outbox(clock).add(session, channel="s", chat_ref="b", view=View("b1"))
+    async with db.session() as session:
+        for text_ in ("a1", "a2"):
+            Outbox(clock).add(session, channel="s", chat_ref="a", view=View(text_))
+        handover = await dispatcher.take(session)
+        assert len(handover.rows) == 2 and window.in_flight == window.limit == 2
+        dispatcher.wake()  # the other handler's commit wakes the drain loop meanwhile
+        async with asyncio.timeout(10):
+            await full.wait()
+    dispatcher.send_taken(handover)
+    await channel.until_sent(3)
+    assert [text_ for chat, text_ in channel.sent if chat == "a"] == ["a1", "a2"]
+    assert ("b", "b1") in channel.sent
+
+
+class Paced:
+    """A channel-wide pace (``RateLimiter``'s part the dispatcher uses) whose next token is due
+    only when the test lets it go."""
+
+    overall_rate = 30.0
+
+    def __init__(self) -> None:
+        self.held = True
+        self.waiting = asyncio.Event()  # a send waits for the channel's next token
+
+    def chat_wait(self, _chat_ref: str) -> float:
+        return 0.0
+
+    def overall_wait(self) -> float:
+        if self.held:
+            self.waiting.set()
+            return 0.01
+        return 0.0
+
+    def reserve(self, _chat_ref: str) -> float:
+        return 0.0
+
+    def sent(self) -> None:
+        pass
+
+    def share(self, _workers: int) -> None:
+        pass
+
+
+async def test_replies_holding_every_place_leave_while_paced_drain_chats_hold_the_slots(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    """Both engines: drain chats wait for the channel's pace holding their slots, with nothing
+    in flight (e.g. a notice going out at 30/s); a member's two replies are taken and hold every
+    place; then the pace lets the drain chat go, and it waits for a place holding its slot. The
+    replies' lane must not wait for a slot: it did, and nothing was sent any more."""
+    dispatcher, channel, clock = serving
+    dispatcher._semaphore = asyncio.Semaphore(1)  # one drain chat fills every slot (app: 16)
+    paced = Paced()
+    dispatcher.add_limiter("s", paced)  # type: ignore[arg-type]
+    async with db.session() as session:  # e.g. a notice's message, paced
+        Outbox(clock).add(session, channel="s", chat_ref="b", view=View("b1"))
+    dispatcher.wake()
+    async with asyncio.timeout(10):
+        await paced.waiting.wait()
+    handover = await reply(db, dispatcher, clock, "a1", "a2")
+    assert len(handover.rows) == 2 and dispatcher.window.in_flight == 2  # every place
+    paced.held = False
+    await channel.until_sent(3)
+    assert [text_ for chat, text_ in channel.sent if chat == "a"] == ["a1", "a2"]
+    assert ("b", "b1") in channel.sent
