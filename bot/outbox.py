@@ -205,19 +205,38 @@ class Dispatcher:
                 await heart
 
     async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat.total_seconds())
-            try:
-                if self._registered:
-                    await beat(self._db, self.identity, self._clock.now())
-                    # The Bot API's limits are per bot, not per process: share them.
-                    workers = await live_workers(self._db, self._clock.now(), self._heartbeat)
-                    for limiter in self._limiters.values():
-                        limiter.share(workers)
-                if self.on_heartbeat is not None:
-                    await self.on_heartbeat()
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
-                log.warning("worker.beat_failed")
+        """Beat every ``heartbeat``, whatever else is slow. The other workers take a worker
+        silent for a few beats for dead and lease its rows again, including rows whose request
+        it may be sending: a beat that waits behind other work (the heartbeat's own chores, such
+        as the broadcast sweep, which waits for a notice's row lock) sends messages twice. So
+        the chores run in a task of their own, one at a time, and never hold up the next beat."""
+        chores: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat.total_seconds())
+                try:
+                    if self._registered:
+                        await beat(self._db, self.identity, self._clock.now)
+                        # The Bot API's limits are per bot, not per process: share them.
+                        workers = await live_workers(self._db, self._clock.now(), self._heartbeat)
+                        for limiter in self._limiters.values():
+                            limiter.share(workers)
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                    log.warning("worker.beat_failed")
+                if self.on_heartbeat is not None and (chores is None or chores.done()):
+                    chores = asyncio.create_task(self._heartbeat_chores(), name="heartbeat-chores")
+        finally:
+            if chores is not None:
+                chores.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chores
+
+    async def _heartbeat_chores(self) -> None:
+        try:
+            if self.on_heartbeat is not None:
+                await self.on_heartbeat()
+        except Exception:  # noqa: BLE001 - tried again at a later beat
+            log.warning("worker.heartbeat_chores_failed")
 
     async def _ensure_registered(self) -> None:
         if not self._registered:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -55,19 +56,23 @@ async def register(db: Database, me: WorkerIdentity, now: datetime) -> None:
     log.info("worker.registered incarnation=%s", me.incarnation)
 
 
-async def beat(db: Database, me: WorkerIdentity, now: datetime) -> None:
+async def beat(db: Database, me: WorkerIdentity, now: Callable[[], datetime]) -> None:
     """Say we are alive. If someone took our name meanwhile (two processes configured with one
-    name), we take a name of our own rather than fight over it."""
+    name), we take a name of our own rather than fight over it.
+
+    The time is read once the transaction has its connection: under load a session may wait
+    for one, and a beat stamped before that wait would look older than it is."""
     async with db.session() as session:
+        await session.connection()  # wait for a connection (and SQLite's write turn) first
         result = await session.exec(
             update(Worker)
             .where(col(Worker.name) == me.name, col(Worker.incarnation) == me.incarnation)
-            .values(beat_at=now)
+            .values(beat_at=now())
         )
     if result.rowcount == 0:
         log.warning("worker.name_taken incarnation=%s", me.incarnation)
         me.name = f"{me.name}~{me.incarnation}"[:64]
-        await register(db, me, now)
+        await register(db, me, now())
 
 
 async def live_workers(db: Database, now: datetime, heartbeat: timedelta) -> int:

@@ -5,11 +5,15 @@ never a live worker's. The SIGKILL test over HTTP is in tests/test_meetings_e2e.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
+import bot.outbox
 from bot.app import App
 from bot.clock import FakeClock
 from bot.core import View
@@ -17,10 +21,12 @@ from bot.outbox import Dispatcher
 from bot.settings import Settings
 from bot.workers import WorkerIdentity, beat
 from storage.models import OutboxMessage, OutboxStatus
+from storage.worker_models import Worker
 from tests.conftest import Recorder
 
 LONG_LEASE = timedelta(minutes=30)  # longer than any test: a takeover here is never the lease's
 HEARTBEAT = timedelta(seconds=2)
+QUICK = timedelta(milliseconds=20)  # a real-time heartbeat for the one test that runs the loop
 
 
 async def queue(app: App, chats: list[str]) -> None:
@@ -97,7 +103,7 @@ async def test_a_silent_worker_loses_its_rows_after_five_heartbeats_a_beating_on
         other = dispatcher(app, recorder, clock, "bot-2")
         for _ in range(10):  # twenty seconds of beating: the rows stay with their owner
             clock.advance(HEARTBEAT)
-            await beat(app.db, alive.identity, clock.now())
+            await beat(app.db, alive.identity, clock.now)
             assert await other.run_once() == 0
         clock.advance(HEARTBEAT * 4)
         assert await other.run_once() == 0  # four beats missed: maybe only slow
@@ -106,6 +112,53 @@ async def test_a_silent_worker_loses_its_rows_after_five_heartbeats_a_beating_on
     finally:
         await app.close()
     assert sorted(recorder.sent) == ["a", "b"]
+
+
+async def test_a_heartbeat_chore_that_waits_does_not_hold_up_the_beat(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The beat goes on while the heartbeat's chores wait (the broadcast sweep can wait for a
+    notice's row lock): a beat held up for five beats lets the other workers lease this worker's
+    rows again while it still sends them - messages sent twice without any crash."""
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    worker = Dispatcher(
+        app.db, {"rec": Recorder()}, clock, identity=WorkerIdentity("bot-1"), heartbeat=QUICK
+    )
+    chore_waiting, release, beaten = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def waiting_chore() -> None:
+        chore_waiting.set()
+        await release.wait()
+
+    async def watched_beat(*args: Any) -> None:
+        await beat(*args)
+        beaten.set()
+
+    monkeypatch.setattr(bot.outbox, "beat", watched_beat)
+    worker.on_heartbeat = waiting_chore
+    running = asyncio.create_task(worker.run_forever(idle=0.05))
+    try:
+        await asyncio.wait_for(chore_waiting.wait(), timeout=10)
+        clock.advance(timedelta(minutes=5))
+        for _ in range(2):  # the beat after the clock moved, whichever was under way
+            beaten.clear()
+            await asyncio.wait_for(beaten.wait(), timeout=10)
+        assert await beat_of(app, "bot-1") == clock.now()
+        assert not release.is_set()  # the chore is still waiting all along
+    finally:
+        release.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await app.close()
+
+
+async def beat_of(app: App, name: str) -> datetime:
+    async with app.db.reader() as session:
+        found = (await session.exec(select(Worker.beat_at).where(Worker.name == name))).one()
+    assert found is not None
+    return found
 
 
 async def test_a_clean_stop_hands_its_leases_back_at_once(settings: Settings) -> None:

@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,18 @@ def first_copies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def duplicates(users: list[FakeUser]) -> int:
     return sum(len(u.messages) - len(first_copies(u.messages)) for u in users)
+
+
+def repeated(users: list[FakeUser]) -> dict[str, int]:
+    """Which texts came twice (their first 40 characters), and how often: what a failure shows."""
+    found: Counter[str] = Counter()
+    for user in users:
+        seen: set[str] = set()
+        for message in user.messages:
+            if body(message) in seen:
+                found[body(message)[:40]] += 1
+            seen.add(body(message))
+    return dict(found.most_common(8))
 
 
 def worker_name(pid: int) -> str:
@@ -380,7 +393,7 @@ async def test_three_workers_lose_nothing_when_a_worker_and_then_the_scheduler_a
         victim = next(pid for pid in _children(supervisor.pid) if pid != holder)
         name = worker_name(victim)
         dead = await incarnation(db, name)
-        assert duplicates(everyone) == 0  # before any kill: no repeats at all
+        assert duplicates(everyone) == 0, repeated(everyone)  # before any kill: no repeats
         os.kill(victim, signal.SIGKILL)
         figures["kill1_notices_delivered"] = notices()
         figures["kill1_registrations_done"] = registrations.done
