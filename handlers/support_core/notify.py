@@ -153,7 +153,10 @@ async def tell_staff(ctx: Ctx, ticket: Ticket, render: Callable[[Chat], View]) -
 async def tell_member(
     ctx: Ctx, ticket: Ticket, render: Callable[[str], View]
 ) -> list[OutboxMessage]:
-    """Queue a message to every reachable account of the ticket's member; [] when none."""
+    """Queue a message to every reachable account of the ticket's member; [] when none (also
+    for a ticket whose member used /forget)."""
+    if ticket.member_id is None:
+        return []
     member = await ctx.session.get(Member, ticket.member_id)
     if member is None:
         return []
