@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import pool
@@ -54,25 +55,23 @@ class InlineCursor(sqlite3.Cursor):
     connection: InlineConnection
 
     def execute(self, sql: str, parameters: Any = (), /) -> InlineCursor:
-        await_only(_passed())
-        try:
-            super().execute(sql, parameters)
-        except sqlite3.OperationalError as error:
-            if not self._may_retry(error):
-                raise
-            self._retry(lambda: super(InlineCursor, self).execute(sql, parameters))
+        self._run(lambda: super(InlineCursor, self).execute(sql, parameters))
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> InlineCursor:
-        await_only(_passed())
         rows = list(seq_of_parameters)  # an iterator cannot be replayed on retry
+        self._run(lambda: super(InlineCursor, self).executemany(sql, rows))
+        return self
+
+    def _run(self, statement: Callable[[], object]) -> None:
+        await_only(_passed())
         try:
-            super().executemany(sql, rows)
+            statement()
+            return
         except sqlite3.OperationalError as error:
             if not self._may_retry(error):
                 raise
-            self._retry(lambda: super(InlineCursor, self).executemany(sql, rows))
-        return self
+        self._retry(statement)
 
     async def _async_soft_close(self) -> None:
         """SQLAlchemy's async results await this; the rows are already fetched (nothing to do)."""
@@ -81,7 +80,7 @@ class InlineCursor(sqlite3.Cursor):
         busy = getattr(error, "sqlite_errorcode", None) == _BUSY
         return busy and not self.connection.in_transaction
 
-    def _retry(self, statement: Any) -> None:
+    def _retry(self, statement: Callable[[], object]) -> None:
         deadline = time.monotonic() + self.connection.wait_for_lock
         pause = _FIRST_PAUSE
         while True:

@@ -78,6 +78,23 @@ async def link_for(app: App, phone: str) -> str:
         return await auth.create_link(session, await member_id(app, phone), "vi", app.clock.now())
 
 
+async def open_ticket(app: App, cell_path: str) -> int:
+    """A ticket (no member) of the cell, for its commune's staff."""
+    async with app.db.session() as session:
+        cell = await queries.unit_by_path(session, path=cell_path)
+        assert cell is not None
+        ticket = Ticket(
+            cell_id=cell.id or 0,
+            unit_id=cell.parent_id or 0,
+            category="install",
+            created_at=app.clock.now(),
+            sla_due_at=app.clock.now() + timedelta(hours=4),
+        )
+        session.add(ticket)
+        await session.flush()
+        return ticket.id or 0
+
+
 async def sign_in(client: TestClient, token: str) -> web.Response:
     page = await client.get("/web/signin", params={"t": token})
     assert page.status == 200
@@ -190,19 +207,7 @@ async def test_commune_staff_cannot_open_another_communes_pages_by_editing_the_u
     assert (await client.get("/web/unit/abc")).status == 404
 
     # A ticket of the other commune: neither its page nor its actions.
-    async with app.db.session() as session:
-        cell = await queries.unit_by_path(session, path=OTHER_CELL)
-        assert cell is not None
-        ticket = Ticket(
-            cell_id=cell.id or 0,
-            unit_id=cell.parent_id or 0,
-            category="install",
-            created_at=app.clock.now(),
-            sla_due_at=app.clock.now() + timedelta(hours=4),
-        )
-        session.add(ticket)
-        await session.flush()
-        tid = ticket.id
+    tid = await open_ticket(app, OTHER_CELL)
     assert (await client.get(f"/web/tickets/{tid}")).status == 404
     csrf = csrf_of(await (await client.get("/web/tickets")).text())
     claim = await client.post(f"/web/tickets/{tid}/claim", data={"csrf": csrf})
@@ -241,19 +246,8 @@ async def test_staff_the_bot_cannot_write_to_still_work_tickets_on_the_web(site)
     answered their own commune's ticket with "outside your scope")."""
     app, client = site
     await sign_in(client, await link_for(app, STAFF_PHONE))
+    tid = await open_ticket(app, CELL)
     async with app.db.session() as session:
-        cell = await queries.unit_by_path(session, path=CELL)
-        assert cell is not None
-        ticket = Ticket(
-            cell_id=cell.id or 0,
-            unit_id=cell.parent_id or 0,
-            category="install",
-            created_at=app.clock.now(),
-            sla_due_at=app.clock.now() + timedelta(hours=4),
-        )
-        session.add(ticket)
-        await session.flush()
-        tid = ticket.id
         await session.exec(  # type: ignore[call-overload]
             update(ChannelAccount)
             .where(col(ChannelAccount.member_id) == await member_id(app, STAFF_PHONE))
