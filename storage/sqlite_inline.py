@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import pool
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine.url import URL
+from sqlalchemy.engine.url import URL, make_url
 from sqlalchemy.util.concurrency import await_only
 
 DRIVER = "sotay_inline"
@@ -103,9 +103,6 @@ class InlineConnection(sqlite3.Connection):
     def cursor(self, factory: Any = InlineCursor) -> Any:
         return super().cursor(factory)
 
-    def terminate(self) -> None:
-        self.close()
-
 
 class InlineSQLiteDialect(SQLiteDialect_pysqlite):
     """pysqlite, declared async so that ``create_async_engine`` accepts it: SQLAlchemy runs
@@ -125,7 +122,9 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
     def create_connect_args(self, url: URL) -> Any:
         args, kwargs = super().create_connect_args(url)
         kwargs["factory"] = InlineConnection
-        kwargs["check_same_thread"] = False  # the pool may close it from the loop's executor
+        # SQLAlchemy may close a connection outside the thread that opened it (a garbage-collected
+        # checkout); statements themselves all run on the event loop's thread.
+        kwargs["check_same_thread"] = False
         return args, kwargs
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
@@ -147,6 +146,4 @@ registry.register(f"sqlite.{DRIVER}", __name__, "InlineSQLiteDialect")
 
 def inline_url(url: str | URL) -> URL:
     """The same SQLite database, reached through this driver."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).set(drivername=f"sqlite+{DRIVER}")
