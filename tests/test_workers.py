@@ -212,14 +212,20 @@ async def test_one_worker_runs_the_scheduler_and_another_takes_over_when_it_dies
 
 
 async def _someone_waits_for_an_advisory_lock(db: Database) -> None:
-    waiting = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    waiting = (
+        select(func.count())
+        .select_from(text("pg_locks"))
+        .where(
+            text(
+                "locktype = 'advisory' AND NOT granted AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
     )
     async with asyncio.timeout(20):
         while True:
             async with db.reader() as session:
-                if (await session.execute(waiting)).scalar_one():
+                if (await session.exec(waiting)).one():
                     return
             await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
 
