@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, exists, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -660,7 +660,7 @@ class Dispatcher:
             return False
         except Blocked:
             self._count(row, "blocked")
-            await self._mark_blocked(row)
+            await self._mark_blocked(row, started=now)
             return False
         except Rejected as exc:
             self._count(row, "rejected")
@@ -767,15 +767,21 @@ class Dispatcher:
                 .values(lease_until=None, sending_at=None)
             )
 
-    async def _mark_blocked(self, row: OutboxMessage) -> None:
-        """The user blocked us: stop every queued message to that chat and remember it."""
+    async def _mark_blocked(self, row: OutboxMessage, *, started: datetime) -> None:
+        """The user blocked us (or never started the bot): stop the chat's queued messages and
+        remember it. Only what was queued by the time the failed request ``started``: a
+        message written since may be the answer to the user writing to us meanwhile (starting
+        the bot, say, to open the dashboard), which the router took as proof they can be
+        reached; that one goes, and the account stays reachable."""
         log.info("outbox.blocked channel=%s member=%s", row.channel, row.member_id)
+        chat = (col(OutboxMessage.channel) == row.channel) & (
+            col(OutboxMessage.chat_ref) == row.chat_ref
+        )
         async with self._db.session() as session:
             await session.exec(
                 update(OutboxMessage)
-                .where(col(OutboxMessage.channel) == row.channel)
-                .where(col(OutboxMessage.chat_ref) == row.chat_ref)
-                .where(col(OutboxMessage.status) == OutboxStatus.pending)
+                .where(chat, col(OutboxMessage.status) == OutboxStatus.pending)
+                .where(col(OutboxMessage.created_at) <= started)
                 .values(
                     status=OutboxStatus.blocked,
                     lease_until=None,
@@ -785,10 +791,14 @@ class Dispatcher:
             )
             if row.payload.get("last_word"):
                 await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id) == row.id))
+            written_since = exists(
+                select(OutboxMessage.id).where(chat, col(OutboxMessage.created_at) > started)
+            )
             await session.exec(
                 update(ChannelAccount)
                 .where(col(ChannelAccount.channel) == row.channel)
                 .where(col(ChannelAccount.chat_ref) == row.chat_ref)
+                .where(~written_since)
                 .values(reachable=False)
             )
 

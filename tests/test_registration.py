@@ -6,9 +6,12 @@ same flows through the real Telegram stack.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlmodel import select
 
+from bot.channels.base import Blocked
 from bot.core import Inbound, View
 from storage.models import (
     Application,
@@ -341,6 +344,39 @@ async def test_blocked_user_is_marked_unreachable(world: World) -> None:
         world, OutboxMessage, OutboxMessage.chat_ref == "u16", OutboxMessage.status == "blocked"
     )
     assert len(blocked) == 1
+
+
+async def test_a_user_who_writes_while_a_send_to_them_fails_gets_the_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send to them fails with 403 (they had blocked the bot) while they unblock it and
+    write to us: what was queued before stays blocked, the answer to what they wrote goes,
+    and the account stays reachable (the failure used to be recorded over their message)."""
+    chat = world.chat("u18")
+    await register_an(chat)
+    async with world.app.db.session() as session:
+        world.app.services.outbox.add(session, channel="rec", chat_ref="u18", view=View("Tin cũ"))
+    send = world.recorder.send
+    wrote: list[bool] = []
+
+    async def failing_while_they_write(chat_ref: str, view: View) -> str:
+        if chat_ref == "u18" and not wrote:
+            wrote.append(True)
+            world.clock.advance(timedelta(seconds=1))
+            await world.app.router.handle(chat._event(text="/me"))  # meanwhile, they write
+            raise Blocked("403 while they unblocked the bot")
+        return await send(chat_ref, view)
+
+    monkeypatch.setattr(world.recorder, "send", failing_while_they_write)
+    await world.app.dispatcher.run_once()
+    views = chat.new()
+    assert wrote and any("Nguyễn Văn An" in v.text for v in views)  # the answer to /me
+    [account] = await rows(world, ChannelAccount, ChannelAccount.user_ref == "u18")
+    assert account.reachable is True
+    blocked = await rows(
+        world, OutboxMessage, OutboxMessage.chat_ref == "u18", OutboxMessage.status == "blocked"
+    )
+    assert [View.from_payload(r.payload).text for r in blocked] == ["Tin cũ"]
 
 
 async def test_forget_deletes_personal_data_keeps_counts(world: World) -> None:
