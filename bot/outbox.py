@@ -208,7 +208,7 @@ class Dispatcher:
         """Beat every ``heartbeat``, whatever else is slow. The other workers take a worker
         silent for a few beats for dead and lease its rows again, including rows whose request
         it may be sending: a beat that waits behind other work (the heartbeat's own chores, such
-        as the broadcast sweep, which waits for a notice's row lock) sends messages twice. So
+        as the broadcast sweep, which waits for a notice's row lock) can get messages sent twice. So
         the chores run in a task of their own, one at a time, and never hold up the next beat."""
         chores: asyncio.Task[None] | None = None
         try:
