@@ -67,6 +67,15 @@ class Handover:
     complete: bool  # every row the transaction wrote is among them: no need to wake the drain
 
 
+_LANE_COLUMNS = (
+    col(OutboxMessage.id),
+    col(OutboxMessage.channel),
+    col(OutboxMessage.chat_ref),
+    col(OutboxMessage.broadcast_id).is_(None),  # a direct message (reply) or a notice's
+)
+_LaneRow = tuple[int | None, str, str, bool]  # a row's id, channel, chat and whether direct
+
+
 def _provisional(row: OutboxMessage) -> int:
     """The key of a place in flight held for a row before it has an id (negative: no id's)."""
     return -id(row)
@@ -495,9 +504,12 @@ class Dispatcher:
                 due = due.where(col(OutboxMessage.chat_ref).not_in(self._in_hand_chats()))
                 self._held_back |= set(self._in_hand)
             if is_postgres(self._db.engine):  # several workers: skip what others are claiming
-                locked = (await session.exec(due.with_for_update(skip_locked=True))).all()
-                ids = [row_id for row_id in locked if row_id is not None]
-                ids = await self._in_chat_order(session, ids, now) if ids else []
+                # With each row's chat and lane, which the order check needs (one read, not two).
+                # (Through the connection: sqlmodel's exec would keep only the first column.)
+                lanes = due.with_only_columns(*_LANE_COLUMNS).with_for_update(skip_locked=True)
+                connection = await session.connection()
+                locked = [tuple(row) for row in (await connection.execute(lanes)).all()]
+                ids = await self._in_chat_order(session, locked, now) if locked else []
                 if not ids:
                     return []
                 chosen = col(OutboxMessage.id).in_(ids)
@@ -518,18 +530,15 @@ class Dispatcher:
             return sorted(leased.scalars().all(), key=lambda row: row.id or 0)
 
     async def _in_chat_order(
-        self, session: AsyncSession, ids: list[int], now: datetime
+        self, session: AsyncSession, candidates: list[_LaneRow], now: datetime
     ) -> list[int]:
         """The candidates that overtake nothing: with several workers, a chat's older row (in
         the same lane: replies, or a bulk notice) may be held by another worker, or being
         claimed by one right now (SKIP LOCKED hid it from us); a newer row of that chat then
         waits, so a member's messages leave in the order they were written. Rows of this claim
         and rows this worker holds do not hold anything back."""
-        direct = col(OutboxMessage.broadcast_id).is_(None)
-        key, on, to = OutboxMessage.id, OutboxMessage.channel, OutboxMessage.chat_ref
-        candidates = (
-            await session.exec(select(key, on, to, direct).where(col(key).in_(ids)))
-        ).all()
+        key, on, to, direct = _LANE_COLUMNS
+        ids = [row_id for row_id, _channel, _chat, _direct in candidates if row_id is not None]
         older = (
             await session.exec(
                 select(  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
