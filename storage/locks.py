@@ -8,23 +8,18 @@ from __future__ import annotations
 
 from sqlalchemy import Subquery, func
 from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 def lock_key(*parts: str) -> str:
     return ":".join(parts)
 
 
-async def hold_for_transaction(session: AsyncSession, key: str) -> None:
-    """Wait for, then hold until this transaction ends, the advisory lock named ``key`` (two
-    messages of one user, handled by two workers, never interleave)."""
-    await session.exec(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-
-
 def holding(key: str) -> Subquery:
-    """A one-row subquery that takes the same lock as ``hold_for_transaction`` when a statement
-    reads from it, so that a statement which must run under the lock takes it in its own round
-    trip (``INSERT … SELECT … FROM holding(key)``). PostgreSQL evaluates it although no column
+    """A one-row subquery that, when a statement reads from it, waits for and then holds until
+    the transaction ends the advisory lock named ``key`` (two messages of one user, handled by
+    two workers, never interleave). A statement that must run under the lock takes it in its
+    own round trip (``INSERT … SELECT … FROM holding(key)``; ``SELECT … FROM holding(key)``
+    alone just takes it). PostgreSQL evaluates it although no column
     of it is used: the lock function is volatile, and a volatile output is never pruned."""
     lock = func.pg_advisory_xact_lock(func.hashtextextended(key, 0))
     return select(lock.label("held")).subquery("held")

@@ -83,14 +83,6 @@ async def account_for(
     return (await session.exec(stmt)).first()
 
 
-async def account_and_member(
-    session: AsyncSession, *, channel: str, user_ref: str
-) -> tuple[ChannelAccount | None, Member | None]:
-    """A messenger identity and, unless it is pending approval, its member, in one query."""
-    account, member, _dialog = await who_writes(session, channel=channel, user_ref=user_ref)
-    return account, member
-
-
 async def who_writes(
     session: AsyncSession, *, channel: str, user_ref: str
 ) -> tuple[ChannelAccount | None, Member | None, Dialog | None]:

@@ -25,7 +25,7 @@ from bot.election import SCHEDULER_LOCK
 from bot.jsonlog import JsonFormatter
 from bot.secrecy import RedactingFilter, remember
 from storage.db import Database
-from storage.locks import hold_for_transaction, lock_key
+from storage.locks import holding, lock_key
 from tests.conftest import PG_HOST, PG_PORT, World, _psql
 from tests.fake_telegram import FakeTelegram
 from tests.sotay_cli import run_sotay
@@ -89,6 +89,11 @@ def pg_url(pg_template: str) -> Iterator[str]:
     _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+async def hold_user_lock(session: Any, key: str) -> None:
+    """What another worker's transaction does first for a user's update: take their lock."""
+    await session.exec(select(holding(key)))
+
+
 def try_lock(user_ref: str) -> Any:
     key = lock_key("telegram", user_ref)
     return func.pg_try_advisory_xact_lock(func.hashtextextended(key, 0))
@@ -99,8 +104,8 @@ async def test_one_users_messages_wait_for_each_other_across_workers(pg_url: str
     transaction; another user's does not."""
     first, second = Database(pg_url), Database(pg_url)
     try:
-        async with first.session() as holding:
-            await hold_for_transaction(holding, lock_key("telegram", "42"))
+        async with first.session() as holding_tx:
+            await hold_user_lock(holding_tx, lock_key("telegram", "42"))
             async with second.session() as other:
                 assert (await other.exec(select(try_lock("42")))).one() is False
                 assert (await other.exec(select(try_lock("43")))).one() is True  # another user
@@ -240,7 +245,7 @@ async def test_an_update_waits_while_another_worker_handles_the_same_user(
     event = Inbound(channel="rec", user_ref="u-lock", chat_ref="u-lock", key="lk-1", text="/start")
     try:
         async with other_worker.session() as busy:
-            await hold_for_transaction(busy, lock_key("rec", "u-lock"))
+            await hold_user_lock(busy, lock_key("rec", "u-lock"))
             handled = asyncio.create_task(world.app.router.handle(event))
             await _someone_waits_for_an_advisory_lock(other_worker)
             assert not handled.done()
