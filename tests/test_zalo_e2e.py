@@ -534,8 +534,13 @@ async def test_403_is_zalos_internal_error_retried_and_delivered_nobody_blocked(
             await session.exec(select(ChannelAccount).where(ChannelAccount.user_ref == SECRETARY))
         ).one()
     assert account.reachable is True
-    statuses = [row.status for row in await rows_to(bot, "zalo", SECRETARY)]
-    assert statuses == [OutboxStatus.sent, OutboxStatus.sent]
+    # The fake server has the message before the bot commits its row as sent: wait for that commit.
+    await eventually(lambda: _all_sent(bot, SECRETARY, count=2))
+
+
+async def _all_sent(bot: Bot, chat_ref: str, count: int) -> bool:
+    statuses = [row.status for row in await rows_to(bot, "zalo", chat_ref)]
+    return statuses == [OutboxStatus.sent] * count
 
 
 async def test_429_quota_pauses_the_channel_longer_each_time_and_alerts_the_admins_once(
