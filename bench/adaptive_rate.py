@@ -30,6 +30,7 @@ import itertools
 import logging
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ from storage.migrate import upgrade
 from tests.fake_telegram import FakeTelegram
 
 SENDERS = ("adaptive", "fixed window", "fixed")
+# Alembic keeps the migration it runs in module globals: drains started together (the CI test
+# runs its cases at once) migrate their databases one after the other.
+_MIGRATING = threading.Lock()
 
 
 @dataclass
@@ -81,7 +85,7 @@ async def drain(
     server.latency = latency
     folder = Path(tempfile.mkdtemp(prefix="sotay-adaptive-"))
     url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
-    await asyncio.get_running_loop().run_in_executor(None, upgrade, url)
+    await asyncio.get_running_loop().run_in_executor(None, _migrate, url)
     app, channel = sending_app(url, server, outbox_in_flight_max=16 if sender == "adaptive" else 2)
     limits = channel.capabilities.limits
     assert limits is not None
@@ -116,6 +120,11 @@ async def drain(
         result.duplicates,
         app.dispatcher.window.widest,
     )
+
+
+def _migrate(url: str) -> None:
+    with _MIGRATING:
+        upgrade(url)
 
 
 def table(runs: list[Run]) -> str:

@@ -15,12 +15,14 @@ other test workers, where it measured 0.917–0.950 of the server's rate (docs/b
 The rate is the server's: from the times it accepted each sendMessage, (accepted − R) / (last −
 first), R being the server's initial bucket a sender gets for free at the start (see
 ``bench/adaptive_rate.py``, which runs the same drain with baselines). Each case sends 30
-seconds' worth, so a stall of a loaded machine weighs little. The 429 counts are in the
-assertion messages and the test's properties (``--junitxml``).
+seconds' worth, so a stall of a loaded machine weighs little. The three cases run at once (they
+wait on the servers, not on the processor), so CI spends 30 seconds on them, not 90. The 429
+counts are in the assertion messages and the test's properties (``--junitxml``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -31,37 +33,42 @@ pytestmark = pytest.mark.engine_neutral
 
 SECONDS = 30  # of the server's rate: the messages sent per case
 FLOOR = 0.85  # of the server's rate, in CI (the goal, 0.95, is the benchmark's)
+# (server rate, latency in seconds, the most requests the window may open to, the least)
+CASES = {
+    "10/s": (10.0, 0.0, 2, 2),  # a near server: the window stays at its minimum
+    "30/s": (30.0, 0.0, 2, 2),
+    "30/s, 200 ms away": (30.0, 0.200, 16, 6),  # 30/s × 0.2 s = 6 needed; the maximum is 16
+}
 
 
 @pytest.mark.slow(seconds=33, timed=True)
-@pytest.mark.parametrize("server_rate", [10.0, 30.0], ids=["10/s", "30/s"])
-async def test_the_sender_keeps_up_with_the_server_with_few_429s(
-    server_rate: float, record_property: Callable[[str, object], None]
-) -> None:
-    run = await drain(server_rate, int(server_rate * SECONDS))
-    figures = f"{run.steady_rate:.2f}/s = {run.share:.3f} of {server_rate}, {run.too_many} × 429"
-    record_property("share", round(run.share, 3))
-    record_property("too_many", run.too_many)
-    print(figures)
-    assert (run.lost, run.duplicates) == (0, 0)
-    assert run.share >= FLOOR, figures
-    assert run.too_many <= run.messages // 20, figures  # few: under one per 20 messages
-    assert run.widest == 2, figures  # a near server: the window stayed at its minimum
-
-
-@pytest.mark.slow(seconds=33, timed=True)
-async def test_a_distant_server_gets_enough_requests_in_flight(
+async def test_the_sender_keeps_up_with_each_server_with_few_429s(
     record_property: Callable[[str, object], None],
 ) -> None:
-    run = await drain(30.0, 30 * SECONDS, latency=0.200)
-    figures = (
-        f"{run.steady_rate:.2f}/s = {run.share:.3f} of 30, {run.too_many} × 429, "
-        f"in flight ≤ {run.widest}"
+    """The three servers at once, each with its own bot, database and port, in one event loop:
+    they wait on the servers' rates, not on the processor (70 messages/s in all), so together
+    they take the 30 seconds one of them takes."""
+    runs = await asyncio.gather(
+        *(
+            drain(rate, int(rate * SECONDS), latency=latency)
+            for rate, latency, _, _ in CASES.values()
+        )
     )
-    record_property("share", round(run.share, 3))
-    record_property("too_many", run.too_many)
-    print(figures)
-    assert (run.lost, run.duplicates) == (0, 0)
-    assert run.share >= FLOOR, figures
-    assert run.too_many <= run.messages // 20, figures
-    assert 6 <= run.widest <= 16, figures  # 30/s × 0.2 s = 6 needed; the maximum is 16
+    failures = []
+    for (name, (rate, _, widest, narrowest)), run in zip(CASES.items(), runs, strict=True):
+        figures = (
+            f"{name}: {run.steady_rate:.2f}/s = {run.share:.3f} of {rate}, "
+            f"{run.too_many} × 429, in flight ≤ {run.widest}"
+        )
+        record_property(f"share {name}", round(run.share, 3))
+        record_property(f"too_many {name}", run.too_many)
+        print(figures)
+        if (run.lost, run.duplicates) != (0, 0):
+            failures.append(f"{figures}: {run.lost} lost, {run.duplicates} repeated")
+        if run.share < FLOOR:
+            failures.append(f"{figures}: under {FLOOR} of the server's rate")
+        if run.too_many > run.messages // 20:  # few: under one per 20 messages
+            failures.append(f"{figures}: too many 429s")
+        if not narrowest <= run.widest <= widest:
+            failures.append(f"{figures}: window outside {narrowest}..{widest}")
+    assert not failures, failures
