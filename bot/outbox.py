@@ -15,8 +15,9 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, exists, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, delete, exists, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -36,7 +37,15 @@ from bot.core import View
 from bot.inflight import InFlightWindow
 from bot.outbox_journal import SendJournal
 from bot.ratelimit import RateLimiter
-from bot.workers import WorkerIdentity, beat, live_workers, owner_alive, register, retire
+from bot.workers import (
+    WorkerIdentity,
+    alive_since,
+    beat,
+    live_workers,
+    owner_alive,
+    register,
+    retire,
+)
 from storage.db import Database, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
 
@@ -74,6 +83,73 @@ _LANE_COLUMNS = (
     col(OutboxMessage.broadcast_id).is_(None),  # a direct message (reply) or a notice's
 )
 _LaneRow = tuple[int | None, str, str, bool]  # a row's id, channel, chat and whether direct
+
+
+@dataclass(frozen=True)
+class _ClaimShape:
+    """Which filters a claim has. Its statements are built once per shape (with bound
+    parameters): a claim runs for nearly every reply, and building a statement and its cache
+    key costs several times what running it does (issue 14's core throughput)."""
+
+    postgres: bool  # several workers: SELECT ... FOR UPDATE SKIP LOCKED, then the lease
+    channel: bool  # one channel's rows only
+    chat: bool  # one chat's rows only
+    paused: bool  # channels paused by a 429 are left out
+    in_hand: bool  # chats whose taken replies are leaving are left out
+
+
+def _claim_statements(shape: _ClaimShape, batch: int) -> tuple[Select[Any], Update]:
+    """(the due rows, the lease of the chosen ones); the parameters are ``Dispatcher._claim``'s,
+    none named like a column (an UPDATE sets every column its parameters name)."""
+    now: BindParameter[datetime] = bindparam("now")
+    free = (
+        (col(OutboxMessage.lease_until).is_(None))
+        | (col(OutboxMessage.lease_until) < now)
+        | ~owner_alive(bindparam("alive_since"))  # its worker died or restarted: free at once
+    )
+    due: Select[Any] = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == OutboxStatus.pending)
+        .where(col(OutboxMessage.next_attempt_at) <= now)
+        .where(free)
+        # Replies and progress first, bulk notices after (each in its queued order): a
+        # member who asks something during a province-wide notice is not kept waiting.
+        .order_by(col(OutboxMessage.broadcast_id).is_not(None), col(OutboxMessage.id))
+        .limit(batch)
+    )
+    if shape.channel:
+        due = due.where(col(OutboxMessage.channel) == bindparam("only_channel"))
+    if shape.chat:
+        due = due.where(col(OutboxMessage.chat_ref) == bindparam("only_chat"))
+    if shape.paused:
+        due = due.where(col(OutboxMessage.channel).not_in(bindparam("paused", expanding=True)))
+    if shape.in_hand:
+        due = due.where(col(OutboxMessage.chat_ref).not_in(bindparam("in_hand", expanding=True)))
+    if shape.postgres:
+        due = due.with_only_columns(*_LANE_COLUMNS).with_for_update(skip_locked=True)
+        chosen = col(OutboxMessage.id).in_(bindparam("ids", expanding=True))
+    else:  # one process: the choice and the lease in one statement
+        chosen = col(OutboxMessage.id).in_(due)
+    lease = (
+        update(OutboxMessage)
+        .where(chosen, col(OutboxMessage.status) == OutboxStatus.pending)
+        .where(free)
+        .values(lease_until=bindparam("lease_to"), lease_owner=bindparam("owner"), sending_at=None)
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    )
+    return due, lease
+
+
+# A chat's older pending rows, other than a claim's candidates (``Dispatcher._in_chat_order``).
+_OLDER_IN_CHATS = select(  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
+    *_LANE_COLUMNS, OutboxMessage.lease_owner, OutboxMessage.lease_until
+).where(
+    OutboxMessage.status == OutboxStatus.pending,
+    col(OutboxMessage.chat_ref).in_(bindparam("chats", expanding=True)),
+    col(OutboxMessage.id) < bindparam("newest"),
+    col(OutboxMessage.id).not_in(bindparam("ids", expanding=True)),
+)
 
 
 def _provisional(row: OutboxMessage) -> int:
@@ -181,6 +257,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._semaphore = asyncio.Semaphore(concurrency)
         self._batch = batch
+        self._claims: dict[_ClaimShape, tuple[Select[Any], Update]] = {}
         self._wake = asyncio.Event()
         self._paused_until: dict[str, datetime] = {}
         # Another way to reach a member outside a channel's window; returns what was done.
@@ -478,55 +555,39 @@ class Dispatcher:
         now = self._clock.now()
         paused = [name for name, until in self._paused_until.items() if until > now]
         await self._ensure_registered()
-        free = (
-            (col(OutboxMessage.lease_until).is_(None))
-            | (col(OutboxMessage.lease_until) < now)
-            | ~owner_alive(now, self._heartbeat)  # its worker died or restarted: free at once
+        shape = _ClaimShape(
+            postgres=is_postgres(self._db.engine),
+            channel=bool(channel),
+            chat=bool(chat_ref),
+            paused=bool(paused),
+            in_hand=bool(self._in_hand),
         )
+        if shape not in self._claims:
+            self._claims[shape] = _claim_statements(shape, self._batch)
+        due, lease = self._claims[shape]
+        params: dict[str, Any] = {
+            "now": now,
+            "alive_since": alive_since(now, self._heartbeat),
+            "only_channel": channel,
+            "only_chat": chat_ref,
+            "paused": paused,
+            "in_hand": sorted(self._in_hand_chats()),
+            "lease_to": now + self._lease,
+            "owner": self.identity.lease_token(),
+        }
+        if self._in_hand:  # chats whose replies are being sent right now (``take``)
+            self._held_back |= set(self._in_hand)
         async with self._db.session() as session:
-            due = (
-                select(OutboxMessage.id)
-                .where(OutboxMessage.status == OutboxStatus.pending)
-                .where(col(OutboxMessage.next_attempt_at) <= now)
-                .where(free)
-                # Replies and progress first, bulk notices after (each in its queued order): a
-                # member who asks something during a province-wide notice is not kept waiting.
-                .order_by(col(OutboxMessage.broadcast_id).is_not(None), col(OutboxMessage.id))
-                .limit(self._batch)
-            )
-            if channel:
-                due = due.where(OutboxMessage.channel == channel)
-            if chat_ref:
-                due = due.where(OutboxMessage.chat_ref == chat_ref)
-            if paused:
-                due = due.where(col(OutboxMessage.channel).not_in(paused))
-            if self._in_hand:  # chats whose replies are being sent right now (``take``)
-                due = due.where(col(OutboxMessage.chat_ref).not_in(self._in_hand_chats()))
-                self._held_back |= set(self._in_hand)
-            if is_postgres(self._db.engine):  # several workers: skip what others are claiming
+            if shape.postgres:  # several workers: skip what others are claiming
                 # With each row's chat and lane, which the order check needs (one read, not two).
                 # (Through the connection: sqlmodel's exec would keep only the first column.)
-                lanes = due.with_only_columns(*_LANE_COLUMNS).with_for_update(skip_locked=True)
                 connection = await session.connection()
-                locked = [tuple(row) for row in (await connection.execute(lanes)).all()]
+                locked = [tuple(row) for row in (await connection.execute(due, params)).all()]
                 ids = await self._in_chat_order(session, locked, now) if locked else []
                 if not ids:
                     return []
-                chosen = col(OutboxMessage.id).in_(ids)
-            else:  # one process: the choice and the lease in one statement
-                chosen = col(OutboxMessage.id).in_(due)
-            leased = await session.exec(
-                update(OutboxMessage)
-                .where(chosen, col(OutboxMessage.status) == OutboxStatus.pending)
-                .where(free)
-                .values(
-                    lease_until=now + self._lease,
-                    lease_owner=self.identity.lease_token(),
-                    sending_at=None,
-                )
-                .returning(OutboxMessage)
-                .execution_options(synchronize_session=False)
-            )
+                params["ids"] = ids
+            leased = await session.exec(lease, params=params)
             return sorted(leased.scalars().all(), key=lambda row: row.id or 0)
 
     async def _in_chat_order(
@@ -537,22 +598,13 @@ class Dispatcher:
         claimed by one right now (SKIP LOCKED hid it from us); a newer row of that chat then
         waits, so a member's messages leave in the order they were written. Rows of this claim
         and rows this worker holds do not hold anything back."""
-        key, on, to, direct = _LANE_COLUMNS
         ids = [row_id for row_id, _channel, _chat, _direct in candidates if row_id is not None]
-        older = (
-            await session.exec(
-                select(  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
-                    key, on, to, direct, OutboxMessage.lease_owner, OutboxMessage.lease_until
-                ).where(
-                    OutboxMessage.status == OutboxStatus.pending,
-                    col(OutboxMessage.chat_ref).in_(
-                        {chat_ref for _id, _ch, chat_ref, _d in candidates}
-                    ),
-                    col(OutboxMessage.id) < max(ids),
-                    col(OutboxMessage.id).not_in(ids),
-                )
-            )
-        ).all()
+        params = {
+            "chats": sorted({chat_ref for _id, _ch, chat_ref, _d in candidates}),
+            "newest": max(ids),
+            "ids": ids,
+        }
+        older = (await session.exec(_OLDER_IN_CHATS, params=params)).all()
         mine = self.identity.incarnation
         first_held: dict[tuple[str, str, bool], int] = {}
         for row_id, channel, chat_ref, is_direct, owner, until in older:
@@ -739,12 +791,12 @@ class Dispatcher:
             row.id or 0,
             {
                 "status": status,
-                "attempts": OutboxMessage.attempts + 1,
                 "sent_at": self._clock.now() if status == OutboxStatus.sent else None,
                 "external_id": external_id,
                 "last_error": error,
                 "lease_until": None,
             },
+            attempted=True,
         )
 
     async def _postpone_chat(self, row: OutboxMessage, delay: timedelta, *, counts: bool) -> None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import UpdateBase, delete, update
+from sqlalchemy import Update, UpdateBase, bindparam, delete, update
 from sqlmodel import col
 
 from bot.inflight import InFlightWindow
@@ -32,6 +33,7 @@ class _Write:
     row_id: int
     values: dict[str, Any] | None  # None: delete the row
     before: UpdateBase | None = None  # written first, in the same commit
+    attempted: bool = False  # one more attempt: ``attempts`` goes up by one
 
 
 class SendJournal:
@@ -54,10 +56,11 @@ class SendJournal:
             self.answered(row_id)
             raise
 
-    async def record(self, row_id: int, values: dict[str, Any]) -> None:
-        """Returns once the row's outcome is durable; the sending mark goes with it."""
+    async def record(self, row_id: int, values: dict[str, Any], *, attempted: bool = False) -> None:
+        """Returns once the row's outcome is durable; the sending mark goes with it.
+        ``attempted``: the row's attempts go up by one (in SQL, not from a value read earlier)."""
         try:
-            await self._submit(_Write(row_id, {**values, "sending_at": None}))
+            await self._submit(_Write(row_id, {**values, "sending_at": None}, attempted=attempted))
         finally:
             self.answered(row_id)
 
@@ -104,10 +107,23 @@ class SendJournal:
             for write in writes:
                 if write.before is not None:
                     await connection.execute(write.before)
-                row = col(OutboxMessage.id) == write.row_id
                 if write.values is None:
-                    await connection.execute(delete(OutboxMessage).where(row))
+                    await connection.execute(_DELETE, {"row_id": write.row_id})
                 else:
-                    await connection.execute(
-                        update(OutboxMessage).where(row).values(**write.values)
-                    )
+                    params = {f"v_{name}": value for name, value in write.values.items()}
+                    params["row_id"] = write.row_id
+                    statement = _update(frozenset(write.values), write.attempted)
+                    await connection.execute(statement, params)
+
+
+# Built once each (a few shapes: the mark, sent, failed...), as every sent message writes twice
+# and building a statement and its cache key costs several times what running it does (issue 14).
+_DELETE = delete(OutboxMessage).where(col(OutboxMessage.id) == bindparam("row_id"))
+
+
+@cache
+def _update(names: frozenset[str], attempted: bool) -> Update:
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in sorted(names)}
+    if attempted:
+        values["attempts"] = OutboxMessage.attempts + 1
+    return update(OutboxMessage).where(col(OutboxMessage.id) == bindparam("row_id")).values(values)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Insert, String, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,6 +37,24 @@ if TYPE_CHECKING:
     from bot.outbox import Handover
 
 _PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+
+
+def _record_event(locked: bool) -> Insert:
+    table = _PROCESSED.c
+    row = select(
+        bindparam("event_channel", type_=table.channel.type),
+        bindparam("event_key", type_=table.key.type),
+        bindparam("event_at", type_=table.at.type),
+    )
+    if locked:
+        row = row.select_from(holding(bindparam("lock", type_=String)))
+    return insert(_PROCESSED).from_select(["channel", "key", "at"], row)
+
+
+# Built once (every update runs one): building a statement and its cache key costs several times
+# what running it does; SQLAlchemy memoizes the key on the statement object (issue 14).
+# True: with the user's advisory lock (several workers on PostgreSQL, see ``Router._claim``).
+_RECORD_EVENT = {locked: _record_event(locked) for locked in (False, True)}
 
 log = logging.getLogger("sotay.router")
 
@@ -241,15 +259,14 @@ class Router:
         On PostgreSQL the same statement first takes the user's advisory lock for the rest of
         the transaction (the in-process lock holds one process only; with several workers two
         messages of one user must not interleave either): one round trip instead of two."""
-        table = _PROCESSED.c
-        row = select(
-            literal(event.channel, table.channel.type),
-            literal(event.key, table.key.type),
-            literal(self.services.clock.now(), table.at.type),
-        )
+        params = {
+            "event_channel": event.channel,
+            "event_key": event.key,
+            "event_at": self.services.clock.now(),
+        }
         if self._several_workers:
-            row = row.select_from(holding(lock_key(event.channel, event.user_ref)))
-        await session.exec(insert(ProcessedEvent).from_select(["channel", "key", "at"], row))
+            params["lock"] = lock_key(event.channel, event.user_ref)
+        await session.exec(_RECORD_EVENT[self._several_workers], params=params)
 
     async def _seen(self, event: Inbound) -> bool:
         async with self.db.reader() as session:

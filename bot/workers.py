@@ -82,7 +82,7 @@ async def live_workers(db: Database, now: datetime, heartbeat: timedelta) -> int
             await session.exec(
                 select(func.count())
                 .select_from(Worker)
-                .where(col(Worker.beat_at) >= now - heartbeat * STALE_BEATS)
+                .where(col(Worker.beat_at) >= alive_since(now, heartbeat))
             )
         ).one()
     return max(1, int(count))
@@ -98,12 +98,17 @@ async def retire(db: Database, me: WorkerIdentity) -> None:
         )
 
 
-def owner_alive(now: datetime, heartbeat: timedelta) -> ColumnElement[bool]:
-    """SQL: the outbox row's lease owner is a registered worker that beat recently."""
+def owner_alive(beat_since: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """SQL: the outbox row's lease owner is a registered worker that beat since ``beat_since``
+    (``alive_since``; a bound parameter where the statement is built once)."""
     owner = func.substr(col(OutboxMessage.lease_owner), 1, INCARNATION_LENGTH)
     return exists(
         select(Worker.name).where(
-            col(Worker.incarnation) == owner,
-            col(Worker.beat_at) >= now - heartbeat * STALE_BEATS,
+            col(Worker.incarnation) == owner, col(Worker.beat_at) >= beat_since
         )
     )
+
+
+def alive_since(now: datetime, heartbeat: timedelta) -> datetime:
+    """A worker that beat since then is alive (``STALE_BEATS`` beats of silence: dead)."""
+    return now - heartbeat * STALE_BEATS

@@ -6,7 +6,7 @@ processes take the same decisions under these locks instead.
 
 from __future__ import annotations
 
-from sqlalchemy import Subquery, func
+from sqlalchemy import BindParameter, Subquery, func
 from sqlmodel import select
 
 
@@ -14,7 +14,7 @@ def lock_key(*parts: str) -> str:
     return ":".join(parts)
 
 
-def holding(key: str) -> Subquery:
+def holding(key: str | BindParameter[str]) -> Subquery:
     """A one-row subquery that, when a statement reads from it, waits for and then holds until
     the transaction ends the advisory lock named ``key`` (two messages of one user, handled by
     two workers, never interleave). A statement that must run under the lock takes it in its

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import literal
+from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from storage.models import ChannelAccount, Dialog, Member, MemberStatus, Role, RoleGrant, Unit
 from storage.paths import PATH_SEP as PATH_SEP
@@ -83,18 +84,12 @@ async def account_for(
     return (await session.exec(stmt)).first()
 
 
-async def who_writes(
-    session: AsyncSession, *, channel: str, user_ref: str
-) -> tuple[ChannelAccount | None, Member | None, Dialog | None]:
-    """Everything the router needs of the sender of an update, in one query: their account,
-    its member unless the account is pending approval, and their open dialog. Either of the
-    account and the dialog may exist without the other (a registration's dialog comes first),
-    so both hang off a one-row table of the sender."""
+def _who_writes() -> Select[ChannelAccount, Member, Dialog]:
     sender = core_select(
-        literal(channel).label("channel"), literal(user_ref).label("user_ref")
+        bindparam("channel").label("channel"), bindparam("user_ref").label("user_ref")
     ).subquery("sender")
     member_of = (col(Member.id) == ChannelAccount.member_id) & ~col(ChannelAccount.pending)
-    stmt = (
+    return (
         select(ChannelAccount, Member, Dialog)
         .select_from(sender)
         .outerjoin(
@@ -108,7 +103,22 @@ async def who_writes(
             (col(Dialog.channel) == sender.c.channel) & (col(Dialog.user_ref) == sender.c.user_ref),
         )
     )
-    account, member, dialog = (await session.exec(stmt)).one()
+
+
+# Built once: every update runs it, and building a statement and its cache key costs several
+# times what running it does (SQLAlchemy memoizes the key on the statement object; issue 14).
+_WHO_WRITES = _who_writes()
+
+
+async def who_writes(
+    session: AsyncSession, *, channel: str, user_ref: str
+) -> tuple[ChannelAccount | None, Member | None, Dialog | None]:
+    """Everything the router needs of the sender of an update, in one query: their account,
+    its member unless the account is pending approval, and their open dialog. Either of the
+    account and the dialog may exist without the other (a registration's dialog comes first),
+    so both hang off a one-row table of the sender."""
+    params = {"channel": channel, "user_ref": user_ref}
+    account, member, dialog = (await session.exec(_WHO_WRITES, params=params)).one()
     return account, member, dialog
 
 
@@ -130,13 +140,17 @@ async def linked_accounts(session: AsyncSession, *, member_id: int) -> Sequence[
     return (await session.exec(stmt.order_by(col(ChannelAccount.id)))).all()
 
 
+_GRANTS_OF = (
+    select(RoleGrant, Unit)
+    .join(Unit, col(Unit.id) == RoleGrant.unit_id)
+    .where(RoleGrant.member_id == bindparam("member_id"))
+)
+
+
 async def grants_of(session: AsyncSession, *, member_id: int) -> list[tuple[RoleGrant, Unit]]:
-    stmt = (
-        select(RoleGrant, Unit)
-        .join(Unit, col(Unit.id) == RoleGrant.unit_id)
-        .where(RoleGrant.member_id == member_id)
-    )
-    return list((await session.exec(stmt)).all())
+    """(Built once, like ``_WHO_WRITES``: the router reads a registered sender's grants at
+    every update.)"""
+    return list((await session.exec(_GRANTS_OF, params={"member_id": member_id})).all())
 
 
 async def holders(
