@@ -274,6 +274,12 @@ async def _serve(settings: Settings) -> None:
 
         web_server.mount(dashboard.mount(app))
     web_server.mount_operations(app.readiness, lambda: app.metrics.render(app.db, app.clock.now()))
+    # Signals are taken from here on: a SIGTERM while the channels start (the first updates may
+    # already be answered) waits for the start to finish, then stops gracefully, not at once.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     started: list[Any] = []
     try:
         if web_server.mounted or settings.ops_endpoints:
@@ -297,10 +303,6 @@ async def _serve(settings: Settings) -> None:
         await app.close()
         raise
     await app.start_background()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log = logging.getLogger("sotay.run")
     log.info("run.stopping")

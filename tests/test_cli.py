@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import postgres_available
 from tests.fake_telegram import FakeTelegram
+from tests.harness import telegram_server, telegram_settings
 from tests.sotay_cli import run_sotay
 
 SOTAY = [sys.executable, "-m", "bot.cli"]
@@ -403,3 +404,37 @@ async def test_run_serves_telegram_and_zalo_webhooks_on_one_web_server(tmp_path:
         await telegram.stop()
         await zalo.stop()
     assert process.returncode == 0, err.decode()
+
+
+@pytest.mark.engine_neutral
+@pytest.mark.e2e(server=telegram_server)
+async def test_a_sigterm_while_starting_stops_gracefully_once_started(
+    fake: FakeTelegram, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling may answer the first updates before the dispatcher and the scheduler are up; a
+    SIGTERM then must not kill the process (it used to: the handler came after the start)."""
+    from bot import cli
+    from bot.app import App
+
+    starting, go_on = asyncio.Event(), asyncio.Event()
+    start = App.start_background
+
+    async def slow_start(app: App) -> None:
+        starting.set()
+        await go_on.wait()
+        await start(app)
+
+    monkeypatch.setattr(App, "start_background", slow_start)
+    unhandled: list[int] = []  # SIGTERMs that reached no handler of sotay's
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: unhandled.append(signum))
+    try:
+        serving = asyncio.create_task(cli._serve(telegram_settings(database_url, fake.root)))
+        await asyncio.wait_for(starting.wait(), timeout=30)
+        os.kill(os.getpid(), signal.SIGTERM)
+        go_on.set()
+        await asyncio.wait_for(serving, timeout=10)  # stopped once started, without a second
+        assert unhandled == []
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGTERM, previous)
