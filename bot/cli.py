@@ -247,6 +247,17 @@ async def _stop_taking_updates(telegram: TelegramChannel | None, web_server: Web
     await web_server.stop()
 
 
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``. Only the main thread receives signals: a command run
+    in another thread (the tests' in-process runner, tests/sotay_cli.py) has none to take."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except RuntimeError:  # set_wakeup_fd only works in the main thread
+            return
+
+
 async def _serve(settings: Settings) -> None:
     from bot.app import App
     from bot.channels.telegram import TelegramChannel
@@ -277,9 +288,7 @@ async def _serve(settings: Settings) -> None:
     # Signals are taken from here on: a SIGTERM while the channels start (the first updates may
     # already be answered) waits for the start to finish, then stops gracefully, not at once.
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    _stop_on_signals(stop)
     started: list[Any] = []
     try:
         if web_server.mounted or settings.ops_endpoints:
