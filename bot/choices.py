@@ -17,13 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import View
 from bot.textfold import clean, fold
+from storage.db import Prepared
 from storage.models import PendingChoices
 
 # Words (as typed, diacritics kept) that mean the same answer. Labels are read the same way:
@@ -138,7 +141,7 @@ def pick(choices: Sequence[Sequence[str]], text: str | None) -> str | None:
 
 def remembered(
     dialect: str, channel: str, chat_ref: str, view: View, now: datetime
-) -> Insert | None:
+) -> Prepared | None:
     """The statement that keeps the choices of a message about to leave as the chat's answerable
     choices, on every channel (buttons or not): the member may type a label instead of pressing,
     at once or days later, until a newer message with choices replaces them. The dispatcher
@@ -147,9 +150,20 @@ def remembered(
     mapping = [[choice.label, choice.data] for row in view.choices for choice in row]
     if not mapping:
         return None
+    params = {"p_channel": channel, "p_chat_ref": chat_ref, "p_choices": mapping, "p_at": now}
+    return Prepared(_upsert(dialect), params)
+
+
+@cache
+def _upsert(dialect: str) -> Insert:
+    """Built once per dialect (it runs for every message with choices)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(PendingChoices).values(
-        channel=channel, chat_ref=chat_ref, choices=mapping, updated_at=now
+    table = PendingChoices.__table__  # type: ignore[attr-defined]
+    stmt = insert(table).values(
+        channel=bindparam("p_channel"),
+        chat_ref=bindparam("p_chat_ref"),
+        choices=bindparam("p_choices", type_=table.c.choices.type),
+        updated_at=bindparam("p_at"),
     )
     return stmt.on_conflict_do_update(
         index_elements=["channel", "chat_ref"],

@@ -152,6 +152,19 @@ _OLDER_IN_CHATS = select(  # type: ignore[call-overload]  # sqlmodel types selec
 )
 
 
+# The chats among ``chats`` with a reply waiting that is not ``ours`` (``Dispatcher.take``).
+_REPLIES_WAITING = (
+    select(OutboxMessage.channel, OutboxMessage.chat_ref)
+    .where(
+        OutboxMessage.status == OutboxStatus.pending,
+        col(OutboxMessage.broadcast_id).is_(None),
+        col(OutboxMessage.chat_ref).in_(bindparam("chats", expanding=True)),
+        col(OutboxMessage.id).not_in(bindparam("ours", expanding=True)),
+    )
+    .distinct()
+)
+
+
 def _provisional(row: OutboxMessage) -> int:
     """The key of a place in flight held for a row before it has an id (negative: no id's)."""
     return -id(row)
@@ -389,17 +402,9 @@ class Dispatcher:
             ours = [r.id for r in written if r.id] + [
                 row_id for lane in self._in_hand.values() for row_id in lane.ids
             ]
+            params = {"chats": sorted({chat for _channel, chat in chats}), "ours": ours}
             with session.no_autoflush:  # the rows written here are not in the table yet
-                older = await session.exec(
-                    select(OutboxMessage.channel, OutboxMessage.chat_ref)
-                    .where(
-                        OutboxMessage.status == OutboxStatus.pending,
-                        col(OutboxMessage.broadcast_id).is_(None),
-                        col(OutboxMessage.chat_ref).in_({chat for _channel, chat in chats}),
-                        col(OutboxMessage.id).not_in(ours),
-                    )
-                    .distinct()
-                )
+                older = await session.exec(_REPLIES_WAITING, params=params)
                 chats -= set(older.all())
         ready = [row for row in ready if (row.channel, row.chat_ref) in chats]
         token = self.identity.lease_token()
@@ -430,7 +435,7 @@ class Dispatcher:
                 view = View.from_payload(row.payload)
                 offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
                 if offered is not None:  # the last row's choices are the chat's (an upsert)
-                    await session.exec(offered)
+                    await session.exec(offered.statement, params=offered.params)
 
     def abandon(self, handover: Handover) -> None:
         """The transaction did not commit: free the places ``take`` held."""

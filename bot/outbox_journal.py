@@ -20,11 +20,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, UpdateBase, bindparam, delete, update
+from sqlalchemy import Update, bindparam, delete, update
 from sqlmodel import col
 
 from bot.inflight import InFlightWindow
-from storage.db import Database
+from storage.db import Database, Prepared
 from storage.models import OutboxMessage
 
 
@@ -32,7 +32,7 @@ from storage.models import OutboxMessage
 class _Write:
     row_id: int
     values: dict[str, Any] | None  # None: delete the row
-    before: UpdateBase | None = None  # written first, in the same commit
+    before: Prepared | None = None  # written first, in the same commit
     attempted: bool = False  # one more attempt: ``attempts`` goes up by one
 
 
@@ -45,7 +45,7 @@ class SendJournal:
         self._queue: list[tuple[_Write, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def sending(self, row_id: int, at: datetime, before: UpdateBase | None = None) -> None:
+    async def sending(self, row_id: int, at: datetime, before: Prepared | None = None) -> None:
         """Returns once it is durable that this row's request is about to start; ``before``
         (e.g. the chat's offered choices) is committed with the mark, ahead of it. The caller
         holds the row's place in the window of requests in flight; it is freed with the
@@ -106,7 +106,7 @@ class SendJournal:
         async with self._db.connection() as connection:  # no ORM: these are plain statements
             for write in writes:
                 if write.before is not None:
-                    await connection.execute(write.before)
+                    await connection.execute(write.before.statement, write.before.params)
                 if write.values is None:
                     await connection.execute(_DELETE, {"row_id": write.row_id})
                 else:

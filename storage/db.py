@@ -14,9 +14,10 @@ import contextvars
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import UpdateBase, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -59,6 +60,17 @@ def _sqlite_begin_immediate(conn: Any) -> None:
 
 def _sqlite_begin_deferred(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A statement built once (its cache key is then memoized on it: building a statement
+    costs several times running it) and the parameters of one run of it. The statement is a
+    Core one (on tables, not mapped classes): with parameters, an ORM insert would be taken for
+    a bulk insert of mapped objects."""
+
+    statement: UpdateBase  # a write: insert, update or delete
+    params: dict[str, Any]
 
 
 def make_engine(url: str, *, readonly: bool = False) -> AsyncEngine:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import TextClause, text
+from sqlalchemy import delete, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
@@ -20,8 +20,8 @@ import bot.outbox as outbox_module
 from bot.clock import FakeClock
 from bot.core import View
 from bot.outbox import Dispatcher, Handover, Outbox
-from storage.db import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.db import Database, Prepared
+from storage.models import OutboxMessage, OutboxStatus, PendingChoices
 
 
 class Gated:
@@ -206,8 +206,9 @@ async def test_a_take_that_fails_gives_its_places_in_flight_back(
     otherwise shrink for good, and a full one would stop every message."""
     dispatcher, channel, clock = serving
 
-    def broken(*_args: object) -> TextClause:
-        return text("SELECT no_such_column FROM outboxmessage")
+    def broken(*_args: object) -> Prepared:
+        table = PendingChoices.__table__  # type: ignore[attr-defined]
+        return Prepared(delete(table).where(text("no_such_column = 1")), {})
 
     monkeypatch.setattr(outbox_module.choices, "remembered", broken)
     with pytest.raises(DBAPIError):
