@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `sotay --help` must not load t
     from bot.web import WebServer
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])  # a click command function
 
 
 class Fail(click.ClickException):
@@ -449,14 +450,27 @@ def status_import(file: Path) -> None:
     _import_command(lambda url: import_status_file(url, file, progress=sys.stderr.isatty()))
 
 
+def _role_on_unit(command: F) -> F:
+    """The options that name a role on a unit and the person by phone (grant, revoke)."""
+    for option in reversed(
+        [
+            click.option(
+                "--role",
+                type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
+                required=True,
+            ),
+            click.option(
+                "--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".'
+            ),
+            click.option("--phone", required=True),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option(
-    "--role",
-    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
-    required=True,
-)
-@click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
-@click.option("--phone", required=True)
+@_role_on_unit
 @click.option("--name", default=None, help="Full name, when the person is not in the roster.")
 def grant(role: str, unit_path: str, phone: str, name: str | None) -> None:
     """Give a role on a unit to the person with this phone number."""
@@ -568,13 +582,7 @@ def report(
 
 
 @main.command()
-@click.option(
-    "--role",
-    type=click.Choice(["secretary", "deputy", "staff", "admin", "trainer"]),
-    required=True,
-)
-@click.option("--unit", "unit_path", required=True, help='Unit path, e.g. "Tỉnh Tuyên Quang".')
-@click.option("--phone", required=True)
+@_role_on_unit
 def revoke(role: str, unit_path: str, phone: str) -> None:
     """Take a role away; support tickets the person had claimed go back to the queue."""
     from handlers.support_admin import revoke_role

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import postgres_available
+from tests.conftest import _psql, postgres_available
 from tests.fake_telegram import FakeTelegram
 from tests.harness import telegram_server, telegram_settings
 from tests.sotay_cli import run_sotay
@@ -243,36 +243,8 @@ def test_grant_and_invite_from_the_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running: skipped")
 def test_db_upgrade_on_postgresql() -> None:
-    subprocess.run(
-        [
-            "psql",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-c",
-            "DROP DATABASE IF EXISTS sotay_cli_test",
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "psql",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-c",
-            "CREATE DATABASE sotay_cli_test",
-        ],
-        check=True,
-    )
+    _psql("DROP DATABASE IF EXISTS sotay_cli_test WITH (FORCE)")
+    _psql("CREATE DATABASE sotay_cli_test")
     env = {"SOTAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/sotay_cli_test"}
     assert sotay("db", "upgrade", env=env).returncode == 0
     again = sotay("db", "upgrade", env=env)
