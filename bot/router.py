@@ -29,7 +29,6 @@ from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database, is_postgres
-from storage.ids import id_of
 from storage.locks import holding, lock_key
 from storage.models import Dialog, ProcessedEvent, Role
 
@@ -279,17 +278,13 @@ class Router:
 
     async def _context(self, session: AsyncSession, event: Inbound) -> tuple[Ctx, Dialog | None]:
         """Who sent the event (and their open dialog, read in the same query)."""
-        actor = Actor()
-        # a pending account sees and holds nothing yet: its member is not loaded
-        actor.account, actor.member, dialog = await queries.who_writes(
-            session, channel=event.channel, user_ref=event.user_ref
-        )
-        if actor.account is not None:
-            if not actor.account.reachable:
-                actor.account.reachable = True  # they wrote to us, so they unblocked the bot
-                session.add(actor.account)
-            if actor.member is not None and actor.registered:
-                actor.grants = await queries.grants_of(session, member_id=id_of(actor.member))
+        sender = await queries.who_writes(session, channel=event.channel, user_ref=event.user_ref)
+        # a pending account sees and holds nothing yet: its member (and grants) are not loaded
+        actor = Actor(account=sender.account, member=sender.member, grants=sender.grants)
+        if actor.account is not None and not actor.account.reachable:
+            actor.account.reachable = True  # they wrote to us, so they unblocked the bot
+            session.add(actor.account)
+        dialog = sender.dialog
         stored = actor.account.language if actor.account else None
         lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
         ctx = Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam
@@ -84,14 +85,25 @@ async def account_for(
     return (await session.exec(stmt)).first()
 
 
-def _who_writes() -> Select[ChannelAccount, Member, Dialog]:
+@dataclass
+class Sender:
+    """Everything the router needs of the sender of an update (``who_writes``)."""
+
+    account: ChannelAccount | None
+    member: Member | None  # None for a pending account: it sees and holds nothing yet
+    dialog: Dialog | None
+    grants: list[tuple[RoleGrant, Unit]]  # the member's roles, each with its unit
+
+
+def _who_writes() -> Select[ChannelAccount, Member, Dialog, RoleGrant, Unit]:
     sender = core_select(
         bindparam("channel").label("channel"), bindparam("user_ref").label("user_ref")
     ).subquery("sender")
     member_of = (col(Member.id) == ChannelAccount.member_id) & ~col(ChannelAccount.pending)
-    return (
-        select(ChannelAccount, Member, Dialog)
-        .select_from(sender)
+    # (sqlmodel types select() for up to four entities; outer joins: any of them may be None)
+    entities = select(ChannelAccount, Member, Dialog, RoleGrant, Unit)  # type: ignore[call-overload]
+    statement: Select[ChannelAccount, Member, Dialog, RoleGrant, Unit] = (
+        entities.select_from(sender)
         .outerjoin(
             ChannelAccount,
             (col(ChannelAccount.channel) == sender.c.channel)
@@ -102,7 +114,11 @@ def _who_writes() -> Select[ChannelAccount, Member, Dialog]:
             Dialog,
             (col(Dialog.channel) == sender.c.channel) & (col(Dialog.user_ref) == sender.c.user_ref),
         )
+        .outerjoin(RoleGrant, col(RoleGrant.member_id) == Member.id)
+        .outerjoin(Unit, col(Unit.id) == RoleGrant.unit_id)
+        .order_by(col(RoleGrant.id))
     )
+    return statement
 
 
 # Built once: every update runs it, and building a statement and its cache key costs several
@@ -110,16 +126,16 @@ def _who_writes() -> Select[ChannelAccount, Member, Dialog]:
 _WHO_WRITES = _who_writes()
 
 
-async def who_writes(
-    session: AsyncSession, *, channel: str, user_ref: str
-) -> tuple[ChannelAccount | None, Member | None, Dialog | None]:
-    """Everything the router needs of the sender of an update, in one query: their account,
-    its member unless the account is pending approval, and their open dialog. Either of the
-    account and the dialog may exist without the other (a registration's dialog comes first),
-    so both hang off a one-row table of the sender."""
+async def who_writes(session: AsyncSession, *, channel: str, user_ref: str) -> Sender:
+    """The sender of an update, in one query: their account, its member unless the account is
+    pending approval, their open dialog, and the member's grants (one row per grant, or one
+    row without any). Either of the account and the dialog may exist without the other (a
+    registration's dialog comes first), so both hang off a one-row table of the sender."""
     params = {"channel": channel, "user_ref": user_ref}
-    account, member, dialog = (await session.exec(_WHO_WRITES, params=params)).one()
-    return account, member, dialog
+    rows = (await session.exec(_WHO_WRITES, params=params)).all()
+    account, member, dialog, _grant, _unit = rows[0]
+    grants = [(grant, unit) for *_, grant, unit in rows if grant is not None]
+    return Sender(account, member, dialog, grants)
 
 
 async def accounts_of(session: AsyncSession, *, member_id: int) -> Sequence[ChannelAccount]:

@@ -18,7 +18,16 @@ from bot.outbox import Dispatcher, Outbox
 from storage import queries
 from storage.db import Database
 from storage.migrate import head_revision, schema_is_current
-from storage.models import ChannelAccount, Dialog, Member, OutboxMessage, OutboxStatus
+from storage.models import (
+    ChannelAccount,
+    Dialog,
+    Member,
+    OutboxMessage,
+    OutboxStatus,
+    Role,
+    RoleGrant,
+    Unit,
+)
 
 
 async def test_migrations_match_the_models(database_url: str) -> None:
@@ -133,7 +142,8 @@ async def test_a_busy_process_keeps_its_database_connections(database_url: str) 
 
 async def test_the_sender_of_an_update_is_read_whole_in_one_query(database_url: str) -> None:
     """queries.who_writes: an account without a dialog, a dialog without an account (a
-    registration in progress), both, neither; a pending account's member is not loaded."""
+    registration in progress), both, neither; a pending account's member and roles are not
+    loaded; a member with two roles is still one sender."""
     db = Database(database_url)
     now = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
     try:
@@ -160,23 +170,29 @@ async def test_the_sender_of_an_update_is_read_whole_in_one_query(database_url: 
                         updated_at=now,
                     )
                 )
+            cell = Unit(name="Chi bộ", path="Chi bộ", depth=0)
+            commune = Unit(name="Xã", path="Xã", depth=0)
+            session.add_all([cell, commune])
+            await session.flush()
+            session.add(RoleGrant(member_id=mid, role=Role.secretary, unit_id=cell.id or 0))
+            session.add(RoleGrant(member_id=mid, role=Role.staff, unit_id=commune.id or 0))
         found = {}
         async with db.session() as session:
             for user in ("both", "acct", "dlg", "pend", "nobody"):
-                account, member_, dialog = await queries.who_writes(
-                    session, channel="t", user_ref=user
-                )
+                sender = await queries.who_writes(session, channel="t", user_ref=user)
                 found[user] = (
-                    account.user_ref if account else None,
-                    member_.id if member_ else None,
-                    dialog.step if dialog else None,
+                    sender.account.user_ref if sender.account else None,
+                    sender.member.id if sender.member else None,
+                    sender.dialog.step if sender.dialog else None,
+                    [(grant.role, unit.name) for grant, unit in sender.grants],
                 )
+        grants = [(Role.secretary, "Chi bộ"), (Role.staff, "Xã")]
         assert found == {
-            "both": ("both", mid, "both"),
-            "acct": ("acct", mid, None),
-            "dlg": (None, None, "dlg"),
-            "pend": ("pend", None, "pend"),
-            "nobody": (None, None, None),
+            "both": ("both", mid, "both", grants),  # one row per grant, read as one sender
+            "acct": ("acct", mid, None, grants),
+            "dlg": (None, None, "dlg", []),
+            "pend": ("pend", None, "pend", []),  # a pending account holds no roles yet
+            "nobody": (None, None, None, []),
         }
     finally:
         await db.dispose()
