@@ -156,7 +156,7 @@ async def seed_big_cell(settings: Settings, server: FakeTelegram, size: int) -> 
     return users
 
 
-@pytest.mark.slow(seconds=18)
+@pytest.mark.slow(seconds=13)
 async def test_notice_to_a_big_cell_under_rate_limits_each_delivered_once(
     database_url: str,
 ) -> None:
@@ -238,7 +238,7 @@ async def test_blocked_members_are_marked_and_skipped_next_time(
         await app.close()
 
 
-@pytest.mark.slow(seconds=24)
+@pytest.mark.slow(seconds=10)
 @pytest.mark.parametrize(
     ("stop_signal", "latency"),
     [(signal.SIGKILL, 0.0), (signal.SIGTERM, 0.0), (signal.SIGKILL, 0.2)],
