@@ -15,6 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import BindParameter, Select, Update, bindparam, delete, exists, update
@@ -98,6 +99,7 @@ class _ClaimShape:
     in_hand: bool  # chats whose taken replies are leaving are left out
 
 
+@cache  # a few shapes and one batch size: built once each, like the journal's writes
 def _claim_statements(shape: _ClaimShape, batch: int) -> tuple[Select[Any], Update]:
     """(the due rows, the lease of the chosen ones); the parameters are ``Dispatcher._claim``'s,
     none named like a column (an UPDATE sets every column its parameters name)."""
@@ -270,7 +272,6 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._semaphore = asyncio.Semaphore(concurrency)
         self._batch = batch
-        self._claims: dict[_ClaimShape, tuple[Select[Any], Update]] = {}
         self._wake = asyncio.Event()
         self._paused_until: dict[str, datetime] = {}
         # Another way to reach a member outside a channel's window; returns what was done.
@@ -567,9 +568,7 @@ class Dispatcher:
             paused=bool(paused),
             in_hand=bool(self._in_hand),
         )
-        if shape not in self._claims:
-            self._claims[shape] = _claim_statements(shape, self._batch)
-        due, lease = self._claims[shape]
+        due, lease = _claim_statements(shape, self._batch)
         params: dict[str, Any] = {
             "now": now,
             "alive_since": alive_since(now, self._heartbeat),
