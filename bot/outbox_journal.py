@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, delete, update
+from sqlalchemy import Executable, Update, bindparam, delete, update
 from sqlmodel import col
 
 from bot.inflight import InFlightWindow
@@ -103,17 +103,28 @@ class SendJournal:
                     done.set_result(None)
 
     async def _commit(self, writes: list[_Write]) -> None:
-        async with self._db.connection() as connection:  # no ORM: these are plain statements
-            for write in writes:
-                if write.before is not None:
-                    await connection.execute(write.before.statement, write.before.params)
-                if write.values is None:
-                    await connection.execute(_DELETE, {"row_id": write.row_id})
-                else:
-                    params = {f"v_{name}": value for name, value in write.values.items()}
-                    params["row_id"] = write.row_id
-                    statement = _update(frozenset(write.values), write.attempted)
-                    await connection.execute(statement, params)
+        """One statement per shape of write, run for all its rows at once (an executemany: on
+        PostgreSQL asyncpg sends the rows in one round trip), the ``before`` statements first.
+        A batch holds at most one write per row (a row's outcome waits for its mark), so the
+        order among rows does not matter; a chat's two choice upserts keep theirs."""
+        runs: dict[Executable, list[dict[str, Any]]] = {}
+        for write in writes:
+            if write.before is not None:
+                runs.setdefault(write.before.statement, []).append(write.before.params)
+        for write in writes:
+            if write.values is None:
+                runs.setdefault(_DELETE, []).append({"row_id": write.row_id})
+                continue
+            params = {f"v_{name}": value for name, value in write.values.items()}
+            params["row_id"] = write.row_id
+            statement = _update(frozenset(write.values), write.attempted)
+            runs.setdefault(statement, []).append(params)
+        # No ORM, and no transaction on PostgreSQL: each run is atomic on its own, and every
+        # write stands alone (a mark or an outcome of its own row), the ``before`` statements
+        # committed ahead of the marks they go with.
+        async with self._db.autocommit() as connection:
+            for statement, rows in runs.items():
+                await connection.execute(statement, rows)
 
 
 # Built once each (a few shapes: the mark, sent, failed...), as every sent message writes twice

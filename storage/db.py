@@ -167,6 +167,20 @@ class Database:
             yield connection
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose statements each commit on their own, for writes that need not
+        commit together: on PostgreSQL that spares a transaction's BEGIN and COMMIT round trips
+        (an executemany is still atomic: asyncpg runs it as one). On SQLite a transaction as in
+        ``connection`` (statements there cost microseconds, commits a sync of the WAL)."""
+        if self._write_lock is not None:
+            async with self.connection() as connection:
+                yield connection
+            return
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
+    @asynccontextmanager
     async def _write_turn(self) -> AsyncIterator[None]:
         if self._write_lock is None or _holding_write_lock.get():
             yield
