@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import unicodedata
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from telegram import Bot, InputFile
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.error import NetworkError, TimedOut
 
 from bot.channels.telegram_request import AiohttpRequest
@@ -45,6 +46,48 @@ async def test_messages_and_uploads_reach_the_server_through_aiohttp(fake: FakeT
     messages = user.drain()
     assert [m.get("text") or m.get("caption") for m in messages] == ["Chào đồng chí", "Báo cáo"]
     assert [c.method for c in fake.requests][-2:] == ["sendMessage", "sendDocument"]
+
+
+async def test_parameters_go_as_json_and_arrive_whole() -> None:
+    """A message with buttons goes as a JSON body (no URL-encoding of its Vietnamese text):
+    the server reads the text in NFC and each button with its data."""
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    async def send_message(request: web.Request) -> web.Response:
+        seen.append((request.content_type, await request.json()))
+        message = {"message_id": 7, "date": 0, "chat": {"id": 43, "type": "private"}}
+        return web.json_response({"ok": True, "result": message})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", send_message)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    root = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    markup = InlineKeyboardMarkup(
+        [[InlineKeyboardButton("Đúng, là tôi", callback_data="d:3:yes")]]
+        + [[InlineKeyboardButton("Không phải", callback_data="d:3:no")]]
+    )
+    text = unicodedata.normalize("NFC", "Đồng chí có phải là Hà?")
+    try:
+        request = AiohttpRequest()
+        await request.initialize()
+        try:
+            sent = await bot_on(root, request).send_message(43, text, reply_markup=markup)
+        finally:
+            await request.shutdown()
+    finally:
+        await runner.cleanup()
+    [(content_type, body)] = seen
+    assert content_type == "application/json" and sent.message_id == 7
+    assert body["chat_id"] == 43 and body["text"] == text
+    assert body["reply_markup"] == {
+        "inline_keyboard": [
+            [{"text": "Đúng, là tôi", "callback_data": "d:3:yes"}],
+            [{"text": "Không phải", "callback_data": "d:3:no"}],
+        ]
+    }
 
 
 async def test_a_refused_connection_is_a_network_error() -> None:

@@ -3,13 +3,17 @@
 aiohttp is already how the bot serves its webhooks and talks to Zalo, and it spares each Bot API
 call httpx's and anyio's layers (see bench.core_throughput for the bot's CPU per update). The
 behaviour is that of PTB's own ``HTTPXRequest``: the same default timeouts (5 s to connect and
-between reads, 1 s to get a pooled connection; aiohttp has no write timeout), parameters sent
-form-encoded, files as multipart, a timeout raised as ``TimedOut`` and any other transport
-failure as ``NetworkError``; PTB maps the HTTP answer itself.
+between reads, 1 s to get a pooled connection; aiohttp has no write timeout), files as
+multipart, a timeout raised as ``TimedOut`` and any other transport failure as ``NetworkError``;
+PTB maps the HTTP answer itself. Parameters without files go as a JSON body, which the Bot API
+takes as well as a form: URL-encoding a Vietnamese text and its buttons costs aiohttp ~90 µs a
+call against ~6 µs for the JSON (as the Bot API documents it: numbers as numbers, markup
+as an object, text in UTF-8).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -60,14 +64,16 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
+        body: Any = None
+        headers = {"User-Agent": self.USER_AGENT}
         files = request_data.multipart_data if request_data else None
-        fields = request_data.json_parameters if request_data else None
-        body: Any = fields
-        if files:
-            form = aiohttp.FormData(fields or {})
+        if request_data is not None and files:
+            body = aiohttp.FormData(request_data.json_parameters)
             for name, (filename, content, mime) in files.items():
-                form.add_field(name, content, filename=filename, content_type=mime)
-            body = form
+                body.add_field(name, content, filename=filename, content_type=mime)
+        elif request_data is not None and request_data.parameters:
+            body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
         pool = _given(pool_timeout, DEFAULT_POOL_TIMEOUT)
         connect = _given(connect_timeout, DEFAULT_TIMEOUT)
         # As httpx: limits per step, none on the whole request (a large upload on a slow line
@@ -84,7 +90,7 @@ class AiohttpRequest(BaseRequest):
                 method,
                 url,
                 data=body,
-                headers={"User-Agent": self.USER_AGENT},
+                headers=headers,
                 timeout=timeout,
             ) as response:
                 return response.status, await response.read()
