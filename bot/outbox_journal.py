@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Update, bindparam, delete, update
+from sqlalchemy import Update, UpdateBase, bindparam, delete, update
 from sqlmodel import col
 
 from bot.inflight import InFlightWindow
@@ -107,7 +107,7 @@ class SendJournal:
         PostgreSQL asyncpg sends the rows in one round trip), the ``before`` statements first.
         A batch holds at most one write per row (a row's outcome waits for its mark), so the
         order among rows does not matter; a chat's two choice upserts keep theirs."""
-        runs: dict[Executable, list[dict[str, Any]]] = {}
+        runs: dict[UpdateBase, list[dict[str, Any]]] = {}
         for write in writes:
             if write.before is not None:
                 runs.setdefault(write.before.statement, []).append(write.before.params)
@@ -123,8 +123,8 @@ class SendJournal:
         # write stands alone (a mark or an outcome of its own row), the ``before`` statements
         # committed ahead of the marks they go with.
         async with self._db.autocommit() as connection:
-            for statement, rows in runs.items():
-                await connection.execute(statement, rows)
+            for shape, rows in runs.items():
+                await connection.execute(shape, rows)
 
 
 # Built once each (a few shapes: the mark, sent, failed...), as every sent message writes twice
