@@ -18,7 +18,17 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, Update, bindparam, delete, exists, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    update,
+)
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -49,6 +59,7 @@ from bot.workers import (
 )
 from storage.db import Database, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
+from storage.worker_models import INCARNATION_LENGTH
 
 log = logging.getLogger("sotay.outbox")
 
@@ -77,22 +88,13 @@ class Handover:
     complete: bool  # every row the transaction wrote is among them: no need to wake the drain
 
 
-_LANE_COLUMNS = (
-    col(OutboxMessage.id),
-    col(OutboxMessage.channel),
-    col(OutboxMessage.chat_ref),
-    col(OutboxMessage.broadcast_id).is_(None),  # a direct message (reply) or a notice's
-)
-_LaneRow = tuple[int | None, str, str, bool]  # a row's id, channel, chat and whether direct
-
-
 @dataclass(frozen=True)
 class _ClaimShape:
     """Which filters a claim has. Its statements are built once per shape (with bound
     parameters): a claim runs for nearly every reply, and building a statement and its cache
     key costs several times what running it does (issue 14's core throughput)."""
 
-    postgres: bool  # several workers: SELECT ... FOR UPDATE SKIP LOCKED, then the lease
+    postgres: bool  # several workers: rows locked with SKIP LOCKED, chats' order kept in SQL
     channel: bool  # one channel's rows only
     chat: bool  # one chat's rows only
     paused: bool  # channels paused by a 429 are left out
@@ -100,8 +102,10 @@ class _ClaimShape:
 
 
 @cache  # a few shapes and one batch size: built once each, like the journal's writes
-def _claim_statements(shape: _ClaimShape, batch: int) -> tuple[Select[Any], Update]:
-    """(the due rows, the lease of the chosen ones); the parameters are ``Dispatcher._claim``'s,
+def _claim_statement(shape: _ClaimShape, batch: int) -> Update:
+    """The lease of the due rows, returning them: one statement, run on its own (on
+    PostgreSQL in autocommit: one round trip for a claim, which took five as a transaction of
+    a locking read, an order check and the lease). The parameters are ``Dispatcher._claim``'s,
     none named like a column (an UPDATE sets every column its parameters name)."""
     now: BindParameter[datetime] = bindparam("now")
     free = (
@@ -127,12 +131,10 @@ def _claim_statements(shape: _ClaimShape, batch: int) -> tuple[Select[Any], Upda
         due = due.where(col(OutboxMessage.channel).not_in(bindparam("paused", expanding=True)))
     if shape.in_hand:
         due = due.where(col(OutboxMessage.chat_ref).not_in(bindparam("in_hand", expanding=True)))
-    if shape.postgres:
-        due = due.with_only_columns(*_LANE_COLUMNS).with_for_update(skip_locked=True)
-        chosen = col(OutboxMessage.id).in_(bindparam("ids", expanding=True))
-    else:  # one process: the choice and the lease in one statement
-        chosen = col(OutboxMessage.id).in_(due)
-    lease = (
+    chosen = (
+        _in_chat_order(due) if shape.postgres else col(OutboxMessage.id).in_(due)
+    )  # one process: nobody else claims, so nothing older can be held elsewhere
+    return (
         update(OutboxMessage)
         .where(chosen, col(OutboxMessage.status) == OutboxStatus.pending)
         .where(free)
@@ -140,18 +142,41 @@ def _claim_statements(shape: _ClaimShape, batch: int) -> tuple[Select[Any], Upda
         .returning(OutboxMessage)
         .execution_options(synchronize_session=False)
     )
-    return due, lease
 
 
-# A chat's older pending rows, other than a claim's candidates (``Dispatcher._in_chat_order``).
-_OLDER_IN_CHATS = select(  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
-    *_LANE_COLUMNS, OutboxMessage.lease_owner, OutboxMessage.lease_until
-).where(
-    OutboxMessage.status == OutboxStatus.pending,
-    col(OutboxMessage.chat_ref).in_(bindparam("chats", expanding=True)),
-    col(OutboxMessage.id) < bindparam("newest"),
-    col(OutboxMessage.id).not_in(bindparam("ids", expanding=True)),
-)
+def _in_chat_order(due: Select[Any]) -> ColumnElement[bool]:
+    """Several workers: the due rows this claim locks (others' claims skip them, and it skips
+    theirs), less those that would overtake a row of their chat: an older row in the same lane
+    (replies, or a bulk notice) that another worker holds, or is claiming right now (SKIP
+    LOCKED hid it from this claim), or that is not due yet. A member's messages then leave in
+    the order they were written. Rows this worker holds hold nothing back."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    picked = (
+        due.with_only_columns(
+            col(OutboxMessage.id),
+            col(OutboxMessage.channel),
+            col(OutboxMessage.chat_ref),
+            col(OutboxMessage.broadcast_id).is_(None).label("direct"),
+        )
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    older = table.alias("older")
+    now: BindParameter[datetime] = bindparam("now")
+    ours = (
+        func.substr(func.coalesce(older.c.lease_owner, ""), 1, INCARNATION_LENGTH)
+        == bindparam("mine")
+    ) & (func.coalesce(older.c.lease_until, now) > now)
+    overtakes = exists().where(
+        older.c.status == OutboxStatus.pending,
+        older.c.channel == picked.c.channel,
+        older.c.chat_ref == picked.c.chat_ref,
+        older.c.broadcast_id.is_(None) == picked.c.direct,
+        older.c.id < picked.c.id,
+        older.c.id.not_in(select(picked.c.id)),
+        ~ours,
+    )
+    return (col(OutboxMessage.id) == picked.c.id) & ~overtakes
 
 
 # The chats among ``chats`` with a reply waiting that is not ``ours`` (``Dispatcher.take``).
@@ -568,7 +593,7 @@ class Dispatcher:
             paused=bool(paused),
             in_hand=bool(self._in_hand),
         )
-        due, lease = _claim_statements(shape, self._batch)
+        lease = _claim_statement(shape, self._batch)
         params: dict[str, Any] = {
             "now": now,
             "alive_since": alive_since(now, self._heartbeat),
@@ -578,50 +603,13 @@ class Dispatcher:
             "in_hand": sorted(self._in_hand_chats()),
             "lease_to": now + self._lease,
             "owner": self.identity.lease_token(),
+            "mine": self.identity.incarnation,
         }
         if self._in_hand:  # chats whose replies are being sent right now (``take``)
             self._held_back |= set(self._in_hand)
-        async with self._db.session() as session:
-            if shape.postgres:  # several workers: skip what others are claiming
-                # With each row's chat and lane, which the order check needs (one read, not two).
-                # (Through the connection: sqlmodel's exec would keep only the first column.)
-                connection = await session.connection()
-                locked = [tuple(row) for row in (await connection.execute(due, params)).all()]
-                ids = await self._in_chat_order(session, locked, now) if locked else []
-                if not ids:
-                    return []
-                params["ids"] = ids
+        async with self._db.autocommit_session() as session:
             leased = await session.exec(lease, params=params)
             return sorted(leased.scalars().all(), key=lambda row: row.id or 0)
-
-    async def _in_chat_order(
-        self, session: AsyncSession, candidates: list[_LaneRow], now: datetime
-    ) -> list[int]:
-        """The candidates that overtake nothing: with several workers, a chat's older row (in
-        the same lane: replies, or a bulk notice) may be held by another worker, or being
-        claimed by one right now (SKIP LOCKED hid it from us); a newer row of that chat then
-        waits, so a member's messages leave in the order they were written. Rows of this claim
-        and rows this worker holds do not hold anything back."""
-        ids = [row_id for row_id, _channel, _chat, _direct in candidates if row_id is not None]
-        params = {
-            "chats": sorted({chat_ref for _id, _ch, chat_ref, _d in candidates}),
-            "newest": max(ids),
-            "ids": ids,
-        }
-        older = (await session.exec(_OLDER_IN_CHATS, params=params)).all()
-        mine = self.identity.incarnation
-        first_held: dict[tuple[str, str, bool], int] = {}
-        for row_id, channel, chat_ref, is_direct, owner, until in older:
-            if row_id is None or ((owner or "").startswith(mine) and (until or now) > now):
-                continue
-            lane = (channel, chat_ref, bool(is_direct))
-            first_held[lane] = min(first_held.get(lane, row_id), row_id)
-        return [
-            row_id
-            for row_id, channel, chat_ref, is_direct in candidates
-            if row_id is not None
-            and row_id < first_held.get((channel, chat_ref, bool(is_direct)), row_id + 1)
-        ]
 
     def _in_hand_chats(self) -> set[str]:
         return {chat_ref for _channel, chat_ref in self._in_hand}

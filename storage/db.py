@@ -181,6 +181,17 @@ class Database:
             yield connection
 
     @asynccontextmanager
+    async def autocommit_session(self) -> AsyncIterator[AsyncSession]:
+        """A session on ``autocommit``'s connection: for one write statement whose result the
+        ORM should load (the dispatcher's claim), without BEGIN and COMMIT on PostgreSQL."""
+        if self._write_lock is not None:
+            async with self.session() as session:
+                yield session
+            return
+        async with self.autocommit() as connection, self._sessions(bind=connection) as session:
+            yield session
+
+    @asynccontextmanager
     async def _write_turn(self) -> AsyncIterator[None]:
         if self._write_lock is None or _holding_write_lock.get():
             yield

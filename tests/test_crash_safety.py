@@ -183,6 +183,37 @@ async def test_a_clean_stop_hands_its_leases_back_at_once(settings: Settings) ->
     assert recorder.sent["a"][0].text == "a" and marked == []
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SKIP LOCKED
+async def test_a_claim_keeps_a_chats_order_behind_rows_being_claimed_but_not_its_own(
+    settings: Settings,
+) -> None:
+    """The claim is one statement (issue 14's core throughput): a chat's older row that
+    another worker is claiming right now (locked: this claim skips it) holds the newer ones
+    back, other chats go; a row this worker holds itself holds nothing back."""
+    clock = FakeClock()
+    app = App(settings, clock=clock)
+    recorder = Recorder()
+    await queue(app, ["member", "member", "member", "other"])
+    try:
+        async with app.db.connection() as claiming:  # another worker's claim, in progress
+            first = select(OutboxMessage.id).order_by(col(OutboxMessage.id)).limit(1)
+            await claiming.execute(first.with_for_update())
+            b = dispatcher(app, recorder, clock, "bot-2")
+            assert await b.run_once() == 1
+            assert list(recorder.sent) == ["other"]
+            await claiming.rollback()  # that claim found nothing after all
+        a = dispatcher(app, recorder, clock, "bot-1")
+        held = await a._claim("rec", "member")
+        assert [row.id for row in held] == sorted(row.id for row in held) and len(held) == 3
+        for row in held[1:]:  # handed back, as a stop does: the first stays A's
+            await a._release([row])
+        again = await a._claim("rec", "member")  # its own first message holds nothing back
+        assert [row.id for row in again] == [row.id for row in held[1:]]
+        assert await dispatcher(app, recorder, clock, "bot-3").run_once() == 0
+    finally:
+        await app.close()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # several workers
 async def test_a_chats_newer_message_waits_while_another_worker_holds_its_older_one(
     settings: Settings,
