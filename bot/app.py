@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
+
+from sqlalchemy import bindparam, update
 
 import handlers
 from bot.buttons import ButtonSigner
@@ -24,9 +28,24 @@ from bot.settings import Settings
 from bot.workers import WorkerIdentity
 from handlers.broadcast import BroadcastReporter
 from storage.db import Database, is_postgres
+from storage.models import ChannelAccount
 
 log = logging.getLogger("sotay.app")
 STOP_GRACE = 5.0  # seconds in-flight sends get to finish at a stop (SIGTERM budget: 10 s)
+
+
+def menu_digest(names: list[str], lang: str) -> str:
+    """A chat's own menu as ``ChannelAccount.menu`` keeps it: its language and commands, hashed
+    to a fixed width (only compared, never read back)."""
+    return hashlib.sha256(f"{lang}:{','.join(names)}".encode()).hexdigest()[:32]
+
+
+_ACCOUNTS = ChannelAccount.__table__  # type: ignore[attr-defined]
+_GIVE_MENU = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(menu=bindparam("digest"))
+)
 
 
 class App:
@@ -79,30 +98,49 @@ class App:
         self.router.observe = self.metrics.observe_update
         self.dispatcher.on_outcome = self.metrics.observe_send
         self.router.on_menu = self.chat_menu
-        self._menus: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
+        self._menus: set[tuple[str, str]] = set()  # chats whose menu is being given now
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def chat_menu(self, event: Inbound, names: list[str], lang: str) -> None:
+    def chat_menu(
+        self, event: Inbound, account: ChannelAccount, names: list[str], lang: str
+    ) -> None:
         """Give a chat the command menu of its person's roles (Telegram's per-chat command
-        scope): staff see /queue, secretaries /meeting. A member's chat gets the default list
-        back (a former role holder's menu is removed). Once per chat and process unless it
-        changes; the call runs beside the update, never inside its transaction."""
+        scope): staff see /queue, secretaries /meeting. A member's chat shows the default list;
+        a former role holder's own menu is removed. What the chat was last given is kept on the
+        account (``menu``, read with the sender), so a chat whose menu is already right costs
+        no call, a restart included; the call runs beside the update, never inside its
+        transaction, and one chat's is never twice in flight."""
         channel = self.channels.get(event.channel)
         publish = getattr(channel, "publish_chat_commands", None)
-        wanted = (tuple(names), lang)
-        if publish is None or self._menus.get((event.channel, event.chat_ref)) == wanted:
-            return
-        self._menus[(event.channel, event.chat_ref)] = wanted
         default = names == self.router.published_commands()
-        task = asyncio.create_task(publish(event.chat_ref, None if default else names, lang))
+        wanted = None if default else menu_digest(names, lang)
+        chat = (event.channel, event.chat_ref)
+        if publish is None or account.menu == wanted or chat in self._menus:
+            return
+        self._menus.add(chat)
+        given = None if default else names
+        task = asyncio.create_task(self._give_menu(publish, chat, account.id, given, lang, wanted))
         self._background.add(task)
-        task.add_done_callback(self._menu_done)
+        task.add_done_callback(self._background.discard)
 
-    def _menu_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("menu.publish_failed error=%s", type(task.exception()).__name__)
+    async def _give_menu(
+        self,
+        publish: Callable[[str, list[str] | None, str], Awaitable[None]],
+        chat: tuple[str, str],
+        account_id: int | None,
+        names: list[str] | None,
+        lang: str,
+        wanted: str | None,
+    ) -> None:
+        try:
+            await publish(chat[1], names, lang)
+            async with self.db.autocommit() as connection:
+                await connection.execute(_GIVE_MENU, {"account_id": account_id, "digest": wanted})
+        except Exception as exc:  # noqa: BLE001 - tried again at the chat's next message
+            log.warning("menu.publish_failed error=%s", type(exc).__name__)
+        finally:
+            self._menus.discard(chat)
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """Ready: the database answers, timed work runs, and no due message has waited longer

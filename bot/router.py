@@ -30,7 +30,7 @@ from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database, is_postgres
 from storage.locks import holding, lock_key
-from storage.models import Dialog, ProcessedEvent, Role
+from storage.models import ChannelAccount, Dialog, ProcessedEvent, Role
 
 if TYPE_CHECKING:
     from bot.outbox import Handover
@@ -140,7 +140,7 @@ class Router:
         # (channel, outcome, seconds) of every update, for the operator's metrics
         self.observe: Callable[[str, str, float], None] | None = None
         # (event, the commands its registered sender may use, language): the chat's own menu
-        self.on_menu: Callable[[Inbound, list[str], str], None] | None = None
+        self.on_menu: Callable[[Inbound, ChannelAccount, list[str], str], None] | None = None
         # The dispatcher: takes the replies a handler wrote, to send them right after its commit
         self.hand_over: HandOver | None = None
         self._locks = UserLocks()
@@ -229,8 +229,11 @@ class Router:
                     await self.on_scheduled()
                 for work in session.info.get("after_commit", ()):  # e.g. reports: read-only
                     await work(self.db)
-                if self.on_menu is not None and not event.in_group and ctx.actor.registered:
-                    self.on_menu(event, self.commands_for(ctx.actor, published=True), ctx.lang)
+                account = ctx.actor.account
+                menu_for = account if ctx.actor.registered and not event.in_group else None
+                if self.on_menu is not None and menu_for is not None:
+                    names = self.commands_for(ctx.actor, published=True)
+                    self.on_menu(event, menu_for, names, ctx.lang)
             except IntegrityError:
                 if not await self._seen(event):
                     outcome = "failed"

@@ -118,6 +118,10 @@ class ChannelAccount(SQLModel, table=True):
     pending: bool = False  # waiting for a secretary's approval: no cell features yet
     reachable: bool = True
     created_at: datetime | None = utc_column()
+    # The chat's own command menu as last published (Telegram's per-chat scope), as a digest of
+    # its language and commands; None while the chat shows the default list. It is read with the
+    # sender, so a member's chat costs no Bot API call for its menu, even after a restart.
+    menu: str | None = Field(default=None, max_length=32)
 
 
 class RoleGrant(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -15,8 +16,8 @@ from bot.channels.telegram import WEBHOOK_HEADER, TelegramChannel
 from bot.clock import ShiftedClock
 from bot.demo import seed_demo
 from bot.settings import Settings
-from storage.models import ChannelAccount, Member
-from tests.fake_telegram import FakeTelegram, button_texts, reply_keyboard
+from storage.models import ChannelAccount, Member, RoleGrant
+from tests.fake_telegram import FakeTelegram, FakeUser, button_texts, reply_keyboard
 from tests.harness import (
     TELEGRAM_TOKEN,
     Bot,
@@ -273,3 +274,67 @@ async def test_a_role_holders_chat_gets_the_commands_of_their_roles(bot: Bot) ->
     assert described["meeting"] == "Tạo / quản lý cuộc họp"  # in the secretary's language
     stranger = bot.server.user(4242, language_code="vi")
     assert "meeting" not in [c["command"] for c in bot.server.visible_commands(stranger)]
+
+
+def menu_calls(server: FakeTelegram) -> list[tuple[str, int]]:
+    """The per-chat menu calls the server answered: (method, chat id)."""
+    calls = []
+    for call in server.requests:
+        scope = call.params.get("scope")
+        scope = json.loads(scope) if isinstance(scope, str) else scope
+        if call.method.endswith("MyCommands") and isinstance(scope, dict) and "chat_id" in scope:
+            calls.append((call.method, int(scope["chat_id"])))
+    return calls
+
+
+async def test_a_chats_menu_is_given_only_when_it_changes_even_across_restarts(bot: Bot) -> None:
+    """Issue 14: the per-chat menu costs a Bot API call only when the chat's must change. A
+    member's chat costs none; the secretary's is given once and not again after a restart (the
+    account keeps what it was given); once her role is revoked, her own menu is removed once."""
+
+    async def chat(user: FakeUser, times: int = 2) -> None:
+        for _ in range(times):  # a second reply: the first update (and its menu check) is done
+            await user.send("/help")
+            await user.next_message()
+
+    secretary = bot.server.user(SECRETARY_ID, language_code="vi")
+    await chat(secretary, times=1)
+    await bot.server.wait_for(lambda: f"chat:{SECRETARY_ID}" in {k for k, _ in bot.server.commands})
+    await bot.restart()  # a stop waits for the menu being given and its record
+    await chat(secretary)
+    async with bot.app.db.session() as session:
+        an = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).one()
+        session.add(
+            ChannelAccount(
+                channel="telegram",
+                user_ref="1001",
+                chat_ref="1001",
+                member_id=an.id or 0,
+                language="vi",
+                verified=True,
+            )
+        )
+    await chat(bot.server.user(1001, language_code="vi"))
+    assert menu_calls(bot.server) == [("setMyCommands", SECRETARY_ID)]
+
+    async with bot.app.db.session() as session:
+        account = (
+            await session.exec(
+                select(ChannelAccount).where(ChannelAccount.user_ref == str(SECRETARY_ID))
+            )
+        ).one()
+        for grant in (
+            await session.exec(select(RoleGrant).where(RoleGrant.member_id == account.member_id))
+        ).all():
+            await session.delete(grant)
+    await chat(secretary, times=1)
+    await bot.server.wait_for(
+        lambda: f"chat:{SECRETARY_ID}" not in {k for k, _ in bot.server.commands}
+    )
+    await bot.restart()
+    await chat(secretary)
+    assert menu_calls(bot.server) == [
+        ("setMyCommands", SECRETARY_ID),
+        ("deleteMyCommands", SECRETARY_ID),
+    ]
+    assert "meeting" not in [c["command"] for c in bot.server.visible_commands(secretary)]
