@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -397,7 +397,9 @@ class Dispatcher:
             await retire(self._db, self.identity)
             self._registered = False
 
-    async def take(self, session: AsyncSession) -> Handover:
+    async def take(
+        self, session: AsyncSession, known: Mapping[tuple[str, str], bool] | None = None
+    ) -> Handover:
         """Called by the router inside a handler's transaction, just before it commits: the
         replies it wrote that can leave at once are leased to this worker, those with a place
         in flight free also marked "sending" (with the choices they offer), in that same
@@ -407,7 +409,13 @@ class Dispatcher:
         older message to its chat waits in the table (a member's messages leave in the order
         they were written), when it is due later, when this dispatcher is not serving, or
         when it is busy (requests in flight): then the drain loop's batched claims and group
-        commits cost less per message than a lane per chat (measured: bench/core_throughput)."""
+        commits cost less per message than a lane per chat (measured: bench/core_throughput).
+
+        ``known``: chats whose waiting replies the transaction read already (the router reads
+        the sender's with the sender, ``queries.who_writes``): only the other chats are looked
+        up, so a reply to the sender costs no query here. That read came at the transaction's
+        start; a reply another transaction commits to the chat meanwhile is as concurrent as
+        one committed just after this check, and either may leave first."""
         written: list[OutboxMessage] = session.info.pop(WRITTEN, [])
         if not (self._running and self._registered and written) or self._stopping:
             return Handover([], complete=False)
@@ -424,11 +432,12 @@ class Dispatcher:
             and row not in session.deleted
         ]
         chats = {(row.channel, row.chat_ref) for row in ready}
-        if chats:
-            ours = [r.id for r in written if r.id] + [
-                row_id for lane in self._in_hand.values() for row_id in lane.ids
-            ]
-            params = {"chats": sorted({chat for _channel, chat in chats}), "ours": ours}
+        known = known or {}
+        chats -= {chat for chat in chats if known.get(chat)}
+        unknown = {chat for chat in chats if chat not in known}
+        if unknown:
+            ours = [r.id for r in written if r.id]  # (no lane is in hand: see above)
+            params = {"chats": sorted({chat for _channel, chat in unknown}), "ours": ours}
             with session.no_autoflush:  # the rows written here are not in the table yet
                 older = await session.exec(_REPLIES_WAITING, params=params)
                 chats -= set(older.all())

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -95,7 +95,9 @@ class Action:
 class HandOver(Protocol):
     """The dispatcher as the router sees it (``bot.outbox.Dispatcher.take``)."""
 
-    async def take(self, session: AsyncSession) -> Handover: ...
+    async def take(
+        self, session: AsyncSession, known: Mapping[tuple[str, str], bool] | None = None
+    ) -> Handover: ...
 
     def send_taken(self, handover: Handover) -> None: ...
 
@@ -218,9 +220,11 @@ class Router:
             try:
                 async with self.db.session() as session:
                     await self._claim(session, event)
-                    ctx, dialog = await self._context(session, event)
+                    ctx, dialog, waiting = await self._context(session, event)
                     await self._route(ctx, dialog)
-                    handover = await self.hand_over.take(session) if self.hand_over else None
+                    if self.hand_over is not None:  # what the sender's read said of their chat
+                        known = {(event.channel, event.chat_ref): waiting}
+                        handover = await self.hand_over.take(session, known)
                 committed = True
                 if handover is not None and self.hand_over is not None:
                     self.hand_over.send_taken(handover)
@@ -276,12 +280,17 @@ class Router:
 
     async def _apologise(self, event: Inbound) -> None:
         async with self.db.session() as session:
-            ctx, _dialog = await self._context(session, event)
+            ctx, _dialog, _waiting = await self._context(session, event)
             ctx.reply(ctx.t("common.error"))
 
-    async def _context(self, session: AsyncSession, event: Inbound) -> tuple[Ctx, Dialog | None]:
-        """Who sent the event (and their open dialog, read in the same query)."""
-        sender = await queries.who_writes(session, channel=event.channel, user_ref=event.user_ref)
+    async def _context(
+        self, session: AsyncSession, event: Inbound
+    ) -> tuple[Ctx, Dialog | None, bool]:
+        """Who sent the event (and, read in the same query, their open dialog and whether a
+        reply to their chat still waits in the outbox)."""
+        sender = await queries.who_writes(
+            session, channel=event.channel, user_ref=event.user_ref, chat_ref=event.chat_ref
+        )
         # a pending account sees and holds nothing yet: its member (and grants) are not loaded
         actor = Actor(account=sender.account, member=sender.member, grants=sender.grants)
         if actor.account is not None and not actor.account.reachable:
@@ -291,7 +300,7 @@ class Router:
         stored = actor.account.language if actor.account else None
         lang = pick_language(stored, event.language_hint, self.services.settings.default_language)
         ctx = Ctx(session=session, services=self.services, event=event, actor=actor, lang=lang)
-        return ctx, dialog
+        return ctx, dialog, sender.replies_waiting
 
     async def _route(self, ctx: Ctx, dialog: Dialog | None) -> None:
         event = ctx.event

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, text
+from sqlalchemy import delete, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
@@ -310,3 +310,38 @@ async def test_replies_holding_every_place_leave_while_paced_drain_chats_hold_th
     await channel.until_sent(3)
     assert [text_ for chat, text_ in channel.sent if chat == "a"] == ["a1", "a2"]
     assert ("b", "b1") in channel.sent
+
+
+async def test_what_the_senders_read_said_of_their_chat_spares_the_hand_overs_query(
+    db: Database, serving: tuple[Dispatcher, Gated, FakeClock]
+) -> None:
+    """The router reads whether a reply to the sender's chat waits with the sender
+    (``queries.who_writes``): the hand-over looks up only the other chats. A reply waiting
+    for chat "b" keeps the new one to "b" back; "a" is taken on the sender's word."""
+    dispatcher, channel, clock = serving
+    async with db.session() as session:  # a message to chat b, due in a minute
+        older = Outbox(clock).add(session, channel="s", chat_ref="b", view=View("older"))
+        older.next_attempt_at = clock.now() + timedelta(minutes=1)
+    lookups: list[list[object]] = []  # each lookup's parameters
+
+    def seen(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        if "DISTINCT" in statement:
+            values = params.values() if isinstance(params, dict) else params
+            lookups.append(list(values))  # type: ignore[call-overload]
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.session() as session:
+            for chat in ("a", "b"):
+                Outbox(clock).add(session, channel="s", chat_ref=chat, view=View(f"to {chat}"))
+            handover = await dispatcher.take(session, {("s", "a"): False})
+        dispatcher.send_taken(handover)
+        assert [row.chat_ref for row in handover.rows] == ["a"] and len(lookups) == 1
+        assert "b" in lookups[0] and "a" not in lookups[0]  # it asked about chat b only
+        await channel.until_sent(1)
+        async with db.session() as session:  # the sender's read saw a reply waiting to a
+            Outbox(clock).add(session, channel="s", chat_ref="a", view=View("later"))
+            held = await dispatcher.take(session, {("s", "a"): True})
+        assert held.rows == [] and len(lookups) == 1  # no query: the read said it
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)

@@ -176,7 +176,21 @@ async def test_the_sender_of_an_update_is_read_whole_in_one_query(database_url: 
             await session.flush()
             session.add(RoleGrant(member_id=mid, role=Role.secretary, unit_id=cell.id or 0))
             session.add(RoleGrant(member_id=mid, role=Role.staff, unit_id=commune.id or 0))
+            rows = [("t", "1", OutboxStatus.pending), ("t", "2", OutboxStatus.sent)]
+            rows.append(("z", "3", OutboxStatus.pending))  # another channel's
+            for channel, chat, status in rows:
+                session.add(
+                    OutboxMessage(
+                        channel=channel,
+                        chat_ref=chat,
+                        payload={},
+                        status=status,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
         found = {}
+        waiting = {}
         async with db.session() as session:
             for user in ("both", "acct", "dlg", "pend", "nobody"):
                 sender = await queries.who_writes(session, channel="t", user_ref=user)
@@ -186,6 +200,10 @@ async def test_the_sender_of_an_update_is_read_whole_in_one_query(database_url: 
                     sender.dialog.step if sender.dialog else None,
                     [(grant.role, unit.name) for grant, unit in sender.grants],
                 )
+            for chat in ("1", "2", "3", "4"):  # a reply waits to chat 1 only
+                sender = await queries.who_writes(session, channel="t", user_ref="x", chat_ref=chat)
+                waiting[chat] = sender.replies_waiting
+        assert waiting == {"1": True, "2": False, "3": False, "4": False}
         grants = [(Role.secretary, "Chi bộ"), (Role.staff, "Xã")]
         assert found == {
             "both": ("both", mid, "both", grants),  # one row per grant, read as one sender
