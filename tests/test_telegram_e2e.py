@@ -21,6 +21,7 @@ from tests.fake_telegram import FakeTelegram, FakeUser, button_texts, reply_keyb
 from tests.harness import (
     TELEGRAM_TOKEN,
     Bot,
+    link_cell_members,
     start_app,
     telegram_channel,
     telegram_server,
@@ -302,19 +303,11 @@ async def test_a_chats_menu_is_given_only_when_it_changes_even_across_restarts(b
     await bot.server.wait_for(lambda: f"chat:{SECRETARY_ID}" in {k for k, _ in bot.server.commands})
     await bot.restart()  # a stop waits for the menu being given and its record
     await chat(secretary)
-    async with bot.app.db.session() as session:
-        an = (await session.exec(select(Member).where(Member.phone == AN_PHONE))).one()
-        session.add(
-            ChannelAccount(
-                channel="telegram",
-                user_ref="1001",
-                chat_ref="1001",
-                member_id=an.id or 0,
-                language="vi",
-                verified=True,
-            )
+    async with bot.app.db.session() as session:  # the cell's members, registered
+        [(member_ref, _member), *_] = await link_cell_members(
+            session, "telegram", lambda i: str(1001 + i)
         )
-    await chat(bot.server.user(1001, language_code="vi"))
+    await chat(bot.server.user(int(member_ref), language_code="vi"))
     assert menu_calls(bot.server) == [("setMyCommands", SECRETARY_ID)]
 
     async with bot.app.db.session() as session:

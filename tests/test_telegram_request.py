@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -28,6 +29,22 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
     finally:
         await server.stop()
+
+
+@asynccontextmanager
+async def answering(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """A stand-in Bot API server whose every method is ``handler``, on a free port: its root."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def bot_on(root: str, request: AiohttpRequest) -> Bot:
@@ -58,27 +75,18 @@ async def test_parameters_go_as_json_and_arrive_whole() -> None:
         message = {"message_id": 7, "date": 0, "chat": {"id": 43, "type": "private"}}
         return web.json_response({"ok": True, "result": message})
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", send_message)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    root = f"http://127.0.0.1:{runner.addresses[0][1]}"
     markup = InlineKeyboardMarkup(
         [[InlineKeyboardButton("Đúng, là tôi", callback_data="d:3:yes")]]
         + [[InlineKeyboardButton("Không phải", callback_data="d:3:no")]]
     )
     text = unicodedata.normalize("NFC", "Đồng chí có phải là Hà?")
-    try:
+    async with answering(send_message) as root:
         request = AiohttpRequest()
         await request.initialize()
         try:
             sent = await bot_on(root, request).send_message(43, text, reply_markup=markup)
         finally:
             await request.shutdown()
-    finally:
-        await runner.cleanup()
     [(content_type, body)] = seen
     assert content_type == "application/json" and sent.message_id == 7
     assert body["chat_id"] == 43 and body["text"] == text
@@ -110,21 +118,14 @@ async def test_a_server_that_does_not_answer_in_time_is_a_timeout() -> None:
         await release.wait()
         return web.json_response({"ok": True, "result": True})
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", stuck)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        request = AiohttpRequest(read_timeout=0.2)
-        await request.initialize()
+    async with answering(stuck) as root:
         try:
-            with pytest.raises(TimedOut):
-                await request.post(f"http://127.0.0.1:{port}/bot{TOKEN}/getMe")
+            request = AiohttpRequest(read_timeout=0.2)
+            await request.initialize()
+            try:
+                with pytest.raises(TimedOut):
+                    await request.post(f"{root}/bot{TOKEN}/getMe")
+            finally:
+                await request.shutdown()
         finally:
-            await request.shutdown()
-    finally:
-        release.set()
-        await runner.cleanup()
+            release.set()  # before the server stops: it waits for its handlers
