@@ -131,9 +131,8 @@ def _claim_statement(shape: _ClaimShape, batch: int) -> Update:
         due = due.where(col(OutboxMessage.channel).not_in(bindparam("paused", expanding=True)))
     if shape.in_hand:
         due = due.where(col(OutboxMessage.chat_ref).not_in(bindparam("in_hand", expanding=True)))
-    chosen = (
-        _in_chat_order(due) if shape.postgres else col(OutboxMessage.id).in_(due)
-    )  # one process: nobody else claims, so nothing older can be held elsewhere
+    # SQLite is one process: nobody else claims, so nothing older is held elsewhere.
+    chosen = _in_chat_order(due) if shape.postgres else col(OutboxMessage.id).in_(due)
     return (
         update(OutboxMessage)
         .where(chosen, col(OutboxMessage.status) == OutboxStatus.pending)

@@ -141,7 +141,8 @@ class Router:
         self.on_scheduled: Callable[[], Awaitable[None]] | None = None
         # (channel, outcome, seconds) of every update, for the operator's metrics
         self.observe: Callable[[str, str, float], None] | None = None
-        # (event, the commands its registered sender may use, language): the chat's own menu
+        # (event, its registered sender's account, the commands they may use, language): the
+        # chat's own menu
         self.on_menu: Callable[[Inbound, ChannelAccount, list[str], str], None] | None = None
         # The dispatcher: takes the replies a handler wrote, to send them right after its commit
         self.hand_over: HandOver | None = None
