@@ -15,14 +15,13 @@ other test workers, where it measured 0.917–0.950 of the server's rate (docs/b
 The rate is the server's: from the times it accepted each sendMessage, (accepted − R) / (last −
 first), R being the server's initial bucket a sender gets for free at the start (see
 ``bench/adaptive_rate.py``, which runs the same drain with baselines). Each case sends 30
-seconds' worth, so a stall of a loaded machine weighs little. The three cases run at once (they
-wait on the servers, not on the processor), so CI spends 30 seconds on them, not 90. The 429
-counts are in the assertion messages and the test's properties (``--junitxml``).
+seconds' worth, so a stall of a loaded machine weighs little. The three cases are three tests,
+which the test workers run side by side. The 429 counts are in the assertion messages and the
+test's properties (``--junitxml``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -42,33 +41,24 @@ CASES = {
 
 
 @pytest.mark.slow(seconds=33, timed=True)
-async def test_the_sender_keeps_up_with_each_server_with_few_429s(
-    record_property: Callable[[str, object], None],
+@pytest.mark.parametrize("name", list(CASES))
+async def test_the_sender_keeps_up_with_the_server_with_few_429s(
+    name: str, record_property: Callable[[str, object], None]
 ) -> None:
-    """The three servers at once, each with its own bot, database and port, in one event loop:
-    they wait on the servers' rates, not on the processor (70 messages/s in all), so together
-    they take the 30 seconds one of them takes."""
-    runs = await asyncio.gather(
-        *(
-            drain(rate, int(rate * SECONDS), latency=latency)
-            for rate, latency, _, _ in CASES.values()
-        )
+    """One server per test, so test workers run the three in parallel, each drain in a process
+    of its own. (Run together in one event loop with their servers, they shared one core's
+    share of a loaded machine: on a slow day the near 30/s case fell to 0.833 in CI while it
+    measured 0.961 alone.)"""
+    rate, latency, widest, narrowest = CASES[name]
+    run = await drain(rate, int(rate * SECONDS), latency=latency)
+    figures = (
+        f"{name}: {run.steady_rate:.2f}/s = {run.share:.3f} of {rate}, "
+        f"{run.too_many} × 429, in flight ≤ {run.widest}"
     )
-    failures = []
-    for (name, (rate, _, widest, narrowest)), run in zip(CASES.items(), runs, strict=True):
-        figures = (
-            f"{name}: {run.steady_rate:.2f}/s = {run.share:.3f} of {rate}, "
-            f"{run.too_many} × 429, in flight ≤ {run.widest}"
-        )
-        record_property(f"share {name}", round(run.share, 3))
-        record_property(f"too_many {name}", run.too_many)
-        print(figures)
-        if (run.lost, run.duplicates) != (0, 0):
-            failures.append(f"{figures}: {run.lost} lost, {run.duplicates} repeated")
-        if run.share < FLOOR:
-            failures.append(f"{figures}: under {FLOOR} of the server's rate")
-        if run.too_many > run.messages // 20:  # few: under one per 20 messages
-            failures.append(f"{figures}: too many 429s")
-        if not narrowest <= run.widest <= widest:
-            failures.append(f"{figures}: window outside {narrowest}..{widest}")
-    assert not failures, failures
+    record_property("share", round(run.share, 3))
+    record_property("too_many", run.too_many)
+    print(figures)
+    assert (run.lost, run.duplicates) == (0, 0), f"{figures}: lost or repeated"
+    assert run.share >= FLOOR, f"{figures}: under {FLOOR} of the server's rate"
+    assert run.too_many <= run.messages // 20, f"{figures}: too many 429s"  # under 1 in 20
+    assert narrowest <= run.widest <= widest, f"{figures}: window outside {narrowest}..{widest}"
