@@ -272,7 +272,6 @@ class Dispatcher:
         in_flight_max: int | None = None,
     ) -> None:
         self._db = db
-        self._dialect = db.engine.dialect.name
         self._lease = lease
         # Crash safety (issue 14): leases carry our incarnation, kept alive by a heartbeat;
         # every row is marked "sending" (committed) before its request starts.
@@ -467,9 +466,9 @@ class Dispatcher:
             else:
                 row.sending_at = now
                 view = View.from_payload(row.payload)
-                offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
+                offered = choices.remembered(row.channel, row.chat_ref, view, now)
                 if offered is not None:  # the last row's choices are the chat's (an upsert)
-                    await session.exec(offered.statement, params=offered.params)
+                    await offered.run(session)
 
     def abandon(self, handover: Handover) -> None:
         """The transaction did not commit: free the places ``take`` held."""
@@ -686,7 +685,7 @@ class Dispatcher:
             view.edit_ref = target
         now = self._clock.now()
         if row.sending_at is None:  # else marked already, in the commit that wrote it (take)
-            offered = choices.remembered(self._dialect, row.channel, row.chat_ref, view, now)
+            offered = choices.remembered(row.channel, row.chat_ref, view, now)
             await self._journal.sending(row.id or 0, now, offered)
         try:
             with self.window.round_trip(row.channel):  # sizes the window of requests in flight

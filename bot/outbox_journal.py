@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, UpdateBase, bindparam, delete, update
+from sqlalchemy import TextClause, Update, UpdateBase, bindparam, delete, update
 from sqlmodel import col
 
 from bot.inflight import InFlightWindow
@@ -107,7 +107,7 @@ class SendJournal:
         PostgreSQL asyncpg sends the rows in one round trip), the ``before`` statements first.
         A batch holds at most one write per row (a row's outcome waits for its mark), so the
         order among rows does not matter; a chat's two choice upserts keep theirs."""
-        runs: dict[UpdateBase, list[dict[str, Any]]] = {}
+        runs: dict[UpdateBase | TextClause, list[dict[str, Any]]] = {}
         for write in writes:
             if write.before is not None:
                 runs.setdefault(write.before.statement, []).append(write.before.params)

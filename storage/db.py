@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import UpdateBase, event
+from sqlalchemy import TextClause, UpdateBase, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -67,10 +67,16 @@ class Prepared:
     """A statement built once (its cache key is then memoized on it: building a statement
     costs several times running it) and the parameters of one run of it. The statement is a
     Core one (on tables, not mapped classes): with parameters, an ORM insert would be taken for
-    a bulk insert of mapped objects."""
+    a bulk insert of mapped objects. Run it on the session's connection (``run``)."""
 
-    statement: UpdateBase  # a write: insert, update or delete
+    statement: UpdateBase | TextClause  # a write: insert, update or delete
+
     params: dict[str, Any]
+
+    async def run(self, session: AsyncSession) -> None:
+        """In ``session``'s transaction, without the ORM: a Core write flushes nothing."""
+        connection = await session.connection()
+        await connection.execute(self.statement, self.params)
 
 
 def make_engine(url: str, *, readonly: bool = False) -> AsyncEngine:
