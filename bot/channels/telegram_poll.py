@@ -16,14 +16,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from telegram import Bot, Update
+from telegram import Bot
 from telegram.error import Conflict, RetryAfter, TelegramError
+
+from bot.channels.telegram_request import DEFAULT_TIMEOUT
 
 log = logging.getLogger("sotay.telegram")
 
 POLL_TIMEOUT = 10  # seconds a getUpdates call may wait for something to arrive
 MAX_BACKOFF = 30.0
+JSONDict = dict[str, Any]
 
 
 class ConfirmingPoller:
@@ -32,7 +36,7 @@ class ConfirmingPoller:
     def __init__(
         self,
         bot: Bot,
-        handle: Callable[[Update], Awaitable[None]],
+        handle: Callable[[JSONDict], Awaitable[None]],
         *,
         allowed_updates: Sequence[str],
         timeout: int = POLL_TIMEOUT,
@@ -87,20 +91,30 @@ class ConfirmingPoller:
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 continue
             backoff = 1.0
-            if updates:
-                await self._handle_batch(updates)
-                self._offset = updates[-1].update_id + 1  # confirmed by the next fetch
+            ids = [u["update_id"] for u in updates if _has_update_id(u)]
+            if len(ids) < len(updates):  # the Bot API sends none such; never fatal
+                log.warning("telegram.poll_bad_updates count=%d", len(updates) - len(ids))
+            if ids:
+                await self._handle_batch([u for u in updates if _has_update_id(u)])
+                self._offset = max(ids) + 1  # confirmed by the next fetch
 
-    async def _fetch(self) -> tuple[Update, ...]:
+    async def _fetch(self) -> list[Any]:
+        """The next batch as the Bot API's JSON: the channel reads the fields it needs (PTB's
+        ``get_updates`` builds an ``Update`` of each, ~3 % of the bot's CPU). The same request
+        as ``get_updates``, its read timeout the poll's plus the usual one."""
         self._fetching = True
+        params: JSONDict = {"timeout": self._timeout, "allowed_updates": self._allowed}
+        if self._offset is not None:
+            params["offset"] = self._offset
         try:
-            return await self._bot.get_updates(
-                offset=self._offset, timeout=self._timeout, allowed_updates=self._allowed
+            result = await self._bot._post(  # noqa: SLF001
+                "getUpdates", params, read_timeout=self._timeout + DEFAULT_TIMEOUT
             )
         finally:
             self._fetching = False
+        return result if isinstance(result, list) else []
 
-    async def _handle_batch(self, updates: Sequence[Update]) -> None:
+    async def _handle_batch(self, updates: Sequence[JSONDict]) -> None:
         """All at once, as PTB's concurrent updates did (the router keeps one user's in order).
         An update whose handling raised is logged and confirmed with the rest: redelivering it
         would fail the same way, forever."""
@@ -117,3 +131,10 @@ class ConfirmingPoller:
 def _seconds(value: object) -> float:
     total = getattr(value, "total_seconds", None)
     return float(total()) if callable(total) else float(value)  # type: ignore[arg-type]
+
+
+def _has_update_id(update: object) -> bool:
+    if not isinstance(update, dict):
+        return False
+    value = update.get("update_id")
+    return isinstance(value, int) and not isinstance(value, bool)
