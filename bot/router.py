@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from sqlalchemy import Insert, String, Table, bindparam, insert, select
+from sqlalchemy import Insert, Table, bindparam, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,7 +29,7 @@ from bot.core import Inbound, View
 from bot.i18n import pick_language
 from storage import queries
 from storage.db import Database, is_postgres
-from storage.locks import holding, lock_key
+from storage.locks import lock_key
 from storage.models import ChannelAccount, Dialog, ProcessedEvent, Role
 
 if TYPE_CHECKING:
@@ -38,22 +38,18 @@ if TYPE_CHECKING:
 _PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[attr-defined]
 
 
-def _record_event(locked: bool) -> Insert:
+def _record_event() -> Insert:
     table = _PROCESSED.c
-    row = select(
-        bindparam("event_channel", type_=table.channel.type),
-        bindparam("event_key", type_=table.key.type),
-        bindparam("event_at", type_=table.at.type),
+    return insert(_PROCESSED).values(
+        channel=bindparam("event_channel", type_=table.channel.type),
+        key=bindparam("event_key", type_=table.key.type),
+        at=bindparam("event_at", type_=table.at.type),
     )
-    if locked:
-        row = row.select_from(holding(bindparam("lock", type_=String)))
-    return insert(_PROCESSED).from_select(["channel", "key", "at"], row)
 
 
-# Built once (every update runs one): building a statement and its cache key costs several times
-# what running it does; SQLAlchemy memoizes the key on the statement object (issue 14).
-# True: with the user's advisory lock (several workers on PostgreSQL, see ``Router._claim``).
-_RECORD_EVENT = {locked: _record_event(locked) for locked in (False, True)}
+# Built once (every update on SQLite runs it): building a statement and its cache key costs
+# several times what running it does; SQLAlchemy memoizes the key on the statement object.
+_RECORD_EVENT = _record_event()
 
 log = logging.getLogger("sotay.router")
 
@@ -219,9 +215,8 @@ class Router:
         committed = sent_over = False  # sent_over: all it wrote left by the hand-over
         async with self._locks.hold((event.channel, event.user_ref)):
             try:
-                async with self.db.session() as session:
-                    await self._claim(session, event)
-                    ctx, dialog, waiting = await self._context(session, event)
+                async with self.db.locked_session(self._lock(event)) as session:
+                    ctx, dialog, waiting = await self._context(session, event, record=True)
                     await self._route(ctx, dialog)
                     if self.hand_over is not None:  # what the sender's read said of their chat
                         known = {(event.channel, event.chat_ref): waiting}
@@ -259,21 +254,11 @@ class Router:
                     self.observe(event.channel, outcome, time.perf_counter() - started)
         return True
 
-    async def _claim(self, session: AsyncSession, event: Inbound) -> None:
-        """Record the event as processed; one already recorded (or being recorded by another
-        worker) fails the unique key here, and ``handle`` reports it as a duplicate.
-
-        On PostgreSQL the same statement first takes the user's advisory lock for the rest of
-        the transaction (the in-process lock holds one process only; with several workers two
-        messages of one user must not interleave either): one round trip instead of two."""
-        params = {
-            "event_channel": event.channel,
-            "event_key": event.key,
-            "event_at": self.services.clock.now(),
-        }
-        if self._several_workers:
-            params["lock"] = lock_key(event.channel, event.user_ref)
-        await session.exec(_RECORD_EVENT[self._several_workers], params=params)
+    def _lock(self, event: Inbound) -> int | None:
+        """The sender's advisory lock, held by the update's transaction from its first round
+        trip (``Database.locked_session``): with several workers on PostgreSQL, two messages of
+        one user must not interleave (the in-process lock holds one process only)."""
+        return lock_key(event.channel, event.user_ref) if self._several_workers else None
 
     async def _seen(self, event: Inbound) -> bool:
         async with self.db.reader() as session:
@@ -285,12 +270,25 @@ class Router:
             ctx.reply(ctx.t("common.error"))
 
     async def _context(
-        self, session: AsyncSession, event: Inbound
+        self, session: AsyncSession, event: Inbound, *, record: bool = False
     ) -> tuple[Ctx, Dialog | None, bool]:
         """Who sent the event (and, read in the same query, their open dialog and whether a
-        reply to their chat still waits in the outbox)."""
+        reply to their chat still waits in the outbox). ``record``: record the event as
+        processed in the same transaction; one already recorded (or being recorded by another
+        worker) fails the unique key, and ``handle`` reports it as a duplicate. On PostgreSQL
+        the record rides in the sender's query (one round trip); SQLite inserts it first."""
+        recording = None
+        if record:
+            recording = queries.Recording(event.channel, event.key, self.services.clock.now())
+            if not self._several_workers:  # SQLite: no data-modifying CTE, the insert goes first
+                await session.exec(_RECORD_EVENT, params=recording.params)
+                recording = None
         sender = await queries.who_writes(
-            session, channel=event.channel, user_ref=event.user_ref, chat_ref=event.chat_ref
+            session,
+            channel=event.channel,
+            user_ref=event.user_ref,
+            chat_ref=event.chat_ref,
+            recording=recording,
         )
         # a pending account sees and holds nothing yet: its member (and grants) are not loaded
         actor = Actor(account=sender.account, member=sender.member, grants=sender.grants)

@@ -198,6 +198,42 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def locked_session(self, lock: int | None) -> AsyncIterator[AsyncSession]:
+        """``session``, whose transaction first takes the advisory lock ``lock`` (an integer,
+        ``storage.locks.lock_key``) until it ends: several workers handle one user's messages
+        one after the other.
+
+        On PostgreSQL the transaction is begun here, with the lock, in one round trip (a simple
+        query of two statements on an autocommit connection; SQLAlchemy's own BEGIN is a round
+        trip of its own, and a lock taken inside the first statement of the transaction comes
+        after that statement's snapshot, so the statement cannot also read). Everything the
+        session runs afterwards sees what the lock's previous holder committed. COMMIT, or
+        ROLLBACK on any error, is ours too; a connection whose ROLLBACK fails is discarded, never
+        pooled mid-transaction. On SQLite (one process, in-process locks) and without a lock,
+        ``session``."""
+        if self._write_lock is not None or lock is None:
+            async with self.session() as session:
+                yield session
+            return
+        async with self.autocommit() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection has its asyncpg connection
+            await driver.execute(
+                f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({int(lock)})"
+            )
+            try:
+                async with self._sessions(bind=connection) as session, session.begin():
+                    yield session  # the session's commit flushes; the database's is below
+            except BaseException:
+                try:
+                    await driver.execute("ROLLBACK")
+                except BaseException:
+                    await connection.invalidate()
+                    raise
+                raise
+            await driver.execute("COMMIT")
+
+    @asynccontextmanager
     async def _write_turn(self) -> AsyncIterator[None]:
         if self._write_lock is None or _holding_write_lock.get():
             yield

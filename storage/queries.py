@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, exists
+from sqlalchemy import bindparam, exists, insert
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,6 +20,7 @@ from storage.models import (
     MemberStatus,
     OutboxMessage,
     OutboxStatus,
+    ProcessedEvent,
     Role,
     RoleGrant,
     Unit,
@@ -141,21 +143,63 @@ def _who_writes() -> Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, boo
     return statement
 
 
+def _recording(statement: Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool]) -> Any:
+    """``who_writes`` that also records the update as processed (PostgreSQL): the insert rides
+    along as a data-modifying CTE, which PostgreSQL runs whether or not the query reads it. One
+    round trip instead of two; an update already recorded fails the unique key here, as in the
+    router's own insert. (SQLite has no such CTE: the router inserts first there.)"""
+    table = ProcessedEvent.__table__  # type: ignore[attr-defined]
+    record = insert(table).values(
+        channel=bindparam("event_channel", type_=table.c.channel.type),
+        key=bindparam("event_key", type_=table.c.key.type),
+        at=bindparam("event_at", type_=table.c.at.type),
+    )
+    return statement.add_cte(record.cte("recorded"))
+
+
 # Built once: every update runs it, and building a statement and its cache key costs several
 # times what running it does (SQLAlchemy memoizes the key on the statement object; issue 14).
 _WHO_WRITES = _who_writes()
+_WHO_WRITES_RECORDING = _recording(_who_writes())
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The update ``who_writes`` records as processed in the same statement (PostgreSQL)."""
+
+    channel: str
+    key: str
+    at: datetime
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The values of ``_recording``'s insert (and of the router's own, on SQLite)."""
+        return {"event_channel": self.channel, "event_key": self.key, "event_at": self.at}
 
 
 async def who_writes(
-    session: AsyncSession, *, channel: str, user_ref: str, chat_ref: str | None = None
+    session: AsyncSession,
+    *,
+    channel: str,
+    user_ref: str,
+    chat_ref: str | None = None,
+    recording: Recording | None = None,
 ) -> Sender:
     """The sender of an update, in one query: their account, its member unless the account is
     pending approval, their open dialog, the member's grants (one row per grant, or one row
     without any), and whether a reply to ``chat_ref`` (the update's chat) waits in the outbox.
     Either of the account and the dialog may exist without the other (a registration's dialog
-    comes first), so both hang off a one-row table of the sender."""
-    params = {"channel": channel, "user_ref": user_ref, "chat_ref": chat_ref or user_ref}
-    rows = (await session.exec(_WHO_WRITES, params=params)).all()
+    comes first), so both hang off a one-row table of the sender. With ``recording`` the same
+    statement records the update as processed (``_recording``)."""
+    params: dict[str, Any] = {
+        "channel": channel,
+        "user_ref": user_ref,
+        "chat_ref": chat_ref or user_ref,
+    }
+    statement = _WHO_WRITES
+    if recording is not None:
+        statement, params = _WHO_WRITES_RECORDING, params | recording.params
+    rows = (await session.exec(statement, params=params)).all()
     account, member, dialog, _grant, _unit, waiting = rows[0]
     grants = [(grant, unit) for *_, grant, unit, _waiting in rows if grant is not None]
     return Sender(account, member, dialog, grants, bool(waiting))

@@ -13,19 +13,21 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, text
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.core import Inbound
 from bot.election import SCHEDULER_LOCK
 from bot.jsonlog import JsonFormatter
 from bot.secrecy import RedactingFilter, remember
 from storage.db import Database
-from storage.locks import holding, lock_key
+from storage.locks import lock_key
+from storage.models import ProcessedEvent
 from tests.conftest import PG_HOST, PG_PORT, World, _psql
 from tests.fake_telegram import FakeTelegram
 from tests.sotay_cli import run_sotay
@@ -89,14 +91,13 @@ def pg_url(pg_template: str) -> Iterator[str]:
     _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-async def hold_user_lock(session: Any, key: str) -> None:
+async def hold_user_lock(session: Any, key: int) -> None:
     """What another worker's transaction does first for a user's update: take their lock."""
-    await session.exec(select(holding(key)))
+    await session.exec(select(func.pg_advisory_xact_lock(key)))
 
 
 def try_lock(user_ref: str) -> Any:
-    key = lock_key("telegram", user_ref)
-    return func.pg_try_advisory_xact_lock(func.hashtextextended(key, 0))
+    return func.pg_try_advisory_xact_lock(lock_key("telegram", user_ref))
 
 
 async def test_one_users_messages_wait_for_each_other_across_workers(pg_url: str) -> None:
@@ -114,6 +115,66 @@ async def test_one_users_messages_wait_for_each_other_across_workers(pg_url: str
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def lock_waiters(db: Database) -> int:
+    """Transactions waiting for an advisory lock, as the server sees them."""
+    waiting = text("locktype = 'advisory' AND NOT granted")
+    async with db.reader() as session:
+        return (
+            await session.exec(select(func.count()).select_from(text("pg_locks")).where(waiting))
+        ).one()
+
+
+async def recorded(session: Any, key: str) -> int:
+    where = col(ProcessedEvent.key) == key
+    return (await session.exec(select(func.count()).select_from(ProcessedEvent).where(where))).one()
+
+
+async def test_the_second_workers_transaction_sees_what_the_first_committed_under_the_lock(
+    pg_url: str,
+) -> None:
+    """``locked_session`` begins the transaction and takes the user's lock in one round trip;
+    its first statement comes after the lock, so it reads what the lock's previous holder
+    committed (a lock taken inside the reading statement would come after that statement's
+    snapshot: the second worker would act on the user's state as it was before the first's
+    update). An error rolls back and frees the lock; the connection goes back clean."""
+    first, second, observer = Database(pg_url), Database(pg_url), Database(pg_url)
+    key = lock_key("telegram", "42")
+    now = datetime.now(UTC)
+    try:
+        async with first.locked_session(key) as holder:
+            holder.add(ProcessedEvent(channel="telegram", key="u-1", at=now))
+            await holder.flush()
+
+            async def second_worker() -> int:
+                async with second.locked_session(key) as session:
+                    return await recorded(session, "u-1")
+
+            reader = asyncio.create_task(second_worker())
+            for _ in range(500):  # until the server shows it waiting for the lock
+                if await lock_waiters(observer) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert await lock_waiters(observer) == 1 and not reader.done()
+            async with observer.session() as other:  # another user's lock is free meanwhile
+                assert (await other.exec(select(try_lock("43")))).one() is True
+        assert await reader == 1  # it read after the first transaction committed
+
+        with pytest.raises(ValueError, match="the handler failed"):
+            async with first.locked_session(key) as failing:
+                failing.add(ProcessedEvent(channel="telegram", key="u-2", at=now))
+                await failing.flush()
+                raise ValueError("the handler failed")
+        async with first.locked_session(key) as after:  # the lock is free, nothing was kept
+            assert await recorded(after, "u-2") == 0
+        async with observer.reader() as session:  # no connection left inside a transaction
+            stuck = text("state LIKE 'idle in transaction%'")
+            query = select(func.count()).select_from(text("pg_stat_activity")).where(stuck)
+            assert (await session.exec(query)).one() == 0
+    finally:
+        for db in (first, second, observer):
+            await db.dispose()
 
 
 def _children(pid: int) -> list[int]:
