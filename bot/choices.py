@@ -18,8 +18,9 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import BindParameter, TextClause, bindparam, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import View
@@ -150,23 +151,37 @@ def remembered(channel: str, chat_ref: str, view: View, now: datetime) -> Prepar
     return Prepared(_upsert(), params)
 
 
+_UPSERT = (
+    "INSERT INTO pending_choice (channel, chat_ref, choices, updated_at)"
+    " VALUES (:p_channel, :p_chat_ref, :p_choices, :p_at)"
+    " ON CONFLICT (channel, chat_ref)"
+    " DO UPDATE SET choices = excluded.choices, updated_at = excluded.updated_at"
+)
+
+
+def _upsert_types() -> list[BindParameter[Any]]:
+    """The typed parameters keep the JSON encoding and the UTC check of the table's columns."""
+    table = PendingChoices.__table__  # type: ignore[attr-defined]
+    return [
+        bindparam("p_choices", type_=table.c.choices.type),
+        bindparam("p_at", type_=table.c.updated_at.type),
+    ]
+
+
 @cache
 def _upsert() -> TextClause:
     """Built once (it runs for every message with choices), as text: SQLAlchemy caches no
     compiled form of its dialects' ``INSERT ... ON CONFLICT`` constructs, so that upsert was
     compiled anew for every message (~2 % of the PostgreSQL bot's CPU, bench/core_throughput);
-    a text statement is cached like any other. PostgreSQL and SQLite read the same words; the
-    typed parameters keep the JSON encoding and the UTC check of the table's columns."""
-    table = PendingChoices.__table__  # type: ignore[attr-defined]
-    return text(
-        f"INSERT INTO {table.name} (channel, chat_ref, choices, updated_at)"
-        " VALUES (:p_channel, :p_chat_ref, :p_choices, :p_at)"
-        " ON CONFLICT (channel, chat_ref)"
-        " DO UPDATE SET choices = excluded.choices, updated_at = excluded.updated_at"
-    ).bindparams(
-        bindparam("p_choices", type_=table.c.choices.type),
-        bindparam("p_at", type_=table.c.updated_at.type),
-    )
+    a text statement is cached like any other. PostgreSQL and SQLite read the same words."""
+    return text(_UPSERT).bindparams(*_upsert_types())
+
+
+def riding_with(statement: str, *binds: BindParameter[Any]) -> TextClause:
+    """``statement`` (PostgreSQL) with the choices' upsert before it as a data-modifying CTE,
+    which PostgreSQL runs whatever the statement reads: one round trip for both. Its
+    parameters are ``remembered``'s and the statement's own (``binds`` for typed ones)."""
+    return text(f"WITH chosen AS ({_UPSERT}) {statement}").bindparams(*_upsert_types(), *binds)
 
 
 async def offered(session: AsyncSession, channel: str, chat_ref: str, text: str) -> str | None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
+    TextClause,
     Update,
     bindparam,
     delete,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     func,
     update,
 )
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -57,7 +59,7 @@ from bot.workers import (
     register,
     retire,
 )
-from storage.db import Database, is_postgres
+from storage.db import Database, Prepared, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
 from storage.worker_models import INCARNATION_LENGTH
 
@@ -196,6 +198,44 @@ def _provisional(row: OutboxMessage) -> int:
     return -id(row)
 
 
+def _the_one_new_row(session: AsyncSession) -> OutboxMessage | None:
+    """The transaction's only outbox row not yet in the table, if it has just one such."""
+    new = [obj for obj in session.new if isinstance(obj, OutboxMessage)]
+    return new[0] if len(new) == 1 else None
+
+
+@cache
+def _insert_riding_choices() -> TextClause:
+    """The INSERT of an outbox row (all its columns but the id, returned) with its choices'
+    upsert riding along (``choices.riding_with``), built once."""
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    columns = [column for column in table.columns if not column.primary_key]
+    names = ", ".join(column.name for column in columns)
+    values = ", ".join(f":o_{column.key}" for column in columns)
+    insert = f"INSERT INTO {table.name} ({names}) VALUES ({values}) RETURNING id"
+    typed = [bindparam(f"o_{column.key}", type_=column.type) for column in columns]
+    return choices.riding_with(insert, *typed)
+
+
+async def _insert_with_its_choices(
+    session: AsyncSession, row: OutboxMessage, offered: Prepared
+) -> None:
+    """PostgreSQL: a handler's one new reply, offering choices, goes into the table with its
+    choices' upsert in one statement (the ORM would insert it at the commit, and the upsert is
+    a round trip of its own: issue 14's core throughput). The row then stands in the session
+    as if loaded, with its id: the commit does not insert it again, and what changes on it
+    later in the transaction is written as an UPDATE."""
+    columns = OutboxMessage.__table__.columns  # type: ignore[attr-defined]
+    values = {f"o_{c.key}": getattr(row, c.key) for c in columns if not c.primary_key}
+    connection = await session.connection()
+    result = await connection.execute(_insert_riding_choices(), {**offered.params, **values})
+    row_id = result.scalar_one()
+    session.expunge(row)
+    row.id = row_id
+    make_transient_to_detached(row)
+    session.add(row)
+
+
 @dataclass
 class _Lane:
     """A chat's rows handed over by ``take``, leaving one after the other."""
@@ -272,6 +312,7 @@ class Dispatcher:
         in_flight_max: int | None = None,
     ) -> None:
         self._db = db
+        self._postgres = is_postgres(db.engine)
         self._lease = lease
         # Crash safety (issue 14): leases carry our incarnation, kept alive by a heartbeat;
         # every row is marked "sending" (committed) before its request starts.
@@ -454,6 +495,7 @@ class Dispatcher:
         self, session: AsyncSession, ready: list[OutboxMessage], token: str, now: datetime
     ) -> None:
         unmarked = {chat for chat, lane in self._in_hand.items() if lane.waits_for_a_place()}
+        offers: list[tuple[OutboxMessage, Prepared]] = []
         for row in ready:
             row.lease_owner, row.lease_until = token, now + self._lease
             # Marked "sending" here only with a place in flight held for it (a kill repeats at
@@ -468,7 +510,12 @@ class Dispatcher:
                 view = View.from_payload(row.payload)
                 offered = choices.remembered(row.channel, row.chat_ref, view, now)
                 if offered is not None:  # the last row's choices are the chat's (an upsert)
-                    await offered.run(session)
+                    offers.append((row, offered))
+        if self._postgres and len(offers) == 1 and _the_one_new_row(session) is offers[0][0]:
+            await _insert_with_its_choices(session, *offers[0])
+            return
+        for _row, offered in offers:
+            await offered.run(session)
 
     def abandon(self, handover: Handover) -> None:
         """The transaction did not commit: free the places ``take`` held."""
@@ -594,7 +641,7 @@ class Dispatcher:
         paused = [name for name, until in self._paused_until.items() if until > now]
         await self._ensure_registered()
         shape = _ClaimShape(
-            postgres=is_postgres(self._db.engine),
+            postgres=self._postgres,
             channel=bool(channel),
             chat=bool(chat_ref),
             paused=bool(paused),

@@ -169,7 +169,7 @@ async def test_the_second_workers_transaction_sees_what_the_first_committed_unde
         async with first.locked_session(key) as after:  # the lock is free, nothing was kept
             assert await recorded(after, "u-2") == 0
         async with observer.reader() as session:  # no connection left inside a transaction
-            stuck = text("state LIKE 'idle in transaction%'")
+            stuck = text("datname = current_database() AND state LIKE 'idle in transaction%'")
             query = select(func.count()).select_from(text("pg_stat_activity")).where(stuck)
             assert (await session.exec(query)).one() == 0
     finally:
