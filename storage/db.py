@@ -70,7 +70,6 @@ class Prepared:
     a bulk insert of mapped objects. Run it on the session's connection (``run``)."""
 
     statement: UpdateBase | TextClause  # a write: insert, update or delete
-
     params: dict[str, Any]
 
     async def run(self, session: AsyncSession) -> None:

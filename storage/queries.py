@@ -111,7 +111,11 @@ class Sender:
     replies_waiting: bool = False
 
 
-def _who_writes() -> Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool]:
+Who = Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool]
+"""The sender's query: their account, member, dialog, each grant with its unit, a reply waiting."""
+
+
+def _who_writes() -> Who:
     sender = core_select(
         bindparam("channel").label("channel"), bindparam("user_ref").label("user_ref")
     ).subquery("sender")
@@ -124,7 +128,7 @@ def _who_writes() -> Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, boo
     )
     # (sqlmodel types select() for up to four entities; outer joins: any of them may be None)
     entities = select(ChannelAccount, Member, Dialog, RoleGrant, Unit, waiting.label("waiting"))  # type: ignore[call-overload]
-    statement: Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool] = (
+    statement: Who = (
         entities.select_from(sender)
         .outerjoin(
             ChannelAccount,
@@ -143,7 +147,7 @@ def _who_writes() -> Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, boo
     return statement
 
 
-def _recording(statement: Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool]) -> Any:
+def _recording(statement: Who) -> Who:
     """``who_writes`` that also records the update as processed (PostgreSQL): the insert rides
     along as a data-modifying CTE, which PostgreSQL runs whether or not the query reads it. One
     round trip instead of two; an update already recorded fails the unique key here, as in the
