@@ -61,6 +61,7 @@ from bot.workers import (
 )
 from storage.db import Database, Prepared, is_postgres
 from storage.models import ChannelAccount, OutboxMessage, OutboxStatus
+from storage.queries import direct_reply_waiting
 from storage.worker_models import INCARNATION_LENGTH
 
 log = logging.getLogger("sotay.outbox")
@@ -184,8 +185,7 @@ def _in_chat_order(due: Select[Any]) -> ColumnElement[bool]:
 _REPLIES_WAITING = (
     select(OutboxMessage.channel, OutboxMessage.chat_ref)
     .where(
-        OutboxMessage.status == OutboxStatus.pending,
-        col(OutboxMessage.broadcast_id).is_(None),
+        direct_reply_waiting(),
         col(OutboxMessage.chat_ref).in_(bindparam("chats", expanding=True)),
         col(OutboxMessage.id).not_in(bindparam("ours", expanding=True)),
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert
+from sqlalchemy import ColumnElement, bindparam, exists, insert
 from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -115,14 +115,22 @@ Who = Select[ChannelAccount, Member, Dialog, RoleGrant, Unit, bool]
 """The sender's query: their account, member, dialog, each grant with its unit, a reply waiting."""
 
 
+def direct_reply_waiting() -> ColumnElement[bool]:
+    """An outbox row that is a direct message (a reply, not a notice's) still waiting to leave:
+    a newer reply to its chat must queue behind it (the sender's read here, and
+    ``Dispatcher.take`` for the other chats a handler wrote to)."""
+    return (col(OutboxMessage.status) == OutboxStatus.pending) & col(
+        OutboxMessage.broadcast_id
+    ).is_(None)
+
+
 def _who_writes() -> Who:
     sender = core_select(
         bindparam("channel").label("channel"), bindparam("user_ref").label("user_ref")
     ).subquery("sender")
     member_of = (col(Member.id) == ChannelAccount.member_id) & ~col(ChannelAccount.pending)
     waiting = exists().where(
-        col(OutboxMessage.status) == OutboxStatus.pending,
-        col(OutboxMessage.broadcast_id).is_(None),
+        direct_reply_waiting(),
         col(OutboxMessage.channel) == bindparam("channel"),
         col(OutboxMessage.chat_ref) == bindparam("chat_ref"),
     )
